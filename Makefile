@@ -1,0 +1,27 @@
+# make demo | make test | make splits features heads finetune figures | make bench
+# CONFIG picks the experiment (default: the embedded synthetic demo).
+CONFIG ?= configs/demo.toml
+PYTHON := .venv/bin/python
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export PYTHONHASHSEED = 0
+
+.PHONY: setup test splits features pretrain heads finetune figures demo bench clean
+
+setup: .venv/installed
+
+# tf-keras declares a dependency on `tensorflow`; --no-deps keeps the CPU wheel the only TF.
+.venv/installed: requirements.txt
+	python3 -m venv .venv
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -r requirements.txt
+	$(PYTHON) -m pip install --quiet --no-deps tf-keras==2.21.0
+	touch $@
+
+test: setup
+	$(PYTHON) -m pytest
+
+splits: setup
+	$(PYTHON) -m splits make --config $(CONFIG)
+
+clean:
+	rm -rf runs .pytest_cache

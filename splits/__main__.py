@@ -1,0 +1,70 @@
+"""python -m splits {make,import-paper,describe} ..."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+
+import configs
+
+from . import import_to, make, stats, store, weights
+
+
+def describe(path) -> None:
+    """Print sizes, class frequencies, hidden shares and a CB weight summary of a splits.h5."""
+    sf = store.load(path)
+    n, n_classes = sf.labels.shape
+    print(f"{path}: {n} images x {n_classes} classes, {sf.n_folds} folds, ratios {[float(r) for r in sf.ratios]}")
+    print("test fold sizes:", np.bincount(sf.test_fold).tolist())
+    for key, value in stats.label_statistics(sf.labels).items():
+        print(f"  {key}: {value:.4g}" if isinstance(value, float) else f"  {key}: {value}")
+    freq = sf.labels.mean(0)
+    order = np.argsort(freq)[::-1]
+    print("most frequent classes:", ", ".join(f"{sf.classes[c]} {freq[c]:.3f}" for c in order[:5]))
+    print("rarest classes:", ", ".join(f"{sf.classes[c]} {freq[c]:.4f}" for c in order[-3:]))
+    print("hidden share of training positives (fold x ratio):")
+    print(np.array2string(sf.hidden_share, precision=3))
+    print("CB weights of fold 1 (mean on hidden positives / on true negatives; share of hidden at 1):")
+    train = sf.train_rows(0)
+    truth = sf.labels[train]
+    for r, ratio in enumerate(sf.ratios):
+        seen = sf.observed(0, r)[train]
+        cb = weights.cb_weights(seen)
+        hidden = (truth == 1) & (seen == 0)
+        negative = truth == 0
+        if hidden.any():
+            print(f"  ratio {ratio:.2f}: {cb[hidden].mean():.3f} / {cb[negative].mean():.3f}; "
+                  f"{(cb[hidden] == 1).mean():.2f}")
+        else:
+            print(f"  ratio {ratio:.2f}: no hidden positive; mean on true negatives {cb[negative].mean():.3f}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m splits", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("make", help="make splits.h5 from the config's dataset")
+    p.add_argument("--config", default=None)
+    p.add_argument("--force", action="store_true")
+    p = sub.add_parser("import-paper", help="import the paper's published splits")
+    p.add_argument("directory")
+    p.add_argument("--out", required=True)
+    p = sub.add_parser("describe", help="summarise a splits.h5")
+    p.add_argument("path")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "make":
+            make(configs.load(args.config), force=args.force)
+        elif args.command == "import-paper":
+            print(f"{import_to(args.directory, args.out)}: written")
+            describe(args.out)
+        else:
+            describe(args.path)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

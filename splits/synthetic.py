@@ -1,0 +1,160 @@
+"""The embedded synthetic dataset: 16 drawn object classes over clutter, MSCOCO-like labels.
+
+Labels come from latent scene types: each image picks a scene, each class appears with the
+scene's probability for it, and one common class (like MSCOCO's "person") appears in most
+scenes. That gives strong, concentrated co-occurrence and imbalanced class frequencies, which is
+what the confidence weights exploit. Every image carries at least `MIN_LABELS` labels.
+
+`write(root, n_images, seed)` writes `images/%05d.png` (RGB, size x size) and `labels.csv`
+(columns `path`, then one 0/1 column per class: the `csv` adapter's format).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+MIN_LABELS = 3
+
+# (name, shape, colour RGB, texture): each class differs from the others in shape or colour
+CLASSES = [
+    ("red_disc", "disc", (220, 30, 30), "solid"),
+    ("blue_square", "square", (30, 60, 220), "solid"),
+    ("green_triangle", "triangle", (30, 170, 40), "solid"),
+    ("yellow_cross", "cross", (240, 220, 20), "solid"),
+    ("magenta_ring", "ring", (210, 40, 200), "solid"),
+    ("cyan_x", "xshape", (20, 210, 220), "solid"),
+    ("orange_diamond", "diamond", (250, 130, 10), "solid"),
+    ("white_bar", "bar", (245, 245, 245), "solid"),
+    ("striped_square", "square", (250, 250, 250), "stripes"),
+    ("checkered_disc", "disc", (30, 30, 30), "checker"),
+    ("purple_triangle", "triangle", (120, 30, 160), "solid"),
+    ("dotted_diamond", "diamond", (30, 120, 250), "dots"),
+    ("brown_bar", "bar", (120, 70, 20), "solid"),
+    ("pink_cross", "cross", (255, 150, 190), "stripes"),
+    ("black_ring", "ring", (10, 10, 10), "solid"),
+    ("lime_x", "xshape", (160, 250, 60), "checker"),
+]
+CLASS_NAMES = [c[0] for c in CLASSES]
+
+# scene weight, then {class index: probability of appearing}; class 0 is the common one
+SCENES = [
+    (0.34, {0: 0.95, 1: 0.85, 2: 0.75, 3: 0.55, 7: 0.45, 8: 0.15}),
+    (0.24, {0: 0.90, 1: 0.55, 4: 0.85, 5: 0.70, 6: 0.50, 2: 0.30}),
+    (0.16, {0: 0.70, 8: 0.85, 9: 0.75, 7: 0.60, 1: 0.45, 3: 0.30}),
+    (0.12, {0: 0.80, 10: 0.80, 11: 0.65, 3: 0.50, 5: 0.35, 2: 0.30}),
+    (0.08, {12: 0.85, 13: 0.75, 0: 0.60, 6: 0.45, 1: 0.40, 14: 0.25}),
+    (0.06, {15: 0.80, 14: 0.70, 11: 0.55, 9: 0.45, 0: 0.40, 12: 0.20}),
+]
+# how often a class shows up outside its scenes: common classes stray more
+STRAY = np.array([0.20, 0.08, 0.06, 0.04, 0.03, 0.03, 0.02, 0.02,
+                  0.02, 0.015, 0.01, 0.01, 0.01, 0.005, 0.005, 0.003])
+
+
+def sample_labels(n_images: int, rng: np.random.Generator) -> np.ndarray:
+    """(n_images, 16) uint8 label matrix with at least MIN_LABELS positives per row."""
+    weights = np.array([s[0] for s in SCENES])
+    probs = np.zeros((len(SCENES), len(CLASSES)))
+    for k, (_, table) in enumerate(SCENES):
+        for c, p in table.items():
+            probs[k, c] = p
+    probs = np.maximum(probs, STRAY)
+    scene = rng.choice(len(SCENES), size=n_images, p=weights / weights.sum())
+    labels = (rng.random((n_images, len(CLASSES))) < probs[scene]).astype(np.uint8)
+    for i in np.flatnonzero(labels.sum(1) < MIN_LABELS):
+        # top up from the scene's likeliest absent classes, sampled by their probability
+        absent = np.flatnonzero(labels[i] == 0)
+        p = probs[scene[i], absent] ** 2
+        need = MIN_LABELS - int(labels[i].sum())
+        labels[i, rng.choice(absent, size=need, replace=False, p=p / p.sum())] = 1
+    return labels
+
+
+def _shape_mask(shape: str, xs: np.ndarray, ys: np.ndarray, r: float) -> np.ndarray:
+    dist = np.hypot(xs, ys)
+    if shape == "disc":
+        return dist <= r
+    if shape == "square":
+        return (np.abs(xs) <= 0.8 * r) & (np.abs(ys) <= 0.8 * r)
+    if shape == "triangle":
+        return (ys <= 0.8 * r) & (np.abs(xs) <= 0.6 * (ys + 0.9 * r))
+    if shape == "cross":
+        arm = r / 3
+        return ((np.abs(xs) < arm) & (np.abs(ys) < r)) | ((np.abs(ys) < arm) & (np.abs(xs) < r))
+    if shape == "ring":
+        return (dist <= r) & (dist >= 0.55 * r)
+    if shape == "xshape":
+        arm = r / 3.2
+        return (dist <= r) & ((np.abs(xs - ys) < arm) | (np.abs(xs + ys) < arm))
+    if shape == "diamond":
+        return np.abs(xs) + np.abs(ys) <= r
+    if shape == "bar":
+        return (np.abs(ys) <= r / 4) & (np.abs(xs) <= r)
+    raise ValueError(f"unknown shape {shape!r}")
+
+
+def _texture(texture: str, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """1 where the object's colour shows, 0 where its dark pattern shows."""
+    if texture == "solid":
+        return np.ones_like(xs, dtype=bool)
+    if texture == "stripes":
+        return (np.floor((xs + ys) / 3) % 2) == 0
+    if texture == "checker":
+        return ((np.floor(xs / 4) + np.floor(ys / 4)) % 2) == 0
+    if texture == "dots":
+        return np.hypot((xs % 6) - 3, (ys % 6) - 3) > 1.5
+    raise ValueError(f"unknown texture {texture!r}")
+
+
+def render(label_row: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """(size, size, 3) uint8 image of the row's objects over a cluttered background."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    base = rng.uniform(60, 200, size=3)
+    tilt = rng.uniform(-40, 40, size=(2, 3))
+    image = base + (xx[..., None] / size - 0.5) * tilt[0] + (yy[..., None] / size - 0.5) * tilt[1]
+    for _ in range(rng.integers(6, 14)):  # clutter: thin grey strokes and specks
+        x0, y0 = rng.uniform(0, size, 2)
+        angle = rng.uniform(0, np.pi)
+        length = rng.uniform(4, 18)
+        along = (xx - x0) * np.cos(angle) + (yy - y0) * np.sin(angle)
+        across = -(xx - x0) * np.sin(angle) + (yy - y0) * np.cos(angle)
+        stroke = (np.abs(across) < 0.8) & (along > 0) & (along < length)
+        image[stroke] = rng.uniform(40, 220)
+    for c in rng.permutation(np.flatnonzero(label_row)):
+        _, shape, colour, texture = CLASSES[c]
+        r = rng.uniform(0.09, 0.17) * size
+        cx, cy = rng.uniform(r, size - r, 2)
+        xs, ys = xx - cx, yy - cy
+        mask = _shape_mask(shape, xs, ys, r)
+        lit = _texture(texture, xs, ys)
+        shade = rng.uniform(0.85, 1.1)
+        image[mask & lit] = np.clip(np.array(colour) * shade, 0, 255)
+        image[mask & ~lit] = (40, 40, 40) if colour[0] > 128 else (230, 230, 230)
+    image += rng.normal(0, 8, size=image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def write(root: str | Path, n_images: int = 2400, seed: int = 0, size: int = 96) -> Path:
+    """Write the synthetic set under `root`; return the labels.csv path. Idempotent per content."""
+    from PIL import Image
+
+    root = Path(root)
+    labels_csv = root / "labels.csv"
+    stamp = f"n_images={n_images} seed={seed} size={size}"
+    done = root / "COMPLETE"
+    if labels_csv.is_file() and done.is_file() and done.read_text() == stamp:
+        return labels_csv
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng([seed, 7919])
+    labels = sample_labels(n_images, rng)
+    rows = []
+    for i in range(n_images):
+        rel = f"images/{i:05d}.png"
+        Image.fromarray(render(labels[i], size, rng)).save(root / rel, compress_level=1)
+        rows.append(rel + "," + ",".join(map(str, labels[i])))
+    tmp = labels_csv.with_suffix(".tmp")
+    tmp.write_text("path," + ",".join(CLASS_NAMES) + "\n" + "\n".join(rows) + "\n")
+    os.replace(tmp, labels_csv)
+    done.write_text(stamp)
+    return labels_csv

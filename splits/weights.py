@@ -1,0 +1,74 @@
+"""Per-entry weights for the weighted losses, computed from one fold's observed training labels.
+
+Inputs are (n_train, L) 0/1 matrices of a fold's training rows only: test rows and ground truth
+never enter a weight (except `im_weights`, the oracle, which is defined by the hidden labels).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def pos_weight(observed: np.ndarray) -> np.ndarray:
+    """(L,) float32 positive weight: clip(round(1 / (2 * positive share of class c)), 1, 10).
+
+    The paper's baseline balancing, from observed training labels. A class never observed gets 10.
+    """
+    share = observed.mean(0, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        weight = np.round(1.0 / (2.0 * share))
+    return np.clip(weight, 1, 10).astype(np.float32)
+
+
+def im_weights(labels: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """(n, L) float32 "ignore missing" oracle: 0 where a positive was hidden, 1 elsewhere."""
+    if labels.shape != observed.shape:
+        raise ValueError(f"labels {labels.shape} and observed {observed.shape} differ in shape")
+    hidden = (labels == 1) & (observed == 0)
+    return (~hidden).astype(np.float32)
+
+
+def _unique_patterns(observed: np.ndarray):
+    """Unique rows of a 0/1 matrix: (u, L) patterns, (n,) row -> pattern, (u,) multiplicity."""
+    packed = np.packbits(observed.astype(bool), axis=1)
+    _, first, inverse, counts = np.unique(packed, axis=0, return_index=True,
+                                          return_inverse=True, return_counts=True)
+    return observed[first].astype(np.float32), inverse.ravel(), counts
+
+
+def superset_counts(patterns: np.ndarray, observed: np.ndarray, chunk: int = 2048):
+    """For each 0/1 pattern S (rows of `patterns`), count training rows containing it.
+
+    Returns N(S) (u,) and N(S + {j}) (u, L), both float64, from `observed` (n, L) 0/1.
+    Works on the unique rows of `observed` with their multiplicities: one matrix product says
+    which rows contain which pattern (|S & row| == |S|), another sums their labels.
+    """
+    rows, _, mult = _unique_patterns(observed)
+    mult = mult.astype(np.float32)
+    weighted_rows = rows * mult[:, None]
+    sizes = patterns.sum(1)
+    n_s = np.empty(len(patterns))
+    n_sj = np.empty(patterns.shape)
+    for start in range(0, len(patterns), chunk):
+        block = patterns[start:start + chunk]
+        contains = (block @ rows.T) == sizes[start:start + chunk, None]  # (b, u) exact in float32
+        contains = contains.astype(np.float32)
+        n_s[start:start + chunk] = contains @ mult
+        n_sj[start:start + chunk] = contains @ weighted_rows
+    return n_s, n_sj
+
+
+def cb_weights(observed: np.ndarray) -> np.ndarray:
+    """(n, L) float32 confidence weight of the paper (CB-WCE), for each row's observed zeros.
+
+    For row i with observed positive set S_i and label j not in S_i:
+        w_ij = (N(S_i) - N(S_i + {j})) / N(S_i),
+    N(S) = number of rows of `observed` whose positives include S (N(empty) = n). This is the
+    estimated probability that j is truly absent given the row's observed labels. 0 on observed
+    positives. A row with no observed positive gets 1 - (share of rows observing j).
+    """
+    observed = np.asarray(observed)
+    patterns, inverse, _ = _unique_patterns(observed)
+    n_s, n_sj = superset_counts(patterns, observed)
+    weights = (n_s[:, None] - n_sj) / n_s[:, None]
+    weights[patterns.astype(bool)] = 0.0
+    return weights[inverse].astype(np.float32)

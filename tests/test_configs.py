@@ -1,0 +1,36 @@
+from pathlib import Path
+
+import pytest
+
+import configs
+
+CONFIGS = Path(configs.__file__).parent
+
+
+@pytest.mark.parametrize("name", ["demo.toml", "mscoco.toml", "nuswide.toml"])
+def test_shipped_configs_load(name):
+    cfg = configs.load(CONFIGS / name)
+    assert cfg.splits.n_folds == 4
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[splits]\nn_fold = 4\n", r"\[splits\]: unknown key 'n_fold'; allowed: import_dir, n_folds"),
+    ("[splits]\nn_folds = 'four'\n", r"splits\].n_folds: expected int, got str"),
+    ("[splits]\nratios = [0.5, 1.0]\n", r"ratios holds 1.0"),
+    ("[splits]\nn_folds = 1\n", "at least 2 folds"),
+    ("[heads]\nhead = 'transformer'\n", "heads.head = 'transformer'; allowed: linear, paper_mlp"),
+    ("[model]\n", r"unknown section \[model\]"),
+])
+def test_bad_config_names_file_key_and_allowed(tmp_path, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message) as err:
+        configs.load(path)
+    assert str(path) in str(err.value)
+
+
+def test_missing_path_is_named(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[dataset]\nadapter = 'csv'\nannotations = 'nowhere/labels.csv'\n")
+    with pytest.raises(ValueError, match="dataset.annotations = 'nowhere/labels.csv' does not exist"):
+        configs.require_paths(configs.load(path), "dataset.annotations")

@@ -1,0 +1,47 @@
+import h5py
+import numpy as np
+import pytest
+
+import configs
+import splits
+from splits import __main__ as cli
+from splits import store
+
+
+@pytest.fixture(scope="module")
+def tiny_cfg(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    return configs.from_dict({"experiment": {"name": "tiny", "runs_dir": str(root)},
+                              "dataset": {"n_images": 120},
+                              "splits": {"validation": 0.1}}, source="tiny")
+
+
+def test_make_writes_the_contract_and_skips_when_complete(tiny_cfg, capsys):
+    path = splits.make(tiny_cfg)
+    sf = store.load(path)
+    assert sf.labels.shape == (120, 16) and sf.labels.dtype == np.uint8
+    assert sf.observed(1, 2).shape == (120, 16)
+    with h5py.File(path) as h5:
+        assert h5["observed"].shape == (4, 4, 120, 16)
+        assert h5.attrs["complete"] and "heads" in h5.attrs["config"]
+    validation = sf.validation(1)
+    assert validation.any() and not (validation & (sf.test_fold == 1)).any()
+    assert not np.isin(sf.train_rows(1), np.flatnonzero(validation)).any()
+    splits.make(tiny_cfg)
+    assert "already done" in capsys.readouterr().out
+
+
+def test_load_refuses_incomplete_file(tmp_path):
+    with h5py.File(tmp_path / "half.h5", "w") as h5:
+        h5.attrs["complete"] = False
+    with pytest.raises(ValueError, match="incomplete"):
+        store.load(tmp_path / "half.h5")
+    with pytest.raises(ValueError, match="does not exist; run `make splits`"):
+        store.load(tmp_path / "none.h5")
+
+
+def test_describe_cli(tiny_cfg, capsys):
+    assert cli.main(["describe", str(splits.splits_path(tiny_cfg))]) == 0
+    out = capsys.readouterr().out
+    assert "120 images x 16 classes" in out and "hidden share" in out
+    assert cli.main(["describe", "/nowhere/splits.h5"]) == 2
