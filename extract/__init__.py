@@ -1,0 +1,1 @@
+"""The image side: Slim backbones, checkpoints, preprocessing, feature extraction, pretrain, finetune."""

@@ -1,0 +1,47 @@
+"""python -m extract {features,pretrain,finetune} --config C ..."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import configs
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    try:
+        index, count = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard {text!r}: expected i/n, e.g. 0/4") from None
+    return index, count
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m extract", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("features", help="run the backbone once over every image into the feature store")
+    p.add_argument("--config", default=None)
+    p.add_argument("--shard", type=parse_shard, default=(0, 1), help="i/n: the i-th of n shards (0-based)")
+    p.add_argument("--force", action="store_true")
+    p = sub.add_parser("pretrain", help="pretrain demo_cnn on a separate synthetic set (demo only)")
+    p.add_argument("--config", default=None)
+    p.add_argument("--force", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        cfg = configs.load(args.config)
+        if args.command == "features":
+            from .extraction import extract_features
+            extract_features(cfg, shard=args.shard, force=args.force)
+        elif cfg.extract.backbone != "demo_cnn":
+            print(f"{cfg.source}: backbone {cfg.extract.backbone} restores an official checkpoint; "
+                  "nothing to pretrain")
+        else:
+            from .pretrain import pretrain
+            pretrain(cfg, force=args.force)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
