@@ -25,3 +25,17 @@ splits: setup
 
 clean:
 	rm -rf runs .pytest_cache
+
+pretrain: setup
+	$(PYTHON) -m extract pretrain --config $(CONFIG)
+
+features: splits pretrain
+	$(PYTHON) -m extract features --config $(CONFIG)
+
+heads: features
+	$(PYTHON) -m heads train --config $(CONFIG)
+
+bench: setup
+	$(PYTHON) bench/splits.py
+	$(PYTHON) bench/extract.py
+	$(PYTHON) bench/heads.py

@@ -72,3 +72,13 @@ def cb_weights(observed: np.ndarray) -> np.ndarray:
     weights = (n_s[:, None] - n_sj) / n_s[:, None]
     weights[patterns.astype(bool)] = 0.0
     return weights[inverse].astype(np.float32)
+
+
+ESTIMATORS = {"paper": cb_weights}
+
+
+def estimator(name: str):
+    """A confidence-weight estimator by name: observed (n, L) 0/1 -> (n, L) float32 weights."""
+    if name not in ESTIMATORS:
+        raise ValueError(f"unknown confidence estimator {name!r}; known: {', '.join(ESTIMATORS)}")
+    return ESTIMATORS[name]

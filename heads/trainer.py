@@ -1,0 +1,224 @@
+"""Train every (method x ratio) head of a fold in one stack; folds in parallel processes.
+
+Reads `splits.h5` and the feature store, writes per fold x ratio x method a run directory
+`runs/<name>/heads/fold<k>/ratio<r>/<method>/` holding:
+    predictions.h5  ids (n_test,) str, labels (n_test, L) uint8 ground truth,
+                    probabilities (n_test, L) float32; with validation rows also val_ids,
+                    val_observed (n_val, L) uint8 and val_probabilities (n_val, L) float32;
+                    attributes method, ratio, fold, head, seed, source (heads | finetune),
+                    config (JSON), complete
+    history.csv     loss per epoch (train, and validation when there is some)
+    timing.json     seconds to fit this fold's stack, heads in it, steps
+Folds are 1-based in directory names and tables, 0-based in `splits.h5`.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+import configs
+from features.store import FeatureReader
+from splits import store as splits_store
+from splits import weights
+
+from . import losses, models
+
+RAM_FRACTION = 0.5  # features load into RAM when they take at most this share of free memory
+
+
+@dataclass(frozen=True)
+class HeadRun:
+    fold: int  # 0-based
+    ratio: float
+    method: str
+
+    @property
+    def key(self) -> str:
+        return f"fold{self.fold + 1}/ratio{self.ratio:.2f}/{self.method}"
+
+
+def run_dir(cfg, run: HeadRun, stage: str = "heads") -> Path:
+    return cfg.run_dir / stage / run.key
+
+
+def is_complete(path: Path) -> bool:
+    target = path / "predictions.h5"
+    if not target.is_file():
+        return False
+    with h5py.File(target, "r") as h5:
+        return bool(h5.attrs.get("complete", False))
+
+
+def write_predictions(path: Path, *, ids, labels, probabilities, attrs, validation=None) -> None:
+    """Write predictions.h5 atomically (the format heads, finetune and analysis share)."""
+    path.mkdir(parents=True, exist_ok=True)
+    tmp = path / "predictions.h5.tmp"
+    with h5py.File(tmp, "w") as h5:
+        h5.create_dataset("ids", data=np.array(ids, dtype=object), dtype=h5py.string_dtype("utf-8"))
+        h5.create_dataset("labels", data=labels.astype(np.uint8))
+        h5.create_dataset("probabilities", data=probabilities.astype(np.float32))
+        if validation is not None:
+            val_ids, val_observed, val_probabilities = validation
+            h5.create_dataset("val_ids", data=np.array(val_ids, dtype=object), dtype=h5py.string_dtype("utf-8"))
+            h5.create_dataset("val_observed", data=val_observed.astype(np.uint8))
+            h5.create_dataset("val_probabilities", data=val_probabilities.astype(np.float32))
+        h5.attrs.update(attrs)
+        h5.attrs["complete"] = True
+    os.replace(tmp, path / "predictions.h5")
+
+
+def plan_runs(cfg, sf, only: dict | None = None, force: bool = False) -> list[HeadRun]:
+    """Every (fold, ratio, method) of the grid, filtered by `only`, without complete runs."""
+    only = only or {}
+    for ratio in cfg.splits.ratios:
+        sf.ratio_index(ratio)
+    if "method" in only and only["method"] not in cfg.heads.methods:
+        raise ValueError(f"--only method={only['method']} is not in {cfg.source} heads.methods "
+                         f"{list(cfg.heads.methods)}")
+    if "ratio" in only and not np.isclose(cfg.splits.ratios, float(only["ratio"])).any():
+        raise ValueError(f"--only ratio={only['ratio']} is not in {cfg.source} splits.ratios "
+                         f"{list(cfg.splits.ratios)}")
+    for method in cfg.heads.methods:
+        losses.get(method)
+    runs = [HeadRun(k, r, m) for k in range(sf.n_folds) for r in cfg.splits.ratios for m in cfg.heads.methods
+            if ("fold" not in only or int(only["fold"]) == k + 1)
+            and ("ratio" not in only or np.isclose(r, float(only["ratio"])))
+            and ("method" not in only or only["method"] == m)]
+    return [run for run in runs if force or not is_complete(run_dir(cfg, run))]
+
+
+def check_features(reader: FeatureReader, sf) -> None:
+    if len(reader.ids) != len(sf.ids) or (reader.ids != sf.ids).any():
+        raise ValueError(f"{reader.path} has {len(reader.ids)} ids that differ from the {len(sf.ids)} of "
+                         f"{sf.path}; regenerate the features (make features --force) for this dataset")
+
+
+def epoch_batches(rows: np.ndarray, batch_size: int, rng: np.random.Generator):
+    """One epoch's batches of training rows in a seeded random order (last partial batch kept)."""
+    order = rng.permutation(len(rows))
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def train_fold(cfg, splits_path: str, features_path: str, runs: list[HeadRun], n_threads: int = 0) -> list[dict]:
+    """Train one fold's heads as one stack and write their run directories (a joblib worker)."""
+    import tensorflow as tf
+    if n_threads:
+        tf.config.threading.set_intra_op_parallelism_threads(n_threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    tf.config.experimental.enable_op_determinism()
+    fold = runs[0].fold
+    assert all(run.fold == fold for run in runs)
+
+    # data: training rows (validation rows apart), their observed labels and weights per head
+    sf = splits_store.load(splits_path)
+    reader = FeatureReader(features_path)
+    check_features(reader, sf)
+    valid = reader.valid
+    validation_rows = np.flatnonzero(sf.validation(fold) & valid)
+    train = np.flatnonzero((sf.test_fold != fold) & ~sf.validation(fold) & valid)
+    test = np.flatnonzero((sf.test_fold == fold) & valid)
+    skipped = int((~valid).sum())
+    observed = {r: sf.observed(fold, sf.ratio_index(r)) for r in {run.ratio for run in runs}}
+    targets = np.stack([observed[run.ratio][train] for run in runs])
+    neg_weight = np.stack([losses.negative_weights(run.method, sf.labels[train], observed[run.ratio][train])
+                           for run in runs])
+    pos_weight = np.stack([weights.pos_weight(observed[run.ratio][train]) for run in runs])
+    features = reader.rows(np.concatenate([train, validation_rows, test]))
+    if not np.isfinite(features).all():
+        bad = int((~np.isfinite(features)).any(1).sum())
+        raise ValueError(f"{features_path}: {bad} rows hold NaN or infinite features; "
+                         "regenerate them (make features --force) and check the images and checkpoint")
+    x_train, x_val, x_test = np.split(features, [len(train), len(train) + len(validation_rows)])
+    validation = None
+    if len(validation_rows):
+        val_targets = np.stack([observed[run.ratio][validation_rows] for run in runs])
+        val_weights = np.stack([losses.negative_weights(run.method, sf.labels[validation_rows],
+                                                         observed[run.ratio][validation_rows]) for run in runs])
+        validation = (x_val, val_targets, val_weights)
+
+    # model and loop
+    stack = models.make(cfg.heads.head, [run.key.split("/", 1)[1] for run in runs], cfg.heads,
+                        cfg.experiment.seed + fold)
+    rng = np.random.default_rng([cfg.experiment.seed, fold])
+
+    def batches():
+        for rows in epoch_batches(train, cfg.heads.batch_size, rng):
+            yield rows, x_train[rows]
+
+    stack.fit(batches, targets, pos_weight, neg_weight, [run.method for run in runs], validation,
+              d_in=x_train.shape[1])
+    probabilities = stack.predict_proba(x_test)
+    val_probabilities = stack.predict_proba(x_val) if len(validation_rows) else None
+
+    # save: one run directory per head
+    records = []
+    steps = len(stack.history_) * -(-len(train) // cfg.heads.batch_size)
+    for h, run in enumerate(runs):
+        path = run_dir(cfg, run)
+        attrs = dict(method=run.method, ratio=run.ratio, fold=run.fold + 1, head=cfg.heads.head,
+                     seed=cfg.experiment.seed, source="heads", config=configs.to_json(cfg),
+                     features=str(features_path), skipped_invalid=skipped)
+        write_predictions(path, ids=sf.ids[test], labels=sf.labels[test], probabilities=probabilities[h],
+                          attrs=attrs, validation=None if val_probabilities is None else
+                          (sf.ids[validation_rows], observed[run.ratio][validation_rows], val_probabilities[h]))
+        with open(path / "history.csv", "w") as fh:
+            has_val = "val_loss" in stack.history_[0]
+            fh.write("epoch,train_loss" + (",val_loss" if has_val else "") + "\n")
+            for rec in stack.history_:
+                fh.write(f"{rec['epoch']},{rec['train_loss'][h]:.6f}"
+                         + (f",{rec['val_loss'][h]:.6f}" if has_val else "") + "\n")
+        timing = {"fold_fit_seconds": stack.fit_seconds_, "heads_in_stack": len(runs), "steps": steps,
+                  "train_rows": len(train), "test_rows": len(test), "skipped_invalid": skipped}
+        (path / "timing.json").write_text(json.dumps(timing))
+        records.append({"run": run.key, **timing})
+    return records
+
+
+def check_memory(cfg, n_heads: int, n_train: int, feat_dim: int, n_classes: int) -> None:
+    """Refuse a stack that cannot fit: weights, gradients and two optimiser slots per head."""
+    stack = models.make(cfg.heads.head, ["h"] * n_heads, cfg.heads, 0)
+    need = 4 * stack.parameter_count(feat_dim, n_classes) * 4 + 4 * n_train * feat_dim
+    free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if need > 0.8 * free:
+        raise ValueError(f"{n_heads} {cfg.heads.head} heads on {feat_dim}-d features need about "
+                         f"{need / 2**30:.1f} GiB but {free / 2**30:.1f} GiB are free; use pooling = 'avg' "
+                         "in [extract], fewer methods or ratios per run (--only), or a smaller head")
+
+
+def train(cfg, only: dict | None = None, n_jobs: int | None = None, force: bool = False) -> list[dict]:
+    """Train the config's grid of heads (or the `only` part of it); complete runs are skipped."""
+    from joblib import Parallel, delayed
+
+    from extract.extraction import feature_path
+    from splits import splits_path
+
+    sf = splits_store.load(splits_path(cfg))
+    features = feature_path(cfg)
+    reader = FeatureReader(features)
+    check_features(reader, sf)
+    runs = plan_runs(cfg, sf, only, force)
+    if not runs:
+        print(f"{cfg.run_dir / 'heads'}: every requested run is complete (use --force to redo)")
+        return []
+    folds = sorted({run.fold for run in runs})
+    n_train = int((sf.test_fold != folds[0]).sum())
+    per_fold = max(sum(run.fold == k for run in runs) for k in folds)
+    check_memory(cfg, per_fold, n_train, reader.shape[1], len(sf.classes))
+    n_jobs = min(n_jobs or cfg.heads.n_jobs, len(folds))
+    steps = -(-n_train // cfg.heads.batch_size) * cfg.heads.epochs
+    print(f"heads: {len(runs)} runs ({per_fold} {cfg.heads.head} heads per fold stack) over folds "
+          f"{[k + 1 for k in folds]}; about {n_train} training rows x {reader.shape[1]} features, "
+          f"{steps} steps per fold; {n_jobs} parallel job(s); {int((~reader.valid).sum())} invalid rows skipped")
+    threads = max(1, (os.cpu_count() or 1) // n_jobs)
+    jobs = [delayed(train_fold)(cfg, str(sf.path), str(features), [r for r in runs if r.fold == k], threads)
+            for k in folds]
+    records = [rec for fold_records in Parallel(n_jobs=n_jobs)(jobs) for rec in fold_records]
+    for fold in folds:
+        seconds = next(r["fold_fit_seconds"] for r in records if r["run"].startswith(f"fold{fold + 1}/"))
+        print(f"fold {fold + 1}: fitted in {seconds:.1f} s")
+    return records
