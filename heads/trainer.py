@@ -214,7 +214,7 @@ def train(cfg, only: dict | None = None, n_jobs: int | None = None, force: bool 
     print(f"heads: {len(runs)} runs ({per_fold} {cfg.heads.head} heads per fold stack) over folds "
           f"{[k + 1 for k in folds]}; about {n_train} training rows x {reader.shape[1]} features, "
           f"{steps} steps per fold; {n_jobs} parallel job(s); {int((~reader.valid).sum())} invalid rows skipped")
-    threads = max(1, (os.cpu_count() or 1) // n_jobs)
+    threads = max(1, (os.cpu_count() or 1) // n_jobs) if n_jobs > 1 else 0  # 0: this process's TF as is
     jobs = [delayed(train_fold)(cfg, str(sf.path), str(features), [r for r in runs if r.fold == k], threads)
             for k in folds]
     records = [rec for fold_records in Parallel(n_jobs=n_jobs)(jobs) for rec in fold_records]
