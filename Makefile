@@ -46,3 +46,4 @@ bench: setup
 	$(PYTHON) bench/splits.py
 	$(PYTHON) bench/extract.py
 	$(PYTHON) bench/heads.py
+	$(PYTHON) bench/weights_quality.py

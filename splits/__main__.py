@@ -1,4 +1,4 @@
-"""python -m splits {make,import-paper,describe} ..."""
+"""python -m splits {make,import-paper,describe,weight-quality} ..."""
 from __future__ import annotations
 
 import argparse
@@ -51,6 +51,10 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True)
     p = sub.add_parser("describe", help="summarise a splits.h5")
     p.add_argument("path")
+    p = sub.add_parser("weight-quality", help="how well each confidence estimator finds hidden positives")
+    p.add_argument("path")
+    p.add_argument("--estimators", default="", help="comma-separated names (default: all)")
+    p.add_argument("--out", default=None, help="CSV path; a ROC figure is written beside it")
     args = parser.parse_args(argv)
     try:
         if args.command == "make":
@@ -58,6 +62,11 @@ def main(argv=None) -> int:
         elif args.command == "import-paper":
             print(f"{import_to(args.directory, args.out)}: written")
             describe(args.out)
+        elif args.command == "weight-quality":
+            from .quality import weight_quality
+            table = weight_quality(args.path, [e for e in args.estimators.split(",") if e], args.out)
+            print(table.groupby(["ratio", "estimator"])[["roc_auc", "average_precision", "brier",
+                                                          "no_evidence_share", "seconds"]].mean().round(4).to_string())
         else:
             describe(args.path)
     except ValueError as err:

@@ -74,7 +74,88 @@ def cb_weights(observed: np.ndarray) -> np.ndarray:
     return weights[inverse].astype(np.float32)
 
 
-ESTIMATORS = {"paper": cb_weights}
+
+# Confidence-weight estimators: observed (n, L) 0/1 training labels -> (n, L) float32 weights in
+# [0, 1], the estimated probability that an observed 0 is a true negative (1 - the estimated
+# probability that the label is present), 0 on observed positives. All counts come from the
+# observed matrix passed in: a fold's training rows, never test rows or ground truth.
+# Counts on observed labels underestimate true co-occurrence; the estimators below use them as
+# they are (their ranking of observed zeros is what the detection metrics measure).
+
+def _finish(scores: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    weights = 1.0 - np.clip(scores, 0.0, 1.0)
+    weights[observed.astype(bool)] = 0.0
+    return weights.astype(np.float32)
+
+
+def class_prior(observed: np.ndarray) -> np.ndarray:
+    """(L,) share of rows observing each class."""
+    return observed.mean(0, dtype=np.float64)
+
+
+def pairwise_conditionals(observed: np.ndarray) -> np.ndarray:
+    """(L, L) P(j | s) = N(s, j) / N(s) on observed labels; rows of never-observed s are 0."""
+    y = observed.astype(np.float64)
+    pairs = y.T @ y
+    return pairs / np.maximum(np.diag(pairs)[:, None], 1)
+
+
+def prior_weights(observed: np.ndarray) -> np.ndarray:
+    """1 - P(j): the class prior alone, the same for every row."""
+    return _finish(np.broadcast_to(class_prior(observed), observed.shape).copy(), observed)
+
+
+def pairwise_max_weights(observed: np.ndarray) -> np.ndarray:
+    """1 - max over observed labels s of P(j | s); rows with no observed label use the prior."""
+    conditional = pairwise_conditionals(observed)
+    present = observed.astype(bool)
+    scores = np.zeros(observed.shape)
+    for s in range(observed.shape[1]):
+        scores = np.where(present[:, [s]], np.maximum(scores, conditional[s]), scores)
+    empty = ~present.any(1)
+    scores[empty] = class_prior(observed)
+    return _finish(scores, observed)
+
+
+def noisy_or_scores(rows: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """(len(rows), L) 1 - prod over s in the row of (1 - P(j | s)), with the conditionals counted
+    on `observed`; the class prior for rows with no observed label."""
+    conditional = np.clip(pairwise_conditionals(observed), 0.0, 1.0 - 1e-9)
+    scores = 1.0 - np.exp(rows.astype(np.float64) @ np.log1p(-conditional))
+    scores[~rows.astype(bool).any(1)] = class_prior(observed)
+    return scores
+
+
+def pairwise_noisy_or_weights(observed: np.ndarray) -> np.ndarray:
+    """1 - noisy-OR of the pairwise conditionals: each observed label is independent evidence."""
+    return _finish(noisy_or_scores(observed, observed), observed)
+
+
+BACKOFF_STRENGTH = 20.0  # pseudo-rows of the pairwise estimate behind every exact-pattern count
+
+
+def backoff_weights(observed: np.ndarray, strength: float = BACKOFF_STRENGTH) -> np.ndarray:
+    """The exact-pattern estimate, shrunk towards the pairwise noisy-OR where its support is thin.
+
+    score_ij = (N(S_i + {j}) + a q_ij) / (N(S_i) + a), q = noisy-OR score, a = `strength`:
+    a pattern seen in many rows keeps the paper's estimate N(S + j) / N(S); a nearly unique
+    pattern (N(S) = 1, the usual case with 4+ labels, where the paper's weight is exactly 1)
+    backs off to the pairwise evidence instead of claiming certainty.
+    """
+    patterns, inverse, _ = _unique_patterns(observed)
+    n_s, n_sj = superset_counts(patterns, observed)
+    pair = noisy_or_scores(patterns, observed)  # per pattern: the same for equal rows
+    scores = (n_sj + strength * pair) / (n_s[:, None] + strength)
+    return _finish(scores[inverse], observed)
+
+
+ESTIMATORS = {
+    "paper": cb_weights,
+    "prior": prior_weights,
+    "pairwise_max": pairwise_max_weights,
+    "pairwise_noisy_or": pairwise_noisy_or_weights,
+    "backoff": backoff_weights,
+}
 
 
 def estimator(name: str):

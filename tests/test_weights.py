@@ -60,3 +60,73 @@ def test_im_weights_zero_exactly_on_hidden_positives():
     np.testing.assert_array_equal(weights.im_weights(labels, observed), [[1, 0, 1], [1, 1, 0]])
     with pytest.raises(ValueError, match="shape"):
         weights.im_weights(labels, observed[:1])
+
+
+def naive_estimator(name, observed):
+    """Per-sample loops of each estimator's definition."""
+    n, n_classes = observed.shape
+    y = observed.astype(float)
+    prior = y.mean(0)
+    cond = np.zeros((n_classes, n_classes))
+    for s in range(n_classes):
+        if y[:, s].sum():
+            cond[s] = (y[:, s:s + 1] * y).sum(0) / y[:, s].sum()
+    out = np.zeros((n, n_classes))
+    for i in range(n):
+        s_i = np.flatnonzero(observed[i])
+        for j in range(n_classes):
+            if observed[i, j]:
+                continue
+            if name == "prior" or len(s_i) == 0:
+                score = prior[j]
+            elif name == "pairwise_max":
+                score = max(cond[s, j] for s in s_i)
+            else:
+                score = 1 - np.prod([1 - min(cond[s, j], 1 - 1e-9) for s in s_i])
+            if name == "backoff":
+                contains = (observed[:, s_i] == 1).all(1)
+                score = ((contains & (observed[:, j] == 1)).sum() + 20 * score) / (contains.sum() + 20)
+            out[i, j] = 1 - score
+    return out
+
+
+@pytest.mark.parametrize("name", ["prior", "pairwise_max", "pairwise_noisy_or", "backoff"])
+def test_estimators_equal_naive_loops(name):
+    rng = np.random.default_rng(2)
+    observed = (rng.random((150, 8)) < 0.3).astype(np.uint8)
+    observed[3] = 0
+    observed[:, 6] = 0
+    got = weights.ESTIMATORS[name](observed)
+    np.testing.assert_allclose(got, naive_estimator(name, observed), atol=1e-5)
+    assert got.dtype == np.float32 and got.min() >= 0 and got.max() <= 1
+    assert (got[observed == 1] == 0).all()
+
+
+def test_paper_estimator_is_cb_weights_and_unknown_name():
+    observed = (np.random.default_rng(0).random((50, 5)) < 0.4).astype(np.uint8)
+    np.testing.assert_array_equal(weights.estimator("paper")(observed), weights.cb_weights(observed))
+    with pytest.raises(ValueError, match="unknown confidence estimator 'magic'; known: paper, prior"):
+        weights.estimator("magic")
+
+
+def test_weight_quality_sees_training_rows_only(tmp_path, monkeypatch):
+    import configs
+    import splits
+    from splits import quality
+    cfg = configs.from_dict({"experiment": {"name": "q", "runs_dir": str(tmp_path)}, "dataset": {"n_images": 200}},
+                            source="test")
+    sf = store.load(splits.make(cfg))
+    seen_shapes = []
+    original = weights.ESTIMATORS["prior"]
+    monkeypatch.setitem(weights.ESTIMATORS, "prior", lambda obs: seen_shapes.append(obs.shape) or original(obs))
+    table = quality.weight_quality(sf.path, ["prior", "paper"], tmp_path / "q.csv")
+    assert {shape[0] for shape in seen_shapes} == {len(sf.train_rows(k)) for k in range(4)}
+    from sklearn.metrics import roc_auc_score
+    train = sf.train_rows(0)
+    seen = sf.observed(0, 2)[train]
+    zeros = seen == 0
+    hidden = (sf.labels[train] == 1) & zeros
+    expect = roc_auc_score(hidden[zeros], 1 - weights.cb_weights(seen)[zeros])
+    row = table[(table.fold == 1) & (table.ratio == 0.5) & (table.estimator == "paper")].iloc[0]
+    assert row.roc_auc == pytest.approx(expect)
+    assert (tmp_path / "q.png").is_file()
