@@ -13,13 +13,11 @@ def main(argv=None) -> int:
     p = sub.add_parser("report", help="metrics, tables, figures and report.md under runs/<name>/analysis")
     p.add_argument("--config", default=None)
     args = parser.parse_args(argv)
-    try:
+    def action():
         from .report import report
         report(configs.load(args.config))
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+
+    return configs.run_cli(action)
 
 
 if __name__ == "__main__":

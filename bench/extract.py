@@ -19,21 +19,12 @@ import numpy as np
 import tensorflow as tf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from extract import images, preprocessing, registry  # noqa: E402
+from machine import matmul_gflops  # noqa: E402
 
 GFLOP_PER_IMAGE = {"inception_resnet_v2": 13.2, "resnet_v1_50": 7.0}  # multiply-adds x 2 at 224
-
-
-def matmul_gflops(n: int = 2048, repeats: int = 20) -> float:
-    a = tf.random.normal([n, n])
-    b = tf.random.normal([n, n])
-    tf.linalg.matmul(a, b).numpy()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        c = tf.linalg.matmul(a, b)
-    c.numpy()
-    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
 def model_rate(name: str, n_images: int, batch: int) -> float:

@@ -15,34 +15,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from heads.models import HeadStack  # noqa: E402
+from machine import copy_gbps, matmul_gflops  # noqa: E402
 
 N_TRAIN, DIM, N_CLASSES, HIDDEN = 24_731, 1536, 80, (2048, 1024, 256)
 METHODS = ["ce", "ignore_missing", "confidence"] * 4
-
-
-def matmul_gflops(n=2048, repeats=20) -> float:
-    a, b = tf.random.normal([n, n]), tf.random.normal([n, n])
-    tf.linalg.matmul(a, b).numpy()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        c = tf.linalg.matmul(a, b)
-    c.numpy()
-    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
-
-
-def copy_gbps(n=64 * 2**20) -> float:
-    a = np.ones(n // 4, np.float32)
-    b = np.empty_like(a)
-    np.copyto(b, a)
-    start = time.perf_counter()
-    for _ in range(10):
-        np.copyto(b, a)
-    return 2 * a.nbytes * 10 / (time.perf_counter() - start) / 1e9  # read + write
 
 
 def time_steps(keys, methods, x, targets, weights, batch, steps) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -213,3 +214,13 @@ def versions() -> dict:
         except PackageNotFoundError:
             continue
     return out
+
+
+def run_cli(action) -> int:
+    """Run a CLI action; a ValueError (anything a user can cause) prints its message, exit 2."""
+    try:
+        action()
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0

@@ -26,7 +26,7 @@ def main(argv=None) -> int:
     p.add_argument("--config", default=None)
     p.add_argument("--force", action="store_true")
     args = parser.parse_args(argv)
-    try:
+    def action():
         cfg = configs.load(args.config)
         if args.command == "features":
             from .extraction import extract_features
@@ -37,10 +37,8 @@ def main(argv=None) -> int:
         else:
             from .pretrain import pretrain
             pretrain(cfg, force=args.force)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+
+    return configs.run_cli(action)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+import configs
+
 from . import store
 
 
@@ -37,15 +39,13 @@ def main(argv=None) -> int:
     p = sub.add_parser("describe", help="summarise a feature store")
     p.add_argument("path", type=Path)
     args = parser.parse_args(argv)
-    try:
+    def action():
         if args.command == "merge":
             print(f"{store.merge(args.shards, args.out)}: merged {len(args.shards)} shards")
         else:
             describe(args.path)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+
+    return configs.run_cli(action)
 
 
 if __name__ == "__main__":

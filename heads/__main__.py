@@ -26,13 +26,11 @@ def main(argv=None) -> int:
     p.add_argument("--n-jobs", type=int, default=None)
     p.add_argument("--force", action="store_true")
     args = parser.parse_args(argv)
-    try:
+    def action():
         from .trainer import train
         train(configs.load(args.config), only=args.only, n_jobs=args.n_jobs, force=args.force)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+
+    return configs.run_cli(action)
 
 
 if __name__ == "__main__":

@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     p.add_argument("--estimators", default="", help="comma-separated names (default: all)")
     p.add_argument("--out", default=None, help="CSV path; a ROC figure is written beside it")
     args = parser.parse_args(argv)
-    try:
+    def action():
         if args.command == "make":
             make(configs.load(args.config), force=args.force)
         elif args.command == "import-paper":
@@ -69,10 +69,8 @@ def main(argv=None) -> int:
                                                           "no_evidence_share", "seconds"]].mean().round(4).to_string())
         else:
             describe(args.path)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+
+    return configs.run_cli(action)
 
 
 if __name__ == "__main__":
