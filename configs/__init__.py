@@ -76,19 +76,6 @@ class Heads:
 
 
 @dataclass(frozen=True)
-class Finetune:
-    method: tuple[str, ...] = ("ce", "ignore_missing", "confidence")
-    folds: tuple[int, ...] = (0,)
-    ratios: tuple[float, ...] = (0.5,)
-    trainable_from: str = ""  # "" = every backbone variable
-    backbone_learning_rate: float = 0.001
-    head_learning_rate: float = 0.01
-    batch_size: int = 32
-    epochs: int = 2
-    augment: bool = True
-
-
-@dataclass(frozen=True)
 class Analysis:
     top_classes: int = 15
     figure_ratio: float = 0.5
@@ -101,7 +88,6 @@ class Config:
     splits: Splits = field(default_factory=Splits)
     extract: Extract = field(default_factory=Extract)
     heads: Heads = field(default_factory=Heads)
-    finetune: Finetune = field(default_factory=Finetune)
     analysis: Analysis = field(default_factory=Analysis)
     source: str = ""  # the file this was read from
 

@@ -1,1 +1,1 @@
-"""The image side: Slim backbones, checkpoints, preprocessing, feature extraction, pretrain, finetune."""
+"""The image side: Slim backbones, checkpoints, preprocessing, feature extraction, demo pretraining."""

@@ -1,4 +1,4 @@
-"""python -m extract {features,pretrain,finetune} --config C ..."""
+"""python -m extract {features,pretrain} --config C ..."""
 from __future__ import annotations
 
 import argparse
