@@ -73,6 +73,8 @@ class Heads:
     epochs: int = 20
     n_jobs: int = 1
     patience: int = 0  # early stopping on validation loss; 0 = off
+    features: str = "auto"  # ram | stream | auto (ram when the fold's features fit in free memory)
+    shuffle_buffer: int = 65536  # stream: rows read at once; an epoch shuffles windows, then rows in each
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,7 @@ def _check_values(cfg: Config) -> None:
         "extract.dtype": (cfg.extract.dtype, {"float16", "float32"}),
         "heads.head": (cfg.heads.head, {"paper_mlp", "linear"}),
         "heads.optimizer": (cfg.heads.optimizer, {"adadelta", "adam", "sgd"}),
+        "heads.features": (cfg.heads.features, {"auto", "ram", "stream"}),
     }
     for key, (value, options) in allowed.items():
         if value not in options:
@@ -156,6 +159,9 @@ def _check_values(cfg: Config) -> None:
             raise ValueError(f"{where}: splits.ratios holds {r}; each ratio must lie in [0, 1)")
     if not 0 <= cfg.splits.validation < 1:
         raise ValueError(f"{where}: splits.validation = {cfg.splits.validation}; must lie in [0, 1)")
+    if cfg.heads.shuffle_buffer < cfg.heads.batch_size:
+        raise ValueError(f"{where}: heads.shuffle_buffer = {cfg.heads.shuffle_buffer} is smaller than "
+                         f"heads.batch_size = {cfg.heads.batch_size}")
     if cfg.dataset.min_labels < 0:
         raise ValueError(f"{where}: dataset.min_labels = {cfg.dataset.min_labels}; must be >= 0")
 

@@ -150,6 +150,18 @@ class FeatureReader:
             block = h5["features"][unique]  # h5py reads increasing indices only
         return block[inverse].astype(np.float32)
 
+    def window(self, rows: np.ndarray) -> np.ndarray:
+        """Rows (sorted, unique) read as one contiguous slice from the first to the last, then
+        picked: the streaming read, sequential on disk. -> (len(rows), feat_dim) float32."""
+        with h5py.File(self.path, "r") as h5:
+            block = h5["features"][rows[0]:rows[-1] + 1]
+        return block[rows - rows[0]].astype(np.float32)
+
+    def windows(self, rows: np.ndarray, size: int):
+        """Yield (positions, features) over sorted `rows`, `size` rows at a time, in order."""
+        for start in range(0, len(rows), size):
+            yield np.arange(start, min(start + size, len(rows))), self.window(rows[start:start + size])
+
     def all(self) -> np.ndarray:
         """Every row as float32 (n_rows, feat_dim): the in-RAM fast path."""
         with h5py.File(self.path, "r") as h5:

@@ -106,8 +106,10 @@ class HeadStack:
         """Train on `batches()`: a callable yielding (rows, x) per step for one epoch, where x
         is (batch, d) float32 and rows index the (H, n, L) `targets` / `neg_weight` arrays.
 
-        validation: optional (x_val (m, d), targets (H, m, L), neg_weight (H, m, L)) for early
-        stopping on the validation loss (observed labels only) when `patience` > 0.
+        validation: optional (blocks, targets (H, m, L), neg_weight (H, m, L)), `blocks()` yielding
+        (positions, x) over the m validation rows, for the validation loss per epoch (observed
+        labels only) and, when `patience` > 0, early stopping on it: training ends once no head
+        improved for `patience` epochs, and each head keeps its weights from its best epoch.
         """
         n_heads, _, n_classes = targets.shape
         assert n_heads == len(self.head_keys) == len(methods)
@@ -134,8 +136,7 @@ class HeadStack:
                 count += 1
             record = {"epoch": epoch + 1, "train_loss": sums / max(count, 1)}
             if validation is not None:
-                x_val, y_val, nw_val = validation
-                val_loss = self._loss(tf.constant(x_val), y_val, pos_weight, nw_val).numpy()
+                val_loss = self._validation_loss(validation, pos_weight)
                 record["val_loss"] = val_loss
                 if self.patience:
                     better = val_loss < best[0]
@@ -155,6 +156,15 @@ class HeadStack:
         self.weights_ = [w.numpy() for w in self._w]
         self.biases_ = [b.numpy() for b in self._b]
         return self
+
+    def _validation_loss(self, validation, pos_weight) -> np.ndarray:
+        """(H,) mean loss per head over every validation row, block by block."""
+        blocks, targets, neg_weight = validation
+        total = np.zeros(len(self.head_keys))
+        for positions, x in blocks():
+            mean = self._loss(tf.constant(x), targets[:, positions], pos_weight, neg_weight[:, positions])
+            total += mean.numpy() * len(positions)
+        return total / targets.shape[1]
 
     def predict_proba(self, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
         """(H, n, L) float32 probabilities for features x (n, d)."""

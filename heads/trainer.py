@@ -98,13 +98,73 @@ def check_features(reader: FeatureReader, sf) -> None:
                          f"{sf.path}; regenerate the features (make features --force) for this dataset")
 
 
-def epoch_batches(rows: np.ndarray, batch_size: int, rng: np.random.Generator):
-    """One epoch's batches of training rows in a seeded random order (last partial batch kept)."""
-    order = rng.permutation(len(rows))
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+def epoch_batches(n_rows: int, batch_size: int, rng: np.random.Generator, window: int = 0):
+    """One epoch's batches of positions 0..n_rows-1 in a seeded random order (last partial batch
+    kept). window 0: one full permutation. Otherwise the positions are cut into consecutive
+    windows of `window` rows, the windows come in random order and the rows in random order
+    within each, so a streamed epoch reads each window once; with a single window this is the
+    full permutation, draw for draw."""
+    if not window or window >= n_rows:
+        order = rng.permutation(n_rows)
+    else:
+        starts = np.arange(0, n_rows, window)
+        order = np.concatenate([start + rng.permutation(min(window, n_rows - start))
+                                for start in starts[rng.permutation(len(starts))]])
+    return [order[i:i + batch_size] for i in range(0, n_rows, batch_size)]
 
 
-def train_fold(cfg, splits_path: str, features_path: str, runs: list[HeadRun], n_threads: int = 0) -> list[dict]:
+def finite(x: np.ndarray, path) -> np.ndarray:
+    if not np.isfinite(x).all():
+        bad = int((~np.isfinite(x)).any(1).sum())
+        raise ValueError(f"{path}: {bad} rows hold NaN or infinite features; "
+                         "regenerate them (make features --force) and check the images and checkpoint")
+    return x
+
+
+class InMemory:
+    """Feature rows held in RAM (the fast path): batches index an array."""
+
+    def __init__(self, reader: FeatureReader, rows: np.ndarray):
+        self.x = finite(reader.rows(rows), reader.path)
+
+    def batches(self, order):
+        for positions in order:
+            yield positions, self.x[positions]
+
+    def blocks(self):
+        yield np.arange(len(self.x)), self.x
+
+
+class Streamed:
+    """Feature rows read from HDF5 a window at a time; at most two windows are held in RAM."""
+
+    def __init__(self, reader: FeatureReader, rows: np.ndarray, window: int):
+        self.reader, self.rows, self.window = reader, rows, window
+
+    def _read(self, start: int) -> np.ndarray:
+        return finite(self.reader.window(self.rows[start:start + self.window]), self.reader.path)
+
+    def batches(self, order):
+        cache: dict[int, np.ndarray] = {}
+        for positions in order:
+            starts = positions // self.window * self.window
+            needed = set(starts.tolist())
+            cache = {k: v for k, v in cache.items() if k in needed}  # epochs visit a window once
+            x = np.empty((len(positions), self.reader.shape[1]), np.float32)
+            for start in needed:
+                if start not in cache:
+                    cache[start] = self._read(start)
+                pick = starts == start
+                x[pick] = cache[start][positions[pick] - start]
+            yield positions, x
+
+    def blocks(self):
+        for start in range(0, len(self.rows), self.window):
+            yield np.arange(start, min(start + self.window, len(self.rows))), self._read(start)
+
+
+def train_fold(cfg, splits_path: str, features_path: str, runs: list[HeadRun], n_threads: int = 0,
+               in_ram: bool = True) -> list[dict]:
     """Train one fold's heads as one stack and write their run directories (a joblib worker)."""
     import tensorflow as tf
     if n_threads:
@@ -128,18 +188,15 @@ def train_fold(cfg, splits_path: str, features_path: str, runs: list[HeadRun], n
     neg_weight = np.stack([losses.negative_weights(run.method, sf.labels[train], observed[run.ratio][train])
                            for run in runs])
     pos_weight = np.stack([weights.pos_weight(observed[run.ratio][train]) for run in runs])
-    features = reader.rows(np.concatenate([train, validation_rows, test]))
-    if not np.isfinite(features).all():
-        bad = int((~np.isfinite(features)).any(1).sum())
-        raise ValueError(f"{features_path}: {bad} rows hold NaN or infinite features; "
-                         "regenerate them (make features --force) and check the images and checkpoint")
-    x_train, x_val, x_test = np.split(features, [len(train), len(train) + len(validation_rows)])
+    window = 0 if in_ram else cfg.heads.shuffle_buffer
+    source = (lambda rows: InMemory(reader, rows)) if in_ram else (lambda rows: Streamed(reader, rows, window))
+    x_train, x_val, x_test = source(train), source(validation_rows), source(test)
     validation = None
     if len(validation_rows):
         val_targets = np.stack([observed[run.ratio][validation_rows] for run in runs])
         val_weights = np.stack([losses.negative_weights(run.method, sf.labels[validation_rows],
                                                          observed[run.ratio][validation_rows]) for run in runs])
-        validation = (x_val, val_targets, val_weights)
+        validation = (x_val.blocks, val_targets, val_weights)
 
     # model and loop
     stack = models.make(cfg.heads.head, [run.key.split("/", 1)[1] for run in runs], cfg.heads,
@@ -147,13 +204,15 @@ def train_fold(cfg, splits_path: str, features_path: str, runs: list[HeadRun], n
     rng = np.random.default_rng([cfg.experiment.seed, fold])
 
     def batches():
-        for rows in epoch_batches(train, cfg.heads.batch_size, rng):
-            yield rows, x_train[rows]
+        return x_train.batches(epoch_batches(len(train), cfg.heads.batch_size, rng, window))
+
+    def predict(part):
+        return np.concatenate([stack.predict_proba(x) for _, x in part.blocks()], axis=1)
 
     stack.fit(batches, targets, pos_weight, neg_weight, [run.method for run in runs], validation,
-              d_in=x_train.shape[1])
-    probabilities = stack.predict_proba(x_test)
-    val_probabilities = stack.predict_proba(x_val) if len(validation_rows) else None
+              d_in=reader.shape[1])
+    probabilities = predict(x_test)
+    val_probabilities = predict(x_val) if len(validation_rows) else None
 
     # save: one run directory per head
     records = []
@@ -162,7 +221,8 @@ def train_fold(cfg, splits_path: str, features_path: str, runs: list[HeadRun], n
         path = run_dir(cfg, run)
         attrs = dict(method=run.method, ratio=run.ratio, fold=run.fold + 1, head=cfg.heads.head,
                      seed=cfg.experiment.seed, source="heads", config=configs.to_json(cfg),
-                     features=str(features_path), skipped_invalid=skipped)
+                     features=str(features_path), skipped_invalid=skipped,
+                     feature_access="ram" if in_ram else f"stream (window {window} rows)")
         write_predictions(path, ids=sf.ids[test], labels=sf.labels[test], probabilities=probabilities[h],
                           attrs=attrs, validation=None if val_probabilities is None else
                           (sf.ids[validation_rows], observed[run.ratio][validation_rows], val_probabilities[h]))
@@ -179,15 +239,29 @@ def train_fold(cfg, splits_path: str, features_path: str, runs: list[HeadRun], n
     return records
 
 
-def check_memory(cfg, n_heads: int, n_train: int, feat_dim: int, n_classes: int) -> None:
-    """Refuse a stack that cannot fit: weights, gradients and two optimiser slots per head."""
+def free_memory() -> int:
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def features_in_ram(cfg, n_rows: int, feat_dim: int, n_jobs: int) -> bool:
+    """heads.features, with "auto" = RAM when every parallel fold's float32 rows fit in a share
+    of free memory."""
+    if cfg.heads.features != "auto":
+        return cfg.heads.features == "ram"
+    return 4 * n_rows * feat_dim * n_jobs <= RAM_FRACTION * free_memory()
+
+
+def check_memory(cfg, n_heads: int, feature_bytes: int, feat_dim: int, n_classes: int) -> None:
+    """Refuse a stack that cannot fit: weights, gradients and two optimiser slots per head, plus
+    the features a fold holds (all of them in RAM, two windows when streamed)."""
     stack = models.make(cfg.heads.head, ["h"] * n_heads, cfg.heads, 0)
-    need = 4 * stack.parameter_count(feat_dim, n_classes) * 4 + 4 * n_train * feat_dim
-    free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    need = 4 * stack.parameter_count(feat_dim, n_classes) * 4 + feature_bytes
+    free = free_memory()
     if need > 0.8 * free:
         raise ValueError(f"{n_heads} {cfg.heads.head} heads on {feat_dim}-d features need about "
                          f"{need / 2**30:.1f} GiB but {free / 2**30:.1f} GiB are free; use pooling = 'avg' "
-                         "in [extract], fewer methods or ratios per run (--only), or a smaller head")
+                         "in [extract], fewer methods or ratios per run (--only), a smaller head, or "
+                         "heads.features = 'stream' with a smaller heads.shuffle_buffer")
 
 
 def train(cfg, only: dict | None = None, n_jobs: int | None = None, force: bool = False) -> list[dict]:
@@ -208,14 +282,19 @@ def train(cfg, only: dict | None = None, n_jobs: int | None = None, force: bool 
     folds = sorted({run.fold for run in runs})
     n_train = int((sf.test_fold != folds[0]).sum())
     per_fold = max(sum(run.fold == k for run in runs) for k in folds)
-    check_memory(cfg, per_fold, n_train, reader.shape[1], len(sf.classes))
     n_jobs = min(n_jobs or cfg.heads.n_jobs, len(folds))
+    in_ram = features_in_ram(cfg, len(sf.ids), reader.shape[1], n_jobs)
+    feature_rows = len(sf.ids) if in_ram else 2 * min(cfg.heads.shuffle_buffer, len(sf.ids))
+    check_memory(cfg, per_fold, 4 * feature_rows * reader.shape[1], reader.shape[1], len(sf.classes))
     steps = -(-n_train // cfg.heads.batch_size) * cfg.heads.epochs
     print(f"heads: {len(runs)} runs ({per_fold} {cfg.heads.head} heads per fold stack) over folds "
           f"{[k + 1 for k in folds]}; about {n_train} training rows x {reader.shape[1]} features, "
-          f"{steps} steps per fold; {n_jobs} parallel job(s); {int((~reader.valid).sum())} invalid rows skipped")
+          f"{steps} steps per fold; {n_jobs} parallel job(s); features "
+          + ("in RAM" if in_ram else f"streamed {cfg.heads.shuffle_buffer} rows at a time")
+          + f"; {int((~reader.valid).sum())} invalid rows skipped")
     threads = max(1, (os.cpu_count() or 1) // n_jobs) if n_jobs > 1 else 0  # 0: this process's TF as is
-    jobs = [delayed(train_fold)(cfg, str(sf.path), str(features), [r for r in runs if r.fold == k], threads)
+    jobs = [delayed(train_fold)(cfg, str(sf.path), str(features), [r for r in runs if r.fold == k], threads,
+                                in_ram)
             for k in folds]
     records = [rec for fold_records in Parallel(n_jobs=n_jobs)(jobs) for rec in fold_records]
     for fold in folds:

@@ -97,3 +97,75 @@ def test_bad_input_is_named(tmp_path):
     wide = config(tmp_path / "bad", hidden=[2**21])
     with pytest.raises(ValueError, match="GiB are free"):
         trainer.train(wide)
+
+
+def test_epoch_batches_visit_every_row_once_window_by_window():
+    rng = np.random.default_rng(0)
+    full = trainer.epoch_batches(100, 32, np.random.default_rng(5))
+    np.testing.assert_array_equal(np.concatenate(full), np.random.default_rng(5).permutation(100))
+    one_window = trainer.epoch_batches(100, 32, np.random.default_rng(5), window=100)
+    np.testing.assert_array_equal(np.concatenate(one_window), np.concatenate(full))
+    batches = trainer.epoch_batches(100, 32, rng, window=30)
+    order = np.concatenate(batches)
+    np.testing.assert_array_equal(np.sort(order), np.arange(100))
+    assert [len(b) for b in batches] == [32, 32, 32, 4]
+    windows = order // 30
+    assert (np.diff(windows) != 0).sum() == 3  # each window's rows come together
+
+
+def test_streamed_features_equal_in_ram_and_hold_one_window(tmp_path, monkeypatch):
+    ram = config(tmp_path / "ram", features="ram")
+    make_features(ram)
+    trainer.train(ram, only={"fold": "3"}, n_jobs=1)
+    whole = config(tmp_path / "whole", features="stream", shuffle_buffer=10_000)
+    make_features(whole)
+    trainer.train(whole, only={"fold": "3"}, n_jobs=1)
+    for run in [trainer.HeadRun(2, r, m) for r in ram.splits.ratios for m in ram.heads.methods]:
+        np.testing.assert_allclose(probabilities(whole, run), probabilities(ram, run), atol=1e-6)
+
+    reads = []
+    window = feature_store.FeatureReader.window
+    monkeypatch.setattr(feature_store.FeatureReader, "window",
+                        lambda self, rows: reads.append(len(rows)) or window(self, rows))
+    small = config(tmp_path / "small", features="stream", shuffle_buffer=64, hidden=[32], optimizer="adam",
+                   learning_rate=0.01, epochs=10)
+    sf = make_features(small, noise=0.4)
+    trainer.train(small, only={"fold": "1", "ratio": "0.0", "method": "ce"}, n_jobs=1)
+    assert max(reads) == 64 and len(reads) > 10
+    with h5py.File(trainer.run_dir(small, trainer.HeadRun(0, 0.0, "ce")) / "predictions.h5", "r") as h5:
+        assert h5.attrs["feature_access"] == "stream (window 64 rows)"
+        probs = h5["probabilities"][:]
+    from sklearn.metrics import average_precision_score
+    truth = sf.labels[sf.test_fold == 0]
+    assert average_precision_score(truth, probs, average="macro") > 2 * truth.mean()
+
+
+def test_validation_early_stopping_keeps_each_heads_best_epoch():
+    from heads import models
+    rng = np.random.default_rng(0)
+    x, x_val = rng.normal(0, 1, (48, 40)).astype(np.float32), rng.normal(0, 1, (64, 40)).astype(np.float32)
+    y = rng.integers(0, 2, (2, 48, 5)).astype(np.float32)  # noise: the validation loss must rise
+    y_val = rng.integers(0, 2, (2, 64, 5)).astype(np.float32)
+    ones, ones_val = np.ones_like(y), np.ones_like(y_val)
+    order = np.random.default_rng(1)
+
+    def batches():
+        for rows in trainer.epoch_batches(48, 16, order):
+            yield rows, x[rows]
+
+    def blocks():  # two blocks: the loss is averaged over rows, not blocks
+        yield np.arange(40), x_val[:40]
+        yield np.arange(40, 64), x_val[40:]
+
+    stack = models.HeadStack(["a", "b"], hidden=(64,), optimizer="adam", learning_rate=0.05, epochs=40,
+                             patience=3, seed=0)
+    stack.fit(batches, y, np.ones((2, 5)), ones, ["ce", "ce"], (blocks, y_val, ones_val), d_in=40)
+    val = np.array([rec["val_loss"] for rec in stack.history_])
+    assert len(val) < 40  # stopped early
+    best = val.argmin(0)
+    assert (len(val) - 1 - best >= 3).all()  # no head improved in its last 3 epochs
+    logits = stack.predict_proba(x_val)
+    from sklearn.metrics import log_loss
+    for h in range(2):  # the restored weights are the best epoch's
+        restored = np.mean([log_loss(y_val[h][:, j], logits[h][:, j], labels=[0, 1]) for j in range(5)])
+        assert abs(restored - val[best[h], h]) < 1e-4
