@@ -1,11 +1,11 @@
-# make demo | make test | make splits features heads figures | make bench
+# make demo | make test | make splits features heads finetune figures | make bench
 # CONFIG picks the experiment (default: the embedded synthetic demo).
 CONFIG ?= configs/demo.toml
 PYTHON := .venv/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED = 0
 
-.PHONY: setup test splits features pretrain heads figures demo bench clean
+.PHONY: setup test splits features pretrain heads finetune figures demo bench clean
 
 setup: .venv/installed
 
@@ -35,12 +35,16 @@ features: splits pretrain
 heads: features
 	$(PYTHON) -m heads train --config $(CONFIG)
 
+finetune: splits pretrain
+	$(PYTHON) -m extract finetune --config $(CONFIG)
+
 figures: setup
 	$(PYTHON) -m analysis report --config $(CONFIG)
 
-# The whole pipeline on the embedded synthetic set: data, pretrain, features, splits, heads, report.
+# The whole pipeline on the embedded synthetic set: data, pretrain, features, splits, heads,
+# a short finetune of one fold, report.
 demo:
-	$(MAKE) heads figures CONFIG=configs/demo.toml
+	$(MAKE) heads finetune figures CONFIG=configs/demo.toml
 
 bench: setup
 	$(PYTHON) bench/splits.py

@@ -19,10 +19,9 @@ import numpy as np
 import tensorflow as tf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from extract import images, preprocessing, registry  # noqa: E402
-from machine import matmul_gflops  # noqa: E402
+from bench.machine import matmul_gflops  # noqa: E402
 
 GFLOP_PER_IMAGE = {"inception_resnet_v2": 13.2, "resnet_v1_50": 7.0}  # multiply-adds x 2 at 224
 

@@ -17,10 +17,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from heads.models import HeadStack  # noqa: E402
-from machine import copy_gbps, matmul_gflops  # noqa: E402
+from bench.machine import copy_gbps, matmul_gflops  # noqa: E402
 
 N_TRAIN, DIM, N_CLASSES, HIDDEN = 24_731, 1536, 80, (2048, 1024, 256)
 METHODS = ["ce", "ignore_missing", "confidence"] * 4

@@ -78,6 +78,24 @@ class Heads:
 
 
 @dataclass(frozen=True)
+class Finetune:
+    """End-to-end training of [extract]'s backbone (endpoint, pooling, checkpoint) with [heads]'
+    head on top, from the images, per fold x ratio x method."""
+    folds: tuple[int, ...] = ()  # 1-based; () = every fold
+    ratios: tuple[float, ...] = ()  # () = splits.ratios
+    methods: tuple[str, ...] = ("ce", "ignore_missing", "confidence")
+    trainable_from: str = ""  # "" = the whole backbone; else the first trainable block, e.g. Mixed_7a
+    optimizer: str = "adam"  # adam | momentum | sgd
+    backbone_lr: float = 1e-4
+    head_lr: float = 1e-3
+    batch_size: int = 32
+    epochs: int = 5
+    batch_norm: str = "train"  # train: batch statistics in trainable blocks | frozen: inference mode throughout
+    crop: float = 0.875  # random crop of this share of each side, resized back; 1 = no crop
+    flip: bool = True  # random left-right flip
+
+
+@dataclass(frozen=True)
 class Analysis:
     top_classes: int = 15
     figure_ratio: float = 0.5
@@ -90,6 +108,7 @@ class Config:
     splits: Splits = field(default_factory=Splits)
     extract: Extract = field(default_factory=Extract)
     heads: Heads = field(default_factory=Heads)
+    finetune: Finetune = field(default_factory=Finetune)
     analysis: Analysis = field(default_factory=Analysis)
     source: str = ""  # the file this was read from
 
@@ -148,6 +167,8 @@ def _check_values(cfg: Config) -> None:
         "heads.head": (cfg.heads.head, {"paper_mlp", "linear"}),
         "heads.optimizer": (cfg.heads.optimizer, {"adadelta", "adam", "sgd"}),
         "heads.features": (cfg.heads.features, {"auto", "ram", "stream"}),
+        "finetune.optimizer": (cfg.finetune.optimizer, {"adam", "momentum", "sgd"}),
+        "finetune.batch_norm": (cfg.finetune.batch_norm, {"train", "frozen"}),
     }
     for key, (value, options) in allowed.items():
         if value not in options:
@@ -162,6 +183,15 @@ def _check_values(cfg: Config) -> None:
     if cfg.heads.shuffle_buffer < cfg.heads.batch_size:
         raise ValueError(f"{where}: heads.shuffle_buffer = {cfg.heads.shuffle_buffer} is smaller than "
                          f"heads.batch_size = {cfg.heads.batch_size}")
+    if not 0 < cfg.finetune.crop <= 1:
+        raise ValueError(f"{where}: finetune.crop = {cfg.finetune.crop}; must lie in (0, 1]")
+    for r in cfg.finetune.ratios:
+        if not any(abs(r - s) < 1e-9 for s in cfg.splits.ratios):
+            raise ValueError(f"{where}: finetune.ratios holds {r}, which is not in splits.ratios "
+                             f"{list(cfg.splits.ratios)}")
+    for k in cfg.finetune.folds:
+        if not 1 <= k <= cfg.splits.n_folds:
+            raise ValueError(f"{where}: finetune.folds holds {k}; folds are 1..{cfg.splits.n_folds}")
     if cfg.dataset.min_labels < 0:
         raise ValueError(f"{where}: dataset.min_labels = {cfg.dataset.min_labels}; must be >= 0")
 

@@ -1,10 +1,11 @@
-"""python -m extract {features,pretrain} --config C ..."""
+"""python -m extract {features,pretrain,finetune} --config C ..."""
 from __future__ import annotations
 
 import argparse
 import sys
 
 import configs
+from heads.__main__ import parse_only
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -22,6 +23,10 @@ def main(argv=None) -> int:
     p.add_argument("--config", default=None)
     p.add_argument("--shard", type=parse_shard, default=(0, 1), help="i/n: the i-th of n shards (0-based)")
     p.add_argument("--force", action="store_true")
+    p = sub.add_parser("finetune", help="train backbone and head end to end from the images ([finetune] grid)")
+    p.add_argument("--config", default=None)
+    p.add_argument("--only", type=parse_only, default={}, help="fold=K,ratio=R,method=M (any of them)")
+    p.add_argument("--force", action="store_true")
     p = sub.add_parser("pretrain", help="pretrain demo_cnn on a separate synthetic set (demo only)")
     p.add_argument("--config", default=None)
     p.add_argument("--force", action="store_true")
@@ -31,6 +36,9 @@ def main(argv=None) -> int:
         if args.command == "features":
             from .extraction import extract_features
             extract_features(cfg, shard=args.shard, force=args.force)
+        elif args.command == "finetune":
+            from .finetune import finetune
+            finetune(cfg, only=args.only, force=args.force)
         elif cfg.extract.backbone != "demo_cnn":
             print(f"{cfg.source}: backbone {cfg.extract.backbone} restores an official checkpoint; "
                   "nothing to pretrain")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from .registry import Backbone, backbone_variables
+from .registry import Backbone, backbone_variables, variable_name
 
 
 def default_cache() -> Path:
@@ -86,27 +86,30 @@ def resolve(spec: Backbone, checkpoint: str = "", cache_dir: str = "") -> Path:
     return prefix
 
 
-def restore(session, spec: Backbone, prefix: str | Path) -> int:
-    """Restore the backbone variables of the default graph from `prefix`; return their count."""
-    prefix = str(prefix)
-    reader = tf.train.load_checkpoint(prefix)
-    stored = reader.get_variable_to_shape_map()
-    variables = backbone_variables(spec)
+def check(spec: Backbone, prefix: str | Path, variables) -> list[str]:
+    """The checkpoint names of `variables`; ValueError when one is missing or has another shape."""
     if not variables:
         raise ValueError(f"the graph holds no variable under {spec.scope}/; nothing to restore")
-    missing = [v.op.name for v in variables if v.op.name not in stored]
+    stored = tf.train.load_checkpoint(str(prefix)).get_variable_to_shape_map()
+    names = [variable_name(v) for v in variables]
+    missing = [name for name in names if name not in stored]
     if missing:
         raise ValueError(f"{prefix} lacks {len(missing)} of {len(variables)} {spec.name} variables, e.g. "
                          + ", ".join(missing[:10]))
-    wrong = [(v.op.name, tuple(stored[v.op.name]), tuple(v.shape.as_list())) for v in variables
-             if tuple(stored[v.op.name]) != tuple(v.shape.as_list())]
+    wrong = [(name, tuple(stored[name]), tuple(v.shape.as_list())) for name, v in zip(names, variables)
+             if tuple(stored[name]) != tuple(v.shape.as_list())]
     if wrong:
         raise ValueError(f"{prefix}: shapes differ (name, checkpoint, graph): "
                          + "; ".join(f"{n} {a} vs {b}" for n, a, b in wrong[:10]))
-    saver = tf.compat.v1.train.Saver(var_list={v.op.name: v for v in variables})
-    saver.restore(session, prefix)
     skipped = [n for n in stored if any(n.startswith(s + "/") for s in spec.exclude)]
-    print(f"restored {len(variables)} {spec.name} variables from {prefix}; "
-          f"skipped {len(skipped)} in {', '.join(spec.exclude)}")
-    return len(variables)
+    print(f"restoring {len(variables)} {spec.name} variables from {prefix}; "
+          f"skipping {len(skipped)} in {', '.join(spec.exclude)}")
+    return names
 
+
+def restore(session, spec: Backbone, prefix: str | Path) -> int:
+    """Restore the backbone variables of the default graph from `prefix`; return their count."""
+    variables = backbone_variables(spec)
+    names = check(spec, prefix, variables)
+    tf.compat.v1.train.Saver(var_list=dict(zip(names, variables))).restore(session, str(prefix))
+    return len(variables)

@@ -92,28 +92,6 @@ class FeatureModel:
         return self.session.run(self.features, {self.images: batch})
 
 
-def _chunks_of_images(rows_by_chunk, paths, size):
-    """Yield (chunk, images, valid, errors) per chunk: decoded in one pipeline, retried with Pillow."""
-    all_rows = np.concatenate([rows for _, rows in rows_by_chunk])
-    stream = images.decoded(all_rows, paths, size)
-    pending = next(stream, None)
-    for chunk, rows in rows_by_chunk:
-        batch = np.zeros((len(rows), size, size, 3), dtype=np.float32)
-        valid = np.zeros(len(rows), dtype=bool)
-        while pending is not None and pending[0] <= rows[-1]:
-            batch[pending[0] - rows[0]] = pending[1]
-            valid[pending[0] - rows[0]] = True
-            pending = next(stream, None)
-        errors = []
-        for j in np.flatnonzero(~valid):
-            try:
-                batch[j] = images.pil_load(paths[rows[j]], size)
-                valid[j] = True
-            except Exception as err:  # any unreadable image is recorded, never fatal
-                errors.append((rows[j], f"{type(err).__name__}: {err}"))
-        yield chunk, batch, valid, errors
-
-
 def extract_features(cfg, shard: tuple[int, int] = (0, 1), force: bool = False, on_chunk=None) -> Path:
     """Write (or resume) the config's feature store; return its path.
 
@@ -162,7 +140,7 @@ def extract_features(cfg, shard: tuple[int, int] = (0, 1), force: bool = False, 
                      for k in todo]
     progress = Progress(sum(len(r) for _, r in rows_by_chunk), "extract", "img")
     if rows_by_chunk:
-        for chunk, batch, valid, errors in _chunks_of_images(rows_by_chunk, manifest.paths, plan.image_size):
+        for chunk, batch, valid, errors in images.chunks(rows_by_chunk, manifest.paths, plan.image_size):
             features = np.concatenate([model(batch[i:i + ex.batch_size])
                                        for i in range(0, len(batch), ex.batch_size)])
             features[~valid] = 0

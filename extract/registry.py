@@ -117,8 +117,13 @@ def get(name: str) -> Backbone:
     return BACKBONES[name]
 
 
+def variable_name(variable) -> str:
+    """A variable's checkpoint name; `.op.name` is not it for a replicated (distributed) one."""
+    return variable.name.split(":")[0]
+
+
 def backbone_variables(spec: Backbone) -> list:
     """The graph's variables of the backbone, without the excluded (classifier) scopes."""
     return [v for v in tf.compat.v1.global_variables()
-            if v.op.name.startswith(spec.scope + "/")
-            and not any(v.op.name.startswith(s + "/") for s in spec.exclude)]
+            if variable_name(v).startswith(spec.scope + "/")
+            and not any(variable_name(v).startswith(s + "/") for s in spec.exclude)]

@@ -1,0 +1,318 @@
+"""Finetune: train the backbone and a head end to end from the images, per fold x ratio x method.
+
+The paper's alternative to frozen features. The network is [extract]'s backbone (restored from
+the same checkpoint as extraction), its endpoint pooled as [extract] says, then [heads]' head
+(`paper_mlp` hidden sigmoid layers or `linear`) giving L logits; the loss is the method's
+weighted CE from `heads.losses` with the negative weights and pos weights of `splits.h5`.
+
+- Trainable: the head, and the backbone from `finetune.trainable_from` up ("" = all of it),
+  with separate learning rates. Batch norm runs in training mode in the trainable blocks while
+  training (their moving statistics update) and in inference mode in frozen blocks and at
+  evaluation.
+  `batch_norm = "frozen"` keeps inference mode everywhere (for small per-device batches).
+- Input: tf.data over the image files: decode, resize, random crop of `crop` of each side
+  resized back, random flip; stateless, seeded by (seed, epoch, row), so a resumed epoch sees
+  the same pixels. Each example carries its observed labels, negative and positive weights.
+- Devices: every visible GPU through tf.distribute.MirroredStrategy (gradients summed across
+  replicas, batch norm statistics synchronised on read); the CPU when there is none.
+- A checkpoint after every epoch (the last two kept) under the run's `checkpoints/`; a rerun
+  resumes from the last one. A complete run (predictions.h5) is skipped unless --force.
+
+Writes `runs/<name>/finetune/fold<k>/ratio<r>/<method>/` with predictions.h5 in the heads'
+format (source "finetune"), history.csv and timing.json.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+import configs
+from configs.progress import Progress
+from heads import losses
+from heads.trainer import HeadRun, is_complete, run_dir, write_predictions
+from splits import store as splits_store
+from splits import weights
+
+from . import checkpoints, images, preprocessing, registry
+from .extraction import Plan
+from .slim_compat import slim
+
+STAGE = "finetune"
+
+
+def plan_runs(cfg, n_folds: int, only: dict | None = None, force: bool = False) -> list[HeadRun]:
+    """The [finetune] grid (folds, ratios, methods), filtered by `only`, without complete runs."""
+    ft, only = cfg.finetune, only or {}
+    folds = [k - 1 for k in ft.folds] if ft.folds else list(range(n_folds))
+    ratios = ft.ratios or cfg.splits.ratios
+    for method in ft.methods:
+        losses.get(method)
+    for key, values in (("fold", [k + 1 for k in folds]), ("ratio", ratios), ("method", ft.methods)):
+        if key in only and not any(str(v) == only[key] or (key == "ratio" and np.isclose(v, float(only[key])))
+                                   for v in values):
+            raise ValueError(f"--only {key}={only[key]} is not in the [finetune] grid of {cfg.source}: {list(values)}")
+    runs = [HeadRun(k, r, m) for k in folds for r in ratios for m in ft.methods
+            if ("fold" not in only or int(only["fold"]) == k + 1)
+            and ("ratio" not in only or np.isclose(r, float(only["ratio"])))
+            and ("method" not in only or only["method"] == m)]
+    return [run for run in runs if force or not is_complete(run_dir(cfg, run, STAGE))]
+
+
+def augment(image, seed, size: int, crop: float, flip: bool):
+    """(size, size, 3) float32 -> the same shape: stateless random crop resized back, and flip."""
+    if crop < 1:
+        side = max(1, round(crop * size))
+        image = tf.image.stateless_random_crop(image, [side, side, 3], seed=seed)
+        image = tf.image.resize(image, [size, size], method="bilinear")
+    if flip:
+        image = tf.image.stateless_random_flip_left_right(image, seed=seed + 1)
+    return image
+
+
+def train_batches(paths, rows, targets, neg_weight, pos_weight, size, cfg, epoch: int):
+    """One epoch of (images, targets, neg_weight, pos_weight) numpy batches in a seeded order.
+
+    `targets` and `neg_weight` are (n, L) over `rows`; unreadable images are dropped."""
+    ft = cfg.finetune
+    order = np.random.default_rng([cfg.experiment.seed, rows[0], epoch]).permutation(len(rows))
+    pos = np.broadcast_to(pos_weight, targets.shape)
+    data = tf.data.Dataset.from_tensor_slices((
+        [paths[i] for i in rows[order]], rows[order].astype(np.int64), targets[order].astype(np.float32),
+        neg_weight[order].astype(np.float32), pos[order].astype(np.float32)))
+
+    def load(path, row, y, nw, pw):
+        image = images.decode(path, size)
+        seed = tf.stack([tf.constant(cfg.experiment.seed * 1000 + epoch, tf.int64), row])
+        return augment(image, seed, size, ft.crop, ft.flip), y, nw, pw
+
+    data = data.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).ignore_errors()
+    return data.batch(ft.batch_size).prefetch(2).as_numpy_iterator()
+
+
+class Network:
+    """The backbone + head graph, replicated over `devices` for training, in its own session."""
+
+    def __init__(self, cfg, n_classes: int, method: str, devices: list[str], seed: int, backbone: Path):
+        self.plan = Plan.from_config(cfg)
+        self.spec = registry.get(self.plan.backbone)
+        self.cfg, self.method, self.n_classes = cfg, method, n_classes
+        size = self.plan.image_size
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            tf.compat.v1.set_random_seed(seed)
+            self.strategy = tf.distribute.MirroredStrategy(devices)
+            n = self.strategy.num_replicas_in_sync
+            self.inputs = [[tf.compat.v1.placeholder(tf.float32, shape, name=f"{name}_{r}")
+                            for name, shape in (("images", [None, size, size, 3]), ("targets", [None, n_classes]),
+                                                ("neg_weight", [None, n_classes]), ("pos_weight", [None, n_classes]),
+                                                ("scale", []))]
+                           for r in range(n)]
+            with self.strategy.scope():
+                self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="finetune_epoch")
+                per_replica = [self.strategy.experimental_distribute_values_from_function(
+                    lambda ctx, i=i: self.inputs[ctx.replica_id_in_sync_group][i]) for i in range(5)]
+                loss, train_op = self.strategy.run(self._tower, per_replica)
+                self.loss = self.strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
+                self.train_op = self.strategy.group(train_op)
+            self.eval_images = tf.compat.v1.placeholder(tf.float32, [None, size, size, 3], name="eval_images")
+            with tf.compat.v1.variable_scope(tf.compat.v1.get_variable_scope(), reuse=True):
+                self.probabilities = tf.sigmoid(self._forward(self.eval_images, training=False))
+            names = checkpoints.check(self.spec, backbone, self.backbone_variables)
+            tf.compat.v1.train.init_from_checkpoint(str(backbone), dict(zip(names, self.backbone_variables)))
+            self.saver = tf.compat.v1.train.Saver(max_to_keep=2)
+            self.session = tf.compat.v1.Session(graph=self.graph)
+
+    def _blocks(self) -> list[str]:
+        names = [registry.variable_name(v) for v in self.backbone_variables]
+        return list(dict.fromkeys(name.split("/")[1] for name in names))
+
+    def _forward(self, images, training: bool):
+        """Logits (n, L); in training, batch norm trains in the blocks from `trainable_from` on."""
+        ft = self.cfg.finetune
+        started = [not ft.trainable_from]  # becomes True at the first layer of `trainable_from`
+
+        def batch_norm(inputs, **params):  # replaces the backbone's normalizer: per-block mode
+            scope = tf.compat.v1.get_variable_scope().name
+            started[0] = started[0] or scope.startswith(f"{self.spec.scope}/{ft.trainable_from}")
+            train_here = training and started[0] and ft.batch_norm == "train"
+            return slim.batch_norm(inputs, **{**params, "is_training": train_here})
+
+        net_in = preprocessing.get(self.plan.preprocessing)(images)
+        scope = self.spec.arg_scope()
+        normalised = [op for op in (slim.conv2d, slim.fully_connected)
+                      if scope.get(slim.arg_scope_func_key(op), {}).get("normalizer_fn") is slim.batch_norm]
+        with slim.arg_scope(scope), slim.arg_scope(normalised, normalizer_fn=batch_norm):
+            _, end_points = self.spec.builder(net_in, is_training=training)
+        if self.plan.endpoint not in end_points:
+            raise ValueError(f"{self.plan.backbone} has no endpoint {self.plan.endpoint!r}; "
+                             f"known: {', '.join(sorted(end_points))}")
+        net = end_points[self.plan.endpoint]
+        if self.plan.pooling == "avg":
+            net = tf.reduce_mean(net, axis=[1, 2])
+        elif self.plan.pooling == "max":
+            net = tf.reduce_max(net, axis=[1, 2])
+        net = tf.reshape(net, [-1, int(np.prod(net.shape.as_list()[1:]))])
+        hidden = self.cfg.heads.hidden if self.cfg.heads.head == "paper_mlp" else ()
+        init = dict(weights_initializer=tf.compat.v1.truncated_normal_initializer(stddev=0.1),
+                    biases_initializer=tf.compat.v1.constant_initializer(0.1))
+        with tf.compat.v1.variable_scope("Head"):
+            for k, width in enumerate(hidden):
+                net = slim.fully_connected(net, width, activation_fn=tf.sigmoid, scope=f"hidden{k + 1}", **init)
+            return slim.fully_connected(net, self.n_classes, activation_fn=None, scope="logits", **init)
+
+    def _tower(self, images, targets, neg_weight, pos_weight, scale):
+        """One replica: its share of the batch, the loss summed and scaled to the global mean."""
+        ft = self.cfg.finetune
+        updates = len(tf.compat.v1.get_collection(tf.compat.v1.GraphKeys.UPDATE_OPS))
+        logits = self._forward(images, training=True)
+        self.backbone_variables = registry.backbone_variables(self.spec)  # before any optimiser slot
+        # (n, 1, L) rows: each example brings its own (L,) pos weights into the (..., n, L) loss
+        per_entry = losses.get(self.method)(logits[:, None], targets[:, None], pos_weight, neg_weight[:, None])
+        loss = tf.reduce_sum(per_entry) * scale
+        trainable = self._trainable()
+        head = [v for v in tf.compat.v1.trainable_variables() if registry.variable_name(v).startswith("Head/")]
+        optimizer = {
+            "adam": lambda lr: tf.compat.v1.train.AdamOptimizer(lr),
+            "momentum": lambda lr: tf.compat.v1.train.MomentumOptimizer(lr, 0.9),
+            "sgd": lambda lr: tf.compat.v1.train.GradientDescentOptimizer(lr),
+        }[ft.optimizer]
+        with tf.control_dependencies(tf.compat.v1.get_collection(tf.compat.v1.GraphKeys.UPDATE_OPS)[updates:]):
+            steps = [optimizer(ft.head_lr).minimize(loss, var_list=head)]
+            if trainable:
+                steps.append(optimizer(ft.backbone_lr).minimize(loss, var_list=trainable))
+        return loss, tf.group(*steps)
+
+    def _trainable(self) -> list:
+        """Backbone variables from the block `trainable_from` on (creation order is network order)."""
+        ft = self.cfg.finetune
+        variables = [v for v in self.backbone_variables if v.trainable]
+        if not ft.trainable_from:
+            return variables
+        prefix = f"{self.spec.scope}/{ft.trainable_from}"
+        first = next((i for i, v in enumerate(variables) if registry.variable_name(v).startswith(prefix)), None)
+        if first is None:
+            raise ValueError(f"{self.cfg.source}: finetune.trainable_from = {ft.trainable_from!r} is no block of "
+                             f"{self.spec.name}; blocks: {', '.join(self._blocks())}")
+        return variables[first:]
+
+    def start(self, checkpoint_dir: Path) -> int:
+        """Resume from the run's last checkpoint, else start from the backbone checkpoint (the
+        backbone's initialisers read it) and fresh head weights; return the epochs done."""
+        with self.graph.as_default():
+            last = tf.train.latest_checkpoint(str(checkpoint_dir))
+            if last:
+                self.saver.restore(self.session, last)
+                return int(self.session.run(self.epoch))
+            self.session.run(tf.compat.v1.global_variables_initializer())
+            return 0
+
+    def save(self, checkpoint_dir: Path, epoch: int) -> None:
+        with self.graph.as_default():
+            self.session.run(self.epoch.assign(epoch))
+            checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            self.saver.save(self.session, str(checkpoint_dir / "epoch"), global_step=epoch, write_meta_graph=False)
+
+    def step(self, batch) -> float:
+        """One training step on a global batch, split evenly over the replicas."""
+        n = len(self.inputs)
+        total = len(batch[0]) * batch[1].shape[1]
+        feed = {}
+        for placeholders, *parts in zip(self.inputs, *(np.array_split(b, n) for b in batch)):
+            feed.update(zip(placeholders, parts + [1.0 / total]))
+        return float(self.session.run([self.loss, self.train_op], feed)[0])
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(self.probabilities, {self.eval_images: x})
+
+
+def evaluate(network: Network, paths, rows: np.ndarray, size: int, batch_size: int):
+    """(probabilities (n_read, L), rows read): batch norm frozen; unreadable images left out."""
+    parts, kept = [], []
+    chunked = [(k, rows[i:i + batch_size]) for k, i in enumerate(range(0, len(rows), batch_size))]
+    for (_, chunk_rows), (_, batch, valid, _) in zip(chunked, images.chunks(chunked, paths, size)):
+        parts.append(network.predict(batch[valid]))
+        kept.append(chunk_rows[valid])
+    return np.concatenate(parts), np.concatenate(kept)
+
+
+def visible_devices() -> list[str]:
+    gpus = tf.config.list_logical_devices("GPU")
+    return [d.name for d in gpus] if gpus else ["/cpu:0"]
+
+
+def finetune_run(cfg, sf, run: HeadRun, force: bool = False, on_epoch=None, devices=None) -> dict:
+    """Train, checkpoint each epoch, evaluate and write one run; `on_epoch(epoch)` after each.
+    devices: the replicas' devices (default: every GPU, else the CPU)."""
+    tf.config.experimental.enable_op_determinism()
+    path = run_dir(cfg, run, STAGE)
+    if force and path.exists():
+        shutil.rmtree(path)
+    ft = cfg.finetune
+    fold, ratio_index = run.fold, sf.ratio_index(run.ratio)
+    train = sf.train_rows(fold)
+    validation_rows = np.flatnonzero(sf.validation(fold))
+    test = np.flatnonzero(sf.test_fold == fold)
+    observed = sf.observed(fold, ratio_index)
+    neg_weight = losses.negative_weights(run.method, sf.labels[train], observed[train])
+    pos_weight = weights.pos_weight(observed[train])
+    spec = registry.get(cfg.extract.backbone)
+    backbone = checkpoints.resolve(spec, cfg.extract.checkpoint, cfg.extract.cache_dir)
+    devices = devices or visible_devices()
+    network = Network(cfg, len(sf.classes), run.method, devices, cfg.experiment.seed + fold, backbone)
+    done = network.start(path / "checkpoints")
+    history_path = path / "history.csv"
+    history = history_path.read_text().splitlines()[1:1 + done] if done else []
+    size = network.plan.image_size
+    steps = -(-len(train) // ft.batch_size)
+    print(f"finetune {run.key}: {network.plan.backbone} + {cfg.heads.head} on {len(network.inputs)} "
+          f"replica(s) ({', '.join(devices)}); {len(train)} training images, {ft.epochs} epochs of {steps} "
+          f"steps" + (f"; resuming after epoch {done}" if done else ""))
+    start = time.perf_counter()
+    for epoch in range(done, ft.epochs):
+        progress = Progress(steps, f"epoch {epoch + 1}/{ft.epochs}", "step")
+        total, count = 0.0, 0
+        for batch in train_batches(sf.image_paths, train, observed[train], neg_weight, pos_weight, size, cfg, epoch):
+            total += network.step(batch) * len(batch[0])
+            count += len(batch[0])
+            progress.update()
+        network.save(path / "checkpoints", epoch + 1)
+        history.append(f"{epoch + 1},{total / max(count, 1):.6f}")
+        history_path.write_text("epoch,train_loss\n" + "\n".join(history) + "\n")
+        if on_epoch:
+            on_epoch(epoch + 1)
+    seconds = time.perf_counter() - start
+
+    probabilities, kept = evaluate(network, sf.image_paths, test, size, ft.batch_size)
+    validation = None
+    if len(validation_rows):
+        val_probabilities, val_kept = evaluate(network, sf.image_paths, validation_rows, size, ft.batch_size)
+        validation = (sf.ids[val_kept], observed[val_kept], val_probabilities)
+    attrs = dict(method=run.method, ratio=run.ratio, fold=run.fold + 1,
+                 head=f"{network.plan.backbone}+{cfg.heads.head}", seed=cfg.experiment.seed, source=STAGE,
+                 config=configs.to_json(cfg), skipped_invalid=len(test) - len(kept),
+                 trainable_from=ft.trainable_from or "all", replicas=len(network.inputs))
+    write_predictions(path, ids=sf.ids[kept], labels=sf.labels[kept], probabilities=probabilities,
+                      attrs=attrs, validation=validation)
+    timing = {"train_seconds_this_session": seconds, "epochs": ft.epochs, "resumed_after_epoch": done,
+              "steps_per_epoch": steps, "train_rows": len(train), "test_rows": len(test)}
+    (path / "timing.json").write_text(json.dumps(timing))
+    network.session.close()
+    return {"run": run.key, **timing}
+
+
+def finetune(cfg, only: dict | None = None, force: bool = False) -> list[dict]:
+    """Finetune every run of the [finetune] grid (or the `only` part of it), one after another."""
+    from splits import splits_path
+
+    sf = splits_store.load(splits_path(cfg))
+    runs = plan_runs(cfg, sf.n_folds, only, force)
+    if not runs:
+        print(f"{cfg.run_dir / STAGE}: every requested run is complete (use --force to redo)")
+        return []
+    print(f"finetune: {len(runs)} run(s): " + ", ".join(run.key for run in runs))
+    return [finetune_run(cfg, sf, run, force) for run in runs]
