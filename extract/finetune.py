@@ -258,7 +258,7 @@ def finetune_run(cfg, sf, run: HeadRun, force: bool = False, on_epoch=None, devi
     validation_rows = np.flatnonzero(sf.validation(fold))
     test = np.flatnonzero(sf.test_fold == fold)
     observed = sf.observed(fold, ratio_index)
-    neg_weight = losses.negative_weights(run.method, sf.labels[train], observed[train])
+    neg_weight = losses.negative_weights(run.method, sf.labels[train], observed[train], run.ratio)
     pos_weight = weights.pos_weight(observed[train])
     spec = registry.get(cfg.extract.backbone)
     backbone = checkpoints.resolve(spec, cfg.extract.checkpoint, cfg.extract.cache_dir)

@@ -61,8 +61,10 @@ def display_name(method: str) -> str:
     return f"CB-WCE[{method.removeprefix('confidence_')}]"
 
 
-def negative_weights(method: str, labels: np.ndarray, observed: np.ndarray) -> np.ndarray:
-    """(n, L) float32 negative weights of a method from a fold's training rows."""
+def negative_weights(method: str, labels: np.ndarray, observed: np.ndarray,
+                     missing_rate: float | None = None) -> np.ndarray:
+    """(n, L) float32 negative weights of a method from a fold's training rows; `missing_rate`
+    (the split's ratio) calibrates the `confidence_<estimator>` weights (splits.weights)."""
     from splits import weights
     if method == "ce":
         return np.ones(observed.shape, np.float32)
@@ -71,5 +73,5 @@ def negative_weights(method: str, labels: np.ndarray, observed: np.ndarray) -> n
     if method == "confidence":
         return weights.cb_weights(observed)
     if method.startswith("confidence_"):
-        return weights.estimator(method.removeprefix("confidence_"))(observed)
+        return weights.estimator(method.removeprefix("confidence_"))(observed, missing_rate)
     raise ValueError(f"unknown method {method!r}; known: {', '.join(LOSSES)}, confidence_<estimator>")

@@ -65,7 +65,7 @@ def main(argv=None) -> int:
         elif args.command == "weight-quality":
             from .quality import weight_quality
             table = weight_quality(args.path, [e for e in args.estimators.split(",") if e], args.out)
-            print(table.groupby(["ratio", "estimator"])[["roc_auc", "average_precision", "brier",
+            print(table.groupby(["ratio", "estimator"])[["roc_auc", "average_precision", "brier", "brier_calibrated",
                                                           "no_evidence_share", "seconds"]].mean().round(4).to_string())
         else:
             describe(args.path)

@@ -102,9 +102,63 @@ def test_estimators_equal_naive_loops(name):
     assert (got[observed == 1] == 0).all()
 
 
+def naive_mixture(observed, components, iterations, seeds, smoothing):
+    """The mixture estimator with loops over rows and components."""
+    x = observed.astype(float)
+    n, n_classes = x.shape
+    prior = x.mean(0)
+    evidence = np.zeros((n, n_classes))
+    for seed in range(seeds):
+        resp = np.random.default_rng(seed).dirichlet(np.ones(components), n).astype(np.float32).astype(float)
+        for _ in range(iterations):
+            q = np.zeros((components, n_classes))
+            size = np.zeros(components)
+            for k in range(components):
+                for i in range(n):
+                    q[k] += resp[i, k] * x[i]
+                    size[k] += resp[i, k]
+                q[k] = np.clip((q[k] + smoothing * prior) / (size[k] + smoothing), 1e-4, 1 - 1e-4)
+            for i in range(n):
+                log_p = np.array([np.log(size[k] / n + 1e-12) + sum(np.log(q[k, j]) if x[i, j] else np.log(1 - q[k, j])
+                                                                    for j in range(n_classes))
+                                  for k in range(components)])
+                resp[i] = np.exp(log_p - log_p.max()) / np.exp(log_p - log_p.max()).sum()
+        odds = np.array([[sum(resp[i, k] * q[k, j] / (1 - q[k, j]) for k in range(components))
+                          for j in range(n_classes)] for i in range(n)])
+        evidence += odds / odds.mean()
+    scores = np.zeros((n, n_classes))
+    for i in range(n):
+        zeros = np.flatnonzero(observed[i] == 0)
+        total = evidence[i, zeros].sum()
+        for j in zeros:
+            scores[i, j] = x[i].sum() * evidence[i, j] / max(total, 1e-30)
+    return scores
+
+
+def test_mixture_equals_naive_loops_and_calibrates_to_the_missing_rate():
+    rng = np.random.default_rng(4)
+    observed = (rng.random((60, 6)) < 0.35).astype(np.uint8)
+    observed[5] = 0
+    observed[:, 4] = 0
+    got = weights.mixture_scores(observed, components=3, seeds=2, iterations=5, smoothing=0.5)
+    np.testing.assert_allclose(got, naive_mixture(observed, 3, 5, 2, 0.5), rtol=1e-4, atol=1e-6)
+    assert (got[5] == 0).all()  # nothing observed: no evidence of anything hidden
+    for name, estimate in weights.ESTIMATORS.items():
+        for rate in (None, 0.0, 0.5):
+            w = estimate(observed, rate)
+            assert w.dtype == np.float32 and w.min() >= 0 and w.max() <= 1, name
+            assert (w[observed == 1] == 0).all(), name
+        if name != "paper":
+            np.testing.assert_array_equal(estimate(observed, 0.0)[observed == 0], 1)  # nothing missing
+    scores = np.array([0.0, 0.1, 0.3, 0.5])  # P(observed): hidden at rate .5 -> t r / (1 - (1 - r) t)
+    np.testing.assert_allclose(weights.calibrate(scores, 0.5), [0, 0.1 / 0.9, 0.3 / 0.7, 1.0])
+    with pytest.raises(ValueError, match="missing_rate = 1.0"):
+        weights.calibrate(scores, 1.0)
+
+
 def test_paper_estimator_is_cb_weights_and_unknown_name():
     observed = (np.random.default_rng(0).random((50, 5)) < 0.4).astype(np.uint8)
-    np.testing.assert_array_equal(weights.estimator("paper")(observed), weights.cb_weights(observed))
+    np.testing.assert_array_equal(weights.estimator("paper")(observed, 0.5), weights.cb_weights(observed))
     with pytest.raises(ValueError, match="unknown confidence estimator 'magic'; known: paper, prior"):
         weights.estimator("magic")
 
@@ -118,7 +172,8 @@ def test_weight_quality_sees_training_rows_only(tmp_path, monkeypatch):
     sf = store.load(splits.make(cfg))
     seen_shapes = []
     original = weights.ESTIMATORS["prior"]
-    monkeypatch.setitem(weights.ESTIMATORS, "prior", lambda obs: seen_shapes.append(obs.shape) or original(obs))
+    monkeypatch.setitem(weights.ESTIMATORS, "prior",
+                        lambda obs, rate=None: seen_shapes.append(obs.shape) or original(obs, rate))
     table = quality.weight_quality(sf.path, ["prior", "paper"], tmp_path / "q.csv")
     assert {shape[0] for shape in seen_shapes} == {len(sf.train_rows(k)) for k in range(4)}
     from sklearn.metrics import roc_auc_score
