@@ -29,6 +29,7 @@ GFLOP_PER_IMAGE = {"inception_resnet_v2": 13.2, "resnet_v1_50": 7.0}  # multiply
 def model_rate(name: str, n_images: int, batch: int) -> float:
     spec = registry.get(name)
     with tf.Graph().as_default() as graph:
+        tf.compat.v1.set_random_seed(0)
         x = tf.compat.v1.placeholder(tf.float32, [None, 224, 224, 3])
         _, end_points = spec.build(preprocessing.get(spec.preprocessing)(x))
         out = end_points[spec.endpoint]

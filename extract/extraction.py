@@ -69,6 +69,8 @@ class FeatureModel:
         spec = registry.get(plan.backbone)
         self.graph = tf.Graph()
         with self.graph.as_default():
+            # seeded: random initialisers stay legal when another stage enabled op determinism
+            tf.compat.v1.set_random_seed(0)
             self.images = tf.compat.v1.placeholder(tf.float32, [None, plan.image_size, plan.image_size, 3])
             _, end_points = spec.build(preprocessing.get(plan.preprocessing)(self.images), is_training=False)
             if plan.endpoint not in end_points:
