@@ -65,19 +65,21 @@ class HeadStack:
             rng = np.random.default_rng(head_seed(self.seed, key))
             for layer, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
                 weights[layer].append(truncated_normal(rng, (a, b), 0.1))
-        self._w = [tf.Variable(np.stack(w)) for w in weights]
+        # the first layer is stored (d_in, H, d_out): one plain matrix product serves every head
+        # and its gradient, with no transpose of the largest weights (see _logits)
+        self._w = [tf.Variable(np.stack(w, axis=1 if layer == 0 else 0)) for layer, w in enumerate(weights)]
         self._b = [tf.Variable(np.full((len(self.head_keys), 1, b), 0.1, np.float32)) for b in sizes[1:]]
         self._slots = [(tf.Variable(tf.zeros_like(v)), tf.Variable(tf.zeros_like(v)))
                        for v in self._w + self._b]
         self._step = tf.Variable(0, dtype=tf.int64)
 
     def _logits(self, x):
-        """x: (n, d) shared by all heads, or (H, n, d) -> (H, n, L) logits."""
-        net = x
-        for layer, (w, b) in enumerate(zip(self._w, self._b)):
-            net = (tf.einsum("nd,hdk->hnk", net, w) if net.shape.rank == 2 else tf.matmul(net, w)) + b
-            if layer < len(self._w) - 1:
-                net = tf.sigmoid(net)
+        """x: (n, d) shared by all heads -> (H, n, L) logits."""
+        d_in, n_heads, d_out = self._w[0].shape
+        flat = tf.matmul(x, tf.reshape(self._w[0], [d_in, n_heads * d_out]))  # (n, H * d_out)
+        net = tf.transpose(tf.reshape(flat, [-1, n_heads, d_out]), [1, 0, 2]) + self._b[0]
+        for w, b in zip(self._w[1:], self._b[1:]):
+            net = tf.matmul(tf.sigmoid(net), w) + b
         return net
 
     def _loss(self, x, targets, pos_weight, neg_weight):
@@ -116,6 +118,7 @@ class HeadStack:
         self._methods = list(methods)
         self._init(d_in, n_classes)
         variables = self._w + self._b
+        head_axes = [1] + [0] * (len(variables) - 1)  # where each variable keeps its heads
         pos_weight = tf.constant(pos_weight, tf.float32)
 
         @tf.function(reduce_retracing=True)
@@ -143,8 +146,9 @@ class HeadStack:
                     best[0][better] = val_loss[better]
                     best[2][better] = 0
                     best[2][~better] += 1
-                    for snapshot, var in zip(best[1], variables):
-                        snapshot[better] = var.numpy()[better]
+                    for snapshot, var, axis in zip(best[1], variables, head_axes):
+                        pick = (slice(None),) * axis + (better,)
+                        snapshot[pick] = var.numpy()[pick]
                     if (best[2] >= self.patience).all():
                         self.history_.append(record)
                         break
@@ -153,7 +157,7 @@ class HeadStack:
             for snapshot, var in zip(best[1], variables):
                 var.assign(snapshot)
         self.fit_seconds_ = time.perf_counter() - start
-        self.weights_ = [w.numpy() for w in self._w]
+        self.weights_ = [np.moveaxis(self._w[0].numpy(), 1, 0)] + [w.numpy() for w in self._w[1:]]
         self.biases_ = [b.numpy() for b in self._b]
         return self
 
