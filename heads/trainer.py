@@ -253,10 +253,11 @@ def features_in_ram(cfg, n_rows: int, feat_dim: int, n_jobs: int) -> bool:
 
 
 def check_memory(cfg, n_heads: int, feature_bytes: int, feat_dim: int, n_classes: int) -> None:
-    """Refuse a stack that cannot fit: weights, gradients and two optimiser slots per head, plus
-    the features a fold holds (all of them in RAM, two windows when streamed)."""
+    """Refuse a stack that cannot fit: weights, gradients, two optimiser slots and, while they
+    are initialised, two host copies per head (6 float32 arrays), plus the features a fold
+    holds (all of them in RAM, two windows when streamed)."""
     stack = models.make(cfg.heads.head, ["h"] * n_heads, cfg.heads, 0)
-    need = 4 * stack.parameter_count(feat_dim, n_classes) * 4 + feature_bytes
+    need = 6 * stack.parameter_count(feat_dim, n_classes) * 4 + feature_bytes
     free = free_memory()
     if need > 0.8 * free:
         raise ValueError(f"{n_heads} {cfg.heads.head} heads on {feat_dim}-d features need about "

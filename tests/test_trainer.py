@@ -94,7 +94,7 @@ def test_bad_input_is_named(tmp_path):
         trainer.train(cfg, only={"method": "focal"})
     with pytest.raises(ValueError, match="--only ratio=0.3 is not in"):
         trainer.train(cfg, only={"ratio": "0.3"})
-    wide = config(tmp_path / "bad", hidden=[2**21])
+    wide = config(tmp_path / "bad", hidden=[2**24])  # 12 heads x 670 M parameters: more than any RAM here
     with pytest.raises(ValueError, match="GiB are free"):
         trainer.train(wide)
 
