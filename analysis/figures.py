@@ -28,7 +28,8 @@ def _save(fig, stem: Path) -> list[Path]:
     return paths
 
 
-def _order(names) -> list[str]:
+def method_order(names) -> list[str]:
+    """CE, IM-WCE, CB-WCE, then the estimators; finetuned runs after the frozen-feature ones."""
     rank = {"CE": 0, "IM-WCE": 1, "CB-WCE": 2}
     return sorted(set(names), key=lambda n: (n.startswith("finetune"), rank.get(n, 3), n))
 
@@ -37,7 +38,7 @@ def paper_panel(frame: pd.DataFrame, stem: Path) -> list[Path]:
     """Figure 1: micro recall, precision, F1, AUC box plots over folds; x = ratio, a box per method."""
     metrics = [("micro_recall", "micro recall"), ("micro_precision", "micro precision"),
                ("micro_f1", "micro F1"), ("micro_auc", "micro ROC-AUC")]
-    names, ratios = _order(frame["name"]), sorted(frame["ratio"].unique())
+    names, ratios = method_order(frame["name"]), sorted(frame["ratio"].unique())
     colors = _colors(names)
     fig, axes = plt.subplots(1, 4, figsize=(18, 4.2))
     width = 0.8 / len(names)
@@ -61,7 +62,7 @@ def paper_panel(frame: pd.DataFrame, stem: Path) -> list[Path]:
 
 def map_lines(frame: pd.DataFrame, stem: Path) -> list[Path]:
     """Figure 2: mAP against the missing ratio, a line per method, band = min..max over folds."""
-    names = _order(frame["name"])
+    names = method_order(frame["name"])
     colors = _colors(names)
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for name in names:
@@ -79,7 +80,7 @@ def map_lines(frame: pd.DataFrame, stem: Path) -> list[Path]:
 def true_positives(frame: pd.DataFrame, per_class: dict, classes, ratio: float, top: int, stem: Path) -> list[Path]:
     """Figure 3: true positives per class (summed over folds) for the most frequent classes."""
     at = frame[np.isclose(frame["ratio"], ratio) & (frame["stage"] == "heads")]
-    names = _order(at["name"])
+    names = method_order(at["name"])
     colors = _colors(names)
     first = at[at["name"] == names[0]].index
     positives = sum(per_class[i]["class_positives"] for i in first)
@@ -140,7 +141,7 @@ def weight_quality(curves: dict, stem: Path) -> list[Path]:
 def loss_curves(histories: dict, stem: Path) -> list[Path]:
     """Figure 6: training loss per epoch; a panel per ratio, a line per method (fold 1)."""
     ratios = sorted({r for _, r in histories})
-    names = _order({n for n, _ in histories})
+    names = method_order({n for n, _ in histories})
     colors = _colors(names)
     fig, axes = plt.subplots(1, len(ratios), figsize=(4.2 * len(ratios), 3.6), squeeze=False, sharey=True)
     for ax, ratio in zip(axes[0], ratios):

@@ -51,6 +51,31 @@ def histories(run_root: Path, frame: pd.DataFrame) -> dict:
     return out
 
 
+def findings(summary: pd.DataFrame) -> list[str]:
+    """Statements computed from the summary table, one per method: its micro recall, precision
+    and mAP as the hidden ratio grows and, at the largest ratio, its difference to CE (of the
+    same stage). Nothing here is written by hand."""
+    table = summary.set_index(["name", "ratio"])
+    lines = []
+    for name in figures.method_order(summary["name"]):
+        rows = table.loc[name].sort_index()
+        ratios = " / ".join(f"{r:g}" for r in rows.index)
+
+        def series(column):
+            return " / ".join(f"{v:.3f}" for v in rows[column])
+
+        line = (f"- **{name}** at ratios {ratios}: micro recall {series('micro_recall mean')}, "
+                f"micro precision {series('micro_precision mean')}, mAP {series('mAP mean')}")
+        ce = "finetune CE" if name.startswith("finetune ") else "CE"
+        top = rows.index.max()
+        if name != ce and (ce, top) in table.index:
+            diff = rows.loc[top] - table.loc[(ce, top)]
+            line += (f"; at {top:g} against {ce}: recall {diff['micro_recall mean']:+.3f}, "
+                     f"precision {diff['micro_precision mean']:+.3f}, mAP {diff['mAP mean']:+.3f}")
+        lines.append(line + ".")
+    return lines
+
+
 def report(cfg) -> Path:
     run_root = cfg.run_dir
     out = run_root / "analysis"
@@ -92,6 +117,10 @@ def report(cfg) -> Path:
         "Micro metrics at threshold 0.5 and mAP; the full table with std is `summary.csv` / `.md` / `.tex`.",
         "",
         tables.to_markdown(key),
+        "",
+        "## What these runs show",
+        "",
+        *findings(summary),
         "",
         "## Paired differences against CE",
         "",

@@ -54,6 +54,11 @@ def test_report_tables_match_direct_computation(grid):
     assert row["micro_recall mean"] == pytest.approx(np.mean(recalls), abs=1e-4)
     paired = pd.read_csv(path.parent / "paired_vs_ce.csv")
     assert set(paired["name"]) == {"IM-WCE", "CB-WCE"}
+    im = summary[summary["name"] == "IM-WCE"].sort_values("ratio")
+    ce_top = summary[(summary["name"] == "CE") & np.isclose(summary["ratio"], 0.75)].iloc[0]
+    line = next(line for line in text.splitlines() if line.startswith("- **IM-WCE**"))
+    assert f"micro recall {' / '.join(f'{v:.3f}' for v in im['micro_recall mean'])}" in line
+    assert f"recall {im['micro_recall mean'].iloc[-1] - ce_top['micro_recall mean']:+.3f}" in line
 
 
 def test_every_figure_is_written_and_not_blank(grid):
