@@ -50,6 +50,9 @@ def paper_panel(frame: pd.DataFrame, stem: Path) -> list[Path]:
             for patch in box["boxes"]:
                 patch.set_facecolor(colors[name])
                 patch.set_alpha(0.75)
+            single = [k for k, values in enumerate(data) if len(values) == 1]  # one fold: a dot, not a flat box
+            ax.scatter(positions[single], [data[k][0] for k in single], color=colors[name], s=28, zorder=3,
+                       edgecolors="black", linewidths=0.5)
         ax.set_xticks(np.arange(len(ratios)), [f"{r:.2f}" for r in ratios])
         ax.set_xlabel("missing-label ratio")
         ax.set_title(label)
