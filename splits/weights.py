@@ -196,8 +196,12 @@ def fit_bernoulli_mixture(observed: np.ndarray, components: int, iterations: int
 
 def mixture_scores(observed: np.ndarray, components: int = MIXTURE["components"], seeds: int = MIXTURE["seeds"],
                    iterations: int = MIXTURE["iterations"], smoothing: float = MIXTURE["smoothing"]) -> np.ndarray:
-    """(n, L) expected number of hidden positives at each observed zero, if as many are hidden as
-    observed (k_i, the row's observed count), shared among its zeros by the mixture's evidence.
+    """(n, L) expected number of hidden positives at each observed zero at missing rate 0.5:
+    the row's expected hidden count, shared among its zeros by the mixture's evidence.
+
+    Expected hidden count: with positives hidden independently at rate r and a flat prior on a
+    row's true count, the hidden count given k_i observed is negative binomial with mean
+    (k_i + 1) r / (1 - r): k_i + 1 at r = 0.5 (`mixture_weights` rescales to the actual rate).
 
     Evidence for label j in row i: sum_k R_ik q_kj / (1 - q_kj), the odds of j under the row's
     scenes with the row's own 0 at j taken out (R / (1 - q) are the responsibilities without
@@ -210,14 +214,14 @@ def mixture_scores(observed: np.ndarray, components: int = MIXTURE["components"]
         evidence += odds / odds.mean()
     evidence[observed.astype(bool)] = 0.0
     share = evidence / np.maximum(evidence.sum(1, keepdims=True), 1e-30)
-    return observed.sum(1, keepdims=True) * share
+    return (observed.sum(1, keepdims=True) + 1.0) * share
 
 
 def mixture_weights(observed: np.ndarray, missing_rate: float | None = None) -> np.ndarray:
     """1 - the hidden-positive probability of a Bernoulli mixture shared out per row (`mixture_scores`).
 
-    The expected hidden count of a row is k_i r / (1 - r) when positives are hidden at rate r;
-    `missing_rate=None` takes r = 0.5 (as many hidden as observed), which only rescales."""
+    The expected hidden count of a row is (k_i + 1) r / (1 - r) at missing rate r;
+    `missing_rate=None` takes r = 0.5, which only rescales."""
     scores = mixture_scores(observed)
     if missing_rate is not None:
         if not 0 <= missing_rate < 1:
