@@ -2,8 +2,9 @@
 
 For every fold x ratio > 0 of a splits.h5 with ground truth, the estimators see only that
 fold's observed training labels; among the observed zeros, `1 - weight` is scored as a
-detector of "was a hidden positive": ROC-AUC, average precision, Brier score (calibration) as
-counted and calibrated to the split's ratio (`missing_rate`, see `splits.weights`),
+detector of "was a hidden positive": ROC-AUC, average precision and Brier score (calibration),
+each as counted and calibrated to the split's ratio (`missing_rate`, see `splits.weights`; the
+heads train on the calibrated weights),
 the share of hidden positives with no evidence (weight exactly 1) and the time per estimator.
 """
 from __future__ import annotations
@@ -41,6 +42,8 @@ def weight_quality(path, estimators=None, out: Path | None = None) -> pd.DataFra
                              "roc_auc": roc_auc_score(target, score), "average_precision": average_precision_score(target, score),
                              "brier": float(np.mean((score - target) ** 2)),
                              "brier_calibrated": float(np.mean((calibrated - target) ** 2)),
+                             "roc_auc_calibrated": roc_auc_score(target, calibrated),
+                             "average_precision_calibrated": average_precision_score(target, calibrated),
                              "no_evidence_share": float((w[hidden] == 1).mean()), "seconds": seconds})
                 if fold == 0 and np.isclose(ratio, 0.5):
                     curves[name] = roc_curve(target, score)[:2]
