@@ -248,11 +248,14 @@ def visible_devices() -> list[str]:
 def finetune_run(cfg, sf, run: HeadRun, force: bool = False, on_epoch=None, devices=None) -> dict:
     """Train, checkpoint each epoch, evaluate and write one run; `on_epoch(epoch)` after each.
     devices: the replicas' devices (default: every GPU, else the CPU)."""
+    # setup: the run directory (--force starts it anew)
     tf.config.experimental.enable_op_determinism()
     path = run_dir(cfg, run, STAGE)
     if force and path.exists():
         shutil.rmtree(path)
     ft = cfg.finetune
+
+    # data: this fold's rows, the run's observed labels and weights
     fold, ratio_index = run.fold, sf.ratio_index(run.ratio)
     train = sf.train_rows(fold)
     validation_rows = np.flatnonzero(sf.validation(fold))
@@ -260,6 +263,8 @@ def finetune_run(cfg, sf, run: HeadRun, force: bool = False, on_epoch=None, devi
     observed = sf.observed(fold, ratio_index)
     neg_weight = losses.negative_weights(run.method, sf.labels[train], observed[train], run.ratio)
     pos_weight = weights.pos_weight(observed[train])
+
+    # model: restored backbone + fresh head, or the run's last checkpoint
     spec = registry.get(cfg.extract.backbone)
     backbone = checkpoints.resolve(spec, cfg.extract.checkpoint, cfg.extract.cache_dir)
     devices = devices or visible_devices()
@@ -272,6 +277,8 @@ def finetune_run(cfg, sf, run: HeadRun, force: bool = False, on_epoch=None, devi
     print(f"finetune {run.key}: {network.plan.backbone} + {cfg.heads.head} on {len(network.inputs)} "
           f"replica(s) ({', '.join(devices)}); {len(train)} training images, {ft.epochs} epochs of {steps} "
           f"steps" + (f"; resuming after epoch {done}" if done else ""))
+
+    # loop: an epoch, then its checkpoint
     start = time.perf_counter()
     for epoch in range(done, ft.epochs):
         progress = Progress(steps, f"epoch {epoch + 1}/{ft.epochs}", "step")
@@ -287,6 +294,7 @@ def finetune_run(cfg, sf, run: HeadRun, force: bool = False, on_epoch=None, devi
             on_epoch(epoch + 1)
     seconds = time.perf_counter() - start
 
+    # save: predictions of the test (and validation) rows in the heads' format
     probabilities, kept = evaluate(network, sf.image_paths, test, size, ft.batch_size)
     validation = None
     if len(validation_rows):
