@@ -34,7 +34,7 @@ import tensorflow as tf
 import configs
 from configs.progress import Progress
 from heads import losses
-from heads.trainer import HeadRun, is_complete, run_dir, write_predictions
+from heads.trainer import HeadRun, plan_runs, run_dir, write_predictions
 from splits import store as splits_store
 from splits import weights
 
@@ -43,24 +43,6 @@ from .extraction import Plan
 from .slim_compat import slim
 
 STAGE = "finetune"
-
-
-def plan_runs(cfg, n_folds: int, only: dict | None = None, force: bool = False) -> list[HeadRun]:
-    """The [finetune] grid (folds, ratios, methods), filtered by `only`, without complete runs."""
-    ft, only = cfg.finetune, only or {}
-    folds = [k - 1 for k in ft.folds] if ft.folds else list(range(n_folds))
-    ratios = ft.ratios or cfg.splits.ratios
-    for method in ft.methods:
-        losses.get(method)
-    for key, values in (("fold", [k + 1 for k in folds]), ("ratio", ratios), ("method", ft.methods)):
-        if key in only and not any(str(v) == only[key] or (key == "ratio" and np.isclose(v, float(only[key])))
-                                   for v in values):
-            raise ValueError(f"--only {key}={only[key]} is not in the [finetune] grid of {cfg.source}: {list(values)}")
-    runs = [HeadRun(k, r, m) for k in folds for r in ratios for m in ft.methods
-            if ("fold" not in only or int(only["fold"]) == k + 1)
-            and ("ratio" not in only or np.isclose(r, float(only["ratio"])))
-            and ("method" not in only or only["method"] == m)]
-    return [run for run in runs if force or not is_complete(run_dir(cfg, run, STAGE))]
 
 
 def augment(image, seed, size: int, crop: float, flip: bool):
@@ -318,7 +300,9 @@ def finetune(cfg, only: dict | None = None, force: bool = False) -> list[dict]:
     from splits import splits_path
 
     sf = splits_store.load(splits_path(cfg))
-    runs = plan_runs(cfg, sf.n_folds, only, force)
+    ft = cfg.finetune
+    folds = [k - 1 for k in ft.folds] if ft.folds else range(sf.n_folds)
+    runs = plan_runs(cfg, folds, ft.ratios or cfg.splits.ratios, ft.methods, only, force, STAGE)
     if not runs:
         print(f"{cfg.run_dir / STAGE}: every requested run is complete (use --force to redo)")
         return []

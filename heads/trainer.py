@@ -72,24 +72,28 @@ def write_predictions(path: Path, *, ids, labels, probabilities, attrs, validati
     os.replace(tmp, path / "predictions.h5")
 
 
-def plan_runs(cfg, sf, only: dict | None = None, force: bool = False) -> list[HeadRun]:
-    """Every (fold, ratio, method) of the grid, filtered by `only`, without complete runs."""
+def plan_runs(cfg, folds, ratios, methods, only: dict | None = None, force: bool = False,
+              stage: str = "heads") -> list[HeadRun]:
+    """Every (fold, ratio, method) of a grid (folds 0-based), filtered by `only`, without the
+    runs of `stage` that are complete. A value of `only` outside the grid is an error."""
     only = only or {}
-    for ratio in cfg.splits.ratios:
-        sf.ratio_index(ratio)
-    if "method" in only and only["method"] not in cfg.heads.methods:
-        raise ValueError(f"--only method={only['method']} is not in {cfg.source} heads.methods "
-                         f"{list(cfg.heads.methods)}")
-    if "ratio" in only and not np.isclose(cfg.splits.ratios, float(only["ratio"])).any():
-        raise ValueError(f"--only ratio={only['ratio']} is not in {cfg.source} splits.ratios "
-                         f"{list(cfg.splits.ratios)}")
-    for method in cfg.heads.methods:
+    for method in methods:
         losses.get(method)
-    runs = [HeadRun(k, r, m) for k in range(sf.n_folds) for r in cfg.splits.ratios for m in cfg.heads.methods
-            if ("fold" not in only or int(only["fold"]) == k + 1)
-            and ("ratio" not in only or np.isclose(r, float(only["ratio"])))
-            and ("method" not in only or only["method"] == m)]
-    return [run for run in runs if force or not is_complete(run_dir(cfg, run))]
+    grid = {"fold": [k + 1 for k in folds], "ratio": list(ratios), "method": list(methods)}
+    for key, values in grid.items():
+        if key in only and not any(_matches(key, value, only[key]) for value in values):
+            raise ValueError(f"--only {key}={only[key]} is not in the [{stage}] grid of {cfg.source}: {values}")
+    runs = [HeadRun(k, r, m) for k in folds for r in ratios for m in methods
+            if all(_matches(key, value, only[key]) for key, value in (("fold", k + 1), ("ratio", r), ("method", m))
+                   if key in only)]
+    return [run for run in runs if force or not is_complete(run_dir(cfg, run, stage))]
+
+
+def _matches(key: str, value, wanted: str) -> bool:
+    """Whether a grid value (1-based fold, ratio, method) is the one `--only key=wanted` names."""
+    if key == "ratio":
+        return bool(np.isclose(value, float(wanted)))
+    return value == (int(wanted) if key == "fold" else wanted)
 
 
 def check_features(reader: FeatureReader, sf) -> None:
@@ -277,7 +281,9 @@ def train(cfg, only: dict | None = None, n_jobs: int | None = None, force: bool 
     features = feature_path(cfg)
     reader = FeatureReader(features)
     check_features(reader, sf)
-    runs = plan_runs(cfg, sf, only, force)
+    for ratio in cfg.splits.ratios:
+        sf.ratio_index(ratio)
+    runs = plan_runs(cfg, range(sf.n_folds), cfg.splits.ratios, cfg.heads.methods, only, force)
     if not runs:
         print(f"{cfg.run_dir / 'heads'}: every requested run is complete (use --force to redo)")
         return []
