@@ -157,11 +157,6 @@ class FeatureReader:
             block = h5["features"][rows[0]:rows[-1] + 1]
         return block[rows - rows[0]].astype(np.float32)
 
-    def windows(self, rows: np.ndarray, size: int):
-        """Yield (positions, features) over sorted `rows`, `size` rows at a time, in order."""
-        for start in range(0, len(rows), size):
-            yield np.arange(start, min(start + size, len(rows))), self.window(rows[start:start + size])
-
     def all(self) -> np.ndarray:
         """Every row as float32 (n_rows, feat_dim): the in-RAM fast path."""
         with h5py.File(self.path, "r") as h5:
