@@ -86,14 +86,20 @@ def cb_weights(observed: np.ndarray) -> np.ndarray:
 #     P(hidden | observed 0) = t r / (1 - (1 - r) t)        (0 when r = 0: nothing is missing).
 # `missing_rate=None` (unknown) leaves the scores as counted: their ranking of the zeros is the
 # same, only their scale (calibration, and how far they pull the loss) differs. The heads pass
-# the split's ratio; `weight-quality` reports the Brier score of both.
+# the split's ratio; `weight-quality` reports detection and Brier score of both.
+
+def _rate(missing_rate: float) -> float:
+    """The missing rate r, checked to lie in [0, 1)."""
+    if not 0 <= missing_rate < 1:
+        raise ValueError(f"missing_rate = {missing_rate}; must lie in [0, 1)")
+    return float(missing_rate)
+
 
 def calibrate(scores: np.ndarray, missing_rate: float | None) -> np.ndarray:
     """P(hidden positive | observed 0) from q = P(observed | evidence) (see above)."""
     if missing_rate is None:
         return scores
-    if not 0 <= missing_rate < 1:
-        raise ValueError(f"missing_rate = {missing_rate}; must lie in [0, 1)")
+    missing_rate = _rate(missing_rate)
     present = np.clip(scores / (1.0 - missing_rate), 0.0, 1.0)
     return present * missing_rate / np.maximum(1.0 - (1.0 - missing_rate) * present, 1e-12)
 
@@ -224,9 +230,8 @@ def mixture_weights(observed: np.ndarray, missing_rate: float | None = None) -> 
     `missing_rate=None` takes r = 0.5, which only rescales."""
     scores = mixture_scores(observed)
     if missing_rate is not None:
-        if not 0 <= missing_rate < 1:
-            raise ValueError(f"missing_rate = {missing_rate}; must lie in [0, 1)")
-        scores = scores * missing_rate / (1.0 - missing_rate)
+        rate = _rate(missing_rate)
+        scores = scores * rate / (1.0 - rate)
     return _finish(scores, observed)
 
 
