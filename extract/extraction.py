@@ -41,6 +41,18 @@ class Plan:
         return cls(spec.name, ex.endpoint or spec.endpoint, ex.image_size or spec.image_size,
                    ex.preprocessing or spec.preprocessing, ex.pooling or spec.pooling, ex.dtype)
 
+    def pooled(self, end_points: dict):
+        """The endpoint tensor, pooled over space as `pooling` says ("none": left as it is)."""
+        if self.endpoint not in end_points:
+            raise ValueError(f"{self.backbone} has no endpoint {self.endpoint!r}; "
+                             f"known: {', '.join(sorted(end_points))}")
+        net = end_points[self.endpoint]
+        if self.pooling == "avg":
+            return tf.reduce_mean(net, axis=[1, 2])
+        if self.pooling == "max":
+            return tf.reduce_max(net, axis=[1, 2])
+        return net
+
     @property
     def tag(self) -> str:
         return f"{self.backbone}_{self.endpoint.replace('/', '-')}_{self.image_size}_{self.preprocessing}_{self.pooling}"
@@ -73,14 +85,7 @@ class FeatureModel:
             tf.compat.v1.set_random_seed(0)
             self.images = tf.compat.v1.placeholder(tf.float32, [None, plan.image_size, plan.image_size, 3])
             _, end_points = spec.build(preprocessing.get(plan.preprocessing)(self.images), is_training=False)
-            if plan.endpoint not in end_points:
-                raise ValueError(f"{plan.backbone} has no endpoint {plan.endpoint!r}; "
-                                 f"known: {', '.join(sorted(end_points))}")
-            net = end_points[plan.endpoint]
-            if plan.pooling == "avg":
-                net = tf.reduce_mean(net, axis=[1, 2])
-            elif plan.pooling == "max":
-                net = tf.reduce_max(net, axis=[1, 2])
+            net = plan.pooled(end_points)
             self.feat_shape = tuple(net.shape.as_list()[1:])
             self.features = tf.reshape(net, [-1, int(np.prod(self.feat_shape))])
             self.session = tf.compat.v1.Session(graph=self.graph)

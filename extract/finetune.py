@@ -130,14 +130,7 @@ class Network:
                       if scope.get(slim.arg_scope_func_key(op), {}).get("normalizer_fn") is slim.batch_norm]
         with slim.arg_scope(scope), slim.arg_scope(normalised, normalizer_fn=batch_norm):
             _, end_points = self.spec.builder(net_in, is_training=training)
-        if self.plan.endpoint not in end_points:
-            raise ValueError(f"{self.plan.backbone} has no endpoint {self.plan.endpoint!r}; "
-                             f"known: {', '.join(sorted(end_points))}")
-        net = end_points[self.plan.endpoint]
-        if self.plan.pooling == "avg":
-            net = tf.reduce_mean(net, axis=[1, 2])
-        elif self.plan.pooling == "max":
-            net = tf.reduce_max(net, axis=[1, 2])
+        net = self.plan.pooled(end_points)
         net = tf.reshape(net, [-1, int(np.prod(net.shape.as_list()[1:]))])
         hidden = self.cfg.heads.hidden if self.cfg.heads.head == "paper_mlp" else ()
         init = dict(weights_initializer=tf.compat.v1.truncated_normal_initializer(stddev=0.1),
