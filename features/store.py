@@ -158,6 +158,6 @@ class FeatureReader:
         return block[rows - rows[0]].astype(np.float32)
 
     def all(self) -> np.ndarray:
-        """Every row as float32 (n_rows, feat_dim): the in-RAM fast path."""
+        """Every row as float32 (n_rows, feat_dim), in file order."""
         with h5py.File(self.path, "r") as h5:
             return h5["features"][:].astype(np.float32)
