@@ -49,12 +49,17 @@ def ratio_seed(seed: int, fold: int, ratio: float) -> np.random.SeedSequence:
     return np.random.SeedSequence([seed, fold, int(round(ratio * 10_000))])
 
 
+def hidden_count(n_pos: np.ndarray, ratio: float) -> np.ndarray:
+    """How many of a row's n_pos positives are hidden: round(ratio * n_pos) (module docstring)."""
+    return np.round(ratio * np.asarray(n_pos))
+
+
 def hide_positives(labels: np.ndarray, ratio: float, rng: np.random.Generator) -> np.ndarray:
-    """(n, L) bool mask of hidden positives: round(ratio * n_pos) random positives per row."""
+    """(n, L) bool mask of hidden positives: `hidden_count` random positives per row."""
     if not 0 <= ratio < 1:
         raise ValueError(f"ratio {ratio} outside [0, 1)")
     positive = labels.astype(bool)
-    n_hide = np.round(ratio * positive.sum(1))  # NumPy rounds half to even, as the paper
+    n_hide = hidden_count(positive.sum(1), ratio)
     keys = np.where(positive, rng.random(labels.shape), np.inf)
     rank = keys.argsort(1).argsort(1)  # rank of each positive among its row's positives
     return positive & (rank < n_hide[:, None])

@@ -126,13 +126,13 @@ def naive_mixture(observed, components, iterations, seeds, smoothing):
         odds = np.array([[sum(resp[i, k] * q[k, j] / (1 - q[k, j]) for k in range(components))
                           for j in range(n_classes)] for i in range(n)])
         evidence += odds / odds.mean()
-    scores = np.zeros((n, n_classes))
+    shares = np.zeros((n, n_classes))
     for i in range(n):
         zeros = np.flatnonzero(observed[i] == 0)
         total = evidence[i, zeros].sum()
         for j in zeros:
-            scores[i, j] = (x[i].sum() + 1) * evidence[i, j] / max(total, 1e-30)
-    return scores
+            shares[i, j] = evidence[i, j] / max(total, 1e-30)
+    return shares
 
 
 def test_mixture_equals_naive_loops_and_calibrates_to_the_missing_rate():
@@ -140,9 +140,9 @@ def test_mixture_equals_naive_loops_and_calibrates_to_the_missing_rate():
     observed = (rng.random((60, 6)) < 0.35).astype(np.uint8)
     observed[5] = 0
     observed[:, 4] = 0
-    got = weights.mixture_scores(observed, components=3, seeds=2, iterations=5, smoothing=0.5)
+    got = weights.mixture_shares(observed, components=3, seeds=2, iterations=5, smoothing=0.5)
     np.testing.assert_allclose(got, naive_mixture(observed, 3, 5, 2, 0.5), rtol=1e-4, atol=1e-6)
-    assert got[5].sum() == pytest.approx(1)  # nothing observed: one hidden positive expected at rate .5
+    np.testing.assert_allclose(got.sum(1), 1, rtol=1e-6)  # a row's hidden positives are all shared out
     for name, estimate in weights.ESTIMATORS.items():
         for rate in (None, 0.0, 0.5):
             w = estimate(observed, rate)
@@ -154,6 +154,28 @@ def test_mixture_equals_naive_loops_and_calibrates_to_the_missing_rate():
     np.testing.assert_allclose(weights.calibrate(scores, 0.5), [0, 0.1 / 0.9, 0.3 / 0.7, 1.0])
     with pytest.raises(ValueError, match="missing_rate = 1.0"):
         weights.calibrate(scores, 1.0)
+
+
+@pytest.mark.parametrize("ratio", [0.25, 0.5, 0.75])
+def test_expected_hidden_count_matches_the_simulated_hiding(ratio):
+    from splits import folds
+    rng = np.random.default_rng(7)
+    n_true = 3 + rng.geometric(0.5, 30_000) - 1  # no image with fewer than 3 labels
+    labels = np.zeros((len(n_true), 30), np.uint8)
+    for i, n in enumerate(n_true):
+        labels[i, rng.choice(30, n, replace=False)] = 1
+    observed = labels & ~folds.hide_positives(labels, ratio, rng)
+    k = observed.sum(1)
+    hidden = weights.expected_hidden(k, ratio)
+    truth = n_true - k
+    for count in np.unique(k):
+        rows = k == count
+        if rows.sum() >= 300:
+            assert hidden[rows] == pytest.approx(truth[rows].mean(), abs=0.1), count
+            assert np.ptp(hidden[rows]) == 0  # a function of k alone
+    if ratio == 0.5:  # k = 1 can only come from 3 labels (n0 = 3 recovered), k = 2 from 4
+        assert hidden[k == 1] == pytest.approx(2, abs=0.01) and hidden[k == 2] == pytest.approx(2, abs=0.01)
+    np.testing.assert_array_equal(weights.expected_hidden(k, 0.0), 0)
 
 
 def test_paper_estimator_is_cb_weights_and_unknown_name():
