@@ -156,6 +156,44 @@ def test_mixture_equals_naive_loops_and_calibrates_to_the_missing_rate():
         weights.calibrate(scores, 1.0)
 
 
+def naive_expected_hidden(counts, ratio, decays):
+    """E[hidden | k] per row: loops over n0, the decay and n of the geometric prior on true counts."""
+    n_max = int(np.ceil((max(counts) + 1) / (1 - ratio))) + 2
+    kept = {n: n - int(np.round(ratio * n)) for n in range(n_max + 1)}
+    best, best_p = -np.inf, None
+    for n0 in range(n_max + 1):
+        if kept[n0] > min(counts):  # no true count from n0 on could show the fewest labels observed
+            break
+        for lam in decays:
+            p = {n: lam ** (n - n0) if n >= n0 else 0.0 for n in kept}
+            total = sum(p.values())
+            log_lik = sum(np.log(max(sum(p[n] for n in kept if kept[n] == k) / total, 1e-300)) for k in counts)
+            if log_lik > best:
+                best, best_p = log_lik, p
+    out = []
+    for k in counts:
+        mass = sum(best_p[n] for n in kept if kept[n] == k)
+        out.append(sum(best_p[n] * (n - k) for n in kept if kept[n] == k) / mass)
+    return np.array(out)
+
+
+def test_mixture_weights_equal_naive_counts_times_shares():
+    rng = np.random.default_rng(5)
+    observed = (rng.random((200, 7)) < 0.4).astype(np.uint8)
+    observed[3] = 0
+    observed[:, 2] = 0
+    counts = observed.sum(1)
+    for ratio in (0.25, 0.5, 0.75):
+        np.testing.assert_allclose(weights.expected_hidden(counts, ratio),
+                                   naive_expected_hidden(counts.tolist(), ratio, weights.COUNT_DECAYS), rtol=1e-9)
+    shares = naive_mixture(observed, weights.MIXTURE["components"], weights.MIXTURE["iterations"], 2,
+                           weights.MIXTURE["smoothing"])
+    expect = 1 - np.clip(naive_expected_hidden(counts.tolist(), 0.5, weights.COUNT_DECAYS)[:, None] * shares, 0, 1)
+    got = weights._finish(weights.expected_hidden(counts, 0.5)[:, None] * weights.mixture_shares(observed, seeds=2),
+                          observed)
+    np.testing.assert_allclose(got, np.where(observed == 1, 0, expect), atol=1e-4)
+
+
 @pytest.mark.parametrize("ratio", [0.25, 0.5, 0.75])
 def test_expected_hidden_count_matches_the_simulated_hiding(ratio):
     from splits import folds
