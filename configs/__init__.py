@@ -34,6 +34,7 @@ class Dataset:
     n_images: int = 2400  # synthetic only
     image_size: int = 96  # synthetic only
     path_column: str = "path"  # csv only
+    natural_missing_rate: float = 0.0  # share of true positives the annotations lack (0: complete)
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,9 @@ def _check_values(cfg: Config) -> None:
     for r in cfg.splits.ratios:
         if not 0 <= r < 1:
             raise ValueError(f"{where}: splits.ratios holds {r}; each ratio must lie in [0, 1)")
+    if not 0 <= cfg.dataset.natural_missing_rate < 1:
+        raise ValueError(f"{where}: dataset.natural_missing_rate = {cfg.dataset.natural_missing_rate}; "
+                         "must lie in [0, 1)")
     if not 0 <= cfg.splits.validation < 1:
         raise ValueError(f"{where}: splits.validation = {cfg.splits.validation}; must lie in [0, 1)")
     if cfg.heads.shuffle_buffer < cfg.heads.batch_size:

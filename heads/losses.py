@@ -61,10 +61,14 @@ def display_name(method: str) -> str:
     return f"CB-WCE[{method.removeprefix('confidence_')}]"
 
 
-def negative_weights(method: str, labels: np.ndarray, observed: np.ndarray,
-                     missing_rate: float | None = None) -> np.ndarray:
-    """(n, L) float32 negative weights of a method from a fold's training rows; `missing_rate`
-    (the split's ratio) calibrates the `confidence_<estimator>` weights (splits.weights)."""
+def negative_weights(method: str, labels: np.ndarray, observed: np.ndarray, ratio: float | None = None,
+                     natural_missing_rate: float = 0.0) -> np.ndarray:
+    """(n, L) float32 negative weights of a method from a fold's training rows.
+
+    The `confidence_<estimator>` weights (splits.weights) expect a share
+    1 - (1 - natural_missing_rate) (1 - ratio) of the true positives to be missing: the split's
+    simulated ratio on top of what the annotations themselves lack; `ratio=None`: unknown.
+    """
     from splits import weights
     if method == "ce":
         return np.ones(observed.shape, np.float32)
@@ -73,5 +77,6 @@ def negative_weights(method: str, labels: np.ndarray, observed: np.ndarray,
     if method == "confidence":
         return weights.cb_weights(observed)
     if method.startswith("confidence_"):
+        missing_rate = None if ratio is None else 1 - (1 - natural_missing_rate) * (1 - ratio)
         return weights.estimator(method.removeprefix("confidence_"))(observed, missing_rate)
     raise ValueError(f"unknown method {method!r}; known: {', '.join(LOSSES)}, confidence_<estimator>")

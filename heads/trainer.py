@@ -189,8 +189,9 @@ def train_fold(cfg, splits_path: str, features_path: str, runs: list[HeadRun], n
     skipped = int((~valid).sum())
     observed = {r: sf.observed(fold, sf.ratio_index(r)) for r in {run.ratio for run in runs}}
     targets = np.stack([observed[run.ratio][train] for run in runs])
+    natural = cfg.dataset.natural_missing_rate
     neg_weight = np.stack([losses.negative_weights(run.method, sf.labels[train], observed[run.ratio][train],
-                                                   run.ratio) for run in runs])
+                                                   run.ratio, natural) for run in runs])
     pos_weight = np.stack([weights.pos_weight(observed[run.ratio][train]) for run in runs])
     window = 0 if in_ram else cfg.heads.shuffle_buffer
     source = (lambda rows: InMemory(reader, rows)) if in_ram else (lambda rows: Streamed(reader, rows, window))
@@ -199,7 +200,7 @@ def train_fold(cfg, splits_path: str, features_path: str, runs: list[HeadRun], n
     if len(validation_rows):
         val_targets = np.stack([observed[run.ratio][validation_rows] for run in runs])
         val_weights = np.stack([losses.negative_weights(run.method, sf.labels[validation_rows],
-                                                         observed[run.ratio][validation_rows], run.ratio)
+                                                         observed[run.ratio][validation_rows], run.ratio, natural)
                                 for run in runs])
         validation = (x_val.blocks, val_targets, val_weights)
 

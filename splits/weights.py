@@ -88,7 +88,8 @@ def cb_weights(observed: np.ndarray) -> np.ndarray:
 #     P(hidden | observed 0) = t r / (1 - (1 - r) t)        (0 when r = 0: nothing is missing).
 # `missing_rate=None` (unknown) leaves the scores as counted: their ranking of the zeros is the
 # same, only their scale (calibration, and how far they pull the loss) differs. The heads pass
-# the split's ratio; `weight-quality` reports detection and Brier score of both.
+# the split's ratio (with `[dataset] natural_missing_rate` on top, `losses.negative_weights`);
+# `weight-quality` reports detection and Brier score of both.
 
 def _rate(missing_rate: float) -> float:
     """The missing rate r, checked to lie in [0, 1)."""

@@ -43,3 +43,20 @@ def test_names_and_unknown_method():
     assert [losses.display_name(m) for m in ("ce", "ignore_missing", "confidence")] == ["CE", "IM-WCE", "CB-WCE"]
     with pytest.raises(ValueError, match="unknown method 'focal'"):
         losses.get("focal")
+
+
+def test_confidence_estimators_expect_the_simulated_and_the_natural_missing_share():
+    from splits import weights
+    rng = np.random.default_rng(0)
+    labels = (rng.random((80, 6)) < 0.4).astype(np.uint8)
+    observed = labels & (rng.random(labels.shape) < 0.7)
+    prior = weights.estimator("prior")
+    np.testing.assert_array_equal(losses.negative_weights("confidence_prior", labels, observed, 0.0)[observed == 0], 1)
+    np.testing.assert_array_equal(losses.negative_weights("confidence_prior", labels, observed, 0.0, 0.3),
+                                  prior(observed, 0.3))  # complete split, labels missing by nature
+    np.testing.assert_allclose(losses.negative_weights("confidence_prior", labels, observed, 0.5, 0.3),
+                               prior(observed, 1 - 0.7 * 0.5))
+    np.testing.assert_array_equal(losses.negative_weights("confidence_prior", labels, observed, None, 0.3),
+                                  prior(observed, None))
+    np.testing.assert_array_equal(losses.negative_weights("confidence", labels, observed, 0.5, 0.3),
+                                  weights.cb_weights(observed))  # the paper's weight takes no rate
