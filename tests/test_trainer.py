@@ -169,3 +169,17 @@ def test_validation_early_stopping_keeps_each_heads_best_epoch():
     for h in range(2):  # the restored weights are the best epoch's
         restored = np.mean([log_loss(y_val[h][:, j], logits[h][:, j], labels=[0, 1]) for j in range(5)])
         assert abs(restored - val[best[h], h]) < 1e-4
+
+
+def test_validation_weights_come_from_one_estimate_over_training_and_validation_rows(tmp_path, monkeypatch):
+    cfg = configs.from_dict({"experiment": {"name": "v", "runs_dir": str(tmp_path)}, "dataset": {"n_images": 400},
+                             "splits": {"validation": 0.2},
+                             "heads": {"head": "linear", "epochs": 1, "methods": ["confidence_prior"]}}, source="test")
+    sf = make_features(cfg)
+    seen = []
+    original = trainer.losses.negative_weights
+    monkeypatch.setattr(trainer.losses, "negative_weights",
+                        lambda method, labels, observed, *rest: seen.append(len(observed))
+                        or original(method, labels, observed, *rest))
+    trainer.train(cfg, only={"fold": "1", "ratio": "0.5"}, n_jobs=1)
+    assert seen == [int((sf.test_fold != 0).sum())]  # once, on all of the fold's non-test rows
