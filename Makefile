@@ -51,3 +51,4 @@ bench: setup
 	$(PYTHON) bench/extract.py
 	$(PYTHON) bench/heads.py
 	$(PYTHON) bench/weights_quality.py
+	$(PYTHON) bench/weights_limits.py

@@ -1,0 +1,81 @@
+"""Benchmark: how close the `mixture` estimator gets to what the observed labels allow (reads
+ground truth, so it is an analysis, never an estimator).
+
+    .venv/bin/python bench/weights_limits.py [--paper-dir ../shared/data/paper_splits] [--ratio 0.5]
+
+On fold 1 of each published split: detection ROC-AUC of the hidden positives by the calibrated
+mixture, by the mixture given each row's true hidden count, and, on the rows that show a
+single label, against two tables f(s, j) of that one label: co-occurrence counted on the true
+labels of the images with more labels than the least count (what the observed labels could at
+best reveal) and on the true labels of the other least-count images (never observed: at r = .5
+such an image shows one label).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import splits  # noqa: E402
+from splits import store, weights  # noqa: E402
+
+
+def detection_auc(scores: np.ndarray, observed: np.ndarray, labels: np.ndarray) -> float:
+    """ROC-AUC of `scores` for "hidden positive" among the observed zeros."""
+    zeros = observed == 0
+    return roc_auc_score(((labels == 1) & zeros)[zeros], scores[zeros])
+
+
+def table_scores(single: np.ndarray, truth: np.ndarray, own: np.ndarray | None = None) -> np.ndarray:
+    """Scores of one-label rows from co-occurrence counts of `truth` rows, each row's own label
+    set `own` taken out of the counts; shared out per row like the mixture's."""
+    counts = single.astype(float) @ (truth.T.astype(float) @ truth)
+    if own is not None:
+        counts -= own
+    counts[single == 1] = 0
+    return counts / np.maximum(counts.sum(1, keepdims=True), 1e-30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--paper-dir", default=str(Path(__file__).resolve().parents[2] / "shared/data/paper_splits"))
+    parser.add_argument("--ratio", type=float, default=0.5)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp())
+    for name, folder in (("MSCOCO", "labels_balanced_4labels"), ("NUS-WIDE", "labels_balanced_nus")):
+        sf = store.load(splits.import_to(Path(args.paper_dir) / folder, tmp / f"{folder}.h5"))
+        train = sf.train_rows(0)
+        labels, observed = sf.labels[train], sf.observed(0, sf.ratio_index(args.ratio))[train]
+        kept, true_count = observed.sum(1), labels.sum(1)
+        shares = weights.mixture_shares(observed)
+        expected = weights.expected_hidden(kept, args.ratio)[:, None] * shares
+        print(f"\n{name}, fold 1, ratio {args.ratio}: ROC-AUC of the hidden positives")
+        print(f"  {'mixture (expected hidden count per row)':<52}{detection_auc(expected, observed, labels):.4f}")
+        oracle = (true_count - kept)[:, None] * shares
+        print(f"  {'mixture given the true hidden count per row':<52}{detection_auc(oracle, observed, labels):.4f}")
+        one = kept == 1
+        if not one.any():
+            print("  no row shows a single label at this ratio")
+            continue
+        hidden = (labels == 1) & (observed == 0)
+        print(f"  rows showing one label: {one.mean():.3f} of rows, {hidden[one].sum() / hidden.sum():.3f} "
+              "of the hidden positives; on them:")
+        counts = expected[one].sum(1, keepdims=True)  # the same expected hidden count for all three
+        print(f"    {'mixture':<50}{detection_auc(expected[one], observed[one], labels[one]):.4f}")
+        least = true_count.min()
+        larger = table_scores(observed[one], labels[true_count > least])
+        print(f"    {f'true co-occurrence of the images with > {least} labels':<50}"
+              f"{detection_auc(counts * larger, observed[one], labels[one]):.4f}")
+        same = table_scores(observed[one], labels[true_count == least], labels[one] * (true_count[one] == least)[:, None])
+        print(f"    {f'true co-occurrence of the other {least}-label images':<50}"
+              f"{detection_auc(counts * same, observed[one], labels[one]):.4f}")
+
+
+if __name__ == "__main__":
+    main()
