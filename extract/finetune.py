@@ -236,9 +236,8 @@ def finetune_run(cfg, sf, run: HeadRun, force: bool = False, on_epoch=None, devi
     validation_rows = np.flatnonzero(sf.validation(fold))
     test = np.flatnonzero(sf.test_fold == fold)
     observed = sf.observed(fold, ratio_index)
-    known = np.concatenate([train, validation_rows])  # weights estimated as the heads do (train_fold)
-    neg_weight = losses.negative_weights(run.method, sf.labels[known], observed[known], run.ratio,
-                                         cfg.dataset.natural_missing_rate)[:len(train)]
+    neg_weight, _ = losses.fold_negative_weights(run.method, sf.labels, observed, train, validation_rows, run.ratio,
+                                                 cfg.dataset.natural_missing_rate)
     pos_weight = weights.pos_weight(observed[train])
 
     # model: restored backbone + fresh head, or the run's last checkpoint

@@ -80,3 +80,14 @@ def negative_weights(method: str, labels: np.ndarray, observed: np.ndarray, rati
         missing_rate = None if ratio is None else 1 - (1 - natural_missing_rate) * (1 - ratio)
         return weights.estimator(method.removeprefix("confidence_"))(observed, missing_rate)
     raise ValueError(f"unknown method {method!r}; known: {', '.join(LOSSES)}, confidence_<estimator>")
+
+
+def fold_negative_weights(method: str, labels: np.ndarray, observed: np.ndarray, train: np.ndarray,
+                          validation: np.ndarray, ratio: float | None = None,
+                          natural_missing_rate: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """(training, validation) negative weights of one fold: one estimate (`negative_weights`)
+    over all its rows with observed labels, `train` then `validation` (row indices into the
+    (N, L) `labels` / `observed`), split back."""
+    known = np.concatenate([train, validation])
+    estimate = negative_weights(method, labels[known], observed[known], ratio, natural_missing_rate)
+    return estimate[:len(train)], estimate[len(train):]

@@ -189,11 +189,9 @@ def train_fold(cfg, splits_path: str, features_path: str, runs: list[HeadRun], n
     skipped = int((~valid).sum())
     observed = {r: sf.observed(fold, sf.ratio_index(r)) for r in {run.ratio for run in runs}}
     targets = np.stack([observed[run.ratio][train] for run in runs])
-    # negative weights: one estimate from every row with observed labels (training and validation)
-    known = np.concatenate([train, validation_rows])
-    known_weight = np.stack([losses.negative_weights(run.method, sf.labels[known], observed[run.ratio][known],
-                                                     run.ratio, cfg.dataset.natural_missing_rate) for run in runs])
-    neg_weight = known_weight[:, :len(train)]
+    fold_weights = [losses.fold_negative_weights(run.method, sf.labels, observed[run.ratio], train, validation_rows,
+                                                 run.ratio, cfg.dataset.natural_missing_rate) for run in runs]
+    neg_weight = np.stack([train_weight for train_weight, _ in fold_weights])
     pos_weight = np.stack([weights.pos_weight(observed[run.ratio][train]) for run in runs])
     window = 0 if in_ram else cfg.heads.shuffle_buffer
     source = (lambda rows: InMemory(reader, rows)) if in_ram else (lambda rows: Streamed(reader, rows, window))
@@ -201,7 +199,7 @@ def train_fold(cfg, splits_path: str, features_path: str, runs: list[HeadRun], n
     validation = None
     if len(validation_rows):
         val_targets = np.stack([observed[run.ratio][validation_rows] for run in runs])
-        validation = (x_val.blocks, val_targets, known_weight[:, len(train):])
+        validation = (x_val.blocks, val_targets, np.stack([val_weight for _, val_weight in fold_weights]))
 
     # model and loop
     stack = models.make(cfg.heads.head, [run.key.split("/", 1)[1] for run in runs], cfg.heads,
