@@ -5,7 +5,7 @@ PYTHON := .venv/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED = 0
 
-.PHONY: setup test splits features pretrain heads finetune figures demo bench clean
+.PHONY: setup lint test splits features pretrain heads finetune figures demo bench clean
 
 setup: .venv/installed
 
@@ -16,6 +16,9 @@ setup: .venv/installed
 	$(PYTHON) -m pip install --quiet -r requirements.txt
 	$(PYTHON) -m pip install --quiet --no-deps tf-keras==2.21.0
 	touch $@
+
+lint: setup
+	.venv/bin/ruff check .
 
 test: setup
 	$(PYTHON) -m pytest

@@ -6,9 +6,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
 COLORS = {"CE": "#4C72B0", "IM-WCE": "#55A868", "CB-WCE": "#C44E52"}
 EXTRA = ["#8172B2", "#CCB974", "#64B5CD", "#DD8452"]

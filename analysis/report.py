@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 import configs
@@ -61,7 +60,7 @@ def findings(summary: pd.DataFrame) -> list[str]:
         rows = table.loc[name].sort_index()
         ratios = " / ".join(f"{r:g}" for r in rows.index)
 
-        def series(column):
+        def series(column, rows=rows):
             return " / ".join(f"{v:.3f}" for v in rows[column])
 
         line = (f"- **{name}** at ratios {ratios}: micro recall {series('micro_recall mean')}, "
@@ -107,10 +106,10 @@ def report(cfg) -> Path:
     lines = [
         f"# Report: {cfg.experiment.name}",
         "",
-        f"{len(frame)} runs from `{run_root}`; {sf.labels.shape[0]} images x {len(sf.classes)} classes, "
+        (f"{len(frame)} runs from `{run_root}`; {sf.labels.shape[0]} images x {len(sf.classes)} classes, "
         f"{sf.n_folds} folds. Metrics at threshold 0.5 unless marked `_valthr` (per-class thresholds from "
         f"validation rows). Classes without a positive in a test fold are excluded from macro averages "
-        f"(at most {excluded} per fold here).",
+        f"(at most {excluded} per fold here)."),
         "",
         "## Summary (mean over folds)",
         "",
@@ -124,8 +123,8 @@ def report(cfg) -> Path:
         "",
         "## Paired differences against CE",
         "",
-        "Fold-paired difference of each method to CE at the same ratio; Wilcoxon signed-rank p over folds "
-        "(with 4 folds the smallest possible two-sided p is 0.125).",
+        ("Fold-paired difference of each method to CE at the same ratio; Wilcoxon signed-rank p over folds "
+        "(with 4 folds the smallest possible two-sided p is 0.125)."),
         "",
         tables.to_markdown(paired[paired["metric"].isin(["micro_recall", "mAP"])]) if len(paired) else "(no pairs)",
         "",
@@ -137,7 +136,7 @@ def report(cfg) -> Path:
         "![mAP](fig2_map.png)",
         "mAP is threshold-free: how much of the loss of recall is ranking, how much calibration.",
         "",
-        f"![true positives](fig3_true_positives.png)",
+        "![true positives](fig3_true_positives.png)",
         f"True positives per class at ratio {ratio:.2f}, summed over folds, beside the number of positives.",
         "",
         "![co-occurrence](fig4_cooccurrence.png)",

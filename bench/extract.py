@@ -20,8 +20,8 @@ import tensorflow as tf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from extract import images, preprocessing, registry  # noqa: E402
-from bench.machine import matmul_gflops  # noqa: E402
+from bench.machine import matmul_gflops
+from extract import images, preprocessing, registry
 
 GFLOP_PER_IMAGE = {"inception_resnet_v2": 13.2, "resnet_v1_50": 7.0}  # multiply-adds x 2 at 224
 

@@ -10,6 +10,7 @@ batched-vs-loop speed-up, and the whole fold's wall time at batch 32 and at batc
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -18,8 +19,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from heads.models import HeadStack  # noqa: E402
-from bench.machine import copy_gbps, matmul_gflops  # noqa: E402
+from bench.machine import copy_gbps, matmul_gflops
+from heads.models import HeadStack
 
 N_TRAIN, DIM, N_CLASSES, HIDDEN = 24_731, 1536, 80, (2048, 1024, 256)
 METHODS = ["ce", "ignore_missing", "confidence"] * 4
@@ -53,7 +54,7 @@ def main() -> None:
     keys = [f"h{i}" for i in range(12)]
     gflops, gbps = matmul_gflops(), copy_gbps()
     sizes = (DIM,) + HIDDEN + (N_CLASSES,)
-    params = 12 * sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    params = 12 * sum(a * b + b for a, b in itertools.pairwise(sizes))
     traffic = params * 4 * 4 * 2  # 4 arrays (weights, grads, 2 accumulators), each read and written
     print(f"machine: float32 matmul {gflops:.0f} GFLOP/s, copy {gbps:.1f} GB/s; "
           f"12 heads hold {params / 1e6:.0f} M parameters, about {traffic / 1e9:.1f} GB of traffic per step")

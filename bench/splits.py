@@ -17,8 +17,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import splits  # noqa: E402
-from splits import folds, store, weights  # noqa: E402
+import splits
+from splits import folds, store, weights
 
 
 def naive_row(observed: np.ndarray, i: int) -> np.ndarray:

@@ -22,8 +22,8 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import splits  # noqa: E402
-from splits import store, weights  # noqa: E402
+import splits
+from splits import store, weights
 
 
 def detection_auc(scores: np.ndarray, observed: np.ndarray, labels: np.ndarray) -> float:

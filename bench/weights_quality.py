@@ -14,8 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import splits  # noqa: E402
-from splits.quality import weight_quality  # noqa: E402
+import splits
+from splits.quality import weight_quality
 
 
 def main() -> None:

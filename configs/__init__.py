@@ -152,7 +152,7 @@ def from_dict(raw: dict, source: str = "<dict>") -> Config:
     for name in sections:
         table = raw.get(name, {})
         if not isinstance(table, dict):
-            raise ValueError(f"{source}: [{name}] must be a table, got {table!r}")
+            raise TypeError(f"{source}: [{name}] must be a table, got {table!r}")
         parts[name] = _section(hints[name], table, f"{source} [{name}]")
     cfg = Config(**parts, source=source)
     _check_values(cfg)

@@ -15,19 +15,19 @@ DEPTHS = (16, 32, 64, 128)
 
 def demo_cnn(images, num_classes=None, is_training=False, scope="DemoCNN"):
     end_points = {}
-    with tf.compat.v1.variable_scope(scope, "DemoCNN", [images]):
-        with slim.arg_scope([slim.batch_norm], is_training=is_training):
-            net = images
-            for k, depth in enumerate(DEPTHS, start=1):
-                net = slim.conv2d(net, depth, 3, scope=f"conv{k}")
-                end_points[f"conv{k}"] = net
-                net = slim.max_pool2d(net, 2, stride=2, scope=f"pool{k}")
-                end_points[f"pool{k}"] = net
-            if num_classes:
-                with tf.compat.v1.variable_scope("Logits"):
-                    pooled = tf.reduce_mean(net, axis=[1, 2])
-                    net = slim.fully_connected(pooled, num_classes, activation_fn=None, scope="Logits")
-                end_points["Logits"] = net
+    with (tf.compat.v1.variable_scope(scope, "DemoCNN", [images]),
+          slim.arg_scope([slim.batch_norm], is_training=is_training)):
+        net = images
+        for k, depth in enumerate(DEPTHS, start=1):
+            net = slim.conv2d(net, depth, 3, scope=f"conv{k}")
+            end_points[f"conv{k}"] = net
+            net = slim.max_pool2d(net, 2, stride=2, scope=f"pool{k}")
+            end_points[f"pool{k}"] = net
+        if num_classes:
+            with tf.compat.v1.variable_scope("Logits"):
+                pooled = tf.reduce_mean(net, axis=[1, 2])
+                net = slim.fully_connected(pooled, num_classes, activation_fn=None, scope="Logits")
+            end_points["Logits"] = net
     return net, end_points
 
 

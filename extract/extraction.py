@@ -35,7 +35,7 @@ class Plan:
     dtype: str
 
     @classmethod
-    def from_config(cls, cfg) -> "Plan":
+    def from_config(cls, cfg) -> Plan:
         ex = cfg.extract
         spec = registry.get(ex.backbone)
         return cls(spec.name, ex.endpoint or spec.endpoint, ex.image_size or spec.image_size,
@@ -122,11 +122,11 @@ def extract_features(cfg, shard: tuple[int, int] = (0, 1), force: bool = False, 
     # model
     model = FeatureModel(plan, checkpoint)
     device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
-    attrs = dict(backbone=plan.backbone, endpoint=plan.endpoint, pooling=plan.pooling,
-                 image_size=plan.image_size, preprocessing=plan.preprocessing,
-                 checkpoint=str(checkpoint), checkpoint_sha256=checkpoints.sha256(checkpoint),
-                 feat_shape=list(model.feat_shape), config=configs.to_json(cfg),
-                 versions=json.dumps(configs.versions()))
+    attrs = {"backbone": plan.backbone, "endpoint": plan.endpoint, "pooling": plan.pooling,
+                 "image_size": plan.image_size, "preprocessing": plan.preprocessing,
+                 "checkpoint": str(checkpoint), "checkpoint_sha256": checkpoints.sha256(checkpoint),
+                 "feat_shape": list(model.feat_shape), "config": configs.to_json(cfg),
+                 "versions": json.dumps(configs.versions())}
     if shard[1] > 1:
         attrs.update(row_offset=start, n_total=len(manifest.ids), shard=f"{shard[0]}/{shard[1]}")
 

@@ -133,8 +133,8 @@ class Network:
         net = self.plan.pooled(end_points)
         net = tf.reshape(net, [-1, int(np.prod(net.shape.as_list()[1:]))])
         hidden = self.cfg.heads.hidden if self.cfg.heads.head == "paper_mlp" else ()
-        init = dict(weights_initializer=tf.compat.v1.truncated_normal_initializer(stddev=0.1),
-                    biases_initializer=tf.compat.v1.constant_initializer(0.1))
+        init = {"weights_initializer": tf.compat.v1.truncated_normal_initializer(stddev=0.1),
+                    "biases_initializer": tf.compat.v1.constant_initializer(0.1)}
         with tf.compat.v1.variable_scope("Head"):
             for k, width in enumerate(hidden):
                 net = slim.fully_connected(net, width, activation_fn=tf.sigmoid, scope=f"hidden{k + 1}", **init)
@@ -276,10 +276,10 @@ def finetune_run(cfg, sf, run: HeadRun, force: bool = False, on_epoch=None, devi
     if len(validation_rows):
         val_probabilities, val_kept = evaluate(network, sf.image_paths, validation_rows, size, ft.batch_size)
         validation = (sf.ids[val_kept], observed[val_kept], val_probabilities)
-    attrs = dict(method=run.method, ratio=run.ratio, fold=run.fold + 1,
-                 head=f"{network.plan.backbone}+{cfg.heads.head}", seed=cfg.experiment.seed, source=STAGE,
-                 config=configs.to_json(cfg), skipped_invalid=len(test) - len(kept),
-                 trainable_from=ft.trainable_from or "all", replicas=len(network.inputs))
+    attrs = {"method": run.method, "ratio": run.ratio, "fold": run.fold + 1,
+                 "head": f"{network.plan.backbone}+{cfg.heads.head}", "seed": cfg.experiment.seed, "source": STAGE,
+                 "config": configs.to_json(cfg), "skipped_invalid": len(test) - len(kept),
+                 "trainable_from": ft.trainable_from or "all", "replicas": len(network.inputs)}
     write_predictions(path, ids=sf.ids[kept], labels=sf.labels[kept], probabilities=probabilities,
                       attrs=attrs, validation=validation)
     timing = {"train_seconds_this_session": seconds, "epochs": ft.epochs, "resumed_after_epoch": done,

@@ -7,8 +7,16 @@ Resizing: plain bilinear to (size, size), no crop; output float32 in [0, 255].
 """
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 import tensorflow as tf
+from PIL import Image
+
+# What Pillow raises on a file it cannot read: OSError (missing, truncated, unidentified),
+# ValueError / SyntaxError / EOFError / struct.error (broken headers, by format plugin), and
+# DecompressionBombError (absurd sizes). Each is recorded as the row's error, never fatal.
+UNREADABLE = (OSError, ValueError, SyntaxError, EOFError, struct.error, Image.DecompressionBombError)
 
 
 def _resize(image, size: int):
@@ -23,8 +31,6 @@ def decode(path, size: int):
 
 def pil_load(path: str, size: int) -> np.ndarray:
     """The fallback decoder: (size, size, 3) float32, or an exception saying why not."""
-    from PIL import Image
-
     with Image.open(path) as image:
         rgb = np.asarray(image.convert("RGB"))
     return _resize(rgb, size).numpy()
@@ -62,6 +68,6 @@ def chunks(rows_by_chunk, paths, size):
             try:
                 batch[j] = pil_load(paths[rows[j]], size)
                 valid[j] = True
-            except Exception as err:  # any unreadable image is recorded, never fatal
+            except UNREADABLE as err:
                 errors.append((rows[j], f"{type(err).__name__}: {err}"))
         yield chunk, batch, valid, errors

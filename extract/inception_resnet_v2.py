@@ -147,36 +147,36 @@ def inception_resnet_v2(inputs, num_classes=None, is_training=False, dropout_kee
     set, otherwise the `Conv2d_7b_1x1` activation (batch, h, w, 1536).
     """
     end_points = {}
-    with tf.compat.v1.variable_scope(scope, "InceptionResnetV2", [inputs], reuse=reuse):
-        with slim.arg_scope([slim.batch_norm, slim.dropout], is_training=is_training):
-            with slim.arg_scope([slim.conv2d, slim.max_pool2d, slim.avg_pool2d], stride=1, padding="SAME"):
-                net = _stem(inputs, end_points)
-                net = slim.repeat(net, 10, block35, scale=0.17)
-                end_points["Repeat"] = net
-                net = _reduction_a(net)
-                end_points["Mixed_6a"] = net
-                net = slim.repeat(net, 20, block17, scale=0.10)
-                end_points["PreAuxLogits"] = net
-                if num_classes and create_aux_logits:
-                    end_points["AuxLogits"] = _aux_logits(net, num_classes)
-                net = _reduction_b(net)
-                end_points["Mixed_7a"] = net
-                net = slim.repeat(net, 9, block8, scale=0.20)
-                net = block8(net, activation_fn=None, scope="Block8")
-                net = slim.conv2d(net, 1536, 1, scope="Conv2d_7b_1x1")
-                end_points["Conv2d_7b_1x1"] = net
-                if num_classes:
-                    net = _logits(net, num_classes, dropout_keep_prob, is_training)
-                    end_points["Logits"] = net
+    with (tf.compat.v1.variable_scope(scope, "InceptionResnetV2", [inputs], reuse=reuse),
+          slim.arg_scope([slim.batch_norm, slim.dropout], is_training=is_training),
+          slim.arg_scope([slim.conv2d, slim.max_pool2d, slim.avg_pool2d], stride=1, padding="SAME")):
+        net = _stem(inputs, end_points)
+        net = slim.repeat(net, 10, block35, scale=0.17)
+        end_points["Repeat"] = net
+        net = _reduction_a(net)
+        end_points["Mixed_6a"] = net
+        net = slim.repeat(net, 20, block17, scale=0.10)
+        end_points["PreAuxLogits"] = net
+        if num_classes and create_aux_logits:
+            end_points["AuxLogits"] = _aux_logits(net, num_classes)
+        net = _reduction_b(net)
+        end_points["Mixed_7a"] = net
+        net = slim.repeat(net, 9, block8, scale=0.20)
+        net = block8(net, activation_fn=None, scope="Block8")
+        net = slim.conv2d(net, 1536, 1, scope="Conv2d_7b_1x1")
+        end_points["Conv2d_7b_1x1"] = net
+        if num_classes:
+            net = _logits(net, num_classes, dropout_keep_prob, is_training)
+            end_points["Logits"] = net
     return net, end_points
 
 
 def inception_resnet_v2_arg_scope(weight_decay=0.00004, batch_norm_decay=0.9997, batch_norm_epsilon=0.001):
     """Convolutions with L2 decay, batch norm without scale (gamma), ReLU: the checkpoint's."""
-    with slim.arg_scope([slim.conv2d, slim.fully_connected],
-                        weights_regularizer=slim.l2_regularizer(weight_decay),
-                        biases_regularizer=slim.l2_regularizer(weight_decay)):
-        with slim.arg_scope([slim.conv2d], activation_fn=relu, normalizer_fn=slim.batch_norm,
-                            normalizer_params={"decay": batch_norm_decay, "epsilon": batch_norm_epsilon,
-                                               "fused": None}) as scope:
-            return scope
+    with (slim.arg_scope([slim.conv2d, slim.fully_connected],
+                         weights_regularizer=slim.l2_regularizer(weight_decay),
+                         biases_regularizer=slim.l2_regularizer(weight_decay)),
+          slim.arg_scope([slim.conv2d], activation_fn=relu, normalizer_fn=slim.batch_norm,
+                         normalizer_params={"decay": batch_norm_decay, "epsilon": batch_norm_epsilon,
+                                            "fused": None}) as scope):
+        return scope

@@ -8,8 +8,8 @@ An unknown name raises ValueError listing the known ones.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import tensorflow as tf
 

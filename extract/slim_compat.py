@@ -28,6 +28,6 @@ def alias_legacy_tf_layers() -> None:
 
 alias_legacy_tf_layers()
 
-import tf_slim as slim  # noqa: E402  (must follow the alias)
+import tf_slim as slim
 
 __all__ = ["slim"]

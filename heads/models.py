@@ -11,6 +11,7 @@ come from its own seed key, so a head trained in a stack equals the same head tr
 """
 from __future__ import annotations
 
+import itertools
 import time
 import zlib
 
@@ -56,14 +57,14 @@ class HeadStack:
 
     def parameter_count(self, d_in: int, n_classes: int) -> int:
         sizes = (d_in,) + self.hidden + (n_classes,)
-        return len(self.head_keys) * sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+        return len(self.head_keys) * sum(a * b + b for a, b in itertools.pairwise(sizes))
 
     def _init(self, d_in: int, n_classes: int) -> None:
         sizes = (d_in,) + self.hidden + (n_classes,)
         weights = [[] for _ in sizes[1:]]
         for key in self.head_keys:
             rng = np.random.default_rng(head_seed(self.seed, key))
-            for layer, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            for layer, (a, b) in enumerate(itertools.pairwise(sizes)):
                 weights[layer].append(truncated_normal(rng, (a, b), 0.1))
         # the first layer is stored (d_in, H, d_out): one plain matrix product serves every head
         # and its gradient, with no transpose of the largest weights (see _logits)

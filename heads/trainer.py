@@ -222,19 +222,18 @@ def train_fold(cfg, splits_path: str, features_path: str, runs: list[HeadRun], n
     steps = len(stack.history_) * -(-len(train) // cfg.heads.batch_size)
     for h, run in enumerate(runs):
         path = run_dir(cfg, run)
-        attrs = dict(method=run.method, ratio=run.ratio, fold=run.fold + 1, head=cfg.heads.head,
-                     seed=cfg.experiment.seed, source="heads", config=configs.to_json(cfg),
-                     features=str(features_path), skipped_invalid=skipped,
-                     feature_access="ram" if in_ram else f"stream (window {window} rows)")
+        attrs = {"method": run.method, "ratio": run.ratio, "fold": run.fold + 1, "head": cfg.heads.head,
+                     "seed": cfg.experiment.seed, "source": "heads", "config": configs.to_json(cfg),
+                     "features": str(features_path), "skipped_invalid": skipped,
+                     "feature_access": "ram" if in_ram else f"stream (window {window} rows)"}
         write_predictions(path, ids=sf.ids[test], labels=sf.labels[test], probabilities=probabilities[h],
                           attrs=attrs, validation=None if val_probabilities is None else
                           (sf.ids[validation_rows], observed[run.ratio][validation_rows], val_probabilities[h]))
         with open(path / "history.csv", "w") as fh:
             has_val = "val_loss" in stack.history_[0]
             fh.write("epoch,train_loss" + (",val_loss" if has_val else "") + "\n")
-            for rec in stack.history_:
-                fh.write(f"{rec['epoch']},{rec['train_loss'][h]:.6f}"
-                         + (f",{rec['val_loss'][h]:.6f}" if has_val else "") + "\n")
+            fh.writelines(f"{rec['epoch']},{rec['train_loss'][h]:.6f}"
+                         + (f",{rec['val_loss'][h]:.6f}" if has_val else "") + "\n" for rec in stack.history_)
         timing = {"fold_fit_seconds": stack.fit_seconds_, "heads_in_stack": len(runs), "steps": steps,
                   "train_rows": len(train), "test_rows": len(test), "skipped_invalid": skipped}
         (path / "timing.json").write_text(json.dumps(timing))

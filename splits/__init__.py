@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import h5py
-import numpy as np
 
 import configs
 
@@ -44,9 +43,9 @@ def make(cfg, force: bool = False, out: Path | None = None) -> Path:
               f"{len(cfg.splits.ratios)} ratios")
         test_fold = folds.make_folds(labels, cfg.splits.n_folds, seed)
         observed, hidden_share = folds.observed_labels(labels, test_fold, cfg.splits.ratios, seed)
-        parts = dict(ids=manifest.ids, classes=manifest.classes, image_paths=manifest.paths,
-                     labels=labels, test_fold=test_fold, observed=observed,
-                     ratios=list(cfg.splits.ratios), hidden_share=hidden_share, source=manifest.source)
+        parts = {"ids": manifest.ids, "classes": manifest.classes, "image_paths": manifest.paths,
+                     "labels": labels, "test_fold": test_fold, "observed": observed,
+                     "ratios": list(cfg.splits.ratios), "hidden_share": hidden_share, "source": manifest.source}
     validation = None
     if cfg.splits.validation > 0:
         validation = folds.validation_rows(labels, test_fold, cfg.splits.validation, seed)

@@ -46,7 +46,7 @@ def validation_rows(labels: np.ndarray, test_fold: np.ndarray, share: float, see
 
 def ratio_seed(seed: int, fold: int, ratio: float) -> np.random.SeedSequence:
     """The seed of one (seed, fold, ratio) hiding draw."""
-    return np.random.SeedSequence([seed, fold, int(round(ratio * 10_000))])
+    return np.random.SeedSequence([seed, fold, round(ratio * 10_000)])
 
 
 def hidden_count(n_pos: np.ndarray, ratio: float) -> np.ndarray:

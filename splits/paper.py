@@ -105,6 +105,6 @@ def import_paper(directory: str | Path, n_folds: int = 4):
             observed[k, r] = labels
             observed[k, r, rows] = seen
             hidden_share[k, r] = hidden.sum() / labels[rows].sum()
-    return dict(ids=ids, classes=classes, image_paths=[""] * len(ids), labels=labels,
-                test_fold=test_fold, observed=observed, ratios=list(FOLDERS.values()),
-                hidden_share=hidden_share, source=f"paper:{directory}")
+    return {"ids": ids, "classes": classes, "image_paths": [""] * len(ids), "labels": labels,
+                "test_fold": test_fold, "observed": observed, "ratios": list(FOLDERS.values()),
+                "hidden_share": hidden_share, "source": f"paper:{directory}"}

@@ -25,7 +25,7 @@ def label_statistics(labels: np.ndarray) -> dict:
     with np.errstate(invalid="ignore", divide="ignore"):
         conditional = pairs / counts[:, None]
     return {
-        "images": int(len(y)),
+        "images": len(y),
         "classes": int(y.shape[1]),
         "labels per image (mean)": float(per_image.mean()),
         "labels per image (median)": float(np.median(per_image)),

@@ -175,7 +175,7 @@ def backoff_weights(observed: np.ndarray, missing_rate: float | None = None,
     return _finish(scores[inverse], observed, missing_rate)
 
 
-MIXTURE = dict(components=16, seeds=16, iterations=40, smoothing=0.5)  # chosen on the published splits, fold 1
+MIXTURE = {"components": 16, "seeds": 16, "iterations": 40, "smoothing": 0.5}  # chosen on the published splits, fold 1
 
 
 def fit_bernoulli_mixture(observed: np.ndarray, components: int, iterations: int, seed: int,

@@ -120,6 +120,7 @@ for name, devices in (("one", ["/cpu:0"]), ("two", ["/cpu:0", "/cpu:1"])):
 np.testing.assert_allclose(out[0], out[1], atol=1e-4)
 print("replicas agree", np.abs(out[0] - out[1]).max())
 """
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600,
+                          check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "replicas agree" in done.stdout

@@ -30,7 +30,7 @@ def grid(tmp_path_factory):
                 probs = np.clip(labels * quality + rng.random(labels.shape) * (1 - quality) - ratio * 0.2, 0, 1)
                 path = trainer.run_dir(cfg, trainer.HeadRun(k, ratio, method))
                 trainer.write_predictions(path, ids=sf.ids[test], labels=labels, probabilities=probs,
-                                          attrs=dict(method=method, ratio=ratio, fold=k + 1, source="heads"))
+                                          attrs={"method": method, "ratio": ratio, "fold": k + 1, "source": "heads"})
                 pd.DataFrame({"epoch": [1, 2], "train_loss": [0.5, 0.4]}).to_csv(path / "history.csv", index=False)
     return cfg
 

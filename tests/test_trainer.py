@@ -7,7 +7,6 @@ import configs
 import splits
 from features import store as feature_store
 from heads import trainer
-from splits import folds, synthetic
 
 
 def make_features(cfg, n_features=24, noise=0.6, seed=0):
