@@ -1,11 +1,14 @@
 # make demo | make test | make splits features heads finetune figures | make bench
-# CONFIG picks the experiment (default: the embedded synthetic demo).
+# CONFIG picks the experiment (default: the embedded synthetic demo); paths with spaces are fine.
+# FORCE=1 redoes the outputs of the targets named on the command line (not their prerequisites):
+#   make heads FORCE=1
 CONFIG ?= configs/demo.toml
 PYTHON := .venv/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED = 0
+force = $(if $(FORCE),$(if $(filter $@,$(MAKECMDGOALS)),--force))
 
-.PHONY: setup lint test splits features pretrain heads finetune figures demo bench clean
+.PHONY: setup lint test check import splits features pretrain heads finetune figures demo bench clean
 
 setup: .venv/installed
 
@@ -23,26 +26,34 @@ lint: setup
 test: setup
 	$(PYTHON) -m pytest
 
-splits: setup
-	$(PYTHON) -m splits make --config $(CONFIG)
+# The whole config against the method registry, before any stage runs.
+check: setup
+	$(PYTHON) -m heads check --config "$(CONFIG)"
+
+# A table dataset (precomputed features with labels) is imported before its splits; a no-op for images.
+import: check
+	$(PYTHON) -m features import --if-table --config "$(CONFIG)" $(force)
+
+splits: import
+	$(PYTHON) -m splits make --config "$(CONFIG)" $(force)
 
 clean:
 	rm -rf runs .pytest_cache
 
-pretrain: setup
-	$(PYTHON) -m extract pretrain --config $(CONFIG)
+pretrain: check
+	$(PYTHON) -m extract pretrain --config "$(CONFIG)" $(force)
 
 features: splits pretrain
-	$(PYTHON) -m extract features --config $(CONFIG)
+	$(PYTHON) -m extract features --config "$(CONFIG)" $(force)
 
 heads: features
-	$(PYTHON) -m heads train --config $(CONFIG)
+	$(PYTHON) -m heads train --config "$(CONFIG)" $(force)
 
 finetune: splits pretrain
-	$(PYTHON) -m extract finetune --config $(CONFIG)
+	$(PYTHON) -m extract finetune --config "$(CONFIG)" $(force)
 
-figures: setup
-	$(PYTHON) -m analysis report --config $(CONFIG)
+figures: check
+	$(PYTHON) -m analysis report --config "$(CONFIG)"
 
 # The whole pipeline on the embedded synthetic set: data, pretrain, features, splits, heads,
 # a short finetune of one fold, report.

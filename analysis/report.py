@@ -1,166 +1,251 @@
 """`python -m analysis report`: metrics, tables, figures and report.md for one config's runs.
 
-Reads only `predictions.h5` / `history.csv` files and `splits.h5`; writes under
-`runs/<name>/analysis/`. Missing runs are listed; only an empty grid is an error.
+Reads only prediction files (`heads.predictions`), history.csv and the splits and feature
+stores; writes under `runs/<name>/analysis/`. Only runs of the config's grids count, and each
+must have been made from the current splits, features and settings: a run made otherwise is an
+error naming what changed (rerun its stage). Missing runs are listed; an empty grid is an error.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 import configs
-import splits
-from heads.losses import display_name
-from splits import store, weights
+from configs import artifacts
+from features import store as feature_store
+from heads import methods, predictions
+from splits import store as splits_store
+from splits import weights
 
 from . import figures, tables
 from .metrics import roc_auc
 
 
-def expected_runs(cfg, n_folds: int) -> set[tuple[str, float, int]]:
-    return {(display_name(m), round(r, 2), k + 1) for m in cfg.heads.methods for r in cfg.splits.ratios
-            for k in range(n_folds)}
+def grids(cfg, splits_files: dict) -> dict:
+    """{(stage, run): path} for every run of the heads and finetune grids, present or not."""
+    first = next(iter(splits_files.values()))
+    protocols = [splits_store.protocol_key(r) for r in cfg.splits.ratios]
+    protocols += [splits_store.SINGLE_POSITIVE] if cfg.splits.single_positive else []
+    out = {}
+    for stage, grid_protocols in (("heads", protocols), ("finetune", first.protocols)):
+        for run in predictions.grid(cfg, stage, first.n_folds, grid_protocols):
+            out[(stage, run)] = predictions.file(cfg, run, stage)
+    return out
+
+
+def expected_provenance(cfg, stage: str, run, recorded: dict, splits_files: dict, features_fp: str) -> dict:
+    """What a run would be made from now; the machine-dependent parts (batch-order window, the
+    checkpoint identity) are taken from the run itself and checked by its stage."""
+    sf = splits_files[run.seed]
+    if stage == "heads":
+        return predictions.head_provenance(cfg, run, sf.fingerprint, features_fp, recorded.get("batch_order_window"))
+    return predictions.finetune_provenance(cfg, run, sf.fingerprint, recorded.get("checkpoint"))
+
+
+def present_runs(cfg, splits_files: dict) -> tuple[dict, list]:
+    """({(stage, run): path} of the complete runs, the missing (stage, run) of every stage that
+    has runs); ValueError naming the runs made from other splits, features or settings than the
+    current ones."""
+    features_path = feature_store.path(cfg)
+    features_fp = feature_store.FeatureReader(features_path).fingerprint if features_path.is_file() else ""
+    present, missing, stale = {}, [], []
+    for (stage, run), path in grids(cfg, splits_files).items():
+        if not path.is_file():
+            missing.append((stage, run))
+            continue
+        complete, recorded = artifacts.recorded(path)
+        if not complete:
+            missing.append((stage, run))
+            continue
+        differences = artifacts.changes(recorded, json.loads(json.dumps(
+            expected_provenance(cfg, stage, run, recorded, splits_files, features_fp), default=str)))
+        if differences:
+            stale.append(f"{stage} {run.label}: {'; '.join(differences[:4])}")
+        present[(stage, run)] = path
+    if stale:
+        raise ValueError(f"{len(stale)} run(s) were made from other inputs or settings than {cfg.source} "
+                         f"gives now; rerun their stage ({artifacts.FORCE_HINT}):\n  " + "\n  ".join(stale[:5]))
+    used = {stage for stage, _ in present}
+    return present, [(stage, run) for stage, run in missing if stage in used]
 
 
 def weight_curves(sf) -> dict:
-    """Per ratio > 0: CB weights of fold 1 on hidden positives and on true negatives, and the AUC."""
+    """Per protocol with hidden positives: CB weights of fold 1 on hidden positives and on true
+    negatives, and the AUC of 1 - weight."""
     train = sf.train_rows(0)
     truth = sf.labels[train]
     curves = {}
-    for r, ratio in enumerate(sf.ratios):
-        seen = sf.observed(0, r)[train]
+    for protocol in sf.protocols:
+        seen = sf.observed(0, protocol)[train]
         hidden = (truth == 1) & (seen == 0)
         if not hidden.any():
             continue
         cb = weights.cb_weights(seen)
         zeros = seen == 0
         auc = roc_auc(hidden[zeros].astype(int), 1 - cb[zeros])
-        curves[float(ratio)] = (cb[hidden], cb[truth == 0], auc)
+        curves[splits_store.protocol_label(protocol)] = (cb[hidden], cb[truth == 0], auc)
     return curves
 
 
-def histories(run_root: Path, frame: pd.DataFrame) -> dict:
+def histories(frame: pd.DataFrame) -> dict:
     out = {}
-    for row in frame[(frame["fold"] == 1) & (frame["stage"] == "heads")].itertuples():
+    first_seed = frame["seed"].min()
+    for row in frame[(frame["fold"] == 1) & (frame["seed"] == first_seed) & (frame["stage"] == "heads")].itertuples():
         path = Path(row.path).parent / "history.csv"
         if path.is_file():
-            out[(row.name, row.ratio)] = pd.read_csv(path)
+            out[(row.name, row.protocol)] = pd.read_csv(path)
     return out
 
 
-def findings(summary: pd.DataFrame) -> list[str]:
-    """Statements computed from the summary table, one per method: its micro recall, precision
-    and mAP as the hidden ratio grows and, at the largest ratio, its difference to CE (of the
-    same stage). Nothing here is written by hand."""
-    table = summary.set_index(["name", "ratio"])
+def findings(summary: pd.DataFrame, paired: pd.DataFrame) -> list[str]:
+    """Statements computed from the summary and paired tables, one per method: micro recall,
+    precision and mAP per protocol and, at the last ratio, the difference to CE (of the same
+    stage) with whether it holds (Wilcoxon p < 0.05). Nothing here is written by hand."""
     lines = []
     for name in figures.method_order(summary["name"]):
-        rows = table.loc[name].sort_index()
-        ratios = " / ".join(f"{r:g}" for r in rows.index)
+        rows = summary[summary["name"] == name]
+        protocols = " / ".join(rows["protocol"])
 
         def series(column, rows=rows):
             return " / ".join(f"{v:.3f}" for v in rows[column])
 
-        line = (f"- **{name}** at ratios {ratios}: micro recall {series('micro_recall mean')}, "
-                f"micro precision {series('micro_precision mean')}, mAP {series('mAP mean')}")
-        ce = "finetune CE" if name.startswith("finetune ") else "CE"
-        top = rows.index.max()
-        if name != ce and (ce, top) in table.index:
-            diff = rows.loc[top] - table.loc[(ce, top)]
-            line += (f"; at {top:g} against {ce}: recall {diff['micro_recall mean']:+.3f}, "
-                     f"precision {diff['micro_precision mean']:+.3f}, mAP {diff['mAP mean']:+.3f}")
+        line = (f"- **{name}**{' (oracle)' if rows['oracle'].iloc[0] else ''} at {protocols}: micro recall "
+                f"{series('micro_recall mean')}, micro precision {series('micro_precision mean')}, mAP {series('mAP mean')}")
+        ratios = [p for p in rows["protocol"] if p != "single positive"]
+        top = ratios[-1] if ratios else rows["protocol"].iloc[-1]
+        at = paired[(paired["name"] == name) & (paired["protocol"] == top)].set_index("metric") if len(paired) else None
+        if at is not None and len(at):
+            parts = [f"{label} {at.loc[m, 'mean difference']:+.3f} ({at.loc[m, 'better']} of {at.loc[m, 'pairs']} "
+                     f"pairs better, p = {at.loc[m, 'wilcoxon p']:.3g}{'' if at.loc[m, 'holds'] == 'no' else ', holds'})"
+                     for m, label in (("micro_recall", "recall"), ("mAP", "mAP")) if m in at.index]
+            line += f"; at {top} against CE: " + ", ".join(parts)
         lines.append(line + ".")
     return lines
 
 
-def report(cfg) -> Path:
-    run_root = cfg.run_dir
-    out = run_root / "analysis"
-    sf = store.load(splits.splits_path(cfg))
-    frame, per_class = tables.collect(run_root)
-    if frame.empty:
-        raise ValueError(f"no predictions.h5 under {run_root}/heads or {run_root}/finetune; run `make heads` first")
-    present = {(r.name, r.ratio, r.fold) for r in frame.itertuples()}
-    missing = sorted(expected_runs(cfg, sf.n_folds) - present)
-    excluded = frame["classes_without_positives"].max()
+def key_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """The report's summary: micro F1 and mAP (mean and 95% interval), recall and precision."""
+    table = summary[["name", "protocol", "oracle", "runs"]].copy()
+    for metric in ("micro_f1", "mAP"):
+        table[metric] = [f"{m:.3f} ± {c:.3f}" if not np.isnan(c) else f"{m:.3f}"
+                         for m, c in zip(summary[f"{metric} mean"], summary[f"{metric} ci95"])]
+    for metric in ("micro_recall", "micro_precision", "micro_auc"):
+        table[metric] = [f"{m:.3f}" for m in summary[f"{metric} mean"]]
+    return table
 
+
+def report(cfg) -> Path:
+    # inputs: the splits of every seed, the runs of the grids, made from them
+    methods.check(cfg.heads.methods, cfg.heads.params, cfg.source)
+    splits_files = {seed: splits_store.load(splits_store.path(cfg, seed)) for seed in cfg.seeds}
+    sf = splits_files[cfg.seeds[0]]
+    present, missing = present_runs(cfg, splits_files)
+    if not present:
+        raise ValueError(f"no complete predictions.h5 of the config's grid under {cfg.run_dir}; run `make heads` first")
+    out = artifacts.writable(cfg.run_dir / "analysis")
+    frame, per_class = tables.collect(cfg, present)
+    protocols = tables.protocols_in_order(frame)
+
+    # tables
     summary = tables.summary(frame)
     paired = tables.paired_tests(frame)
     written = tables.write(summary, out / "summary") + tables.write(paired, out / "paired_vs_ce")
-    frame.drop(columns=["path"]).to_csv(out / "runs.csv", index=False, float_format="%.5f")
+    frame.drop(columns=["path", "order"]).to_csv(out / "runs.csv", index=False, float_format="%.5f")
 
-    ratio = min(cfg.splits.ratios, key=lambda r: abs(r - cfg.analysis.figure_ratio))
+    # figures
+    figure_protocol = min((p for p in protocols if p != "single positive"), default=protocols[0],
+                          key=lambda p: abs(float(p) - cfg.analysis.figure_ratio))
     figs = {
-        "paper_panel": figures.paper_panel(frame, out / "fig1_paper_panel"),
-        "map": figures.map_lines(frame, out / "fig2_map"),
-        "true_positives": figures.true_positives(frame, per_class, sf.classes, ratio, cfg.analysis.top_classes,
-                                                 out / "fig3_true_positives"),
+        "paper_panel": figures.paper_panel(frame, protocols, out / "fig1_paper_panel"),
+        "map": figures.map_lines(frame, protocols, out / "fig2_map"),
+        "true_positives": figures.true_positives(frame, per_class, sf.classes, figure_protocol,
+                                                 cfg.analysis.top_classes, out / "fig3_true_positives"),
         "cooccurrence": figures.cooccurrence(sf.labels, sf.classes, out / "fig4_cooccurrence"),
         "weights": figures.weight_quality(weight_curves(sf), out / "fig5_cb_weights"),
-        "loss": figures.loss_curves(histories(run_root, frame), out / "fig6_loss"),
+        "loss": figures.loss_curves(histories(frame), protocols, out / "fig6_loss"),
     }
-    key = summary[["name", "ratio", "folds", "micro_recall mean", "micro_precision mean", "micro_f1 mean",
-                   "micro_auc mean", "mAP mean", "mAP std"]]
-    lines = [
-        f"# Report: {cfg.experiment.name}",
-        "",
-        (f"{len(frame)} runs from `{run_root}`; {sf.labels.shape[0]} images x {len(sf.classes)} classes, "
-        f"{sf.n_folds} folds. Metrics at threshold 0.5 unless marked `_valthr` (per-class thresholds from "
-        f"validation rows). Classes without a positive in a test fold are excluded from macro averages "
-        f"(at most {excluded} per fold here)."),
-        "",
-        "## Summary (mean over folds)",
-        "",
-        "Micro metrics at threshold 0.5 and mAP; the full table with std is `summary.csv` / `.md` / `.tex`.",
-        "",
-        tables.to_markdown(key),
-        "",
-        "## What these runs show",
-        "",
-        *findings(summary),
-        "",
-        "## Paired differences against CE",
-        "",
-        ("Fold-paired difference of each method to CE at the same ratio; Wilcoxon signed-rank p over folds "
-        "(with 4 folds the smallest possible two-sided p is 0.125)."),
-        "",
-        tables.to_markdown(paired[paired["metric"].isin(["micro_recall", "mAP"])]) if len(paired) else "(no pairs)",
-        "",
-        "## Figures",
-        "",
-        "![paper panel](fig1_paper_panel.png)",
-        "Micro recall, precision, F1 and AUC per method as labels go missing (the paper's figure).",
-        "",
-        "![mAP](fig2_map.png)",
-        "mAP is threshold-free: how much of the loss of recall is ranking, how much calibration.",
-        "",
-        "![true positives](fig3_true_positives.png)",
-        f"True positives per class at ratio {ratio:.2f}, summed over folds, beside the number of positives.",
-        "",
-        "![co-occurrence](fig4_cooccurrence.png)",
-        "Label co-occurrence P(j | i): the structure the confidence weights exploit.",
-        "",
-        "![CB weights](fig5_cb_weights.png)",
-        "How well the CB weights single out hidden positives among observed zeros (AUC of 1 - weight).",
-        "",
-        "![loss](fig6_loss.png)",
-        "Training loss per epoch (fold 1).",
-        "",
-        "## Missing runs",
-        "",
-        ("none: the grid is complete" if not missing else
-         "\n".join(f"- {name}, ratio {r:.2f}, fold {k}" for name, r, k in missing)),
-        "",
-        "## Provenance",
-        "",
-        f"- config: `{cfg.source}`",
-        f"- packages: {json.dumps(configs.versions())}",
-        "",
-    ]
+
+    # the report
+    lines = report_lines(cfg, frame, summary, paired, missing, splits_files, figure_protocol)
     (out / "report.md").write_text("\n".join(lines))
     (out / "config.json").write_text(configs.to_json(cfg))
     print(f"{out / 'report.md'}: {len(frame)} runs, {len(missing)} missing; "
           f"{len(written)} table files, {sum(len(v) for v in figs.values())} figure files")
     return out / "report.md"
+
+
+def report_lines(cfg, frame, summary, paired, missing, splits_files, figure_protocol) -> list[str]:
+    sf = splits_files[cfg.seeds[0]]
+    excluded = frame["classes_without_positives"].max()
+    shown = paired[paired["metric"].isin(["micro_f1", "mAP"])] if len(paired) else paired
+    seeds = ", ".join(map(str, cfg.seeds))
+    features_path = feature_store.path(cfg)
+    return [
+        f"# Report: {cfg.experiment.name}",
+        "",
+        (f"{len(frame)} runs from `{cfg.run_dir}`; {sf.labels.shape[0]} rows x {len(sf.classes)} classes, "
+         f"{sf.n_folds} folds x seeds {seeds}. Metrics at threshold 0.5 unless marked `_valthr` (per-class "
+         "thresholds from validation rows). Classes without a positive in a test fold are excluded from macro "
+         f"averages (at most {excluded} per fold here)."),
+        "",
+        "## Summary (mean over runs, ± the 95% interval of the mean)",
+        "",
+        ("Micro F1 and mAP with their 95% t-interval over all seeds x folds, micro recall, precision and ROC-AUC "
+        "(means); `oracle` marks methods that read ground truth. The full table with std is "
+        "`summary.csv` / `.md` / `.tex`."),
+        "",
+        tables.to_markdown(key_table(summary)),
+        "",
+        "## What these runs show",
+        "",
+        *findings(summary, paired),
+        "",
+        "## Paired differences against CE",
+        "",
+        ("Difference of each method to CE of the same stage and protocol, paired by (seed, fold); two-sided "
+         "Wilcoxon signed-rank p over the pairs, Holm's adjustment over every comparison of the metric. `holds` "
+         "marks p < 0.05. Pairs share their images (folds of one seed, seeds of one data set): the p-values say "
+         "how consistent a difference is over these splits. With 4 pairs the smallest possible p is 0.125. "
+         "All metrics: `paired_vs_ce.csv`."),
+        "",
+        tables.to_markdown(shown) if len(shown) else "(no pairs)",
+        "",
+        "## Figures",
+        "",
+        "![paper panel](fig1_paper_panel.png)",
+        "Micro recall, precision, F1 and AUC per method as labels go missing (the paper's figure), over all runs.",
+        "",
+        "![mAP](fig2_map.png)",
+        "mAP is threshold-free: how much of the loss of recall is ranking, how much calibration.",
+        "",
+        "![true positives](fig3_true_positives.png)",
+        f"True positives per class at {figure_protocol}, summed over runs, beside the number of positives.",
+        "",
+        "![co-occurrence](fig4_cooccurrence.png)",
+        "Label co-occurrence P(j | i): the structure the confidence weights exploit.",
+        "",
+        "![CB weights](fig5_cb_weights.png)",
+        "How well the paper's CB weights single out hidden positives among observed zeros (AUC of 1 - weight).",
+        "",
+        "![loss](fig6_loss.png)",
+        "Training loss per epoch (fold 1, first seed).",
+        "",
+        "## Missing runs",
+        "",
+        ("none: the grid is complete" if not missing else
+         "\n".join(f"- {stage} {run.label}" for stage, run in missing[:50])
+         + (f"\n- and {len(missing) - 50} more" if len(missing) > 50 else "")),
+        "",
+        "## Provenance",
+        "",
+        f"- config: `{cfg.source}`",
+        *[f"- splits, seed {seed}: `{f.path}` fingerprint {f.fingerprint[:16]}" for seed, f in splits_files.items()],
+        (f"- features: `{features_path}` fingerprint {feature_store.FeatureReader(features_path).fingerprint[:16]}"
+         if features_path.is_file() else "- features: none (finetune runs only)"),
+        "- every run's fingerprint: `runs.csv` (column fingerprint), each checked against these inputs and the config",
+        f"- packages: {json.dumps(configs.versions())}",
+        "",
+    ]

@@ -1,97 +1,153 @@
-"""Collect prediction files into one frame; tables of mean / std over folds and paired tests.
+"""Collect prediction files into one frame; tables of mean, spread and 95% confidence interval
+over all runs (seeds x folds), and paired tests against CE.
 
-A run is one `predictions.h5` (heads or finetune). Its method name in tables is the paper's
-(CE, IM-WCE, CB-WCE, CB-WCE[estimator]), prefixed with "finetune " for finetuned runs.
+A run is one `predictions.h5` (heads or finetune, `heads.predictions`). Its name in tables is
+the method's display name (`heads.methods`), prefixed with "finetune " for finetuned runs.
+Statistics, said once: per method x protocol the mean over its runs, the standard deviation
+and the 95% t-interval of the mean; against CE, the differences paired by (seed, fold), their
+mean and 95% t-interval, how many favour each side, the two-sided Wilcoxon signed-rank p over
+the pairs and Holm's adjustment of it over every comparison of the same metric. Runs of one
+seed share their images across folds and seeds share the data set, so the pairs are not
+independent draws: the p-values say how consistent a difference is over the splits studied.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
-import h5py
 import numpy as np
 import pandas as pd
+from scipy import stats
 
-from heads.losses import display_name
+from heads import methods, predictions
+from splits import store as splits_store
 
 from .metrics import evaluate
 
 SCALARS = ["micro_precision", "micro_recall", "micro_f1", "macro_precision", "macro_recall", "macro_f1",
            "micro_auc", "macro_auc", "mAP"]
 KEY_METRICS = ["micro_f1", "micro_recall", "micro_auc", "mAP"]
+SIGNIFICANCE = 0.05
 
 
-def find_runs(run_root: Path) -> list[Path]:
-    return sorted(p for stage in ("heads", "finetune") for p in (run_root / stage).glob("fold*/ratio*/*/predictions.h5"))
+def run_name(method: str, stage: str) -> str:
+    name = methods.display_name(method)
+    return name if stage == "heads" else f"finetune {name}"
 
 
-def load_run(path: Path) -> tuple[dict, dict]:
-    """(attributes, metrics) of one complete predictions.h5."""
-    with h5py.File(path, "r") as h5:
-        if not h5.attrs.get("complete", False):
-            raise ValueError(f"{path} is incomplete; rerun its stage")
-        attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in h5.attrs.items()}
-        val = (h5["val_observed"][:], h5["val_probabilities"][:]) if "val_probabilities" in h5 else (None, None)
-        metrics = evaluate(h5["labels"][:], h5["probabilities"][:], *val)
-    return attrs, metrics
-
-
-def collect(run_root: Path) -> tuple[pd.DataFrame, dict]:
-    """One row per run with its scalar metrics; and per-run per-class arrays keyed by row index."""
+def collect(cfg, runs: dict) -> tuple[pd.DataFrame, dict]:
+    """One row per run with its scalar metrics, and per-run per-class arrays keyed by row index.
+    `runs`: {(stage, HeadRun): path} of complete prediction files."""
     rows, per_class = [], {}
-    for i, path in enumerate(find_runs(run_root)):
-        attrs, metrics = load_run(path)
-        stage = attrs.get("source", "heads")
-        name = display_name(attrs["method"])
-        rows.append({"stage": stage, "method": attrs["method"],
-                     "name": name if stage == "heads" else f"finetune {name}",
-                     "ratio": round(float(attrs["ratio"]), 2), "fold": int(attrs["fold"]),
-                     **{k: v for k, v in metrics.items() if np.isscalar(v)}, "path": str(path)})
+    for (stage, run), path in runs.items():
+        data = predictions.read(path)
+        val = (data["val_observed"], data["val_probabilities"]) if "val_probabilities" in data else (None, None)
+        metrics = evaluate(data["labels"], data["probabilities"], *val)
+        rows.append({"stage": stage, "method": run.method, "name": run_name(run.method, stage),
+                     "oracle": methods.get(run.method).oracle, "protocol": splits_store.protocol_label(run.protocol),
+                     "order": splits_store.protocol_order(run.protocol), "seed": run.seed, "fold": run.fold + 1,
+                     **{k: v for k, v in metrics.items() if np.isscalar(v)}, "path": str(path),
+                     "fingerprint": data.get("fingerprint", "")})
         per_class[len(rows) - 1] = {k: v for k, v in metrics.items() if not np.isscalar(v)}
     return pd.DataFrame(rows), per_class
 
 
+def protocols_in_order(frame: pd.DataFrame) -> list[str]:
+    return list(frame.sort_values("order").drop_duplicates("protocol")["protocol"])
+
+
+def interval(values: np.ndarray) -> float:
+    """Half-width of the 95% t-interval of the mean of `values` (NaN below two values)."""
+    values = np.asarray(values, np.float64)
+    if len(values) < 2:
+        return float("nan")
+    return float(stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
+
+
 def summary(frame: pd.DataFrame) -> pd.DataFrame:
-    """Mean and std over folds per (name, ratio) of every scalar metric."""
+    """Mean, std and 95% CI half-width over all runs per (name, protocol) of every scalar metric."""
     metrics = [m for m in frame.columns if m in SCALARS or m.endswith("_valthr")]
-    grouped = frame.groupby(["name", "ratio"])
-    table = grouped[metrics].agg(["mean", "std"])
-    table.columns = [f"{m} {s}" for m, s in table.columns]
-    table.insert(0, "folds", grouped.size())
-    return table.reset_index()
-
-
-def paired_tests(frame: pd.DataFrame, baseline: str = "CE") -> pd.DataFrame:
-    """Per ratio and method, the fold-paired difference to the baseline with sign and Wilcoxon tests."""
-    from scipy.stats import wilcoxon
     out = []
-    for (name, ratio), group in frame.groupby(["name", "ratio"]):
+    for (name, protocol), group in frame.groupby(["name", "protocol"], sort=False):
+        row = {"name": name, "protocol": protocol, "oracle": bool(group["oracle"].iloc[0]), "runs": len(group),
+               "order": group["order"].iloc[0]}
+        for metric in metrics:
+            values = group[metric].to_numpy(np.float64)
+            row.update({f"{metric} mean": values.mean(), f"{metric} std": values.std(ddof=1) if len(values) > 1
+                        else float("nan"), f"{metric} ci95": interval(values)})
+        out.append(row)
+    table = pd.DataFrame(out)
+    return _ordered(table)
+
+
+PAPER_ORDER = {"CE": 0, "IM-WCE": 1, "CB-WCE": 2}
+
+
+def _ordered(table: pd.DataFrame, first: str | None = None) -> pd.DataFrame:
+    """Rows by protocol, then CE, IM-WCE, CB-WCE, the other methods by name, finetuned ones last."""
+    table = table.assign(
+        _finetune=table["name"].str.startswith("finetune "),
+        _rank=[PAPER_ORDER.get(n.removeprefix("finetune "), 3) for n in table["name"]])
+    keys = ([first] if first else []) + ["order", "_finetune", "_rank", "name"]
+    return table.sort_values(keys).drop(columns=["order", "_finetune", "_rank"]).reset_index(drop=True)
+
+
+def holm(p_values: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values (NaN stays NaN)."""
+    p = np.asarray(p_values, np.float64)
+    adjusted = np.full_like(p, np.nan)
+    finite = np.flatnonzero(~np.isnan(p))
+    order = finite[np.argsort(p[finite])]
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * p[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def paired_tests(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per protocol and method, the (seed, fold)-paired difference to CE of the same stage."""
+    out = []
+    for (name, protocol), group in frame.groupby(["name", "protocol"], sort=False):
+        baseline = "finetune CE" if name.startswith("finetune ") else "CE"
         if name == baseline:
             continue
-        base = frame[(frame["name"] == baseline) & (frame["ratio"] == ratio)].set_index("fold")
-        paired = group.set_index("fold").join(base, rsuffix="_base", how="inner")
+        base = frame[(frame["name"] == baseline) & (frame["protocol"] == protocol)].set_index(["seed", "fold"])
+        paired = group.set_index(["seed", "fold"]).join(base, rsuffix="_base", how="inner")
         if paired.empty:
             continue
         for metric in KEY_METRICS:
             diff = (paired[metric] - paired[f"{metric}_base"]).to_numpy()
-            p = float(wilcoxon(diff).pvalue) if len(diff) > 1 and np.any(diff != 0) else float("nan")
-            out.append({"name": name, "ratio": ratio, "metric": metric, "folds": len(diff),
-                        "mean difference": float(diff.mean()), "folds better": int((diff > 0).sum()),
-                        "wilcoxon p": p})
-    return pd.DataFrame(out)
+            p = float(stats.wilcoxon(diff).pvalue) if len(diff) > 1 and np.any(diff != 0) else float("nan")
+            out.append({"name": name, "protocol": protocol, "order": group["order"].iloc[0], "metric": metric,
+                        "pairs": len(diff), "mean difference": float(diff.mean()), "ci95": interval(diff),
+                        "better": int((diff > 0).sum()), "worse": int((diff < 0).sum()), "wilcoxon p": p})
+    table = pd.DataFrame(out)
+    if table.empty:
+        return table
+    table["holm p"] = np.nan
+    for metric, rows in table.groupby("metric").groups.items():
+        table.loc[rows, "holm p"] = holm(table.loc[rows, "wilcoxon p"].to_numpy())
+    table["holds"] = np.where(table["wilcoxon p"] < SIGNIFICANCE,
+                              np.where(table["holm p"] < SIGNIFICANCE, "yes (also Holm)", "yes"), "no")
+    return _ordered(table, first="metric")
 
 
-def write(table: pd.DataFrame, stem: Path) -> list[Path]:
+def write(table: pd.DataFrame, stem) -> list:
     """CSV, Markdown and LaTeX versions of a table."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(".csv"), stem.with_suffix(".md"), stem.with_suffix(".tex")]
-    table.to_csv(paths[0], index=False, float_format="%.4f")
+    table.to_csv(paths[0], index=False, float_format="%.6g")
     paths[1].write_text(to_markdown(table) + "\n")
     paths[2].write_text(to_latex(table) + "\n")
     return paths
 
 
 def _cell(value) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
+    if isinstance(value, bool | np.bool_):
+        return "yes" if value else ""
+    if isinstance(value, float | np.floating):
+        if np.isnan(value):
+            return ""
+        return f"{value:.2g}" if 0 < abs(value) < 1e-3 else f"{value:.4f}"
+    return str(value)
 
 
 def to_latex(table: pd.DataFrame) -> str:
@@ -99,7 +155,7 @@ def to_latex(table: pd.DataFrame) -> str:
     lines = [r"\begin{tabular}{" + "l" * 2 + "r" * (len(table.columns) - 2) + "}", r"\toprule",
              " & ".join(str(c).translate(escape) for c in table.columns) + r" \\", r"\midrule"]
     lines += [" & ".join(_cell(v).translate(escape) for v in row) + r" \\" for row in table.itertuples(index=False)]
-    return "\n".join(lines + [r"\bottomrule", r"\end{tabular}"])
+    return "\n".join([*lines, r"\bottomrule", r"\end{tabular}"])
 
 
 def to_markdown(table: pd.DataFrame) -> str:

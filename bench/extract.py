@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
+
+from configs.tf_quiet import tf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -31,8 +32,8 @@ def model_rate(name: str, n_images: int, batch: int) -> float:
     with tf.Graph().as_default() as graph:
         tf.compat.v1.set_random_seed(0)
         x = tf.compat.v1.placeholder(tf.float32, [None, 224, 224, 3])
-        _, end_points = spec.build(preprocessing.get(spec.preprocessing)(x))
-        out = end_points[spec.endpoint]
+        _, end_points = spec.build(preprocessing.get(spec.defaults.preprocessing)(x))
+        out = end_points[spec.defaults.endpoint]
         session = tf.compat.v1.Session(graph=graph)
         session.run(tf.compat.v1.global_variables_initializer())
     data = np.random.default_rng(0).uniform(0, 255, (batch, 224, 224, 3)).astype(np.float32)

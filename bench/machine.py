@@ -4,7 +4,8 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import tensorflow as tf
+
+from configs.tf_quiet import tf
 
 
 def matmul_gflops(n: int = 2048, repeats: int = 20) -> float:

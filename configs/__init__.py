@@ -1,9 +1,12 @@
 """Experiment configuration: TOML files validated into frozen dataclasses.
 
 Every default lives here, once. A config file only names what differs from these defaults.
-`load(path)` checks every key and type and raises `ValueError` naming the file, the key and
-what is allowed; `require_paths` checks, when a stage needs them, that input paths exist.
-Each stage writes `to_json(cfg)` beside its output.
+`load(path)` checks every key, type and value range and raises `ValueError` naming the file,
+the key and what is allowed; it fills [extract]'s empty keys from the backbone's defaults
+(`configs.backbones`) and applies `heads.paper_exact`, so the loaded config names every setting
+its outputs depend on. Method names and parameters are checked against their registry by
+`heads.methods.check` (every stage CLI from heads on, and `make check` before any stage).
+Each stage records `to_json(cfg)` and a provenance of the keys it depends on with its output.
 """
 from __future__ import annotations
 
@@ -15,19 +18,27 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import backbones
+
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "demo.toml"
+
+
+class ConfigTypeError(TypeError, ValueError):
+    """A config value of the wrong type: a TypeError, reported like every user error (ValueError)."""
+ADAPTERS = ("coco", "nuswide", "csv", "synthetic", "table")
 
 
 @dataclass(frozen=True)
 class Experiment:
     name: str = "demo"
-    seed: int = 0
+    seed: int = 0  # folds, hiding, initialisation; also the synthetic data's seed
+    seeds: tuple[int, ...] = ()  # repeats: one splits.h5 and head grid per seed under seed<s>/; () = [seed]
     runs_dir: str = "runs"
 
 
 @dataclass(frozen=True)
 class Dataset:
-    adapter: str = "synthetic"  # coco | nuswide | csv | synthetic
+    adapter: str = "synthetic"  # coco | nuswide | csv | synthetic | table
     root: str = ""  # image folder (coco, nuswide, csv) or where synthetic data is written
     annotations: str = ""  # coco: instances_*.json; csv: the labels file; nuswide: its root
     min_labels: int = 3
@@ -35,12 +46,24 @@ class Dataset:
     image_size: int = 96  # synthetic only
     path_column: str = "path"  # csv only
     natural_missing_rate: float = 0.0  # share of true positives the annotations lack (0: complete)
+    # table: precomputed features and labels from files, no images (python -m features import)
+    features: str = ""  # .npy / .npz / .csv / .tsv / .arff / .mat / .h5
+    labels: str = ""  # a separate labels file; "" = in the features file (ARFF, MATLAB, CSV, HDF5)
+    n_labels: int = 0  # how many attributes / columns are labels (0: all of `labels`, or MEKA's -C)
+    labels_first: bool = False  # the labels are the first n_labels attributes / columns (MEKA)
+    label_columns: tuple[str, ...] = ()  # CSV: the label columns by name (instead of n_labels)
+    id_column: str = ""  # CSV: a column of row keys ("" = the row number)
+    features_key: str = ""  # .mat / .npz / .h5: the features' key
+    labels_key: str = ""  # .mat / .npz / .h5: the labels' key
+    label_coding: str = "0/1"  # 0/1 | -1/1
+    header: bool = True  # CSV / TSV: the first line names the columns
 
 
 @dataclass(frozen=True)
 class Splits:
     n_folds: int = 4
     ratios: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75)
+    single_positive: bool = False  # also the single-positive protocol: one observed positive per training row
     validation: float = 0.0  # share of each fold's training rows held out; 0 = off
     import_dir: str = ""  # the paper's published splits, imported instead of made
 
@@ -51,12 +74,13 @@ class Extract:
     endpoint: str = ""  # "" = the backbone's default
     image_size: int = 0  # 0 = the backbone's default
     preprocessing: str = ""  # "" = the backbone's own; paper | inception | vgg
-    pooling: str = "none"  # none (flatten, as the paper) | avg | max
+    pooling: str = ""  # "" = the backbone's own; none (flatten, as the paper) | avg | max
     dtype: str = "float16"
     batch_size: int = 32
     chunk_rows: int = 256  # rows committed to HDF5 at once (the resume granularity)
     checkpoint: str = ""  # local checkpoint prefix; "" = the registry's official one
     cache_dir: str = ""  # "" = ~/.cache/cbwce/checkpoints
+    max_invalid_share: float = 1.0  # fail when more rows than this share are unreadable (1: only when all are)
     pretrain_images: int = 3000  # demo_cnn pretraining set size
     pretrain_epochs: int = 6
 
@@ -68,7 +92,7 @@ class Heads:
     hidden: tuple[int, ...] = (2048, 1024, 256)
     optimizer: str = "adadelta"  # adadelta | adam | sgd
     learning_rate: float = 0.1
-    lr_decay: float = 0.95
+    lr_decay: float = 0.95  # x lr_decay every decay_steps steps (staircase); 1 = constant (the notebooks' in effect)
     decay_steps: int = 1000
     batch_size: int = 32
     epochs: int = 20
@@ -76,6 +100,8 @@ class Heads:
     patience: int = 0  # early stopping on validation loss; 0 = off
     features: str = "auto"  # ram | stream | auto (ram when the fold's features fit in free memory)
     shuffle_buffer: int = 65536  # stream: rows read at once; an epoch shuffles windows, then rows in each
+    params: dict = field(default_factory=dict)  # [heads.params.<method>] parameter = value (heads.methods)
+    paper_exact: bool = False  # the notebooks' training where it differs from ours (PAPER_EXACT)
 
 
 @dataclass(frozen=True)
@@ -83,7 +109,7 @@ class Finetune:
     """End-to-end training of [extract]'s backbone (endpoint, pooling, checkpoint) with [heads]'
     head on top, from the images, per fold x ratio x method."""
     folds: tuple[int, ...] = ()  # 1-based; () = every fold
-    ratios: tuple[float, ...] = ()  # () = splits.ratios
+    ratios: tuple[float, ...] = ()  # () = every protocol of the splits
     methods: tuple[str, ...] = ("ce", "ignore_missing", "confidence")
     trainable_from: str = ""  # "" = the whole backbone; else the first trainable block, e.g. Mixed_7a
     optimizer: str = "adam"  # adam | momentum | sgd
@@ -103,6 +129,15 @@ class Analysis:
 
 
 @dataclass(frozen=True)
+class Cluster:
+    """Where stages run their tasks (`configs.cluster`)."""
+    scheduler: str = ""  # "" = processes on this machine (joblib); "local" = a Dask LocalCluster; or tcp://host:port
+    workers: int = 2  # "local": worker processes (one per GPU on a many-GPU machine)
+    retries: int = 0  # times Dask reruns a task whose worker died (0: report it, the rerun redoes it)
+    extract_shards: int = 0  # extraction tasks (contiguous shards); 0 = one per worker
+
+
+@dataclass(frozen=True)
 class Config:
     experiment: Experiment = field(default_factory=Experiment)
     dataset: Dataset = field(default_factory=Dataset)
@@ -111,26 +146,58 @@ class Config:
     heads: Heads = field(default_factory=Heads)
     finetune: Finetune = field(default_factory=Finetune)
     analysis: Analysis = field(default_factory=Analysis)
+    cluster: Cluster = field(default_factory=Cluster)
     source: str = ""  # the file this was read from
 
     @property
     def run_dir(self) -> Path:
         return Path(self.experiment.runs_dir) / self.experiment.name
 
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return self.experiment.seeds or (self.experiment.seed,)
+
+    def seed_dir(self, seed: int) -> Path:
+        """Where a seed's splits.h5, heads/ and finetune/ live: runs/<name>/ for a config without
+        `seeds` (one seed, today's layout), runs/<name>/seed<s>/ with them."""
+        return self.run_dir / f"seed{seed}" if self.experiment.seeds else self.run_dir
+
+
+# heads.paper_exact: the published notebooks' training where it differs from our defaults
+# (README, "What the published notebooks computed"): the rate stays at 0.1 (the decay they
+# define is never applied) and features are Conv2d_7b_1x1 at 224 x 224, flattened. The third
+# difference, positive weights from fold 1's full labels, is applied by the heads.
+PAPER_EXACT = {"heads.learning_rate": 0.1, "heads.lr_decay": 1.0, "extract.pooling": "none"}
+PAPER_EXACT_IRV2 = {"extract.endpoint": "Conv2d_7b_1x1", "extract.image_size": 224, "extract.preprocessing": "paper"}
+
 
 def _coerce(value, kind, where: str):
     """`value` as the annotated `kind`, or a ValueError naming `where` and what is allowed."""
+    if kind is dict:
+        return _parameter_tables(value, where)
     origin = typing.get_origin(kind)
     if origin is tuple:
         item = typing.get_args(kind)[0]
         if not isinstance(value, list):
-            raise ValueError(f"{where}: expected a list of {item.__name__}, got {value!r}")
+            raise ConfigTypeError(f"{where}: expected a list of {item.__name__}, got {value!r}")
         return tuple(_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value))
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ValueError(f"{where}: expected {kind.__name__}, got {type(value).__name__} {value!r}")
+        raise ConfigTypeError(f"{where}: expected {kind.__name__}, got {type(value).__name__} {value!r}")
     return value
+
+
+def _parameter_tables(value, where: str) -> dict:
+    """{name: {parameter: number}}, as [heads.params.<name>] tables give it."""
+    if not isinstance(value, dict):
+        raise ConfigTypeError(f"{where}: expected tables [heads.params.<method>], got {value!r}")
+    out = {}
+    for name, table in value.items():
+        if not isinstance(table, dict):
+            raise ConfigTypeError(f"{where}.{name}: expected a table of parameter = number, got {table!r}")
+        out[name] = {key: _coerce(number, float, f"{where}.{name}.{key}") for key, number in table.items()}
+    return out
 
 
 def _section(cls, table: dict, where: str):
@@ -152,18 +219,49 @@ def from_dict(raw: dict, source: str = "<dict>") -> Config:
     for name in sections:
         table = raw.get(name, {})
         if not isinstance(table, dict):
-            raise TypeError(f"{source}: [{name}] must be a table, got {table!r}")
+            raise ConfigTypeError(f"{source}: [{name}] must be a table, got {table!r}")
         parts[name] = _section(hints[name], table, f"{source} [{name}]")
     cfg = Config(**parts, source=source)
     _check_values(cfg)
+    cfg = _paper_exact(cfg, {f"{s}.{k}" for s, table in raw.items() if isinstance(table, dict) for k in table})
+    return _resolve_backbone(cfg)
+
+
+def _resolve_backbone(cfg: Config) -> Config:
+    """[extract] with every empty key filled from the backbone's defaults."""
+    ex = cfg.extract
+    spec = backbones.defaults(ex.backbone)
+    return dataclasses.replace(cfg, extract=dataclasses.replace(
+        ex, endpoint=ex.endpoint or spec.endpoint, image_size=ex.image_size or spec.image_size,
+        preprocessing=ex.preprocessing or spec.preprocessing, pooling=ex.pooling or spec.pooling))
+
+
+def _paper_exact(cfg: Config, given: set[str]) -> Config:
+    """Apply heads.paper_exact (PAPER_EXACT); a key the file sets to another value is an error."""
+    if not cfg.heads.paper_exact:
+        return cfg
+    fixed = dict(PAPER_EXACT)
+    if cfg.extract.backbone == "inception_resnet_v2":
+        fixed.update(PAPER_EXACT_IRV2)
+    for key, value in fixed.items():
+        section, name = key.split(".")
+        current = getattr(getattr(cfg, section), name)
+        if key in given and current != value:
+            raise ValueError(f"{cfg.source}: heads.paper_exact sets {key} = {value!r} (the notebooks'), "
+                             f"but the file sets {current!r}; remove one of them")
+    for section in ("heads", "extract"):
+        values = {k.split(".")[1]: v for k, v in fixed.items() if k.startswith(section + ".")}
+        cfg = dataclasses.replace(cfg, **{section: dataclasses.replace(getattr(cfg, section), **values)})
     return cfg
 
 
-def _check_values(cfg: Config) -> None:
-    where = cfg.source
+def _check_choices(cfg: Config) -> None:
     allowed = {
-        "dataset.adapter": (cfg.dataset.adapter, {"coco", "nuswide", "csv", "synthetic"}),
-        "extract.pooling": (cfg.extract.pooling, {"none", "avg", "max"}),
+        "dataset.adapter": (cfg.dataset.adapter, set(ADAPTERS)),
+        "dataset.label_coding": (cfg.dataset.label_coding, {"0/1", "-1/1"}),
+        "extract.backbone": (cfg.extract.backbone, set(backbones.BACKBONES)),
+        "extract.pooling": (cfg.extract.pooling, {"", *backbones.POOLING}),
+        "extract.preprocessing": (cfg.extract.preprocessing, {"", *backbones.PREPROCESSING}),
         "extract.dtype": (cfg.extract.dtype, {"float16", "float32"}),
         "heads.head": (cfg.heads.head, {"paper_mlp", "linear"}),
         "heads.optimizer": (cfg.heads.optimizer, {"adadelta", "adam", "sgd"}),
@@ -173,22 +271,76 @@ def _check_values(cfg: Config) -> None:
     }
     for key, (value, options) in allowed.items():
         if value not in options:
-            raise ValueError(f"{where}: {key} = {value!r}; allowed: {', '.join(sorted(options))}")
-    if cfg.splits.n_folds < 2:
-        raise ValueError(f"{where}: splits.n_folds = {cfg.splits.n_folds}; need at least 2 folds")
+            shown = ", ".join(repr(o) if o == "" else o for o in sorted(options))
+            raise ValueError(f"{cfg.source}: {key} = {value!r}; allowed: {shown}")
+    scheduler = cfg.cluster.scheduler
+    if scheduler not in ("", "local") and "://" not in scheduler:
+        raise ValueError(f"{cfg.source}: cluster.scheduler = {scheduler!r}; allowed: '' (this machine), "
+                         "'local' (a Dask LocalCluster) or a scheduler address such as tcp://host:8786")
+
+
+def _check_ranges(cfg: Config) -> None:
+    """Every numeric setting inside its range: (key, value, test, what is allowed)."""
+    at_least_one = "must be >= 1"
+    rules = [
+        ("splits.n_folds", cfg.splits.n_folds, lambda v: v >= 2, "need at least 2 folds"),
+        ("splits.validation", cfg.splits.validation, lambda v: 0 <= v < 1, "must lie in [0, 1)"),
+        ("dataset.natural_missing_rate", cfg.dataset.natural_missing_rate, lambda v: 0 <= v < 1, "must lie in [0, 1)"),
+        ("dataset.min_labels", cfg.dataset.min_labels, lambda v: v >= 0, "must be >= 0"),
+        ("dataset.n_images", cfg.dataset.n_images, lambda v: v >= cfg.splits.n_folds, "must be >= splits.n_folds"),
+        ("dataset.image_size", cfg.dataset.image_size, lambda v: v >= 8, "must be >= 8"),
+        ("dataset.n_labels", cfg.dataset.n_labels, lambda v: v >= 0, "must be >= 0"),
+        ("extract.image_size", cfg.extract.image_size, lambda v: v == 0 or v >= 8, "must be 0 (the backbone's) or >= 8"),
+        ("extract.batch_size", cfg.extract.batch_size, lambda v: v >= 1, at_least_one),
+        ("extract.chunk_rows", cfg.extract.chunk_rows, lambda v: v >= 1 and v % cfg.extract.batch_size == 0,
+         "must be a multiple of extract.batch_size (batches stay aligned across resumes)"),
+        ("extract.max_invalid_share", cfg.extract.max_invalid_share, lambda v: 0 <= v <= 1, "must lie in [0, 1]"),
+        ("extract.pretrain_images", cfg.extract.pretrain_images, lambda v: v >= 1, at_least_one),
+        ("extract.pretrain_epochs", cfg.extract.pretrain_epochs, lambda v: v >= 1, at_least_one),
+        ("heads.learning_rate", cfg.heads.learning_rate, lambda v: v > 0, "must be > 0"),
+        ("heads.lr_decay", cfg.heads.lr_decay, lambda v: 0 < v <= 1, "must lie in (0, 1]"),
+        ("heads.decay_steps", cfg.heads.decay_steps, lambda v: v >= 1, at_least_one),
+        ("heads.batch_size", cfg.heads.batch_size, lambda v: v >= 1, at_least_one),
+        ("heads.epochs", cfg.heads.epochs, lambda v: v >= 1, at_least_one),
+        ("heads.n_jobs", cfg.heads.n_jobs, lambda v: v >= 1, at_least_one),
+        ("heads.patience", cfg.heads.patience, lambda v: v >= 0, "must be >= 0"),
+        ("heads.hidden", cfg.heads.hidden, lambda v: all(w >= 1 for w in v), "every width must be >= 1"),
+        ("heads.shuffle_buffer", cfg.heads.shuffle_buffer, lambda v: v >= cfg.heads.batch_size,
+         f"must be >= heads.batch_size = {cfg.heads.batch_size}"),
+        ("finetune.backbone_lr", cfg.finetune.backbone_lr, lambda v: v > 0, "must be > 0"),
+        ("finetune.head_lr", cfg.finetune.head_lr, lambda v: v > 0, "must be > 0"),
+        ("finetune.batch_size", cfg.finetune.batch_size, lambda v: v >= 1, at_least_one),
+        ("finetune.epochs", cfg.finetune.epochs, lambda v: v >= 1, at_least_one),
+        ("finetune.crop", cfg.finetune.crop, lambda v: 0 < v <= 1, "must lie in (0, 1]"),
+        ("analysis.top_classes", cfg.analysis.top_classes, lambda v: v >= 1, at_least_one),
+        ("cluster.workers", cfg.cluster.workers, lambda v: v >= 1, at_least_one),
+        ("cluster.retries", cfg.cluster.retries, lambda v: v >= 0, "must be >= 0"),
+        ("cluster.extract_shards", cfg.cluster.extract_shards, lambda v: v >= 0, "must be >= 0"),
+    ]
+    for key, value, ok, allowed in rules:
+        if not ok(value):
+            raise ValueError(f"{cfg.source}: {key} = {value!r}; {allowed}")
+
+
+def _check_lists(cfg: Config) -> None:
+    """Grids: non-empty where a stage needs them, without repeats, inside the splits' grid."""
+    where = cfg.source
+    lists = {"experiment.seeds": cfg.experiment.seeds, "splits.ratios": cfg.splits.ratios,
+             "heads.methods": cfg.heads.methods, "finetune.methods": cfg.finetune.methods,
+             "finetune.folds": cfg.finetune.folds, "finetune.ratios": cfg.finetune.ratios,
+             "dataset.label_columns": cfg.dataset.label_columns}
+    for key, values in lists.items():
+        repeated = sorted({v for v in values if values.count(v) > 1})
+        if repeated:
+            raise ValueError(f"{where}: {key} names {repeated[0]!r} twice; each may appear once")
+    for key in ("heads.methods", "finetune.methods"):
+        if not lists[key]:
+            raise ValueError(f"{where}: {key} is empty; name at least one method")
+    if not cfg.splits.ratios and not cfg.splits.single_positive:
+        raise ValueError(f"{where}: splits.ratios is empty and splits.single_positive is off: no protocol to train")
     for r in cfg.splits.ratios:
         if not 0 <= r < 1:
             raise ValueError(f"{where}: splits.ratios holds {r}; each ratio must lie in [0, 1)")
-    if not 0 <= cfg.dataset.natural_missing_rate < 1:
-        raise ValueError(f"{where}: dataset.natural_missing_rate = {cfg.dataset.natural_missing_rate}; "
-                         "must lie in [0, 1)")
-    if not 0 <= cfg.splits.validation < 1:
-        raise ValueError(f"{where}: splits.validation = {cfg.splits.validation}; must lie in [0, 1)")
-    if cfg.heads.shuffle_buffer < cfg.heads.batch_size:
-        raise ValueError(f"{where}: heads.shuffle_buffer = {cfg.heads.shuffle_buffer} is smaller than "
-                         f"heads.batch_size = {cfg.heads.batch_size}")
-    if not 0 < cfg.finetune.crop <= 1:
-        raise ValueError(f"{where}: finetune.crop = {cfg.finetune.crop}; must lie in (0, 1]")
     for r in cfg.finetune.ratios:
         if not any(abs(r - s) < 1e-9 for s in cfg.splits.ratios):
             raise ValueError(f"{where}: finetune.ratios holds {r}, which is not in splits.ratios "
@@ -196,8 +348,25 @@ def _check_values(cfg: Config) -> None:
     for k in cfg.finetune.folds:
         if not 1 <= k <= cfg.splits.n_folds:
             raise ValueError(f"{where}: finetune.folds holds {k}; folds are 1..{cfg.splits.n_folds}")
-    if cfg.dataset.min_labels < 0:
-        raise ValueError(f"{where}: dataset.min_labels = {cfg.dataset.min_labels}; must be >= 0")
+
+
+def _check_dataset(cfg: Config) -> None:
+    """The keys each adapter needs (their paths are checked when a stage reads them)."""
+    ds, where = cfg.dataset, cfg.source
+    needs = {"coco": ("annotations", "root"), "nuswide": ("annotations", "root"), "csv": ("annotations",),
+             "table": ("features",), "synthetic": ()}[ds.adapter]
+    for key in needs:
+        if not getattr(ds, key):
+            raise ValueError(f"{where}: dataset.adapter = {ds.adapter!r} needs dataset.{key}")
+    if ds.adapter == "table" and cfg.splits.import_dir:
+        raise ValueError(f"{where}: splits.import_dir imports the paper's splits of images; not with the table adapter")
+
+
+def _check_values(cfg: Config) -> None:
+    _check_choices(cfg)
+    _check_ranges(cfg)
+    _check_lists(cfg)
+    _check_dataset(cfg)
 
 
 def load(path: str | Path | None = None) -> Config:
@@ -228,17 +397,30 @@ def to_json(cfg: Config) -> str:
     return json.dumps(dataclasses.asdict(cfg), sort_keys=True)
 
 
-def versions() -> dict:
-    """Versions of the packages that shape the results, recorded with every output."""
+def section(cfg: Config, name: str, exclude: tuple[str, ...] = ()) -> dict:
+    """A config section as flat provenance entries {"name.key": value}."""
+    return {f"{name}.{key}": value for key, value in dataclasses.asdict(getattr(cfg, name)).items()
+            if key not in exclude}
+
+
+def versions(*names: str) -> dict:
+    """Versions of the packages that shape the results (all of them, or `names`), recorded with
+    every output. TensorFlow is "tensorflow" whichever wheel (CPU or GPU) provides it."""
     from importlib.metadata import PackageNotFoundError, version
 
+    packages = {"numpy": ("numpy",), "h5py": ("h5py",), "scikit-learn": ("scikit-learn",),
+                "iterative-stratification": ("iterative-stratification",),
+                "tensorflow": ("tensorflow-cpu", "tensorflow"), "tf-slim": ("tf-slim",), "tf-keras": ("tf-keras",)}
     out = {}
-    for name in ("numpy", "h5py", "scikit-learn", "iterative-stratification", "tensorflow-cpu",
-                 "tensorflow", "tf-slim", "tf-keras"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
+    for name, wheels in packages.items():
+        if names and name not in names:
             continue
+        for wheel in wheels:
+            try:
+                out[name] = version(wheel)
+                break
+            except PackageNotFoundError:
+                continue
     return out
 
 

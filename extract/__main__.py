@@ -5,6 +5,7 @@ import argparse
 import sys
 
 import configs
+from heads import methods
 from heads.__main__ import parse_only
 
 
@@ -33,15 +34,19 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     def action():
         cfg = configs.load(args.config)
-        if args.command == "features":
+        methods.check(cfg.finetune.methods, cfg.heads.params, cfg.source, "finetune.methods")
+        if args.command == "features" and cfg.dataset.adapter == "table":
+            from features.importer import import_features
+            import_features(cfg, force=args.force)
+        elif args.command == "features":
             from .extraction import extract_features
             extract_features(cfg, shard=args.shard, force=args.force)
         elif args.command == "finetune":
             from .finetune import finetune
             finetune(cfg, only=args.only, force=args.force)
-        elif cfg.extract.backbone != "demo_cnn":
-            print(f"{cfg.source}: backbone {cfg.extract.backbone} restores an official checkpoint; "
-                  "nothing to pretrain")
+        elif cfg.extract.backbone != "demo_cnn" or cfg.dataset.adapter == "table":
+            print(f"{cfg.source}: nothing to pretrain (backbone {cfg.extract.backbone}, dataset adapter "
+                  f"{cfg.dataset.adapter}); only the demo's demo_cnn is pretrained here")
         else:
             from .pretrain import pretrain
             pretrain(cfg, force=args.force)

@@ -6,7 +6,7 @@ with `num_classes`, `Logits` (batch, num_classes) from a global average pool of 
 """
 from __future__ import annotations
 
-import tensorflow as tf
+from configs.tf_quiet import tf
 
 from .slim_compat import slim
 

@@ -1,32 +1,36 @@
-"""Run a pretrained backbone once over every manifest image into the feature store.
+"""Run a pretrained backbone once over every image of `splits.h5` into the feature store.
 
-Rows are processed in chunks of `chunk_rows` (a multiple of the batch size keeps batches
-aligned): each chunk is decoded, run through the frozen network in inference mode, written and
-committed. A rerun resumes at the first uncommitted chunk and writes exactly what one
-uninterrupted run writes: a chunk's content depends only on its rows. `--shard i/n` takes the
-i-th of n contiguous runs of chunks, into its own file; `python -m features merge` joins them.
+The image list (ids, paths) comes from the splits store, so the feature rows line up with the
+splits' rows by contract. Rows are processed in chunks of `chunk_rows` (a multiple of the batch
+size keeps batches aligned): each chunk is decoded, run through the frozen network in
+inference mode, written and committed. A rerun resumes at the first uncommitted chunk and
+writes exactly what one uninterrupted run writes: a chunk's content depends only on its rows.
+`--shard i/n` takes the i-th of n contiguous runs of chunks, into its own file;
+`python -m features merge` joins them. A run whose images are unreadable beyond
+`extract.max_invalid_share` (by default: all of them) fails and leaves nothing complete.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
-import tensorflow as tf
 
 import configs
+from configs import artifacts
 from configs.progress import Progress
+from configs.tf_quiet import tf
 from features import store
-from splits import datasets
+from splits import store as splits_store
 
 from . import checkpoints, images, preprocessing, registry
 
 
 @dataclass(frozen=True)
 class Plan:
-    """What one extraction computes: resolved from the config and the backbone's defaults."""
+    """What one extraction computes: the resolved [extract] settings."""
     backbone: str
     endpoint: str
     image_size: int
@@ -37,9 +41,7 @@ class Plan:
     @classmethod
     def from_config(cls, cfg) -> Plan:
         ex = cfg.extract
-        spec = registry.get(ex.backbone)
-        return cls(spec.name, ex.endpoint or spec.endpoint, ex.image_size or spec.image_size,
-                   ex.preprocessing or spec.preprocessing, ex.pooling or spec.pooling, ex.dtype)
+        return cls(ex.backbone, ex.endpoint, ex.image_size, ex.preprocessing, ex.pooling, ex.dtype)
 
     def pooled(self, end_points: dict):
         """The endpoint tensor, pooled over space as `pooling` says ("none": left as it is)."""
@@ -53,16 +55,6 @@ class Plan:
             return tf.reduce_max(net, axis=[1, 2])
         return net
 
-    @property
-    def tag(self) -> str:
-        return f"{self.backbone}_{self.endpoint.replace('/', '-')}_{self.image_size}_{self.preprocessing}_{self.pooling}"
-
-
-def feature_path(cfg, shard: tuple[int, int] = (0, 1)) -> Path:
-    """runs/<name>/features/<backbone>_<endpoint>_<size>_<preprocessing>_<pooling>[.shard-i-of-n].h5"""
-    base = cfg.run_dir / "features" / Plan.from_config(cfg).tag
-    return base.with_suffix(".h5") if shard[1] == 1 else Path(f"{base}.shard-{shard[0]}-of-{shard[1]}.h5")
-
 
 def shard_rows(n_rows: int, chunk_rows: int, shard: tuple[int, int]) -> tuple[int, int]:
     """Rows [start, stop) of shard i of n: contiguous whole chunks."""
@@ -72,6 +64,23 @@ def shard_rows(n_rows: int, chunk_rows: int, shard: tuple[int, int]) -> tuple[in
     n_chunks = -(-n_rows // chunk_rows)
     first, last = index * n_chunks // count, (index + 1) * n_chunks // count
     return first * chunk_rows, min(last * chunk_rows, n_rows)
+
+
+def checkpoint_identity(cfg, spec) -> tuple[Path, str]:
+    """(checkpoint prefix, its identity): a configured checkpoint must exist and is identified
+    by its sha256; the official one by its URL (fetched into the cache when absent)."""
+    prefix = checkpoints.resolve(spec, cfg.extract.checkpoint, cfg.extract.cache_dir)
+    return prefix, (checkpoints.sha256(prefix) if cfg.extract.checkpoint else f"official:{spec.url}")
+
+
+def provenance(cfg, ids, paths, checkpoint: str) -> dict:
+    """What a feature store is made from: the resolved network settings, the checkpoint, the
+    image list (keys and paths) and the packages that run the network."""
+    listing = hashlib.sha256("\n".join(f"{i}\t{p}" for i, p in zip(ids, paths)).encode()).hexdigest()
+    network = {k: v for k, v in configs.section(cfg, "extract").items()
+               if k.split(".")[1] in ("backbone", "endpoint", "image_size", "preprocessing", "pooling", "dtype")}
+    return {**network, "checkpoint": checkpoint, "images": listing, "rows": len(ids),
+            "versions": configs.versions("tensorflow", "tf-slim")}
 
 
 class FeatureModel:
@@ -100,41 +109,52 @@ class FeatureModel:
 
 
 def extract_features(cfg, shard: tuple[int, int] = (0, 1), force: bool = False, on_chunk=None) -> Path:
-    """Write (or resume) the config's feature store; return its path.
+    """Write (or resume) the config's feature store (or one shard of it); return its path.
 
     `on_chunk(chunk)` is called after each committed chunk (progress, tests).
     """
-    # setup: what to compute, where
+    # setup: the image list from splits.h5, the checkpoint, what to compute and where
     plan = Plan.from_config(cfg)
-    ex = cfg.extract
-    if ex.chunk_rows % ex.batch_size:
-        raise ValueError(f"{cfg.source}: extract.chunk_rows = {ex.chunk_rows} must be a multiple of "
-                         f"extract.batch_size = {ex.batch_size} (batches stay aligned across resumes)")
-    out = feature_path(cfg, shard)
-    if store.is_complete(out) and not force:
-        print(f"{out}: already done (use --force to redo)")
-        return out
-    manifest = datasets.load(cfg)
-    start, stop = shard_rows(len(manifest.ids), ex.chunk_rows, shard)
+    sf = splits_store.load(splits_store.path(cfg))
+    ids, paths = list(sf.ids), list(sf.image_paths)
     spec = registry.get(plan.backbone)
-    checkpoint = checkpoints.resolve(spec, ex.checkpoint, ex.cache_dir)
+    checkpoint, identity = checkpoint_identity(cfg, spec)
+    recipe = provenance(cfg, ids, paths, identity)
+    out = store.path(cfg, shard)
+    with artifacts.claim(out):
+        if not artifacts.must_make(out, recipe, force):
+            print(f"{out}: already done (use --force to redo)")
+            return out
+        check_images(paths, cfg)
+        return _extract(cfg, plan, spec, checkpoint, recipe, ids, paths, shard, out, on_chunk)
 
-    # model
+
+def check_images(paths: list[str], cfg) -> None:
+    """Fail before any work when none of the image files exists (a wrong dataset.root)."""
+    if paths and not any(Path(p).is_file() for p in paths[:: max(1, len(paths) // 200)] + paths[:1]):
+        raise ValueError(f"{cfg.source}: none of the {len(paths)} images checked exists, e.g. {paths[0]}; "
+                         "check dataset.root")
+
+
+def _extract(cfg, plan, spec, checkpoint, recipe, ids, paths, shard, out: Path, on_chunk) -> Path:
+    """Build the network, then decode, run and commit chunk by chunk into `out`.tmp."""
+    ex = cfg.extract
+    start, stop = shard_rows(len(ids), ex.chunk_rows, shard)
     model = FeatureModel(plan, checkpoint)
     device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
     attrs = {"backbone": plan.backbone, "endpoint": plan.endpoint, "pooling": plan.pooling,
-                 "image_size": plan.image_size, "preprocessing": plan.preprocessing,
-                 "checkpoint": str(checkpoint), "checkpoint_sha256": checkpoints.sha256(checkpoint),
-                 "feat_shape": list(model.feat_shape), "config": configs.to_json(cfg),
-                 "versions": json.dumps(configs.versions())}
+             "image_size": plan.image_size, "preprocessing": plan.preprocessing,
+             "checkpoint": str(checkpoint), "checkpoint_sha256": checkpoints.sha256(checkpoint),
+             "feat_shape": list(model.feat_shape), "config": configs.to_json(cfg),
+             "versions": json.dumps(configs.versions()), "fingerprint": artifacts.fingerprint(recipe)}
     if shard[1] > 1:
-        attrs.update(row_offset=start, n_total=len(manifest.ids), shard=f"{shard[0]}/{shard[1]}")
+        attrs.update(row_offset=start, n_total=len(ids), shard=f"{shard[0]}/{shard[1]}")
 
-    # the store: resume a matching partial file, else start anew
+    # the store: resume a partial file of the same run, else start anew
     tmp = out.with_name(out.name + ".tmp")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if force or not tmp.is_file() or not _same_run(tmp, attrs):
-        store.create(tmp, manifest.ids[start:stop], model.feat_dim, plan.dtype, ex.chunk_rows, attrs)
+    artifacts.writable(out.parent)
+    if not tmp.is_file() or not _same_run(tmp, attrs):
+        store.create(tmp, ids[start:stop], model.feat_dim, plan.dtype, ex.chunk_rows, attrs, recipe)
     todo = store.pending_chunks(tmp)
     n_rows = stop - start
     print(f"{plan.backbone}:{plan.endpoint} at {plan.image_size}px ({plan.preprocessing}, pooling "
@@ -147,22 +167,32 @@ def extract_features(cfg, shard: tuple[int, int] = (0, 1), force: bool = False, 
                      for k in todo]
     progress = Progress(sum(len(r) for _, r in rows_by_chunk), "extract", "img")
     if rows_by_chunk:
-        for chunk, batch, valid, errors in images.chunks(rows_by_chunk, manifest.paths, plan.image_size):
+        for chunk, batch, valid, errors in images.chunks(rows_by_chunk, paths, plan.image_size):
             features = np.concatenate([model(batch[i:i + ex.batch_size])
                                        for i in range(0, len(batch), ex.batch_size)])
             features[~valid] = 0
-            store.commit_chunk(tmp, chunk, features.astype(plan.dtype), valid,
-                               [(manifest.ids[r], m) for r, m in errors])
+            store.commit_chunk(tmp, chunk, features.astype(plan.dtype), valid, [(ids[r], m) for r, m in errors])
             progress.update(len(batch))
             if on_chunk:
                 on_chunk(chunk)
 
-    # save
-    store.finish(tmp, out)
-    with h5py.File(out, "r") as h5:
-        n_invalid = int((~h5["valid"][:]).sum())
+    # save, unless too many images were unreadable
+    check_invalid(tmp, n_rows, ex.max_invalid_share)
+    store.finish(tmp, out, recipe)
+    n_invalid, _ = store.errors(out)
     print(f"{out}: complete; {n_invalid} unreadable image(s)" + (" (see error_ids / error_messages)" if n_invalid else ""))
     return out
+
+
+def check_invalid(tmp: Path, n_rows: int, max_share: float) -> None:
+    """ValueError (and the partial store removed) when more rows than `max_share` of `n_rows`,
+    or all of them, hold no readable image."""
+    n_invalid, first = store.errors(tmp)
+    if n_invalid and (n_invalid == n_rows or n_invalid > max_share * n_rows):
+        tmp.unlink()
+        reasons = "; ".join(f"{key}: {message}" for key, message in first[:3])
+        raise ValueError(f"{n_invalid} of {n_rows} images are unreadable (extract.max_invalid_share = {max_share}); "
+                         f"nothing was kept. First reasons: {reasons}")
 
 
 def _same_run(path: Path, attrs: dict) -> bool:
@@ -170,5 +200,6 @@ def _same_run(path: Path, attrs: dict) -> bool:
     def plain(value):
         return np.asarray(value).tolist()
 
-    with h5py.File(path, "r") as h5:
-        return all(k in h5.attrs and plain(h5.attrs[k]) == plain(v) for k, v in attrs.items() if k != "versions")
+    with artifacts.open_h5(path) as h5:
+        return all(k in h5.attrs and plain(h5.attrs[k]) == plain(v) for k, v in attrs.items()
+                   if k not in ("versions", "config"))

@@ -18,28 +18,29 @@ weighted CE from `heads.losses` with the negative weights and pos weights of `sp
 - A checkpoint after every epoch (the last two kept) under the run's `checkpoints/`; a rerun
   resumes from the last one. A complete run (predictions.h5) is skipped unless --force.
 
-Writes `runs/<name>/finetune/fold<k>/ratio<r>/<method>/` with predictions.h5 in the heads'
-format (source "finetune"), history.csv and timing.json.
+Writes each run through `heads.predictions` (`runs/<name>/[seed<s>/]finetune/fold<k>/<protocol>/
+<method>/`: predictions.h5 with source "finetune", history.csv, timing.json).
 """
 from __future__ import annotations
 
+import contextlib
 import json
-import shutil
 import time
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
 import configs
+from configs import artifacts, cluster
 from configs.progress import Progress
-from heads import losses
-from heads.trainer import HeadRun, plan_runs, run_dir, write_predictions
+from configs.tf_quiet import tf
+from heads import losses, methods, predictions
+from heads.predictions import HeadRun
 from splits import store as splits_store
 from splits import weights
 
 from . import checkpoints, images, preprocessing, registry
-from .extraction import Plan
+from .extraction import Plan, checkpoint_identity
 from .slim_compat import slim
 
 STAGE = "finetune"
@@ -56,21 +57,20 @@ def augment(image, seed, size: int, crop: float, flip: bool):
     return image
 
 
-def train_batches(paths, rows, targets, neg_weight, pos_weight, size, cfg, epoch: int):
-    """One epoch of (images, targets, neg_weight, pos_weight) numpy batches in a seeded order.
+def train_batches(paths, rows, targets, neg_weight, size, cfg, seed: int, epoch: int):
+    """One epoch of (images, targets, neg_weight) numpy batches in a seeded order.
 
     `targets` and `neg_weight` are (n, L) over `rows`; unreadable images are dropped."""
     ft = cfg.finetune
-    order = np.random.default_rng([cfg.experiment.seed, rows[0], epoch]).permutation(len(rows))
-    pos = np.broadcast_to(pos_weight, targets.shape)
+    order = np.random.default_rng([seed, rows[0], epoch]).permutation(len(rows))
     data = tf.data.Dataset.from_tensor_slices((
         [paths[i] for i in rows[order]], rows[order].astype(np.int64), targets[order].astype(np.float32),
-        neg_weight[order].astype(np.float32), pos[order].astype(np.float32)))
+        neg_weight[order].astype(np.float32)))
 
-    def load(path, row, y, nw, pw):
+    def load(path, row, y, nw):
         image = images.decode(path, size)
-        seed = tf.stack([tf.constant(cfg.experiment.seed * 1000 + epoch, tf.int64), row])
-        return augment(image, seed, size, ft.crop, ft.flip), y, nw, pw
+        pixels_seed = tf.stack([tf.constant(seed * 1000 + epoch, tf.int64), row])
+        return augment(image, pixels_seed, size, ft.crop, ft.flip), y, nw
 
     data = data.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).ignore_errors()
     return data.batch(ft.batch_size).prefetch(2).as_numpy_iterator()
@@ -79,10 +79,12 @@ def train_batches(paths, rows, targets, neg_weight, pos_weight, size, cfg, epoch
 class Network:
     """The backbone + head graph, replicated over `devices` for training, in its own session."""
 
-    def __init__(self, cfg, n_classes: int, method: str, devices: list[str], seed: int, backbone: Path):
+    def __init__(self, cfg, n_classes: int, method: str, devices: list[str], seed: int, backbone: Path,
+                 pos_weight: np.ndarray, k: float):
         self.plan = Plan.from_config(cfg)
         self.spec = registry.get(self.plan.backbone)
         self.cfg, self.method, self.n_classes = cfg, method, n_classes
+        self.pos_weight, self.k = pos_weight.astype(np.float32), float(k)
         size = self.plan.image_size
         self.graph = tf.Graph()
         with self.graph.as_default():
@@ -91,13 +93,12 @@ class Network:
             n = self.strategy.num_replicas_in_sync
             self.inputs = [[tf.compat.v1.placeholder(tf.float32, shape, name=f"{name}_{r}")
                             for name, shape in (("images", [None, size, size, 3]), ("targets", [None, n_classes]),
-                                                ("neg_weight", [None, n_classes]), ("pos_weight", [None, n_classes]),
-                                                ("scale", []))]
+                                                ("neg_weight", [None, n_classes]), ("scale", []))]
                            for r in range(n)]
             with self.strategy.scope():
                 self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="finetune_epoch")
                 per_replica = [self.strategy.experimental_distribute_values_from_function(
-                    lambda ctx, i=i: self.inputs[ctx.replica_id_in_sync_group][i]) for i in range(5)]
+                    lambda ctx, i=i: self.inputs[ctx.replica_id_in_sync_group][i]) for i in range(4)]
                 loss, train_op = self.strategy.run(self._tower, per_replica)
                 self.loss = self.strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
                 self.train_op = self.strategy.group(train_op)
@@ -140,15 +141,21 @@ class Network:
                 net = slim.fully_connected(net, width, activation_fn=tf.sigmoid, scope=f"hidden{k + 1}", **init)
             return slim.fully_connected(net, self.n_classes, activation_fn=None, scope="logits", **init)
 
-    def _tower(self, images, targets, neg_weight, pos_weight, scale):
-        """One replica: its share of the batch, the loss summed and scaled to the global mean."""
+    def _tower(self, images, targets, neg_weight, scale):
+        """One replica: the method's loss on its share of the batch, weighted by the share's
+        entries x `scale` (1 / the global batch's entries): summed over replicas, the global
+        mean. Batch-level terms (EPR's, the large-loss selection) see the replica's share."""
         ft = self.cfg.finetune
         updates = len(tf.compat.v1.get_collection(tf.compat.v1.GraphKeys.UPDATE_OPS))
         logits = self._forward(images, training=True)
         self.backbone_variables = registry.backbone_variables(self.spec)  # before any optimiser slot
-        # (n, 1, L) rows: each example brings its own (L,) pos weights into the (..., n, L) loss
-        per_entry = losses.get(self.method)(logits[:, None], targets[:, None], pos_weight, neg_weight[:, None])
-        loss = tf.reduce_sum(per_entry) * scale
+        spec = methods.get(self.method)
+        inputs = losses.Inputs(pos_weight=tf.constant(self.pos_weight[None]) if spec.class_weights else None,
+                               neg_weight=neg_weight[None] if spec.negatives else None, epoch=self.epoch + 1,
+                               k=tf.constant([self.k], tf.float32))
+        params = methods.parameters(self.method, self.cfg.heads.params.get(self.method))
+        mean = losses.terms(self.method, logits[None], targets[None], inputs, params).loss[0]
+        loss = mean * tf.cast(tf.size(targets), tf.float32) * scale
         trainable = self._trainable()
         head = [v for v in tf.compat.v1.trainable_variables() if registry.variable_name(v).startswith("Head/")]
         optimizer = {
@@ -195,7 +202,7 @@ class Network:
     def step(self, batch) -> float:
         """One training step on a global batch, split evenly over the replicas."""
         n = len(self.inputs)
-        total = len(batch[0]) * batch[1].shape[1]
+        total = batch[1].size
         feed = {}
         for placeholders, *parts in zip(self.inputs, *(np.array_split(b, n) for b in batch)):
             feed.update(zip(placeholders, parts + [1.0 / total]))
@@ -220,37 +227,54 @@ def visible_devices() -> list[str]:
     return [d.name for d in gpus] if gpus else ["/cpu:0"]
 
 
-def finetune_run(cfg, sf, run: HeadRun, force: bool = False, on_epoch=None, devices=None) -> dict:
+def run_provenance(cfg, run: HeadRun, sf) -> dict:
+    """A finetuned run's provenance (`heads.predictions.finetune_provenance`), the checkpoint
+    identified as for extraction."""
+    _, identity = checkpoint_identity(cfg, registry.get(cfg.extract.backbone))
+    return predictions.finetune_provenance(cfg, run, sf.fingerprint, identity)
+
+
+def finetune_run(cfg, run: HeadRun, on_epoch=None, devices=None) -> dict:
     """Train, checkpoint each epoch, evaluate and write one run; `on_epoch(epoch)` after each.
-    devices: the replicas' devices (default: every GPU, else the CPU)."""
-    # setup: the run directory (--force starts it anew)
+    A run with checkpoints of the same provenance resumes after its last epoch. devices: the
+    replicas' devices (default: every GPU, else the CPU). A task (`configs.cluster`)."""
+    # setup: the run directory, resumed only when its partial state was made the same way
     tf.config.experimental.enable_op_determinism()
-    path = run_dir(cfg, run, STAGE)
-    if force and path.exists():
-        shutil.rmtree(path)
+    sf = splits_store.load(splits_store.path(cfg, run.seed))
+    recipe = run_provenance(cfg, run, sf)
+    path = predictions.run_dir(cfg, run, STAGE)
+    started = path / "started.json"
+    if started.exists() and artifacts.recorded(started)[1] != json.loads(json.dumps(recipe, default=str)):
+        raise ValueError(artifacts.stale_message(started, artifacts.changes(artifacts.recorded(started)[1], recipe)))
+    path.mkdir(parents=True, exist_ok=True)
+    artifacts.record(started, recipe)
     ft = cfg.finetune
 
     # data: this fold's rows, the run's observed labels and weights
-    fold, ratio_index = run.fold, sf.ratio_index(run.ratio)
+    fold = run.fold
     train = sf.train_rows(fold)
     validation_rows = np.flatnonzero(sf.validation(fold))
     test = np.flatnonzero(sf.test_fold == fold)
-    observed = sf.observed(fold, ratio_index)
-    neg_weight, _ = losses.fold_negative_weights(run.method, sf.labels, observed, train, validation_rows, run.ratio,
-                                                 cfg.dataset.natural_missing_rate)
-    pos_weight = weights.pos_weight(observed[train])
+    observed = sf.observed(fold, run.protocol)
+    rate = 1 - (1 - cfg.dataset.natural_missing_rate) * (1 - sf.missing_rate(fold, run.protocol))
+    neg_weight, _ = methods.fold_negative_weights(run.method, sf.labels, observed, train, validation_rows, rate)
+    if neg_weight is None:
+        neg_weight = np.ones((len(train), len(sf.classes)), np.float32)
+    pos_weight = weights.pos_weight(sf.labels[sf.test_fold != 0] if cfg.heads.paper_exact else observed[train])
+    k = methods.parameters(run.method, cfg.heads.params.get(run.method)).get("k")
+    k = methods.expected_positives(observed[train], rate) if k is None else k
 
     # model: restored backbone + fresh head, or the run's last checkpoint
     spec = registry.get(cfg.extract.backbone)
     backbone = checkpoints.resolve(spec, cfg.extract.checkpoint, cfg.extract.cache_dir)
     devices = devices or visible_devices()
-    network = Network(cfg, len(sf.classes), run.method, devices, cfg.experiment.seed + fold, backbone)
+    network = Network(cfg, len(sf.classes), run.method, devices, run.seed + fold, backbone, pos_weight, k)
     done = network.start(path / "checkpoints")
     history_path = path / "history.csv"
     history = history_path.read_text().splitlines()[1:1 + done] if done else []
     size = network.plan.image_size
     steps = -(-len(train) // ft.batch_size)
-    print(f"finetune {run.key}: {network.plan.backbone} + {cfg.heads.head} on {len(network.inputs)} "
+    print(f"finetune {run.label}: {network.plan.backbone} + {cfg.heads.head} on {len(network.inputs)} "
           f"replica(s) ({', '.join(devices)}); {len(train)} training images, {ft.epochs} epochs of {steps} "
           f"steps" + (f"; resuming after epoch {done}" if done else ""))
 
@@ -259,7 +283,7 @@ def finetune_run(cfg, sf, run: HeadRun, force: bool = False, on_epoch=None, devi
     for epoch in range(done, ft.epochs):
         progress = Progress(steps, f"epoch {epoch + 1}/{ft.epochs}", "step")
         total, count = 0.0, 0
-        for batch in train_batches(sf.image_paths, train, observed[train], neg_weight, pos_weight, size, cfg, epoch):
+        for batch in train_batches(sf.image_paths, train, observed[train], neg_weight, size, cfg, run.seed, epoch):
             total += network.step(batch) * len(batch[0])
             count += len(batch[0])
             progress.update()
@@ -276,29 +300,40 @@ def finetune_run(cfg, sf, run: HeadRun, force: bool = False, on_epoch=None, devi
     if len(validation_rows):
         val_probabilities, val_kept = evaluate(network, sf.image_paths, validation_rows, size, ft.batch_size)
         validation = (sf.ids[val_kept], observed[val_kept], val_probabilities)
-    attrs = {"method": run.method, "ratio": run.ratio, "fold": run.fold + 1,
-                 "head": f"{network.plan.backbone}+{cfg.heads.head}", "seed": cfg.experiment.seed, "source": STAGE,
-                 "config": configs.to_json(cfg), "skipped_invalid": len(test) - len(kept),
-                 "trainable_from": ft.trainable_from or "all", "replicas": len(network.inputs)}
-    write_predictions(path, ids=sf.ids[kept], labels=sf.labels[kept], probabilities=probabilities,
-                      attrs=attrs, validation=validation)
+    attrs = {"method": run.method, "protocol": run.protocol, "ratio": run.ratio, "fold": run.fold + 1,
+             "seed": run.seed, "head": f"{network.plan.backbone}+{cfg.heads.head}", "source": STAGE,
+             "config": configs.to_json(cfg), "skipped_invalid": len(test) - len(kept),
+             "trainable_from": ft.trainable_from or "all", "replicas": len(network.inputs)}
+    predictions.write(path, ids=sf.ids[kept], labels=sf.labels[kept], probabilities=probabilities,
+                      attrs=attrs, provenance=recipe, validation=validation)
     timing = {"train_seconds_this_session": seconds, "epochs": ft.epochs, "resumed_after_epoch": done,
               "steps_per_epoch": steps, "train_rows": len(train), "test_rows": len(test)}
     (path / "timing.json").write_text(json.dumps(timing))
     network.session.close()
-    return {"run": run.key, **timing}
+    return {"run": run.label, **timing}
+
+
+STATEFUL = ("estimates", "corrections")
 
 
 def finetune(cfg, only: dict | None = None, force: bool = False) -> list[dict]:
-    """Finetune every run of the [finetune] grid (or the `only` part of it), one after another."""
-    from splits import splits_path
-
-    sf = splits_store.load(splits_path(cfg))
-    ft = cfg.finetune
-    folds = [k - 1 for k in ft.folds] if ft.folds else range(sf.n_folds)
-    runs = plan_runs(cfg, folds, ft.ratios or cfg.splits.ratios, ft.methods, only, force, STAGE)
-    if not runs:
-        print(f"{cfg.run_dir / STAGE}: every requested run is complete (use --force to redo)")
-        return []
-    print(f"finetune: {len(runs)} run(s): " + ", ".join(run.key for run in runs))
-    return [finetune_run(cfg, sf, run, force) for run in runs]
+    """Finetune every run of the [finetune] grid (or the `only` part of it): one task per run."""
+    stateful = [m for m in cfg.finetune.methods if methods.get(m).state in STATEFUL]
+    if stateful:
+        raise ValueError(f"{cfg.source}: finetune.methods holds {stateful[0]!r}, which keeps per-image state "
+                         "across epochs; finetune trains the stateless methods (train it as a head)")
+    splits_files = {seed: splits_store.load(splits_store.path(cfg, seed)) for seed in cfg.seeds}
+    first = next(iter(splits_files.values()))
+    runs = predictions.select(predictions.grid(cfg, STAGE, first.n_folds, first.protocols), only,
+                              f"[finetune] of {cfg.source}")
+    with contextlib.ExitStack() as claims:
+        for run in runs:
+            claims.enter_context(artifacts.claim(predictions.file(cfg, run, STAGE)))
+        todo = predictions.plan(cfg, runs, lambda run: run_provenance(cfg, run, splits_files[run.seed]), force, STAGE)
+        if not todo:
+            print(f"{cfg.run_dir}: every requested finetune run is complete (use --force to redo)")
+            return []
+        artifacts.writable(cfg.run_dir)
+        print(f"finetune: {len(todo)} run(s): " + "; ".join(run.label for run in todo))
+        tasks = [cluster.Task(f"finetune {run.label}", finetune_run, (cfg, run)) for run in todo]
+        return cluster.run(cfg, tasks)

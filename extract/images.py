@@ -10,8 +10,9 @@ from __future__ import annotations
 import struct
 
 import numpy as np
-import tensorflow as tf
 from PIL import Image
+
+from configs.tf_quiet import tf
 
 # What Pillow raises on a file it cannot read: OSError (missing, truncated, unidentified),
 # ValueError / SyntaxError / EOFError / struct.error (broken headers, by format plugin), and

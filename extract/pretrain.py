@@ -10,10 +10,11 @@ import json
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
 import configs
+from configs import artifacts
 from configs.progress import Progress
+from configs.tf_quiet import tf
 from splits import datasets, synthetic
 
 from . import images, preprocessing, registry
@@ -35,17 +36,34 @@ def load_images(paths, size: int) -> np.ndarray:
     return out
 
 
+def provenance(cfg) -> dict:
+    """What the demo checkpoint is made from: its set (size, seed, image size) and schedule."""
+    return {"extract.pretrain_images": cfg.extract.pretrain_images, "extract.pretrain_epochs": cfg.extract.pretrain_epochs,
+            "dataset.image_size": cfg.dataset.image_size, "seed": cfg.experiment.seed + PRETRAIN_SEED_OFFSET,
+            "versions": configs.versions("tensorflow", "tf-slim")}
+
+
 def pretrain(cfg, force: bool = False) -> Path:
+    """Train and save the demo checkpoint unless one of the same provenance exists."""
     prefix = Path(cfg.extract.checkpoint) if cfg.extract.checkpoint else checkpoint_prefix(cfg)
-    if Path(str(prefix) + ".index").is_file() and not force:
-        print(f"{prefix}: already done (use --force to redo)")
-        return prefix
+    recipe = provenance(cfg)
+    done = Path(f"{prefix}.provenance.json")
+    with artifacts.claim(prefix):
+        if not artifacts.must_make(done, recipe, force):
+            print(f"{prefix}: already done (use --force to redo)")
+            return prefix
+        _pretrain(cfg, prefix)
+        artifacts.record(done, recipe)
+    return prefix
+
+
+def _pretrain(cfg, prefix: Path) -> None:
     # data: a fully labelled synthetic set with another seed than the dataset's
     ex = cfg.extract
     seed = cfg.experiment.seed + PRETRAIN_SEED_OFFSET
     root = cfg.run_dir / "pretrain_data"
     manifest = datasets.from_csv(synthetic.write(root, ex.pretrain_images, seed, cfg.dataset.image_size))
-    size = registry.get("demo_cnn").image_size
+    size = registry.get("demo_cnn").defaults.image_size
     pixels = load_images(manifest.paths, size)
     labels = manifest.labels.astype(np.float32)
     batch_size = 32
@@ -92,4 +110,3 @@ def pretrain(cfg, force: bool = False) -> Path:
     (prefix.parent / "pretrain.json").write_text(json.dumps(
         {"loss_per_epoch": history, "images": len(pixels), "seed": seed, "config": configs.to_json(cfg)}))
     print(f"{prefix}: saved; loss per epoch {', '.join(f'{v:.3f}' for v in history)}")
-    return prefix

@@ -1,17 +1,20 @@
-"""Backbones by name: builder, arg scope, feature endpoint, image size, preprocessing, checkpoint.
+"""Backbones by name: builder, arg scope, variable scope, checkpoint and excluded scopes.
 
     spec = registry.get("inception_resnet_v2")
     net, end_points = spec.build(images, is_training=False)
-    features = end_points[spec.endpoint]   # (batch, 5, 5, 1536) at 224 x 224
+    features = end_points[spec.defaults.endpoint]   # (batch, 5, 5, 1536) at 224 x 224
 
-An unknown name raises ValueError listing the known ones.
+What a name means in a config (default endpoint, image size, preprocessing, pooling) is in
+`configs.backbones`, TensorFlow-free, under the same names. An unknown name raises ValueError
+listing the known ones.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import tensorflow as tf
+from configs import backbones
+from configs.tf_quiet import tf
 
 from .slim_compat import slim
 
@@ -24,13 +27,14 @@ class Backbone:
     scope: str  # top variable scope: what a checkpoint must hold
     builder: Callable  # (images, is_training) -> (net, end_points)
     arg_scope: Callable
-    endpoint: str  # default feature endpoint
-    image_size: int  # default input size
-    preprocessing: str  # default preprocessing name
-    pooling: str  # default pooling of the endpoint: none | avg | max
     url: str  # official checkpoint tarball ("" = none: train it with `pretrain`)
     checkpoint_file: str  # the checkpoint inside the tarball
     exclude: tuple[str, ...]  # scopes never restored (classifier heads)
+
+    @property
+    def defaults(self) -> backbones.Defaults:
+        """Default endpoint, image size, preprocessing and pooling (configs.backbones)."""
+        return backbones.defaults(self.name)
 
     def build(self, images, is_training: bool = False):
         with slim.arg_scope(self.arg_scope()):
@@ -91,23 +95,19 @@ def _demo_scope():
 
 
 BACKBONES = {b.name: b for b in [
-    Backbone("inception_resnet_v2", "InceptionResnetV2", _irv2, _irv2_scope, "Conv2d_7b_1x1", 299,
-             "inception", "none", OFFICIAL + "inception_resnet_v2_2016_08_30.tar.gz",
-             "inception_resnet_v2_2016_08_30.ckpt",
+    Backbone("inception_resnet_v2", "InceptionResnetV2", _irv2, _irv2_scope,
+             OFFICIAL + "inception_resnet_v2_2016_08_30.tar.gz", "inception_resnet_v2_2016_08_30.ckpt",
              ("InceptionResnetV2/Logits", "InceptionResnetV2/AuxLogits")),
-    Backbone("resnet_v1_50", "resnet_v1_50", _resnet(50), _resnet_scope, "resnet_v1_50/block4", 224,
-             "vgg", "avg", OFFICIAL + "resnet_v1_50_2016_08_28.tar.gz", "resnet_v1_50.ckpt",
-             ("resnet_v1_50/logits",)),
-    Backbone("resnet_v1_101", "resnet_v1_101", _resnet(101), _resnet_scope, "resnet_v1_101/block4", 224,
-             "vgg", "avg", OFFICIAL + "resnet_v1_101_2016_08_28.tar.gz", "resnet_v1_101.ckpt",
-             ("resnet_v1_101/logits",)),
-    Backbone("inception_v3", "InceptionV3", _inception_v3, _inception_v3_scope, "Mixed_7c", 299,
-             "inception", "avg", OFFICIAL + "inception_v3_2016_08_28.tar.gz", "inception_v3.ckpt",
+    Backbone("resnet_v1_50", "resnet_v1_50", _resnet(50), _resnet_scope,
+             OFFICIAL + "resnet_v1_50_2016_08_28.tar.gz", "resnet_v1_50.ckpt", ("resnet_v1_50/logits",)),
+    Backbone("resnet_v1_101", "resnet_v1_101", _resnet(101), _resnet_scope,
+             OFFICIAL + "resnet_v1_101_2016_08_28.tar.gz", "resnet_v1_101.ckpt", ("resnet_v1_101/logits",)),
+    Backbone("inception_v3", "InceptionV3", _inception_v3, _inception_v3_scope,
+             OFFICIAL + "inception_v3_2016_08_28.tar.gz", "inception_v3.ckpt",
              ("InceptionV3/Logits", "InceptionV3/AuxLogits")),
-    Backbone("vgg_16", "vgg_16", _vgg16, _vgg_scope, "vgg_16/fc7", 224, "vgg", "none",
+    Backbone("vgg_16", "vgg_16", _vgg16, _vgg_scope,
              OFFICIAL + "vgg_16_2016_08_28.tar.gz", "vgg_16.ckpt", ("vgg_16/fc8",)),
-    Backbone("demo_cnn", "DemoCNN", _demo_cnn, _demo_scope, "pool4", 96, "inception", "none", "", "",
-             ("DemoCNN/Logits",)),
+    Backbone("demo_cnn", "DemoCNN", _demo_cnn, _demo_scope, "", "", ("DemoCNN/Logits",)),
 ]}
 
 

@@ -1,4 +1,4 @@
-"""python -m heads train --config C [--only fold=1,ratio=0.5,method=confidence] [--n-jobs N] [--force]"""
+"""python -m heads {train,check,methods} --config C [--only fold=1,ratio=0.5,method=confidence] [--n-jobs N]"""
 from __future__ import annotations
 
 import argparse
@@ -6,29 +6,59 @@ import sys
 
 import configs
 
+from . import methods
+
+ONLY_KEYS = ("seed", "fold", "ratio", "method")
+
 
 def parse_only(text: str) -> dict:
     out = {}
     for part in filter(None, text.split(",")):
         key, _, value = part.partition("=")
-        if key not in ("fold", "ratio", "method") or not value:
-            raise argparse.ArgumentTypeError(f"--only {text!r}: expected fold=K,ratio=R,method=M (any of them)")
+        if key not in ONLY_KEYS or not value:
+            raise argparse.ArgumentTypeError(f"--only {text!r}: expected fold=K,ratio=R,method=M,seed=S (any of them; "
+                                             "ratio=single_positive for that protocol)")
         out[key] = value
     return out
+
+
+def check(cfg) -> None:
+    """The whole config against the registries: methods and their parameters (heads and
+    finetune); the rest was checked when it loaded. What `make check` runs before any stage."""
+    methods.check(cfg.heads.methods, cfg.heads.params, cfg.source)
+    methods.check(cfg.finetune.methods, {}, cfg.source, "finetune.methods")
+    print(f"{cfg.source}: valid")
+
+
+def list_methods() -> None:
+    for method in methods.METHODS.values():
+        params = ", ".join(f"{k}={v}" for k, v in method.params.items()) or "-"
+        print(f"{method.name:28s} {method.display:26s} {'oracle ' if method.oracle else ''}params: {params}")
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m heads", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("train", help="train the heads of every fold, ratio and method")
+    p = sub.add_parser("train", help="train the heads of every seed, fold, protocol and method")
     p.add_argument("--config", default=None)
     p.add_argument("--only", type=parse_only, default={})
     p.add_argument("--n-jobs", type=int, default=None)
     p.add_argument("--force", action="store_true")
+    p = sub.add_parser("check", help="validate a config against every registry, before any stage runs")
+    p.add_argument("--config", default=None)
+    sub.add_parser("methods", help="list the registered methods with their published parameters")
     args = parser.parse_args(argv)
+
     def action():
-        from .trainer import train
-        train(configs.load(args.config), only=args.only, n_jobs=args.n_jobs, force=args.force)
+        if args.command == "methods":
+            list_methods()
+            return
+        cfg = configs.load(args.config)
+        if args.command == "check":
+            check(cfg)
+        else:
+            from .trainer import train
+            train(cfg, only=args.only, n_jobs=args.n_jobs, force=args.force)
 
     return configs.run_cli(action)
 

@@ -1,93 +1,264 @@
-"""The weighted cross-entropy losses, one signature for all.
+"""The losses of every method in `heads.methods`, one signature for all.
 
-    loss(logits, targets, pos_weight, neg_weight) -> per-entry loss, same shape as logits
+    loss(logits, observed, inputs, **params) -> Terms(loss (h,), corrected (h, n, L) or None)
 
-logits, targets (observed labels, 0/1) and neg_weight are (..., n, L); pos_weight is (..., L).
-Reduction (the mean over entries, as the paper) is the caller's. The paper's weighted CE is
+logits and observed (0/1 observed labels) are (h, n, L): h heads of the same method side by
+side, n rows, L classes. `inputs` carries what a method needs besides them, each with the same
+leading head axis (`Inputs`); params are the method's parameters (`methods.parameters`).
+Every loss is the mean over the n x L entries of its per-entry loss, plus a batch-level term
+where the method has one (EPR, ROLE), as Cole et al.'s reference; the references of ASL, Hill
+and SPLC sum over entries instead, which only rescales the learning rate. Logs are computed
+from logits (log p = -softplus(-z), log(1 - p) = -softplus(z)): finite for any logit, where
+the references add an eps (1e-5 in Cole'21 / Zhou'22, a 1e-8 clamp in ASL).
 
-    -y log(p) pos_w - (1 - y) log(1 - p) neg_w,   p = sigmoid(logit) clipped to [1e-7, 1 - 1e-7],
+`batch_loss(method, logits, observed, **inputs)` is the public form for one head: (n, L)
+logits and observed labels -> scalar, every parameter at its published default unless given.
 
-computed here from logits with softplus (log p = -softplus(-z), log(1 - p) = -softplus(z)),
-the clip applied to the logs: equal to the formula everywhere, stable for any logit.
-
-Names: `ce` (paper: CE, negatives weighted 1), `ignore_missing` (IM-WCE: neg_weight =
-`splits.weights.im_weights`, the oracle), `confidence` (CB-WCE: neg_weight = `cb_weights`),
-and `confidence_<estimator>` for every `splits.weights.ESTIMATORS` entry.
+Notation below: p = sigmoid(z), o = observed label, "P | N": the loss where o = 1 | o = 0.
 """
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
-import numpy as np
-import tensorflow as tf
+from configs.tf_quiet import tf
+
+from . import methods
 
 EPSILON = 1e-7
 LOG_LOW, LOG_HIGH = math.log(EPSILON), math.log1p(-EPSILON)
 
 
-def weighted_ce(logits, targets, pos_weight, neg_weight):
-    """The paper's weighted CE per entry (see the module docstring)."""
+class Inputs(NamedTuple):
+    pos_weight: tf.Tensor | None = None  # (h, L) class weights of observed positives
+    neg_weight: tf.Tensor | None = None  # (h, n, L) per-entry weights of the o = 0 entries
+    epoch: tf.Tensor | int = 1  # 1-based
+    estimates: tf.Tensor | None = None  # (h, n, L) ROLE's label estimates, logits
+    k: tf.Tensor | None = None  # (h,) expected positives per row (EPR, ROLE)
+
+
+class Terms(NamedTuple):
+    loss: tf.Tensor  # (h,) batch loss per head
+    corrected: tf.Tensor | None = None  # (h, n, L) bool: o = 0 entries taken as positives for good (LL-Cp)
+
+
+def _log_p(z):
+    return -tf.nn.softplus(-z)
+
+
+def _log_not_p(z):
+    return -tf.nn.softplus(z)
+
+
+def _mean(per_entry):
+    return tf.reduce_mean(per_entry, axis=[1, 2])
+
+
+def _split(observed, positive, negative):
+    """The mean over entries of `positive` where o = 1 and `negative` where o = 0."""
+    return _mean(observed * positive + (1.0 - observed) * negative)
+
+
+def weighted_ce(logits, observed, inputs, **_):
+    """The paper's weighted CE: -w+_j log p | -w_ij log(1 - p), p clipped to [1e-7, 1 - 1e-7]
+    (applied to the logs). w+ = `pos_weight` (1 when absent), w = `neg_weight` (1 when absent:
+    plain CE)."""
+    log_p = tf.clip_by_value(_log_p(logits), LOG_LOW, LOG_HIGH)
+    log_not_p = tf.clip_by_value(_log_not_p(logits), LOG_LOW, LOG_HIGH)
+    positive = -log_p if inputs.pos_weight is None else -log_p * inputs.pos_weight[:, None, :]
+    negative = -log_not_p if inputs.neg_weight is None else -log_not_p * inputs.neg_weight
+    return Terms(_split(observed, positive, negative))
+
+
+def an(logits, observed, inputs, **_):
+    """Assume negative: -log p | -log(1 - p)."""
+    return Terms(_split(observed, -_log_p(logits), -_log_not_p(logits)))
+
+
+def an_ls(logits, observed, inputs, epsilon):
+    """AN with label smoothing e: -(1-e) log p - e log(1-p) | -(1-e) log(1-p) - e log p."""
+    log_p, log_not_p = _log_p(logits), _log_not_p(logits)
+    return Terms(_split(observed, -(1 - epsilon) * log_p - epsilon * log_not_p,
+                        -(1 - epsilon) * log_not_p - epsilon * log_p))
+
+
+def wan(logits, observed, inputs, gamma):
+    """Weak AN: -log p | -g log(1 - p), g = 1 / (L - 1) by default."""
+    gamma = 1.0 / (logits.shape[-1] - 1) if gamma is None else gamma
+    return Terms(_split(observed, -_log_p(logits), -gamma * _log_not_p(logits)))
+
+
+def expected_positives_penalty(probabilities, k):
+    """(h,) (mean over rows of sum_j p_ij - k)^2 / L^2: Cole'21's expected-positive regulariser."""
+    n_classes = probabilities.shape[-1]
+    per_row = tf.reduce_mean(tf.reduce_sum(probabilities, axis=2), axis=1)
+    return tf.square(per_row - k) / n_classes ** 2
+
+
+def _k(inputs, k):
+    if k is not None:
+        return tf.cast(k, tf.float32)
+    if inputs.k is None:
+        raise ValueError("this method needs k, the expected number of positives per row (parameter k "
+                         "or input k)")
+    return tf.cast(inputs.k, tf.float32)
+
+
+def epr(logits, observed, inputs, k):
+    """Expected positive regularisation: -log p | 0, plus the batch term R(p) with k positives."""
+    return Terms(_split(observed, -_log_p(logits), 0.0)
+                 + expected_positives_penalty(tf.sigmoid(logits), _k(inputs, k)))
+
+
+def _bce(log_a, log_not_a, target):
+    return -target * log_a - (1.0 - target) * log_not_a
+
+
+def role(logits, observed, inputs, k, lr_mult):
+    """Regularised online label estimation (Cole'21), u = sigmoid(estimates), sg = stop gradient:
+    per entry 1/2 [o (-log p) + o (-log u)] + 1/2 [BCE(p; sg u) + BCE(u; sg p)] on every entry,
+    plus 1/2 [R(p) + R(u)]. `lr_mult` is the estimates' learning-rate factor (the stack's)."""
+    if inputs.estimates is None:
+        raise ValueError("role needs its label estimates (input estimates, (n, L) logits)")
+    k = _k(inputs, k)
+    p, u = tf.sigmoid(logits), tf.sigmoid(inputs.estimates)
+    log_p, log_not_p = _log_p(logits), _log_not_p(logits)
+    log_u, log_not_u = _log_p(inputs.estimates), _log_not_p(inputs.estimates)
+    positives = 0.5 * observed * (-log_p - log_u)
+    cross = 0.5 * (_bce(log_p, log_not_p, tf.stop_gradient(u)) + _bce(log_u, log_not_u, tf.stop_gradient(p)))
+    penalty = 0.5 * (expected_positives_penalty(p, k) + expected_positives_penalty(u, k))
+    return Terms(_mean(positives + cross) + penalty)
+
+
+def em(logits, observed, inputs, alpha):
+    """Entropy maximisation (Zhou'22): -log p | -alpha H(p), H(p) = -p log p - (1-p) log(1-p)."""
+    p, log_p, log_not_p = tf.sigmoid(logits), _log_p(logits), _log_not_p(logits)
+    entropy = -p * log_p - (1.0 - p) * log_not_p
+    return Terms(_split(observed, -log_p, -alpha * entropy))
+
+
+def focal(logits, observed, inputs, gamma):
+    """Focal loss (Lin'17): -(1-p)^g log p | -p^g log(1-p)."""
+    p = tf.sigmoid(logits)
+    return Terms(_split(observed, -((1.0 - p) ** gamma) * _log_p(logits), -(p ** gamma) * _log_not_p(logits)))
+
+
+def asl(logits, observed, inputs, gamma_pos, gamma_neg, clip):
+    """Asymmetric loss (Ridnik'21): -(1-p)^g+ log p | -q^g- log(1-q), q = max(p - clip, 0); the
+    focusing weights are constants of the gradient (stop gradient), as the reference's scripts."""
+    p = tf.sigmoid(logits)
+    shifted = tf.maximum(p - clip, 0.0)
+    log_not_shifted = tf.math.log(tf.minimum(1.0 - p + clip, 1.0)) if clip > 0 else _log_not_p(logits)
+    positive = -tf.stop_gradient((1.0 - p) ** gamma_pos) * _log_p(logits)
+    negative = -tf.stop_gradient(shifted ** gamma_neg) * log_not_shifted
+    return Terms(_split(observed, positive, negative))
+
+
+def hill(logits, observed, inputs, margin, gamma, lam):
+    """Hill (Zhang'21): -(1-q)^g log q, q = sigmoid(z - margin) | (lam - p) p^2."""
+    q = tf.sigmoid(logits - margin)
+    p = tf.sigmoid(logits)
+    return Terms(_split(observed, -((1.0 - q) ** gamma) * _log_p(logits - margin), (lam - p) * p ** 2))
+
+
+def splc(logits, observed, inputs, tau, margin, gamma):
+    """Self-paced loss correction (Zhang'21). z' = z - margin where o = 1; from epoch 2 an o = 0
+    entry with p > tau is a positive for this batch (z' = z there: no margin). Then focal loss
+    on z': -(1-p')^g log p' | -p'^g log(1-p')."""
+    shifted = logits - margin * observed
+    late = tf.cast(tf.convert_to_tensor(inputs.epoch) >= 2, tf.float32)
+    confident = tf.cast(tf.sigmoid(logits) > tau, tf.float32) * (1.0 - observed) * late
+    target = tf.stop_gradient(observed + confident)
+    p = tf.sigmoid(shifted)
+    return Terms(_split(target, -((1.0 - p) ** gamma) * _log_p(shifted), -(p ** gamma) * _log_not_p(shifted)))
+
+
+def large_loss_count(n_rows, n_classes: int, epoch, delta: float, permanent: bool):
+    """Kim'22's k per batch: ceil(n L (t - 1) d) entries (reject / temporary correction), or
+    ceil(n L d) from epoch 2 on (permanent correction); 0 in epoch 1. The product is rounded to
+    9 decimals before the ceiling so that an exact integer stays one."""
+    epoch = tf.cast(epoch, tf.float64)
+    delta = tf.constant(delta, tf.float64)
+    share = tf.where(epoch >= 2, delta if permanent else (epoch - 1) * delta, tf.constant(0.0, tf.float64))
+    total = tf.cast(n_rows * n_classes, tf.float64)
+    k = tf.math.ceil(tf.round(total * share * 1e9) / 1e9)
+    return tf.cast(tf.minimum(k, total), tf.int32)
+
+
+def _largest_negative_losses(loss_if_negative, observed, count):
+    """(h, n, L) bool: per head the `count` largest AN losses among its o = 0 entries."""
+    h = tf.shape(observed)[0]
+    flat = tf.reshape(tf.where(observed > 0, -math.inf, loss_if_negative), [h, -1])
+    _, index = tf.math.top_k(flat, k=count)
+    heads = tf.repeat(tf.range(h), count)
+    picked = tf.scatter_nd(tf.stack([heads, tf.reshape(index, [-1])], axis=1),
+                           tf.ones(h * count, tf.bool), tf.shape(flat))
+    return tf.reshape(picked, tf.shape(observed)) & (observed < 1)
+
+
+def _large_loss(logits, observed, inputs, delta, mode):
+    """AN; from epoch 2 the k largest losses among o = 0 entries are rejected (loss 0, "reject")
+    or taken with target 1 (-log p) for this batch ("temporary") or for good ("permanent")."""
+    positive, negative = -_log_p(logits), -_log_not_p(logits)
+    count = large_loss_count(tf.shape(logits)[1], logits.shape[-1], inputs.epoch, delta, mode == "permanent")
+    picked = _largest_negative_losses(tf.stop_gradient(negative), observed, count)
+    kept = observed * positive + (1.0 - observed) * negative
+    changed = tf.zeros_like(kept) if mode == "reject" else positive
+    loss = _mean(tf.where(picked, changed, kept))
+    return Terms(loss, picked if mode == "permanent" else None)
+
+
+def ll_r(logits, observed, inputs, delta):
+    """Large loss rejection (Kim'22)."""
+    return _large_loss(logits, observed, inputs, delta, "reject")
+
+
+def ll_ct(logits, observed, inputs, delta):
+    """Large loss correction, temporary (Kim'22)."""
+    return _large_loss(logits, observed, inputs, delta, "temporary")
+
+
+def ll_cp(logits, observed, inputs, delta):
+    """Large loss correction, permanent (Kim'22): `corrected` holds the entries that become
+    observed positives from now on (the stack keeps them; the reference code's permanent set
+    leaves out entries tied with the k-th loss, here the same top-k entries are used)."""
+    return _large_loss(logits, observed, inputs, delta, "permanent")
+
+
+LOSSES = {fn.__name__: fn for fn in (weighted_ce, an, an_ls, wan, epr, role, em, focal, asl, hill, splc,
+                                     ll_r, ll_ct, ll_cp)}
+
+
+def terms(name: str, logits, observed, inputs: Inputs, params: dict) -> Terms:
+    """A method's Terms for (h, n, L) logits and observed labels, params already resolved."""
+    fn = LOSSES[methods.get(name).loss]
     logits = tf.convert_to_tensor(logits, tf.float32)
-    targets = tf.cast(targets, tf.float32)
-    pos_weight = tf.cast(pos_weight, tf.float32)[..., None, :]
-    neg_weight = tf.cast(neg_weight, tf.float32)
-    log_p = tf.clip_by_value(-tf.nn.softplus(-logits), LOG_LOW, LOG_HIGH)
-    log_not_p = tf.clip_by_value(-tf.nn.softplus(logits), LOG_LOW, LOG_HIGH)
-    return -targets * log_p * pos_weight - (1.0 - targets) * log_not_p * neg_weight
+    return fn(logits, tf.cast(observed, tf.float32), inputs, **params)
 
 
-def ce(logits, targets, pos_weight, neg_weight):
-    """Positive-weighted binary CE: every negative weighs 1 (`neg_weight` is not used)."""
-    return weighted_ce(logits, targets, pos_weight, tf.ones_like(tf.cast(neg_weight, tf.float32)))
+def batch_loss(method: str, logits, observed, *, pos_weight=None, neg_weight=None, labels=None, epoch=1,
+               estimates=None, k=None, **params) -> tf.Tensor:
+    """The method's batch loss (scalar) for one head: logits and observed 0/1 labels (n, L).
 
-
-LOSSES = {"ce": ce, "ignore_missing": weighted_ce, "confidence": weighted_ce}
-PAPER_NAMES = {"ce": "CE", "ignore_missing": "IM-WCE", "confidence": "CB-WCE"}
-
-
-def get(method: str):
-    """The loss of a method; `confidence_<estimator>` methods share the weighted CE."""
-    if method in LOSSES:
-        return LOSSES[method]
-    if method.startswith("confidence_"):
-        return weighted_ce
-    raise ValueError(f"unknown method {method!r}; known: {', '.join(LOSSES)}, confidence_<estimator>")
-
-
-def display_name(method: str) -> str:
-    """The paper's name for tables and plots (CE, IM-WCE, CB-WCE), else CB-WCE[estimator]."""
-    if method in PAPER_NAMES:
-        return PAPER_NAMES[method]
-    return f"CB-WCE[{method.removeprefix('confidence_')}]"
-
-
-def negative_weights(method: str, labels: np.ndarray, observed: np.ndarray, ratio: float | None = None,
-                     natural_missing_rate: float = 0.0) -> np.ndarray:
-    """(n, L) float32 negative weights of a method from a fold's training rows.
-
-    The `confidence_<estimator>` weights (splits.weights) expect a share
-    1 - (1 - natural_missing_rate) (1 - ratio) of the true positives to be missing: the split's
-    simulated ratio on top of what the annotations themselves lack; `ratio=None`: unknown.
+    pos_weight (L,): the paper's class weights (1 when absent); neg_weight (n, L): the method's
+    negative weights (IM-WCE computes them from `labels`, the ground truth, when absent);
+    epoch: 1-based; estimates (n, L): ROLE's label estimates as logits; k: expected positives
+    per row (EPR, ROLE; else parameter k); params: overrides of the published defaults.
     """
-    from splits import weights
-    if method == "ce":
-        return np.ones(observed.shape, np.float32)
-    if method == "ignore_missing":
-        return weights.im_weights(labels, observed)
-    if method == "confidence":
-        return weights.cb_weights(observed)
-    if method.startswith("confidence_"):
-        missing_rate = None if ratio is None else 1 - (1 - natural_missing_rate) * (1 - ratio)
-        return weights.estimator(method.removeprefix("confidence_"))(observed, missing_rate)
-    raise ValueError(f"unknown method {method!r}; known: {', '.join(LOSSES)}, confidence_<estimator>")
+    spec = methods.get(method)
+    params = methods.parameters(method, params)
+    if spec.negatives == "oracle" and neg_weight is None:
+        if labels is None:
+            raise ValueError(f"{method} is an oracle: it needs labels (the ground truth) or neg_weight")
+        neg_weight = 1.0 - tf.cast(labels, tf.float32) * (1.0 - tf.cast(observed, tf.float32))
+    if spec.negatives and neg_weight is None:
+        raise ValueError(f"{method} needs neg_weight, its ({spec.negatives}) negative weights")
 
+    def head(value):
+        return None if value is None else tf.convert_to_tensor(value, tf.float32)[None]
 
-def fold_negative_weights(method: str, labels: np.ndarray, observed: np.ndarray, train: np.ndarray,
-                          validation: np.ndarray, ratio: float | None = None,
-                          natural_missing_rate: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """(training, validation) negative weights of one fold: one estimate (`negative_weights`)
-    over all its rows with observed labels, `train` then `validation` (row indices into the
-    (N, L) `labels` / `observed`), split back."""
-    known = np.concatenate([train, validation])
-    estimate = negative_weights(method, labels[known], observed[known], ratio, natural_missing_rate)
-    return estimate[:len(train)], estimate[len(train):]
+    inputs = Inputs(pos_weight=head(pos_weight) if spec.class_weights else None,
+                    neg_weight=head(neg_weight) if spec.negatives else None, epoch=epoch,
+                    estimates=head(estimates), k=None if k is None else tf.constant([k], tf.float32))
+    return terms(method, tf.convert_to_tensor(logits, tf.float32)[None], tf.convert_to_tensor(observed)[None],
+                 inputs, params).loss[0]

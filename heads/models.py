@@ -1,26 +1,38 @@
 """Heads on stored features, many trained at once as one stack.
 
 `HeadStack` trains H independent heads in one TF graph: every feature batch is read once and
-fed to all of them through stacked weights (H, d_in, d_out) and batched matrix products; head h
-has its own targets, positive weights, negative weights and loss. Each head's initial weights
-come from its own seed key, so a head trained in a stack equals the same head trained alone.
+fed to all of them through stacked weights and batched matrix products; head h has its own
+method, targets, weights, parameters and state. Heads of the same loss and parameters are one
+group, whose loss is computed once over all of them (`heads.losses` take a leading head axis).
+Each head's initial weights (and ROLE's initial label estimates) come from its own seed key,
+so a head trained in a stack equals the same head trained alone.
 
     paper_mlp: d -> 2048 -> 1024 -> 256 sigmoid layers -> L logits; weights truncated normal
-               (std 0.1), biases 0.1; Adadelta lr 0.1 decayed x0.95 every 1000 steps (staircase)
+               (std 0.1), biases 0.1; Adadelta at lr 0.1 (decay as configured)
     linear:    d -> L logits (logistic regression), same initialisation and optimiser settings
+
+Per-head state: ROLE's label estimates, logits (n_train, R, L), trained with the head's
+optimiser at `lr_mult` x its learning rate, updated on the batch's rows only (a lazy update;
+the reference's dense Adam also drifts rows outside the batch); LL-Cp's corrected labels
+(n_train, Q, L), set once an entry is corrected and observed as positive ever after.
 """
 from __future__ import annotations
 
 import itertools
+import math
 import time
 import zlib
+from dataclasses import dataclass
 
 import numpy as np
-import tensorflow as tf
 
-from . import losses
+from configs.tf_quiet import tf
+
+from . import losses, methods
 
 RHO, ADADELTA_EPS = 0.95, 1e-8  # TF1 AdadeltaOptimizer's defaults, as the paper's notebooks
+ADAM = {"beta1": 0.9, "beta2": 0.999, "epsilon": 1e-7}
+ROLE_START = {"positive": 0.995, "spread": 0.6}  # Cole'21: logit(0.995) on positives, U(+-logit(0.6)) elsewhere
 
 
 def head_seed(seed: int, key: str) -> np.random.SeedSequence:
@@ -36,10 +48,60 @@ def truncated_normal(rng: np.random.Generator, shape, std: float) -> np.ndarray:
     return values.astype(np.float32)
 
 
+def logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+def role_start(observed: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
+    """ROLE's initial estimates (logits) for observed labels (n, L): logit(0.995) on positives,
+    uniform in +-logit(0.6) elsewhere (0, the middle, when `rng` is None: validation rows)."""
+    spread = logit(ROLE_START["spread"])
+    start = np.zeros(observed.shape, np.float32) if rng is None else \
+        rng.uniform(-spread, spread, observed.shape).astype(np.float32)
+    start[observed.astype(bool)] = logit(ROLE_START["positive"])
+    return start
+
+
+@dataclass
+class StackInputs:
+    """What the heads of a stack train on, as NumPy arrays over the n training rows.
+
+    Several heads share one array (their protocol's targets, a ones row of negative weights):
+    `target_of` / `negatives_of` map each head to its row."""
+    methods: list[str]  # (H,)
+    params: list[dict]  # (H,) resolved parameters
+    targets: np.ndarray  # (P, n, L) uint8 observed labels
+    target_of: np.ndarray  # (H,) int: the head's row of `targets`
+    pos_weight: np.ndarray  # (H, L) float32 class weights of observed positives
+    negatives: np.ndarray  # (W, n, L) float32 negative weights
+    negatives_of: np.ndarray  # (H,) int: the head's row of `negatives`, -1 for none
+    k: np.ndarray  # (H,) float32 expected positives per row (EPR, ROLE), 0 when unused
+
+
+@dataclass(frozen=True)
+class Group:
+    """Heads trained with the same loss and parameters: one loss call over all of them."""
+    method: str  # the first head's method (all share its loss and parameters)
+    params: tuple
+    heads: tuple[int, ...]
+
+
+def groups(inputs: StackInputs) -> list[Group]:
+    """Heads grouped by what their loss call takes: loss, parameters, class weights, state and
+    whether they have negative weights. A stateful method's heads form one group."""
+    by_key: dict = {}
+    for h, (name, params) in enumerate(zip(inputs.methods, inputs.params)):
+        spec = methods.get(name)
+        key = (spec.loss, tuple(sorted(params.items())), spec.class_weights, spec.state,
+               bool(inputs.negatives_of[h] >= 0))
+        by_key.setdefault(key, (name, []))[1].append(h)
+    return [Group(name, key[1], tuple(heads)) for key, (name, heads) in by_key.items()]
+
+
 class HeadStack:
     """H heads of the same shape trained together (estimator-style: settings, fit, predict).
 
-    fit(batches, targets, pos_weight, neg_weight, ...) -> self; predict_proba(x) -> (H, n, L).
+    fit(batches, inputs, ...) -> self; predict_proba(x) -> (H, n, L).
     Learned state: weights_ (list of (H, d_in, d_out)), biases_, history_ (per-epoch losses).
     """
 
@@ -56,11 +118,12 @@ class HeadStack:
         self.seed = seed
 
     def parameter_count(self, d_in: int, n_classes: int) -> int:
-        sizes = (d_in,) + self.hidden + (n_classes,)
+        sizes = (d_in, *self.hidden, n_classes)
         return len(self.head_keys) * sum(a * b + b for a, b in itertools.pairwise(sizes))
 
-    def _init(self, d_in: int, n_classes: int) -> None:
-        sizes = (d_in,) + self.hidden + (n_classes,)
+    def _init(self, d_in: int, inputs: StackInputs) -> None:
+        n_classes = inputs.targets.shape[2]
+        sizes = (d_in, *self.hidden, n_classes)
         weights = [[] for _ in sizes[1:]]
         for key in self.head_keys:
             rng = np.random.default_rng(head_seed(self.seed, key))
@@ -70,9 +133,23 @@ class HeadStack:
         # and its gradient, with no transpose of the largest weights (see _logits)
         self._w = [tf.Variable(np.stack(w, axis=1 if layer == 0 else 0)) for layer, w in enumerate(weights)]
         self._b = [tf.Variable(np.full((len(self.head_keys), 1, b), 0.1, np.float32)) for b in sizes[1:]]
-        self._slots = [(tf.Variable(tf.zeros_like(v)), tf.Variable(tf.zeros_like(v)))
-                       for v in self._w + self._b]
+        self._slots = [(tf.Variable(tf.zeros_like(v)), tf.Variable(tf.zeros_like(v))) for v in self._w + self._b]
         self._step = tf.Variable(0, dtype=tf.int64)
+        self._init_state(inputs)
+
+    def _init_state(self, inputs: StackInputs) -> None:
+        """ROLE estimates (n, R, L) with their optimiser slots, LL-Cp corrections (n, Q, L)."""
+        stateful = {name: [h for h, m in enumerate(inputs.methods) if methods.get(m).state == name]
+                    for name in ("estimates", "corrections")}
+        self._role, self._cp = stateful["estimates"], stateful["corrections"]
+        starts = [role_start(inputs.targets[inputs.target_of[h]],
+                             np.random.default_rng(head_seed(self.seed, self.head_keys[h] + "/estimates")))
+                  for h in self._role]
+        n, n_classes = inputs.targets.shape[1:]
+        self._estimates = tf.Variable(np.stack(starts, axis=1) if starts else np.zeros((n, 0, n_classes), np.float32))
+        self._estimate_slots = (tf.Variable(tf.zeros_like(self._estimates)), tf.Variable(tf.zeros_like(self._estimates)))
+        self._corrections = tf.Variable(tf.zeros((n, len(self._cp), n_classes), tf.float32))
+        self._role_lr = float(inputs.params[self._role[0]]["lr_mult"]) if self._role else 1.0
 
     def _logits(self, x):
         """x: (n, d) shared by all heads -> (H, n, L) logits."""
@@ -83,15 +160,36 @@ class HeadStack:
             net = tf.matmul(tf.sigmoid(net), w) + b
         return net
 
-    def _loss(self, x, targets, pos_weight, neg_weight):
-        """(H,) mean loss per head; heads add up, so each gets its own gradient."""
-        logits = self._logits(x)
-        per_entry = tf.stack([losses.get(method)(logits[h], targets[h], pos_weight[h], neg_weight[h])
-                              for h, method in enumerate(self._methods)])
-        return tf.reduce_mean(per_entry, axis=[1, 2])
+    def _head_losses(self, logits, targets, negatives, epoch, estimates, corrections):
+        """(H,) loss per head and the (Q, n, L) LL-Cp entries corrected in this batch (or None).
+
+        targets (H, n, L); negatives (W, n, L); estimates (R, n, L) for the ROLE heads;
+        corrections (Q, n, L) for the LL-Cp heads, added to their observed labels."""
+        order, values, corrected = [], [], None
+        for group in self._groups:
+            heads = list(group.heads)
+            spec = methods.get(group.method)
+            observed = tf.gather(targets, heads)
+            if spec.state == "corrections":
+                observed = tf.maximum(observed, corrections)
+            weighted = self._negatives_of[heads] >= 0  # all or none of a group's heads (`groups`)
+            inputs = losses.Inputs(
+                pos_weight=tf.gather(self._pos_weight, heads) if spec.class_weights else None,
+                neg_weight=tf.gather(negatives, self._negatives_of[heads]) if weighted.all() else None,
+                epoch=epoch, estimates=estimates if spec.state == "estimates" else None,
+                k=tf.gather(self._k, heads))
+            terms = losses.terms(group.method, tf.gather(logits, heads), observed, inputs, dict(group.params))
+            order.append(heads)
+            values.append(terms.loss)
+            if terms.corrected is not None:
+                corrected = terms.corrected
+        return tf.dynamic_stitch(order, values), corrected
+
+    def _learning_rate(self):
+        return self.learning_rate * self.lr_decay ** tf.cast(self._step // self.decay_steps, tf.float32)
 
     def _apply(self, grads) -> None:
-        lr = self.learning_rate * self.lr_decay ** tf.cast(self._step // self.decay_steps, tf.float32)
+        lr = self._learning_rate()
         for var, grad, (slot_a, slot_b) in zip(self._w + self._b, grads, self._slots):
             if self.optimizer == "adadelta":
                 tf.raw_ops.ResourceApplyAdadelta(var=var.handle, accum=slot_a.handle, accum_update=slot_b.handle,
@@ -99,48 +197,86 @@ class HeadStack:
             elif self.optimizer == "adam":
                 t = tf.cast(self._step + 1, tf.float32)
                 tf.raw_ops.ResourceApplyAdam(var=var.handle, m=slot_a.handle, v=slot_b.handle,
-                                             beta1_power=0.9 ** t, beta2_power=0.999 ** t, lr=lr,
-                                             beta1=0.9, beta2=0.999, epsilon=1e-7, grad=grad)
+                                             beta1_power=ADAM["beta1"] ** t, beta2_power=ADAM["beta2"] ** t, lr=lr,
+                                             beta1=ADAM["beta1"], beta2=ADAM["beta2"], epsilon=ADAM["epsilon"],
+                                             grad=grad)
             else:
                 tf.raw_ops.ResourceApplyGradientDescent(var=var.handle, alpha=lr, delta=grad)
-        self._step.assign_add(1)
 
-    def fit(self, batches, targets, pos_weight, neg_weight, methods, validation=None, d_in=None):
+    def _apply_estimates(self, grad: tf.IndexedSlices) -> None:
+        """The head's optimiser on the rows of ROLE's estimates the batch touched, at lr_mult x lr."""
+        lr = self._learning_rate() * self._role_lr
+        var, (slot_a, slot_b) = self._estimates, self._estimate_slots
+        rows, g = grad.indices, grad.values
+        if self.optimizer == "adadelta":
+            tf.raw_ops.ResourceSparseApplyAdadelta(var=var.handle, accum=slot_a.handle, accum_update=slot_b.handle,
+                                                   lr=lr, rho=RHO, epsilon=ADADELTA_EPS, grad=g, indices=rows)
+        elif self.optimizer == "adam":
+            t = tf.cast(self._step + 1, tf.float32)
+            m = ADAM["beta1"] * tf.gather(slot_a, rows) + (1 - ADAM["beta1"]) * g
+            v = ADAM["beta2"] * tf.gather(slot_b, rows) + (1 - ADAM["beta2"]) * g * g
+            slot_a.scatter_update(tf.IndexedSlices(m, rows))
+            slot_b.scatter_update(tf.IndexedSlices(v, rows))
+            scale = lr * tf.sqrt(1 - ADAM["beta2"] ** t) / (1 - ADAM["beta1"] ** t)
+            var.scatter_sub(tf.IndexedSlices(scale * m / (tf.sqrt(v) + ADAM["epsilon"]), rows))
+        else:
+            var.scatter_sub(tf.IndexedSlices(lr * g, rows))
+
+    def _state_rows(self, rows):
+        """ROLE estimates (R, b, L) and LL-Cp corrections (Q, b, L) of the batch's rows."""
+        return (tf.transpose(tf.gather(self._estimates, rows), [1, 0, 2]),
+                tf.transpose(tf.gather(self._corrections, rows), [1, 0, 2]))
+
+    def fit(self, batches, inputs: StackInputs, validation=None, d_in=None):
         """Train on `batches()`: a callable yielding (rows, x) per step for one epoch, where x
-        is (batch, d) float32 and rows index the (H, n, L) `targets` / `neg_weight` arrays.
+        is (batch, d) float32 and rows index the n training rows of `inputs`.
 
-        validation: optional (blocks, targets (H, m, L), neg_weight (H, m, L)), `blocks()` yielding
+        validation: optional (blocks, targets (P, m, L), negatives (W, m, L)), `blocks()` yielding
         (positions, x) over the m validation rows, for the validation loss per epoch (observed
         labels only) and, when `patience` > 0, early stopping on it: training ends once no head
         improved for `patience` epochs, and each head keeps its weights from its best epoch.
         """
-        n_heads, _, n_classes = targets.shape
-        assert n_heads == len(self.head_keys) == len(methods)
-        self._methods = list(methods)
-        self._init(d_in, n_classes)
+        n_heads = len(self.head_keys)
+        assert n_heads == len(inputs.methods)
+        self._groups = groups(inputs)
+        self._init(d_in, inputs)
+        self._pos_weight = tf.constant(inputs.pos_weight, tf.float32)
+        self._negatives_of = np.asarray(inputs.negatives_of)
+        self._k = tf.constant(inputs.k, tf.float32)
         variables = self._w + self._b
         head_axes = [1] + [0] * (len(variables) - 1)  # where each variable keeps its heads
-        pos_weight = tf.constant(pos_weight, tf.float32)
+        target_of = tf.constant(inputs.target_of, tf.int32)
 
         @tf.function(reduce_retracing=True)
-        def step(x, y, nw):
+        def step(x, rows, targets, negatives, epoch):
+            observed = tf.gather(tf.cast(targets, tf.float32), target_of)
             with tf.GradientTape() as tape:
-                per_head = self._loss(x, y, pos_weight, nw)
+                estimates, corrections = self._state_rows(rows)
+                per_head, corrected = self._head_losses(self._logits(x), observed, negatives, epoch, estimates,
+                                                        corrections)
                 total = tf.reduce_sum(per_head)
-            self._apply(tape.gradient(total, variables))
+            grads = tape.gradient(total, [*variables, self._estimates])
+            self._apply(grads[:-1])
+            if self._role:
+                self._apply_estimates(grads[-1])
+            if corrected is not None:
+                self._corrections.scatter_max(tf.IndexedSlices(
+                    tf.transpose(tf.cast(corrected, tf.float32), [1, 0, 2]), rows))
+            self._step.assign_add(1)
             return per_head
 
         self.history_ = []
         best = (np.full(n_heads, np.inf), [v.numpy() for v in variables], np.zeros(n_heads, int))
         start = time.perf_counter()
-        for epoch in range(self.epochs):
+        for epoch in range(1, self.epochs + 1):
             sums, count = np.zeros(n_heads), 0
             for rows, x in batches():
-                sums += step(tf.constant(x), tf.constant(targets[:, rows]), tf.constant(neg_weight[:, rows])).numpy()
+                sums += step(tf.constant(x), tf.constant(rows, tf.int64), tf.constant(inputs.targets[:, rows]),
+                             tf.constant(inputs.negatives[:, rows]), tf.constant(epoch, tf.int64)).numpy()
                 count += 1
-            record = {"epoch": epoch + 1, "train_loss": sums / max(count, 1)}
+            record = {"epoch": epoch, "train_loss": sums / max(count, 1)}
             if validation is not None:
-                val_loss = self._validation_loss(validation, pos_weight)
+                val_loss = self._validation_loss(validation, inputs, epoch)
                 record["val_loss"] = val_loss
                 if self.patience:
                     better = val_loss < best[0]
@@ -160,14 +296,23 @@ class HeadStack:
         self.fit_seconds_ = time.perf_counter() - start
         self.weights_ = [np.moveaxis(self._w[0].numpy(), 1, 0)] + [w.numpy() for w in self._w[1:]]
         self.biases_ = [b.numpy() for b in self._b]
+        self.corrections_ = self._corrections.numpy()
+        self.estimates_ = self._estimates.numpy()
         return self
 
-    def _validation_loss(self, validation, pos_weight) -> np.ndarray:
-        """(H,) mean loss per head over every validation row, block by block."""
-        blocks, targets, neg_weight = validation
+    def _validation_loss(self, validation, inputs: StackInputs, epoch: int) -> np.ndarray:
+        """(H,) mean loss per head over every validation row, block by block; ROLE's estimates
+        of validation rows are their starting values without noise, LL-Cp corrects none."""
+        blocks, targets, negatives = validation
         total = np.zeros(len(self.head_keys))
         for positions, x in blocks():
-            mean = self._loss(tf.constant(x), targets[:, positions], pos_weight, neg_weight[:, positions])
+            observed = targets[inputs.target_of][:, positions].astype(np.float32)
+            estimates = np.stack([role_start(observed[h], None) for h in self._role]) if self._role else \
+                np.zeros((0, *observed.shape[1:]), np.float32)
+            corrections = np.zeros((len(self._cp), *observed.shape[1:]), np.float32)
+            mean, _ = self._head_losses(self._logits(tf.constant(x)), tf.constant(observed),
+                                        tf.constant(negatives[:, positions]), epoch, tf.constant(estimates),
+                                        tf.constant(corrections))
             total += mean.numpy() * len(positions)
         return total / targets.shape[1]
 

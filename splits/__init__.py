@@ -1,62 +1,99 @@
 """Labels: dataset adapters -> manifest, folds, hidden labels, loss weights, `splits.h5`.
 
-`make(cfg)` builds `runs/<name>/splits.h5` from the config's dataset (or, when
+`make(cfg)` builds each seed's `splits.h5` (`store.path`) from the config's dataset (or, when
 `splits.import_dir` is set, from the paper's published splits); see `splits.store` for the file.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-import h5py
+import numpy as np
 
 import configs
+from configs import artifacts
 
 from . import datasets, folds, paper, store
 
 
-def splits_path(cfg) -> Path:
-    return cfg.run_dir / "splits.h5"
+def provenance(cfg, seed: int, sources: list[Path]) -> dict:
+    """What a seed's splits.h5 is made from: [dataset] (natural_missing_rate aside: weights
+    read it), [splits], the seed, the label files' hashes and the packages that draw folds."""
+    return {**configs.section(cfg, "dataset", exclude=("natural_missing_rate",)), **configs.section(cfg, "splits"),
+            "seed": seed, "sources": {str(p): artifacts.file_sha256(p) for p in sources},
+            "versions": configs.versions("numpy", "iterative-stratification")}
 
 
-def is_complete(path: Path) -> bool:
-    if not path.is_file():
-        return False
-    with h5py.File(path, "r") as h5:
-        return bool(h5.attrs.get("complete", False))
+def import_sources(directory: str | Path) -> list[Path]:
+    return sorted(p for p in Path(directory).rglob("*") if p.is_file())
 
 
-def make(cfg, force: bool = False, out: Path | None = None) -> Path:
-    """Write the config's `splits.h5` unless a complete one exists (or `force`)."""
-    out = Path(out) if out else splits_path(cfg)
-    if is_complete(out) and not force:
-        print(f"{out}: already done (use --force to redo)")
-        return out
-    seed = cfg.experiment.seed
-    if cfg.splits.import_dir:
-        parts = paper.import_paper(cfg.splits.import_dir, cfg.splits.n_folds)
+def make(cfg, force: bool = False) -> list[Path]:
+    """Write every seed's `splits.h5` unless a complete one of the same provenance exists (or
+    `force`); one made from other settings is refused (configs.artifacts)."""
+    sources = import_sources(cfg.splits.import_dir) if cfg.splits.import_dir else datasets.source_files(cfg)
+    written = []
+    for seed in cfg.seeds:
+        out = store.path(cfg, seed)
+        recipe = provenance(cfg, seed, sources)
+        with artifacts.claim(out):
+            if not artifacts.must_make(out, recipe, force):
+                print(f"{out}: already done (use --force to redo)")
+            else:
+                _write(cfg, seed, out, recipe)
+                print(f"{out}: written")
+        written.append(out)
+    return written
+
+
+def _write(cfg, seed: int, out: Path, recipe: dict) -> None:
+    """Folds, hidden labels and validation rows of one seed, into `out`."""
+    sp = cfg.splits
+    if sp.import_dir:
+        parts = paper.import_paper(sp.import_dir, sp.n_folds)
         labels, test_fold = parts["labels"], parts["test_fold"]
+        if sp.single_positive:
+            single, share = folds.observed_labels(labels, test_fold, [], seed, single_positive=True)
+            parts["observed"] = np.concatenate([parts["observed"], single], axis=1)
+            parts["hidden_share"] = np.concatenate([parts["hidden_share"], share], axis=1)
     else:
         manifest = datasets.load(cfg)
         labels = manifest.labels
-        print(f"{manifest.source}: {labels.shape[0]} images x {labels.shape[1]} classes "
-              f"(min_labels={cfg.dataset.min_labels}); {cfg.splits.n_folds} folds x "
-              f"{len(cfg.splits.ratios)} ratios")
-        test_fold = folds.make_folds(labels, cfg.splits.n_folds, seed)
-        observed, hidden_share = folds.observed_labels(labels, test_fold, cfg.splits.ratios, seed)
-        parts = {"ids": manifest.ids, "classes": manifest.classes, "image_paths": manifest.paths,
-                     "labels": labels, "test_fold": test_fold, "observed": observed,
-                     "ratios": list(cfg.splits.ratios), "hidden_share": hidden_share, "source": manifest.source}
-    validation = None
-    if cfg.splits.validation > 0:
-        validation = folds.validation_rows(labels, test_fold, cfg.splits.validation, seed)
-    store.write(out, **parts, seed=seed, min_labels=cfg.dataset.min_labels,
-                config_json=configs.to_json(cfg), versions=configs.versions(), validation=validation)
-    print(f"{out}: written")
-    return out
+        print(f"{manifest.source}: {labels.shape[0]} rows x {labels.shape[1]} classes (min_labels="
+              f"{cfg.dataset.min_labels}; dropped {manifest.dropped_rows} rows and {len(manifest.dropped_classes)} "
+              f"classes without a positive); {sp.n_folds} folds x {len(sp.ratios) + sp.single_positive} protocols, "
+              f"seed {seed}")
+        test_fold = folds.make_folds(labels, sp.n_folds, seed)
+        observed, hidden_share = folds.observed_labels(labels, test_fold, sp.ratios, seed, sp.single_positive)
+        parts = {"ids": manifest.ids, "classes": manifest.classes, "image_paths": manifest.paths, "labels": labels,
+                 "test_fold": test_fold, "observed": observed, "ratios": list(sp.ratios),
+                 "hidden_share": hidden_share, "source": manifest.source, "dropped_rows": manifest.dropped_rows,
+                 "dropped_classes": manifest.dropped_classes}
+    validation = folds.validation_rows(labels, test_fold, sp.validation, seed) if sp.validation > 0 else None
+    store.write(out, **parts, single_positive=sp.single_positive,
+                missing_rate=missing_rates(labels, test_fold, parts["ratios"], sp.single_positive), seed=seed,
+                min_labels=cfg.dataset.min_labels, config_json=configs.to_json(cfg), versions=configs.versions(),
+                provenance=recipe, validation=validation)
+
+
+def missing_rates(labels: np.ndarray, test_fold: np.ndarray, ratios, single_positive: bool) -> np.ndarray:
+    """(K, P) the share of a training row's true positives each protocol hides, as the
+    estimators should expect it: the ratio; under single positive 1 - 1 / (mean number of true
+    positives of the fold's training rows), the one statistic of the truth this protocol uses
+    (Cole et al. 2021 take the data set's mean as known too)."""
+    n_folds = int(test_fold.max()) + 1
+    rates = np.zeros((n_folds, len(ratios) + int(single_positive)))
+    rates[:, :len(ratios)] = ratios
+    if single_positive:
+        for k in range(n_folds):
+            rates[k, -1] = 1.0 - 1.0 / labels[test_fold != k].sum(1).mean()
+    return rates
 
 
 def import_to(directory, out, n_folds: int = 4) -> Path:
     """`python -m splits import-paper DIR --out PATH`."""
     parts = paper.import_paper(directory, n_folds)
-    return store.write(out, **parts, seed=-1, min_labels=int(parts["labels"].sum(1).min()),
-                       config_json="{}", versions=configs.versions())
+    recipe = {"import_dir": str(directory), "sources": {str(p): artifacts.file_sha256(p) for p in import_sources(directory)}}
+    rates = missing_rates(parts["labels"], parts["test_fold"], parts["ratios"], False)
+    return store.write(out, **parts, single_positive=False, missing_rate=rates, seed=-1,
+                       min_labels=int(parts["labels"].sum(1).min()), config_json="{}", versions=configs.versions(),
+                       provenance=recipe)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 import numpy as np
@@ -15,7 +16,11 @@ def describe(path) -> None:
     """Print sizes, class frequencies, hidden shares and a CB weight summary of a splits.h5."""
     sf = store.load(path)
     n, n_classes = sf.labels.shape
-    print(f"{path}: {n} images x {n_classes} classes, {sf.n_folds} folds, ratios {[float(r) for r in sf.ratios]}")
+    protocols = ", ".join(store.protocol_label(p) for p in sf.protocols)
+    print(f"{path}: {n} rows x {n_classes} classes, {sf.n_folds} folds, protocols {protocols}")
+    dropped = json.loads(sf.attrs.get("dropped_classes", "[]"))
+    print(f"dropped by min_labels = {sf.attrs['min_labels']}: {sf.attrs.get('dropped_rows', 0)} rows, "
+          f"{len(dropped)} classes without a positive" + (f" ({', '.join(dropped[:8])})" if dropped else ""))
     print("test fold sizes:", np.bincount(sf.test_fold).tolist())
     for key, value in stats.label_statistics(sf.labels).items():
         print(f"  {key}: {value:.4g}" if isinstance(value, float) else f"  {key}: {value}")
@@ -23,21 +28,21 @@ def describe(path) -> None:
     order = np.argsort(freq)[::-1]
     print("most frequent classes:", ", ".join(f"{sf.classes[c]} {freq[c]:.3f}" for c in order[:5]))
     print("rarest classes:", ", ".join(f"{sf.classes[c]} {freq[c]:.4f}" for c in order[-3:]))
-    print("hidden share of training positives (fold x ratio):")
+    print("hidden share of training positives (fold x protocol):")
     print(np.array2string(sf.hidden_share, precision=3))
     print("CB weights of fold 1 (mean on hidden positives / on true negatives; share of hidden at 1):")
     train = sf.train_rows(0)
     truth = sf.labels[train]
-    for r, ratio in enumerate(sf.ratios):
-        seen = sf.observed(0, r)[train]
+    for protocol in sf.protocols:
+        seen = sf.observed(0, protocol)[train]
         cb = weights.cb_weights(seen)
         hidden = (truth == 1) & (seen == 0)
         negative = truth == 0
+        label = store.protocol_label(protocol)
         if hidden.any():
-            print(f"  ratio {ratio:.2f}: {cb[hidden].mean():.3f} / {cb[negative].mean():.3f}; "
-                  f"{(cb[hidden] == 1).mean():.2f}")
+            print(f"  {label}: {cb[hidden].mean():.3f} / {cb[negative].mean():.3f}; {(cb[hidden] == 1).mean():.2f}")
         else:
-            print(f"  ratio {ratio:.2f}: no hidden positive; mean on true negatives {cb[negative].mean():.3f}")
+            print(f"  {label}: no hidden positive; mean on true negatives {cb[negative].mean():.3f}")
 
 
 def main(argv=None) -> int:
@@ -65,7 +70,7 @@ def main(argv=None) -> int:
         elif args.command == "weight-quality":
             from .quality import weight_quality
             table = weight_quality(args.path, [e for e in args.estimators.split(",") if e], args.out)
-            print(table.groupby(["ratio", "estimator"])[["roc_auc", "average_precision", "brier", "brier_calibrated",
+            print(table.groupby(["protocol", "estimator"])[["roc_auc", "average_precision", "brier", "brier_calibrated",
                                                           "no_evidence_share", "seconds"]].mean().round(4).to_string())
         else:
             describe(args.path)

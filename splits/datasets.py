@@ -1,28 +1,35 @@
 """Dataset adapters: each turns a dataset on disk into a `Manifest`.
 
-A manifest is the label side of a dataset: image keys (int or str), image paths, class names
-and the (n_images, n_classes) uint8 0/1 ground-truth matrix, filtered to images with at least
-`min_labels` positives. Adapters: `coco`, `nuswide`, `csv`, `synthetic` (see `load`).
+A manifest is the label side of a dataset: row keys, image paths ("" where there is no image),
+class names and the (n_rows, n_classes) uint8 0/1 ground-truth matrix. Adapters: `coco`,
+`nuswide`, `csv`, `synthetic`, and `table` (precomputed features with labels: it reads the
+labels that `python -m features import` stored with the features). `load` filters the rows to
+at least `min_labels` positives, then drops classes left without a positive; both are counted.
 """
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from features import store as feature_store
+
 from . import synthetic
 
 
 @dataclass(frozen=True)
 class Manifest:
-    ids: list  # image keys, int or str, unique
-    paths: list[str]  # image file paths ("" when unknown)
+    ids: list  # row keys, int or str, unique
+    paths: list[str]  # image file paths ("" when there is no image)
     classes: list[str]
-    labels: np.ndarray  # (n_images, n_classes) uint8 0/1
+    labels: np.ndarray  # (n_rows, n_classes) uint8 0/1
     source: str
+    dropped_rows: int = 0  # rows with fewer than min_labels positives
+    dropped_classes: tuple[str, ...] = ()  # classes without a positive among the kept rows
 
     def __post_init__(self):
         n = len(self.ids)
@@ -32,48 +39,62 @@ class Manifest:
 
 
 def check_labels(labels: np.ndarray, ids, classes, source: str) -> np.ndarray:
-    """The labels as uint8 after checking they are 0/1 and the ids unique; ValueError if not."""
-    values = np.unique(labels)
-    if not np.isin(values, [0, 1]).all():
-        raise ValueError(f"{source}: labels must be 0 or 1, found {values[~np.isin(values, [0, 1])][:5]}")
+    """The labels as uint8 after checking they are 0/1 and the ids unique; ValueError naming the
+    row, column and value if not."""
+    bad = ~np.isin(labels, [0, 1])
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise ValueError(f"{source}: row {ids[i]!r} column {classes[j]!r} holds {labels[i, j].item()!r}; "
+                         "labels must be 0 or 1")
     keys = pd.Index(ids)
     if keys.has_duplicates:
-        raise ValueError(f"{source}: duplicate image key {keys[keys.duplicated()][0]!r}; keys must be unique")
-    empty = np.flatnonzero(labels.sum(0) == 0)
-    if len(empty):
-        raise ValueError(f"{source}: class {classes[empty[0]]!r} has no positive image; "
-                         "drop it or lower min_labels")
+        raise ValueError(f"{source}: duplicate key {keys[keys.duplicated()][0]!r}; keys must be unique")
     return labels.astype(np.uint8)
 
 
 def filter_min_labels(manifest: Manifest, min_labels: int) -> Manifest:
+    """Rows with at least `min_labels` positives, then the classes that keep a positive."""
     keep = manifest.labels.sum(1) >= min_labels
     if not keep.any():
-        raise ValueError(f"{manifest.source}: no image has at least {min_labels} labels; lower min_labels")
-    labels = check_labels(manifest.labels[keep], [manifest.ids[i] for i in np.flatnonzero(keep)],
-                          manifest.classes, manifest.source)
-    idx = np.flatnonzero(keep)
-    return Manifest([manifest.ids[i] for i in idx], [manifest.paths[i] for i in idx],
-                    manifest.classes, labels, manifest.source)
+        raise ValueError(f"{manifest.source}: no row has at least {min_labels} labels; lower min_labels")
+    rows = np.flatnonzero(keep)
+    labels = manifest.labels[rows]
+    present = labels.sum(0) > 0
+    return Manifest([manifest.ids[i] for i in rows], [manifest.paths[i] for i in rows],
+                    [c for c, kept in zip(manifest.classes, present) if kept], labels[:, present], manifest.source,
+                    dropped_rows=int((~keep).sum()),
+                    dropped_classes=tuple(c for c, kept in zip(manifest.classes, present) if not kept))
 
 
 def _require(path: Path, what: str) -> Path:
     if not path.exists():
         raise ValueError(f"{what} {path} does not exist; check the dataset section of your config")
+    if path.is_dir() and what.endswith("file"):
+        raise ValueError(f"{what} {path} is a directory; point it at the file")
     return path
 
 
+def _label_values(frame: pd.DataFrame, classes: list[str], ids, source) -> np.ndarray:
+    """The class columns as numbers; ValueError naming the row, column and cell that is not."""
+    numeric = frame[classes].apply(pd.to_numeric, errors="coerce")
+    bad = numeric.isna().to_numpy()
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise ValueError(f"{source}: row {ids[i]!r} column {classes[j]!r} holds {frame[classes[j]].iloc[i]!r}; "
+                         "class columns must hold 0 or 1 in every row")
+    return numeric.to_numpy()
+
+
 def from_csv(labels_csv: str | Path, image_root: str | Path = "", path_column: str = "path") -> Manifest:
-    """`labels_csv`: a path column, then one 0/1 column per class. Keys are the paths."""
+    """`labels_csv`: a path column, then one 0/1 column per class. Keys are the paths relative to
+    the image root, normalised (`./img/a.png` and `img/a.png` are one image)."""
     labels_csv = _require(Path(labels_csv), "labels file")
-    frame = pd.read_csv(labels_csv)
+    frame = pd.read_csv(labels_csv, dtype={path_column: str}, keep_default_na=False)
     if path_column not in frame.columns:
         raise ValueError(f"{labels_csv}: no column {path_column!r}; columns are {list(frame.columns)[:6]}...")
     classes = [c for c in frame.columns if c != path_column]
-    values = frame[classes].to_numpy()
-    if not np.issubdtype(values.dtype, np.number) or np.isnan(values.astype(float)).any():
-        raise ValueError(f"{labels_csv}: class columns must hold 0 or 1 in every row")
-    rel = frame[path_column].astype(str).tolist()
+    rel = [os.path.normpath(p) for p in frame[path_column].astype(str)]
+    values = _label_values(frame, classes, rel, labels_csv)
     root = Path(image_root) if image_root else labels_csv.parent
     labels = check_labels(values, rel, classes, str(labels_csv))
     return Manifest(rel, [str(root / p) for p in rel], classes, labels, str(labels_csv))
@@ -96,15 +117,16 @@ def from_coco(annotations: str | Path, image_root: str | Path) -> Manifest:
     return Manifest(ids, paths, [c["name"] for c in categories], labels, str(annotations))
 
 
+NUSWIDE_FILES = ("ImageList/Imagelist.txt", "AllTags81.txt", "Concepts81.txt")
+
+
 def from_nuswide(root: str | Path, image_root: str | Path) -> Manifest:
     """NUS-WIDE: `ImageList/Imagelist.txt`, `AllTags81.txt` (0/1 rows), `Concepts81.txt`.
 
     Keys are the image file stems (e.g. `0325_510889886`), as in the published splits.
     """
     root = Path(root)
-    listing = _require(root / "ImageList" / "Imagelist.txt", "NUS-WIDE image list")
-    tags = _require(root / "AllTags81.txt", "NUS-WIDE tag file")
-    concepts = _require(root / "Concepts81.txt", "NUS-WIDE concept list")
+    listing, tags, concepts = (_require(root / name, "NUS-WIDE file") for name in NUSWIDE_FILES)
     rel = [line.strip().replace("\\", "/") for line in listing.read_text().splitlines() if line.strip()]
     classes = [line.strip() for line in concepts.read_text().splitlines() if line.strip()]
     labels = np.loadtxt(tags, dtype=np.int64, ndmin=2)
@@ -113,15 +135,41 @@ def from_nuswide(root: str | Path, image_root: str | Path) -> Manifest:
                          f"from {listing} and {concepts}")
     ids = [Path(p).stem for p in rel]
     paths = [str(Path(image_root) / p) for p in rel]
-    return Manifest(ids, paths, classes, labels.astype(np.uint8), str(tags))
+    return Manifest(ids, paths, classes, check_labels(labels, ids, classes, str(tags)), str(tags))
+
+
+def from_table(cfg) -> Manifest:
+    """The labels an import stored with its features (`python -m features import`)."""
+    path = feature_store.path(cfg)
+    if not feature_store.is_complete(path):
+        raise ValueError(f"{path} does not exist yet: a table dataset's labels come with its features; "
+                         "run `python -m features import --config C` (make features) first")
+    reader = feature_store.FeatureReader(path)
+    classes, labels = reader.labels()
+    return Manifest(list(reader.ids), [""] * len(reader.ids), classes, labels, str(path))
+
+
+def synthetic_root(cfg) -> Path:
+    return Path(cfg.dataset.root or cfg.run_dir / "data")
+
+
+def source_files(cfg) -> list[Path]:
+    """The files a dataset's labels are read from (their hashes enter the splits' provenance)."""
+    ds = cfg.dataset
+    if ds.adapter == "synthetic":
+        return [synthetic.write(synthetic_root(cfg), ds.n_images, cfg.experiment.seed, ds.image_size)]
+    if ds.adapter == "nuswide":
+        return [_require(Path(ds.annotations) / name, "NUS-WIDE file") for name in NUSWIDE_FILES]
+    if ds.adapter == "table":
+        return [_require(feature_store.path(cfg), "imported store file")]
+    return [_require(Path(ds.annotations), "annotations file")]
 
 
 def load(cfg) -> Manifest:
-    """The manifest of the config's dataset, filtered to `min_labels`."""
+    """The manifest of the config's dataset, filtered to `min_labels` (see the module docstring)."""
     ds = cfg.dataset
     if ds.adapter == "synthetic":
-        root = ds.root or str(cfg.run_dir / "data")
-        manifest = from_csv(synthetic.write(root, ds.n_images, cfg.experiment.seed, ds.image_size))
+        manifest = from_csv(source_files(cfg)[0])
     elif ds.adapter == "csv":
         manifest = from_csv(ds.annotations, ds.root, ds.path_column)
     elif ds.adapter == "coco":
@@ -129,5 +177,5 @@ def load(cfg) -> Manifest:
     elif ds.adapter == "nuswide":
         manifest = from_nuswide(ds.annotations, ds.root)
     else:
-        raise ValueError(f"unknown dataset adapter {ds.adapter!r}; known: coco, nuswide, csv, synthetic")
+        manifest = from_table(cfg)
     return filter_min_labels(manifest, ds.min_labels)

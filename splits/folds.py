@@ -5,6 +5,8 @@ Edge-case policy, said once:
 - Hiding: each training row hides `round(r * n_pos)` of its positives, chosen uniformly at
   random. `round` is NumPy's (round half to even, like Python's and like the paper's
   notebooks): 0.5 -> 0, 1.5 -> 2, 2.5 -> 2. A hidden positive is stored as 0 in `observed`.
+- Single positive (Cole et al. 2021, `single_positive`): each training row keeps one of its
+  positives, chosen uniformly at random, and hides the others.
 - Test rows always keep their ground truth.
 """
 from __future__ import annotations
@@ -44,6 +46,9 @@ def validation_rows(labels: np.ndarray, test_fold: np.ndarray, share: float, see
     return validation
 
 
+SINGLE_POSITIVE_KEY = 20_000  # the protocol's seed key; ratios use round(10,000 r) < 10,000
+
+
 def ratio_seed(seed: int, fold: int, ratio: float) -> np.random.SeedSequence:
     """The seed of one (seed, fold, ratio) hiding draw."""
     return np.random.SeedSequence([seed, fold, round(ratio * 10_000)])
@@ -65,19 +70,33 @@ def hide_positives(labels: np.ndarray, ratio: float, rng: np.random.Generator) -
     return positive & (rank < n_hide[:, None])
 
 
-def observed_labels(labels: np.ndarray, test_fold: np.ndarray, ratios, seed: int):
-    """(K, R, n, L) uint8 observed labels and (K, R) hidden share of training positives.
+def keep_one_positive(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(n, L) bool mask of hidden positives: all of a row's positives but one, chosen at random
+    (a row without positives hides nothing)."""
+    positive = labels.astype(bool)
+    keys = np.where(positive, rng.random(labels.shape), np.inf)
+    hidden = positive.copy()
+    hidden[np.arange(len(labels)), keys.argmin(1)] = False
+    return hidden
+
+
+def observed_labels(labels: np.ndarray, test_fold: np.ndarray, ratios, seed: int, single_positive: bool = False):
+    """(K, P, n, L) uint8 observed labels and (K, P) hidden share of training positives, P the
+    protocols: one per ratio, then single positive when asked for.
 
     Rows of fold k's own test set hold ground truth in observed[k].
     """
     n_folds = int(test_fold.max()) + 1
-    observed = np.empty((n_folds, len(ratios)) + labels.shape, dtype=np.uint8)
-    hidden_share = np.zeros((n_folds, len(ratios)))
+    n_protocols = len(ratios) + int(single_positive)
+    observed = np.empty((n_folds, n_protocols, *labels.shape), dtype=np.uint8)
+    hidden_share = np.zeros((n_folds, n_protocols))
     for k in range(n_folds):
         train = test_fold != k
-        for r, ratio in enumerate(ratios):
-            hidden = hide_positives(labels, ratio, np.random.default_rng(ratio_seed(seed, k, ratio)))
+        draws = [hide_positives(labels, ratio, np.random.default_rng(ratio_seed(seed, k, ratio))) for ratio in ratios]
+        if single_positive:
+            draws.append(keep_one_positive(labels, np.random.default_rng([seed, k, SINGLE_POSITIVE_KEY])))
+        for p, hidden in enumerate(draws):
             hidden[~train] = False
-            observed[k, r] = labels & ~hidden
-            hidden_share[k, r] = hidden.sum() / labels[train].sum()
+            observed[k, p] = labels & ~hidden
+            hidden_share[k, p] = hidden.sum() / labels[train].sum()
     return observed, hidden_share

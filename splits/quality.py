@@ -26,8 +26,9 @@ def weight_quality(path, estimators=None, out: Path | None = None) -> pd.DataFra
     for fold in range(sf.n_folds):
         train = sf.train_rows(fold)
         truth = sf.labels[train]
-        for r, ratio in enumerate(sf.ratios):
-            seen = sf.observed(fold, r)[train]
+        for protocol in sf.protocols:
+            ratio = sf.missing_rate(fold, protocol)
+            seen = sf.observed(fold, protocol)[train]
             zeros = seen == 0
             hidden = (truth == 1) & zeros
             if not hidden.any():
@@ -38,14 +39,15 @@ def weight_quality(path, estimators=None, out: Path | None = None) -> pd.DataFra
                 seconds = time.perf_counter() - start
                 score, target = 1.0 - w[zeros], hidden[zeros]
                 calibrated = 1.0 - weights.estimator(name)(seen, float(ratio))[zeros]
-                rows.append({"fold": fold + 1, "ratio": float(ratio), "estimator": name,
+                rows.append({"fold": fold + 1, "protocol": store.protocol_label(protocol), "ratio": ratio,
+                             "estimator": name,
                              "roc_auc": roc_auc_score(target, score), "average_precision": average_precision_score(target, score),
                              "brier": float(np.mean((score - target) ** 2)),
                              "brier_calibrated": float(np.mean((calibrated - target) ** 2)),
                              "roc_auc_calibrated": roc_auc_score(target, calibrated),
                              "average_precision_calibrated": average_precision_score(target, calibrated),
                              "no_evidence_share": float((w[hidden] == 1).mean()), "seconds": seconds})
-                if fold == 0 and np.isclose(ratio, 0.5):
+                if fold == 0 and protocol == "0.5":
                     curves[name] = roc_curve(target, score)[:2]
     table = pd.DataFrame(rows)
     if out:
@@ -62,7 +64,7 @@ def _plot(curves: dict, table: pd.DataFrame, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(5.5, 5))
-    at = table[(table["fold"] == 1) & np.isclose(table["ratio"], 0.5)].set_index("estimator")
+    at = table[(table["fold"] == 1) & (table["protocol"] == "0.5")].set_index("estimator")
     for name, (fpr, tpr) in curves.items():
         ax.plot(fpr, tpr, label=f"{name} (AUC {at.loc[name, 'roc_auc']:.3f})")
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":")

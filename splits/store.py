@@ -1,19 +1,26 @@
 """The splits store, `splits.h5`: the contract between `splits` and every later stage.
 
 Datasets:
-    ids          (N,) utf-8 str      image keys in manifest order
+    ids          (N,) utf-8 str      row keys in manifest order
     classes      (L,) utf-8 str
-    image_paths  (N,) utf-8 str      "" for imported splits
+    image_paths  (N,) utf-8 str      "" where there is no image (imported splits, feature tables)
     labels       (N, L) uint8        ground truth
     test_fold    (N,) int8           0..K-1: the fold whose test set holds the row
-    observed     (K, R, N, L) uint8  observed training labels of fold k at ratio r (hidden
+    observed     (K, P, N, L) uint8  observed training labels of fold k under protocol p (hidden
                                      positives are 0); rows of fold k's test set hold ground
                                      truth and are never used for training
     validation   (K, N) bool         optional: training rows held out for validation
-Attributes: ratios (R,), hidden_share (K, R), seed, n_folds, min_labels, source, config (JSON),
-versions (JSON), complete (written last).
+Attributes: protocols (P,) str (`protocol_key`: the ratios, then "single_positive" when on),
+ratios (R,), single_positive, missing_rate (K, P) (the share of a training row's true positives
+the estimators should expect missing: the ratio, or 1 - 1 / mean true count of the fold's
+training rows under single positive), hidden_share (K, P), seed, n_folds, min_labels,
+dropped_rows, dropped_classes (JSON), source, config (JSON), versions (JSON), provenance (JSON),
+fingerprint, complete (written last).
 
-Written atomically: a temporary file renamed into place once `complete` is set.
+Protocols, said once: a ratio r (each training row hides round(r n) of its n positives) is
+keyed "0.25" and stored under `ratio0.25` directories; single positive is keyed and stored as
+"single_positive" and shown as "single positive". Written atomically: a temporary file renamed
+into place once `complete` is set.
 """
 from __future__ import annotations
 
@@ -25,16 +32,54 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from configs import artifacts
+
 STR = h5py.string_dtype("utf-8")
+SINGLE_POSITIVE = "single_positive"
 
 
-def write(path: str | Path, *, ids, classes, image_paths, labels, test_fold, observed, ratios,
-          hidden_share, seed, min_labels, source, config_json, versions, validation=None) -> Path:
+def path(cfg, seed: int | None = None) -> Path:
+    """runs/<name>/splits.h5 (or runs/<name>/seed<s>/splits.h5 with [experiment] seeds); the
+    first seed's when `seed` is None."""
+    return cfg.seed_dir(cfg.seeds[0] if seed is None else seed) / "splits.h5"
+
+
+def protocol_key(protocol) -> str:
+    """The key of a protocol: a ratio as '0.25' (any float-like spelling), or 'single_positive'."""
+    if str(protocol) in (SINGLE_POSITIVE, "single", "single positive"):
+        return SINGLE_POSITIVE
+    try:
+        return f"{float(protocol):g}"
+    except ValueError:
+        raise ValueError(f"{protocol!r} is no protocol: a ratio such as 0.5, or single_positive") from None
+
+
+def protocol_ratio(key: str) -> float | None:
+    return None if key == SINGLE_POSITIVE else float(key)
+
+
+def protocol_label(key: str) -> str:
+    return "single positive" if key == SINGLE_POSITIVE else key
+
+
+def protocol_dir(key: str) -> str:
+    return SINGLE_POSITIVE if key == SINGLE_POSITIVE else f"ratio{float(key):.2f}"
+
+
+def protocol_order(key: str) -> tuple:
+    """Sort key: the ratios ascending, then single positive."""
+    return (key == SINGLE_POSITIVE, protocol_ratio(key) or 0.0)
+
+
+def write(path: str | Path, *, ids, classes, image_paths, labels, test_fold, observed, ratios, single_positive,
+          missing_rate, hidden_share, seed, min_labels, source, config_json, versions, provenance,
+          validation=None, dropped_rows=0, dropped_classes=()) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     n, n_classes = labels.shape
     n_folds = int(test_fold.max()) + 1
-    assert observed.shape == (n_folds, len(ratios), n, n_classes), observed.shape
+    protocols = [protocol_key(r) for r in ratios] + ([SINGLE_POSITIVE] if single_positive else [])
+    assert observed.shape == (n_folds, len(protocols), n, n_classes), observed.shape
     tmp = path.with_name(path.name + ".tmp")
     try:
         with h5py.File(tmp, "w") as h5:
@@ -47,10 +92,14 @@ def write(path: str | Path, *, ids, classes, image_paths, labels, test_fold, obs
                               chunks=(1, 1, min(n, 8192), n_classes))
             if validation is not None:
                 h5.create_dataset("validation", data=validation.astype(bool))
-            h5.attrs.update(ratios=np.asarray(ratios, dtype=np.float64),
+            h5.attrs.update(protocols=protocols, ratios=np.asarray(ratios, dtype=np.float64),
+                            single_positive=bool(single_positive),
+                            missing_rate=np.asarray(missing_rate, dtype=np.float64),
                             hidden_share=np.asarray(hidden_share, dtype=np.float64),
                             seed=seed, n_folds=n_folds, min_labels=min_labels, source=source,
+                            dropped_rows=int(dropped_rows), dropped_classes=json.dumps(list(dropped_classes)),
                             config=config_json, versions=json.dumps(versions))
+            artifacts.stamp(h5, provenance)
             h5.attrs["complete"] = True
         os.replace(tmp, path)
     finally:
@@ -61,35 +110,48 @@ def write(path: str | Path, *, ids, classes, image_paths, labels, test_fold, obs
 
 @dataclass(frozen=True)
 class SplitsFile:
-    """A read-only view of `splits.h5`; the (K, R, N, L) `observed` array is read per slice."""
+    """A read-only view of `splits.h5`; the (K, P, N, L) `observed` array is read per slice."""
     path: Path
     ids: np.ndarray  # (N,) str
     classes: list[str]
     image_paths: np.ndarray  # (N,) str
     labels: np.ndarray  # (N, L) uint8
     test_fold: np.ndarray  # (N,) int8
-    ratios: np.ndarray  # (R,) float
-    hidden_share: np.ndarray  # (K, R)
+    protocols: list[str]  # (P,) protocol keys, the columns of `observed`
+    hidden_share: np.ndarray  # (K, P)
     attrs: dict
 
     @property
     def n_folds(self) -> int:
         return int(self.attrs["n_folds"])
 
-    def ratio_index(self, ratio: float) -> int:
-        hits = np.flatnonzero(np.isclose(self.ratios, ratio))
-        if not len(hits):
-            raise ValueError(f"{self.path} has no ratio {ratio}; it has {list(self.ratios)}")
-        return int(hits[0])
+    @property
+    def fingerprint(self) -> str:
+        return str(self.attrs["fingerprint"])
 
-    def observed(self, fold: int, ratio_index: int) -> np.ndarray:
-        """(N, L) uint8 observed labels of one fold and ratio (test rows hold ground truth)."""
-        with h5py.File(self.path, "r") as h5:
-            return h5["observed"][fold, ratio_index]
+    @property
+    def ratios(self) -> np.ndarray:
+        return np.asarray(self.attrs["ratios"], dtype=np.float64)
+
+    def column(self, protocol) -> int:
+        key = protocol_key(protocol)
+        if key not in self.protocols:
+            raise ValueError(f"{self.path} has no protocol {protocol_label(key)!r}; it has "
+                             f"{', '.join(map(protocol_label, self.protocols))}")
+        return self.protocols.index(key)
+
+    def observed(self, fold: int, protocol) -> np.ndarray:
+        """(N, L) uint8 observed labels of one fold and protocol (test rows hold ground truth)."""
+        with artifacts.open_h5(self.path) as h5:
+            return h5["observed"][fold, self.column(protocol)]
+
+    def missing_rate(self, fold: int, protocol) -> float:
+        """The share of a training row's true positives missing from `observed(fold, protocol)`."""
+        return float(np.asarray(self.attrs["missing_rate"])[fold, self.column(protocol)])
 
     def validation(self, fold: int) -> np.ndarray:
         """(N,) bool validation rows of a fold (all False when the store has none)."""
-        with h5py.File(self.path, "r") as h5:
+        with artifacts.open_h5(self.path) as h5:
             if "validation" not in h5:
                 return np.zeros(len(self.ids), dtype=bool)
             return h5["validation"][fold]
@@ -103,9 +165,12 @@ def load(path: str | Path) -> SplitsFile:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path} does not exist; run `make splits` (python -m splits make --config C)")
-    with h5py.File(path, "r") as h5:
+    with artifacts.open_h5(path) as h5:
         if not h5.attrs.get("complete", False):
             raise ValueError(f"{path} is incomplete (no complete=True attribute); rerun `make splits`")
+        if "protocols" not in h5.attrs:
+            raise ValueError(f"{path} was written by an older version (no protocols attribute); "
+                             f"{artifacts.FORCE_HINT} for splits")
         attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in h5.attrs.items()}
         return SplitsFile(
             path=path,
@@ -114,7 +179,7 @@ def load(path: str | Path) -> SplitsFile:
             image_paths=h5["image_paths"].asstr()[:],
             labels=h5["labels"][:],
             test_fold=h5["test_fold"][:],
-            ratios=np.asarray(attrs["ratios"]),
+            protocols=[str(p) for p in attrs["protocols"]],
             hidden_share=np.asarray(attrs["hidden_share"]),
             attrs=attrs,
         )

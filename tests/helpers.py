@@ -39,9 +39,13 @@ def save_random_checkpoint(name: str, size: int, prefix: Path, seed: int = 0, dr
 
 
 def demo_config(root: Path, checkpoint: Path, n_images: int = 96, **extract) -> configs.Config:
-    """A config on a small synthetic set with demo_cnn, writing under `root`."""
-    return configs.from_dict({
+    """A config on a small synthetic set with demo_cnn, writing under `root`, its splits made."""
+    import splits
+
+    cfg = configs.from_dict({
         "experiment": {"name": "t", "runs_dir": str(root)},
-        "dataset": {"n_images": n_images},
+        "dataset": {"n_images": n_images, "min_labels": 0},
         "extract": {"checkpoint": str(checkpoint), "batch_size": 16, "chunk_rows": 32, **extract},
     }, source="test")
+    splits.make(cfg)
+    return cfg

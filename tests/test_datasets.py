@@ -19,9 +19,10 @@ def test_csv_adapter_and_min_labels(tmp_path):
 
 
 @pytest.mark.parametrize("column, values, message", [
-    ("cat", [1, 2, 0], "must be 0 or 1"),
-    ("path", ["a.jpg", "a.jpg", "c.jpg"], "duplicate image key 'a.jpg'"),
-    ("dog", [0, 0, 0], "class 'dog' has no positive"),
+    ("cat", [1, 2, 0], "row 'b.jpg' column 'cat' holds 2; labels must be 0 or 1"),
+    ("path", ["a.jpg", "./a.jpg", "c.jpg"], "duplicate key 'a.jpg'"),  # one image, spelt two ways
+    ("dog", [1, "yes", 0], "row 'b.jpg' column 'dog' holds 'yes'; class columns must hold 0 or 1"),
+    ("dog", [1, "", 0], "row 'b.jpg' column 'dog' holds ''; class columns must hold 0 or 1"),
 ])
 def test_csv_bad_input(tmp_path, column, values, message):
     frame = pd.DataFrame({"path": ["a.jpg", "b.jpg", "c.jpg"], "cat": [1, 1, 0], "dog": [1, 0, 1]})
@@ -34,6 +35,16 @@ def test_csv_bad_input(tmp_path, column, values, message):
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(ValueError, match="nowhere.csv does not exist"):
         datasets.from_csv(tmp_path / "nowhere.csv")
+    with pytest.raises(ValueError, match="is a directory; point it at the file"):
+        datasets.from_csv(tmp_path)
+
+
+def test_classes_and_rows_without_positives_are_dropped_and_counted(tmp_path):
+    frame = pd.DataFrame({"path": ["a.jpg", "b.jpg", "c.jpg"], "cat": [1, 1, 0], "dog": [0, 0, 0], "car": [1, 1, 0]})
+    frame.to_csv(tmp_path / "labels.csv", index=False)
+    kept = datasets.filter_min_labels(datasets.from_csv(tmp_path / "labels.csv"), 1)
+    assert kept.ids == ["a.jpg", "b.jpg"] and kept.classes == ["cat", "car"]
+    assert kept.dropped_rows == 1 and kept.dropped_classes == ("dog",)
 
 
 def test_coco_adapter_orders_classes_by_category_id(tmp_path):

@@ -44,12 +44,12 @@ def test_interrupt_and_resume_equals_one_run(tmp_path, checkpoint):
     cfg = demo_config(tmp_path / "two", checkpoint)
     with pytest.raises(Interrupt):
         extraction.extract_features(cfg, on_chunk=stop_after_two)
-    partial = extraction.feature_path(cfg).with_name(extraction.feature_path(cfg).name + ".tmp")
+    partial = store.path(cfg).with_name(store.path(cfg).name + ".tmp")
     assert store.pending_chunks(partial) == [2]
     done = []
     resumed = extraction.extract_features(cfg, on_chunk=done.append)
     assert done == [2]
-    assert_same_file(whole, resumed, ignore={"config"})
+    assert_same_file(whole, resumed, ignore={"config", "provenance", "fingerprint"})  # other image paths
 
 
 def test_shards_merged_equal_one_run(tmp_path, checkpoint):
@@ -59,7 +59,7 @@ def test_shards_merged_equal_one_run(tmp_path, checkpoint):
     with pytest.raises(ValueError, match="missing shards"):
         store.merge(shards[:2], tmp_path / "bad.h5")
     merged = store.merge(shards[::-1], tmp_path / "merged.h5")
-    assert_same_file(whole, merged, ignore={"config"})
+    assert_same_file(whole, merged, ignore={"config", "provenance", "fingerprint"})
 
 
 def test_float16_store_error_below_1e3_relative(tmp_path, checkpoint):
@@ -91,10 +91,13 @@ def test_bad_images_are_flagged_not_fatal(tmp_path, checkpoint):
              "truncated.jpg", "corrupt.png", "absent.jpg"]
     rows = [f"{n},1,1" for n in names]
     (root / "labels.csv").write_text("path,a,b\n" + "\n".join(rows) + "\n")
+    import splits
     from configs import from_dict
     cfg = from_dict({"experiment": {"name": "bad", "runs_dir": str(tmp_path / "runs")},
                      "dataset": {"adapter": "csv", "annotations": str(root / "labels.csv"), "min_labels": 1},
+                     "splits": {"n_folds": 2},
                      "extract": {"checkpoint": str(checkpoint), "batch_size": 4, "chunk_rows": 4}}, source="t")
+    splits.make(cfg)
     path = extraction.extract_features(cfg)
     with h5py.File(path, "r") as h5:
         valid = dict(zip(h5["ids"].asstr()[:], h5["valid"][:]))

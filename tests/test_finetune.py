@@ -11,12 +11,12 @@ import tensorflow as tf
 import configs
 import splits
 from extract import finetune
-from heads.trainer import HeadRun, run_dir
+from heads.predictions import HeadRun, run_dir
 from splits import store
 from tests.conftest import ROOT
 from tests.helpers import save_random_checkpoint
 
-RUN = HeadRun(0, 0.5, "confidence")
+RUN = HeadRun(0, 0, "0.5", "confidence")
 
 
 def config(root, checkpoint, **finetune_settings):
@@ -46,7 +46,7 @@ class Interrupt(Exception):
 
 def test_resumed_run_equals_an_uninterrupted_one_in_the_heads_format(tmp_path, checkpoint):
     whole = config(tmp_path / "whole", checkpoint)
-    sf = store.load(splits.make(whole))
+    sf = store.load(splits.make(whole)[0])
     finetune.finetune(whole)
     cut = config(tmp_path / "cut", checkpoint)
     splits.make(cut)
@@ -56,7 +56,7 @@ def test_resumed_run_equals_an_uninterrupted_one_in_the_heads_format(tmp_path, c
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        finetune.finetune_run(cut, sf, RUN, on_epoch=stop_after_first)
+        finetune.finetune_run(cut, RUN, on_epoch=stop_after_first)
     assert not (run_dir(cut, RUN, "finetune") / "predictions.h5").exists()
     finetune.finetune(cut)
     timing = json.loads((run_dir(cut, RUN, "finetune") / "timing.json").read_text())
@@ -85,9 +85,9 @@ def test_frozen_blocks_keep_checkpoint_values_and_batch_norm_is_frozen_at_evalua
         assert np.abs(after.get_tensor(f"DemoCNN/{name}") - before.get_tensor(f"DemoCNN/{name}")).max() > 1e-6
     with pytest.raises(ValueError, match="trainable_from = 'block9' is no block of demo_cnn; blocks: conv1"):
         finetune.Network(config(tmp_path / "bad", checkpoint, trainable_from="block9"), 16, "ce", ["/cpu:0"], 0,
-                         checkpoint)
+                         checkpoint, np.ones(16), 3.0)
 
-    network = finetune.Network(cfg, 16, "ce", ["/cpu:0"], 0, checkpoint)
+    network = finetune.Network(cfg, 16, "ce", ["/cpu:0"], 0, checkpoint, np.ones(16), 3.0)
     network.start(tmp_path / "none")
     x = np.random.default_rng(0).uniform(0, 255, (4, 96, 96, 3)).astype(np.float32)
     np.testing.assert_allclose(network.predict(x[:1]), network.predict(x)[:1], atol=1e-6)
@@ -105,15 +105,14 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 sys.path.insert(0, {str(ROOT)!r})
 sys.path.insert(0, {str(ROOT / 'tests')!r})
 import splits
-from splits import store
 from extract import finetune
 from test_finetune import RUN, config, predictions
 out = []
 for name, devices in (("one", ["/cpu:0"]), ("two", ["/cpu:0", "/cpu:1"])):
     cfg = config({str(tmp_path)!r} + "/" + name, {str(checkpoint)!r}, batch_norm="frozen", epochs=1,
                  optimizer="sgd", head_lr=0.5, backbone_lr=0.05)  # SGD: a mis-scaled gradient shows
-    sf = store.load(splits.make(cfg))
-    finetune.finetune_run(cfg, sf, RUN, devices=devices)
+    splits.make(cfg)
+    finetune.finetune_run(cfg, RUN, devices=devices)
     got, attrs = predictions(cfg)
     out.append(got["probabilities"])
     assert attrs["replicas"] == len(devices)

@@ -49,6 +49,24 @@ def test_hidden_counts_follow_round_half_to_even(labels):
     assert round(0.25 * 6) == 2 and round(0.5 * 5) == 2  # the rounding the policy names
 
 
+def test_single_positive_keeps_one_true_positive_per_training_row_seeded(labels):
+    test_fold = folds.make_folds(labels, 4, seed=0)
+    observed, hidden_share = folds.observed_labels(labels, test_fold, [0.5], seed=0, single_positive=True)
+    again, _ = folds.observed_labels(labels, test_fold, [0.5], seed=0, single_positive=True)
+    other, _ = folds.observed_labels(labels, test_fold, [0.5], seed=1, single_positive=True)
+    np.testing.assert_array_equal(observed, again)
+    assert (observed[:, 1] != other[:, 1]).any()
+    for k in range(4):
+        train = test_fold != k
+        single = observed[k, 1]
+        assert (single[train].sum(1) == 1).all()  # exactly one observed positive per training row
+        assert (single <= labels).all()  # chosen among the row's true positives
+        np.testing.assert_array_equal(single[~train], labels[~train])  # test rows untouched
+        assert hidden_share[k, 1] == pytest.approx(1 - train.sum() / labels[train].sum())
+    kept = observed[0, 1][test_fold != 0].argmax(1)
+    assert len(np.unique(kept)) > 8  # not always the same class
+
+
 def test_validation_rows_come_from_training_rows_only(labels):
     test_fold = folds.make_folds(labels, 4, seed=0)
     validation = folds.validation_rows(labels, test_fold, 0.1, seed=0)

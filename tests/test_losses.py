@@ -1,62 +1,226 @@
+"""Every method's loss against a NumPy transcription of its formula (../shared/LOSSES.md)."""
+import math
+
 import numpy as np
 import pytest
 
-from heads import losses
+from heads import losses, methods
 
 
-def reference(logits, targets, pos_weight, neg_weight):
+def sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def log_p(z):
+    return -np.logaddexp(0, -z)
+
+
+def log_not_p(z):
+    return -np.logaddexp(0, z)
+
+
+def split_mean(o, positive, negative):
+    return float(np.mean(o * positive + (1 - o) * negative))
+
+
+def ce_ref(z, o, pos_weight=None, neg_weight=None):
     """The paper's formula, literally: clipped sigmoid, then logs."""
-    p = np.clip(1 / (1 + np.exp(-logits.astype(np.float64))), 1e-7, 1 - 1e-7)
-    return -targets * np.log(p) * pos_weight - (1 - targets) * np.log(1 - p) * neg_weight
+    p = np.clip(sigmoid(z.astype(np.float64)), 1e-7, 1 - 1e-7)
+    pw = 1 if pos_weight is None else pos_weight
+    nw = 1 if neg_weight is None else neg_weight
+    return split_mean(o, -np.log(p) * pw, -np.log(1 - p) * nw)
+
+
+def an_ref(z, o):
+    return split_mean(o, -log_p(z), -log_not_p(z))
+
+
+def an_ls_ref(z, o, epsilon=0.1):
+    return split_mean(o, -(1 - epsilon) * log_p(z) - epsilon * log_not_p(z),
+                      -(1 - epsilon) * log_not_p(z) - epsilon * log_p(z))
+
+
+def wan_ref(z, o, gamma=None):
+    gamma = 1 / (z.shape[1] - 1) if gamma is None else gamma
+    return split_mean(o, -log_p(z), -gamma * log_not_p(z))
+
+
+def penalty(p, k):
+    return (p.sum(1).mean() - k) ** 2 / p.shape[1] ** 2
+
+
+def epr_ref(z, o, k):
+    return split_mean(o, -log_p(z), 0) + penalty(sigmoid(z), k)
+
+
+def role_ref(z, o, u_logits, k):
+    p, u = sigmoid(z), sigmoid(u_logits)
+    bce_p = -u * log_p(z) - (1 - u) * log_not_p(z)
+    bce_u = -p * log_p(u_logits) - (1 - p) * log_not_p(u_logits)
+    per_entry = 0.5 * o * (-log_p(z) - log_p(u_logits)) + 0.5 * (bce_p + bce_u)
+    return float(per_entry.mean()) + 0.5 * (penalty(p, k) + penalty(u, k))
+
+
+def em_ref(z, o, alpha=0.1):
+    p = sigmoid(z)
+    entropy = -p * log_p(z) - (1 - p) * log_not_p(z)
+    return split_mean(o, -log_p(z), -alpha * entropy)
+
+
+def focal_ref(z, o, gamma=2.0):
+    p = sigmoid(z)
+    return split_mean(o, -(1 - p) ** gamma * log_p(z), -(p ** gamma) * log_not_p(z))
+
+
+def asl_ref(z, o, gamma_pos=0.0, gamma_neg=4.0, clip=0.05):
+    p = sigmoid(z)
+    q = np.maximum(p - clip, 0)
+    return split_mean(o, -(1 - p) ** gamma_pos * log_p(z), -(q ** gamma_neg) * np.log(np.minimum(1 - p + clip, 1)))
+
+
+def hill_ref(z, o, margin=1.0, gamma=2.0, lam=1.5):
+    q, p = sigmoid(z - margin), sigmoid(z)
+    return split_mean(o, -(1 - q) ** gamma * log_p(z - margin), (lam - p) * p ** 2)
+
+
+def splc_ref(z, o, epoch, tau=0.6, margin=1.0, gamma=2.0):
+    shifted = z - margin * o
+    target = o + (epoch >= 2) * (1 - o) * (sigmoid(z) > tau)
+    p = sigmoid(shifted)
+    return split_mean(target, -(1 - p) ** gamma * log_p(shifted), -(p ** gamma) * log_not_p(shifted))
+
+
+def large_loss_ref(z, o, epoch, mode, delta=0.002):
+    """Kim'22 by a loop: the k largest AN losses among o = 0 entries, rejected or corrected."""
+    n, n_classes = z.shape
+    share = 0 if epoch < 2 else (delta if mode == "permanent" else (epoch - 1) * delta)
+    k = math.ceil(round(n * n_classes * share, 9))
+    loss = o * -log_p(z) + (1 - o) * -log_not_p(z)
+    candidates = sorted(((-log_not_p(z[i, j]), i, j) for i in range(n) for j in range(n_classes) if o[i, j] == 0),
+                        reverse=True)[:k]
+    for _, i, j in candidates:
+        loss[i, j] = 0.0 if mode == "reject" else -log_p(z[i, j])
+    return float(loss.mean()), k
 
 
 @pytest.fixture
 def batch():
     rng = np.random.default_rng(0)
-    logits = rng.normal(0, 4, (64, 7)).astype(np.float32)
-    logits[0] = [-200, -30, -16.2, 0, 16.2, 30, 200]  # extreme logits: the clip is active
-    targets = (rng.random((64, 7)) < 0.4).astype(np.float32)
-    pos_weight = rng.integers(1, 11, 7).astype(np.float32)
-    neg_weight = rng.random((64, 7)).astype(np.float32)
-    return logits, targets, pos_weight, neg_weight
+    z = rng.normal(0, 4, (64, 7)).astype(np.float32)
+    z[0] = [-30, -16.2, -1, 0, 1, 16.2, 30]  # extreme logits: clips and logs at their limits
+    z[1] = [30, 20, 16.2, 0, -16.2, -20, -30]
+    o = (rng.random((64, 7)) < 0.4).astype(np.float32)
+    o[0] = [1, 0, 1, 0, 1, 0, 1]
+    o[1] = [0, 1, 0, 1, 0, 1, 0]
+    return z, o
 
 
-@pytest.mark.parametrize("method", ["ignore_missing", "confidence"])
-def test_weighted_losses_equal_the_formula(batch, method):
-    got = losses.get(method)(*batch).numpy()
-    np.testing.assert_allclose(got, reference(*batch), rtol=1e-5, atol=1e-5)
+STATELESS = {
+    "an": an_ref, "an_ls": an_ls_ref, "wan": wan_ref, "em": em_ref, "focal": focal_ref, "asl": asl_ref,
+    "hill": hill_ref,
+}
 
 
-def test_ce_weighs_every_negative_one(batch):
-    logits, targets, pos_weight, neg_weight = batch
-    got = losses.get("ce")(*batch).numpy()
-    np.testing.assert_allclose(got, reference(logits, targets, pos_weight, np.ones_like(neg_weight)), rtol=1e-5, atol=1e-5)
+@pytest.mark.parametrize("method", sorted(STATELESS))
+def test_stateless_losses_equal_their_formula_with_extreme_logits(batch, method):
+    z, o = batch
+    got = float(losses.batch_loss(method, z, o))
+    assert np.isfinite(got)
+    assert got == pytest.approx(STATELESS[method](z.astype(np.float64), o), rel=1e-5, abs=1e-6)
 
 
-def test_extreme_logits_are_finite_and_bounded(batch):
-    got = losses.get("confidence")(*batch).numpy()
-    assert np.isfinite(got).all()
-    assert got.max() <= -np.log(1e-7) * 10 + 1e-3
+PARAMETERS = [("an_ls", {"epsilon": 0.3}), ("wan", {"gamma": 0.5}), ("em", {"alpha": 0.2}), ("focal", {"gamma": 1.0}),
+              ("asl", {"gamma_pos": 1.0, "gamma_neg": 2.0, "clip": 0.0}), ("hill", {"margin": 0.5, "lam": 2.0})]
 
 
-def test_names_and_unknown_method():
-    assert [losses.display_name(m) for m in ("ce", "ignore_missing", "confidence")] == ["CE", "IM-WCE", "CB-WCE"]
-    with pytest.raises(ValueError, match="unknown method 'focal'"):
-        losses.get("focal")
+@pytest.mark.parametrize("method, params", PARAMETERS)
+def test_each_parameter_changes_the_loss_as_the_formula_says(batch, method, params):
+    z, o = batch
+    default = float(losses.batch_loss(method, z, o))
+    got = float(losses.batch_loss(method, z, o, **params))
+    assert got != pytest.approx(default)
+    assert got == pytest.approx(STATELESS[method](z.astype(np.float64), o, **params), rel=1e-5, abs=1e-6)
 
 
-def test_confidence_estimators_expect_the_simulated_and_the_natural_missing_share():
+def test_the_papers_weighted_ce(batch):
+    z, o = batch
+    rng = np.random.default_rng(1)
+    pos = rng.integers(1, 11, z.shape[1]).astype(np.float32)
+    neg = rng.random(z.shape).astype(np.float32)
+    for method in ("ignore_missing", "confidence", "confidence_mixture"):
+        got = float(losses.batch_loss(method, z, o, pos_weight=pos, neg_weight=neg))
+        assert got == pytest.approx(ce_ref(z, o, pos, neg), rel=1e-5)
+    assert float(losses.batch_loss("ce", z, o, pos_weight=pos)) == pytest.approx(ce_ref(z, o, pos), rel=1e-5)
+    truth = np.maximum(o, (rng.random(z.shape) < 0.2)).astype(np.float32)  # the oracle builds its weights
+    oracle = 1 - truth * (1 - o)
+    assert float(losses.batch_loss("ignore_missing", z, o, pos_weight=pos, labels=truth)) == \
+        pytest.approx(ce_ref(z, o, pos, oracle), rel=1e-5)
+
+
+def test_epr_and_role_with_their_batch_terms(batch):
+    z, o = batch
+    for k in (1.5, 3.0):
+        assert float(losses.batch_loss("epr", z, o, k=k)) == pytest.approx(epr_ref(z, o, k), rel=1e-5)
+    u = np.random.default_rng(2).normal(0, 2, z.shape).astype(np.float32)
+    assert float(losses.batch_loss("role", z, o, estimates=u, k=2.0)) == pytest.approx(role_ref(z, o, u, 2.0), rel=1e-5)
+    with pytest.raises(ValueError, match="needs k"):
+        losses.batch_loss("epr", z, o)
+
+
+@pytest.mark.parametrize("epoch", [1, 2, 3])
+def test_splc_corrects_confident_negatives_from_epoch_two(batch, epoch):
+    z, o = batch
+    got = float(losses.batch_loss("splc", z, o, epoch=epoch))
+    assert got == pytest.approx(splc_ref(z.astype(np.float64), o, epoch), rel=1e-5)
+    assert (float(losses.batch_loss("splc", z, o, epoch=1)) != pytest.approx(got)) == (epoch >= 2)
+
+
+@pytest.mark.parametrize("method, mode", [("ll_r", "reject"), ("ll_ct", "temporary"), ("ll_cp", "permanent")])
+@pytest.mark.parametrize("epoch", [1, 2, 5])
+def test_large_loss_methods_change_the_formulas_k_entries(batch, method, mode, epoch):
+    z, o = batch
+    expected, k = large_loss_ref(z.astype(np.float64), o.copy(), epoch, mode, delta=0.01)
+    assert float(losses.batch_loss(method, z, o, epoch=epoch, delta=0.01)) == pytest.approx(expected, rel=1e-5)
+    count = losses.large_loss_count(z.shape[0], z.shape[1], epoch, 0.01, mode == "permanent")
+    assert int(count) == k
+    assert k == (0 if epoch == 1 else math.ceil(64 * 7 * 0.01 * (1 if mode == "permanent" else epoch - 1)))
+    terms = losses.terms(method, z[None], o[None], losses.Inputs(epoch=epoch), {"delta": 0.01})
+    if mode == "permanent":
+        corrected = terms.corrected.numpy()[0]
+        assert corrected.sum() == k and not (corrected & (o == 1)).any()
+    else:
+        assert terms.corrected is None
+
+
+def test_registry_names_params_and_oracles():
+    assert [methods.display_name(m) for m in ("ce", "ignore_missing", "confidence")] == ["CE", "IM-WCE", "CB-WCE"]
+    assert methods.get("ignore_missing").oracle and not methods.get("confidence_mixture").oracle
+    for name in ("an", "an_ls", "wan", "epr", "role", "em", "focal", "asl", "hill", "splc", "ll_r", "ll_ct", "ll_cp"):
+        assert methods.get(name).loss in losses.LOSSES
+    from splits import weights
+    assert {f"confidence_{e}" for e in weights.ESTIMATORS} <= set(methods.METHODS)
+    assert methods.parameters("asl") == {"gamma_pos": 0.0, "gamma_neg": 4.0, "clip": 0.05}
+    assert methods.parameters("asl", {"gamma_neg": 2})["gamma_neg"] == 2
+    with pytest.raises(ValueError, match="unknown method 'focall'; known: ce,"):
+        methods.get("focall")
+    with pytest.raises(ValueError, match="has no parameter 'gama'; its parameters: gamma"):
+        methods.parameters("focal", {"gama": 1})
+    with pytest.raises(ValueError, match=r"c.toml: \[heads.params.focal\]: method 'focal' has no parameter"):
+        methods.check(["focal"], {"focal": {"gama": 1}}, "c.toml")
+    with pytest.raises(ValueError, match="c.toml: heads.methods holds 'cbwce', which is no method"):
+        methods.check(["cbwce"], {}, "c.toml")
+
+
+def test_confidence_estimators_expect_the_simulated_and_the_natural_missing_share(tmp_path):
     from splits import weights
     rng = np.random.default_rng(0)
     labels = (rng.random((80, 6)) < 0.4).astype(np.uint8)
     observed = labels & (rng.random(labels.shape) < 0.7)
+    rows = np.arange(80)
     prior = weights.estimator("prior")
-    np.testing.assert_array_equal(losses.negative_weights("confidence_prior", labels, observed, 0.0)[observed == 0], 1)
-    np.testing.assert_array_equal(losses.negative_weights("confidence_prior", labels, observed, 0.0, 0.3),
-                                  prior(observed, 0.3))  # complete split, labels missing by nature
-    np.testing.assert_allclose(losses.negative_weights("confidence_prior", labels, observed, 0.5, 0.3),
-                               prior(observed, 1 - 0.7 * 0.5))
-    np.testing.assert_array_equal(losses.negative_weights("confidence_prior", labels, observed, None, 0.3),
-                                  prior(observed, None))
-    np.testing.assert_array_equal(losses.negative_weights("confidence", labels, observed, 0.5, 0.3),
+    np.testing.assert_array_equal(methods.negative_weights("confidence_prior", labels, observed, rows, 0.0)[observed == 0], 1)
+    np.testing.assert_allclose(methods.negative_weights("confidence_prior", labels, observed, rows, 0.3),
+                               prior(observed, 0.3))
+    np.testing.assert_array_equal(methods.negative_weights("confidence", labels, observed, rows, 0.5),
                                   weights.cb_weights(observed))  # the paper's weight takes no rate
+    assert methods.negative_weights("an", labels, observed, rows) is None

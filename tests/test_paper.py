@@ -20,7 +20,7 @@ def test_import_mscoco(coco_splits):
     folder = PAPER_SPLITS / "labels_balanced_4labels" / "missing_labels0.5"
     published = pd.read_csv(folder / "negative_weights1_0.5.csv.gz", index_col=0)
     rows = pd.Series(np.arange(len(sf.ids)), index=sf.ids.astype(int))[published.index].to_numpy()
-    hidden = (sf.labels[rows] == 1) & (sf.observed(0, 2)[rows] == 0)
+    hidden = (sf.labels[rows] == 1) & (sf.observed(0, 0.5)[rows] == 0)
     np.testing.assert_array_equal(hidden, published.to_numpy() == 0)
 
 
@@ -64,7 +64,7 @@ def test_plain_and_gzipped_csv_import_alike(tmp_path):
     a = store.load(splits.import_to(tmp_path / "plain", tmp_path / "a.h5"))
     b = store.load(splits.import_to(tmp_path / "gz", tmp_path / "b.h5"))
     np.testing.assert_array_equal(a.labels, labels)
-    np.testing.assert_array_equal(a.observed(2, 3), b.observed(2, 3))
+    np.testing.assert_array_equal(a.observed(2, 0.75), b.observed(2, 0.75))
 
 
 def test_import_errors_name_file_and_row(tmp_path):

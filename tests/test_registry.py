@@ -15,8 +15,9 @@ TINY = [
 ]
 
 
-def test_every_registry_entry_is_covered():
-    assert {name for name, _, _ in TINY} == set(registry.BACKBONES)
+def test_every_registry_entry_is_covered_and_has_config_defaults():
+    from configs import backbones
+    assert {name for name, _, _ in TINY} == set(registry.BACKBONES) == set(backbones.BACKBONES)
 
 
 @pytest.mark.parametrize("name, size, shape", TINY)
@@ -26,7 +27,7 @@ def test_entry_builds_on_tiny_input_with_documented_endpoint(name, size, shape):
         tf.compat.v1.set_random_seed(0)  # graph seeds: random ops stay legal under op determinism
         images = tf.compat.v1.placeholder(tf.float32, [1, size, size, 3])
         _, end_points = spec.build(images)
-        assert tuple(end_points[spec.endpoint].shape.as_list()[1:]) == shape
+        assert tuple(end_points[spec.defaults.endpoint].shape.as_list()[1:]) == shape
         assert registry.backbone_variables(spec)  # the restore scope holds variables
 
 

@@ -1,64 +1,84 @@
-"""Tables against a direct computation from the prediction files; every figure written and not blank."""
+"""Tables against a direct computation from the prediction files; every figure written and not
+blank; statistics over seeds x folds; runs made from other inputs are refused."""
+import h5py
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-from sklearn.metrics import average_precision_score, recall_score
+from scipy import stats
+from sklearn.metrics import average_precision_score, f1_score, recall_score
 
 import configs
 import splits
-from analysis import report
-from heads import trainer
+from analysis import report, tables
+from heads import predictions
+from heads.predictions import HeadRun
 from splits import store
+
+QUALITY = {"ce": 0.5, "ignore_missing": 0.8, "confidence": 0.6}
+
+
+def write_grid(cfg, skip=()):
+    """Hand-made predictions for every run of the config's heads grid but `skip`."""
+    rng = np.random.default_rng(0)
+    for seed in cfg.seeds:
+        sf = store.load(store.path(cfg, seed))
+        protocols = [store.protocol_key(r) for r in cfg.splits.ratios] + \
+            ([store.SINGLE_POSITIVE] if cfg.splits.single_positive else [])
+        for k in range(sf.n_folds):
+            test = sf.test_fold == k
+            for protocol in protocols:
+                for method in cfg.heads.methods:
+                    run = HeadRun(seed, k, protocol, method)
+                    if (k, protocol, method) in skip:
+                        continue
+                    labels = sf.labels[test]
+                    shift = 0.15 if protocol == store.SINGLE_POSITIVE else float(protocol) * 0.2
+                    probs = np.clip(labels * QUALITY[method] + rng.random(labels.shape) * (1 - QUALITY[method]) - shift,
+                                    0, 1)
+                    directory = predictions.run_dir(cfg, run)
+                    predictions.write(directory, ids=sf.ids[test], labels=labels, probabilities=probs,
+                                      attrs={"method": method, "protocol": protocol, "ratio": run.ratio,
+                                             "fold": k + 1, "seed": seed, "source": "heads"},
+                                      provenance=predictions.head_provenance(cfg, run, sf.fingerprint, "", 0))
+                    pd.DataFrame({"epoch": [1, 2], "train_loss": [0.5, 0.4]}).to_csv(directory / "history.csv",
+                                                                                     index=False)
 
 
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory):
-    """A splits.h5 and hand-made predictions for every run of the grid but one."""
     root = tmp_path_factory.mktemp("runs")
     cfg = configs.from_dict({"experiment": {"name": "r", "runs_dir": str(root)}, "dataset": {"n_images": 160}},
                             source="test")
-    sf = store.load(splits.make(cfg))
-    rng = np.random.default_rng(0)
-    for k in range(4):
-        test = sf.test_fold == k
-        for ratio in cfg.splits.ratios:
-            for quality, method in zip((0.5, 0.8, 0.6), cfg.heads.methods):
-                if (k, ratio, method) == (3, 0.75, "confidence"):
-                    continue  # one missing run
-                labels = sf.labels[test]
-                probs = np.clip(labels * quality + rng.random(labels.shape) * (1 - quality) - ratio * 0.2, 0, 1)
-                path = trainer.run_dir(cfg, trainer.HeadRun(k, ratio, method))
-                trainer.write_predictions(path, ids=sf.ids[test], labels=labels, probabilities=probs,
-                                          attrs={"method": method, "ratio": ratio, "fold": k + 1, "source": "heads"})
-                pd.DataFrame({"epoch": [1, 2], "train_loss": [0.5, 0.4]}).to_csv(path / "history.csv", index=False)
+    splits.make(cfg)
+    write_grid(cfg, skip={(3, "0.75", "confidence")})
     return cfg
 
 
 def test_report_tables_match_direct_computation(grid):
     path = report.report(grid)
     text = path.read_text()
-    assert "CB-WCE, ratio 0.75, fold 4" in text
-    summary = pd.read_csv(path.parent / "summary.csv")
-    row = summary[(summary["name"] == "IM-WCE") & np.isclose(summary["ratio"], 0.5)].iloc[0]
+    assert "heads seed 0, fold 4, 0.75, confidence" in text  # the missing run is listed
+    summary = pd.read_csv(path.parent / "summary.csv", dtype={"protocol": str})
+    row = summary[(summary["name"] == "IM-WCE") & (summary["protocol"] == "0.5")].iloc[0]
     maps, recalls = [], []
     for k in range(4):
-        import h5py
-        with h5py.File(trainer.run_dir(grid, trainer.HeadRun(k, 0.5, "ignore_missing")) / "predictions.h5") as h5:
+        with h5py.File(predictions.file(grid, HeadRun(0, k, "0.5", "ignore_missing"))) as h5:
             y, p = h5["labels"][:], h5["probabilities"][:]
         keep = y.sum(0) > 0
         maps.append(average_precision_score(y[:, keep], p[:, keep], average="macro"))
         recalls.append(recall_score(y, p >= 0.5, average="micro"))
     assert row["mAP mean"] == pytest.approx(np.mean(maps), abs=1e-4)
     assert row["mAP std"] == pytest.approx(np.std(maps, ddof=1), abs=1e-4)
+    assert row["mAP ci95"] == pytest.approx(stats.t.ppf(0.975, 3) * np.std(maps, ddof=1) / 2, abs=1e-4)
     assert row["micro_recall mean"] == pytest.approx(np.mean(recalls), abs=1e-4)
-    paired = pd.read_csv(path.parent / "paired_vs_ce.csv")
+    assert bool(row["oracle"]) and row["runs"] == 4
+    paired = pd.read_csv(path.parent / "paired_vs_ce.csv", dtype={"protocol": str})
     assert set(paired["name"]) == {"IM-WCE", "CB-WCE"}
-    im = summary[summary["name"] == "IM-WCE"].sort_values("ratio")
-    ce_top = summary[(summary["name"] == "CE") & np.isclose(summary["ratio"], 0.75)].iloc[0]
-    line = next(line for line in text.splitlines() if line.startswith("- **IM-WCE**"))
+    assert "| protocol |" in text and "| 0.25 |" in text and "0.2500" not in text.split("## Paired")[0]
+    im = summary[summary["name"] == "IM-WCE"]
+    line = next(line for line in text.splitlines() if line.startswith("- **IM-WCE** (oracle)"))
     assert f"micro recall {' / '.join(f'{v:.3f}' for v in im['micro_recall mean'])}" in line
-    assert f"recall {im['micro_recall mean'].iloc[-1] - ce_top['micro_recall mean']:+.3f}" in line
 
 
 def test_every_figure_is_written_and_not_blank(grid):
@@ -68,11 +88,59 @@ def test_every_figure_is_written_and_not_blank(grid):
         assert (out / f"{stem}.pdf").stat().st_size > 1000
         pixels = np.asarray(Image.open(out / f"{stem}.png").convert("L"), dtype=float)
         assert pixels.std() > 10, stem  # something is drawn
+    assert not list(out.glob(".*tmp*"))  # figures are renamed into place
+
+
+def test_seeds_times_folds_give_paired_tests_with_real_p_values(tmp_path):
+    cfg = configs.from_dict({"experiment": {"name": "s", "runs_dir": str(tmp_path), "seeds": [0, 1, 2]},
+                             "dataset": {"n_images": 160}, "splits": {"ratios": [0.5], "single_positive": True}},
+                            source="test")
+    splits.make(cfg)
+    write_grid(cfg)
+    path = report.report(cfg)
+    paired = pd.read_csv(path.parent / "paired_vs_ce.csv", dtype={"protocol": str})
+    row = paired[(paired["name"] == "IM-WCE") & (paired["protocol"] == "0.5") & (paired["metric"] == "micro_f1")].iloc[0]
+    ce, im = [], []
+    for seed in (0, 1, 2):
+        for k in range(4):
+            for method, out in (("ce", ce), ("ignore_missing", im)):
+                with h5py.File(predictions.file(cfg, HeadRun(seed, k, "0.5", method))) as h5:
+                    out.append(f1_score(h5["labels"][:], h5["probabilities"][:] >= 0.5, average="micro"))
+    diff = np.array(im) - np.array(ce)
+    assert row["pairs"] == 12 and row["better"] == (diff > 0).sum()
+    assert row["mean difference"] == pytest.approx(diff.mean(), abs=1e-4)
+    assert row["wilcoxon p"] == pytest.approx(stats.wilcoxon(diff).pvalue, rel=1e-4)
+    assert row["wilcoxon p"] < 0.05 and row["holds"].startswith("yes")  # 12 pairs can say it
+    assert "single positive" in set(paired["protocol"])
+    assert (tmp_path / "s" / "seed2" / "heads" / "fold4" / "single_positive" / "ce" / "predictions.h5").is_file()
+
+
+def test_holm_adjustment_against_a_loop():
+    p = np.array([0.01, 0.04, np.nan, 0.03, 0.2])
+    got = tables.holm(p)
+    order = [0, 3, 1, 4]
+    want, running = {}, 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1, (4 - rank) * p[i]))
+        want[i] = running
+    np.testing.assert_allclose(got[order], [want[i] for i in order])
+    assert np.isnan(got[2])
+
+
+def test_runs_made_from_other_settings_are_refused(tmp_path):
+    cfg = configs.from_dict({"experiment": {"name": "x", "runs_dir": str(tmp_path)}, "dataset": {"n_images": 80}},
+                            source="test")
+    splits.make(cfg)
+    write_grid(cfg)
+    changed = configs.from_dict({"experiment": {"name": "x", "runs_dir": str(tmp_path)}, "dataset": {"n_images": 80},
+                                 "heads": {"epochs": 7}}, source="test")
+    with pytest.raises(ValueError, match=r"heads seed 0, fold 1, 0, ce: heads.epochs: 20 -> 7"):
+        report.report(changed)
 
 
 def test_no_runs_is_an_error(tmp_path):
     cfg = configs.from_dict({"experiment": {"name": "empty", "runs_dir": str(tmp_path)}, "dataset": {"n_images": 80}},
                             source="test")
     splits.make(cfg)
-    with pytest.raises(ValueError, match="no predictions.h5"):
+    with pytest.raises(ValueError, match="no complete predictions.h5"):
         report.report(cfg)

@@ -17,10 +17,12 @@ def tiny_cfg(tmp_path_factory):
 
 
 def test_make_writes_the_contract_and_skips_when_complete(tiny_cfg, capsys):
-    path = splits.make(tiny_cfg)
+    [path] = splits.make(tiny_cfg)
     sf = store.load(path)
     assert sf.labels.shape == (120, 16) and sf.labels.dtype == np.uint8
-    assert sf.observed(1, 2).shape == (120, 16)
+    assert sf.protocols == ["0", "0.25", "0.5", "0.75"]
+    assert sf.observed(1, 0.5).shape == (120, 16)
+    assert sf.missing_rate(1, "0.25") == 0.25
     with h5py.File(path) as h5:
         assert h5["observed"].shape == (4, 4, 120, 16)
         assert h5.attrs["complete"] and "heads" in h5.attrs["config"]
@@ -41,7 +43,7 @@ def test_load_refuses_incomplete_file(tmp_path):
 
 
 def test_describe_cli(tiny_cfg, capsys):
-    assert cli.main(["describe", str(splits.splits_path(tiny_cfg))]) == 0
+    assert cli.main(["describe", str(store.path(tiny_cfg))]) == 0
     out = capsys.readouterr().out
-    assert "120 images x 16 classes" in out and "hidden share" in out
+    assert "120 rows x 16 classes" in out and "hidden share" in out
     assert cli.main(["describe", "/nowhere/splits.h5"]) == 2

@@ -6,26 +6,27 @@ import pytest
 import configs
 import splits
 from features import store as feature_store
-from heads import trainer
+from heads import predictions, trainer
+from heads.predictions import HeadRun
 
 
 def make_features(cfg, n_features=24, noise=0.6, seed=0):
     """A splits.h5 from the config's synthetic labels and a feature store of a noisy linear map."""
-    sf_path = splits.make(cfg)
+    [sf_path] = splits.make(cfg)
     from splits import store
     sf = store.load(sf_path)
     rng = np.random.default_rng(seed)
     mixing = rng.normal(0, 1, (sf.labels.shape[1], n_features))
     x = sf.labels @ mixing + rng.normal(0, noise, (len(sf.ids), n_features))
-    from extract.extraction import feature_path
-    path = feature_path(cfg)
+    path = feature_store.path(cfg)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    feature_store.create(tmp, sf.ids, n_features, "float32", 64, {"backbone": "synthetic"})
+    recipe = {"features": "a noisy linear map of the labels", "seed": seed, "noise": noise}
+    feature_store.create(tmp, sf.ids, n_features, "float32", 64, {"backbone": "synthetic"}, recipe)
     for chunk in feature_store.pending_chunks(tmp):
         rows = slice(chunk * 64, (chunk + 1) * 64)
         feature_store.commit_chunk(tmp, chunk, x[rows].astype(np.float32), np.ones(len(x[rows]), bool), [])
-    feature_store.finish(tmp, path)
+    feature_store.finish(tmp, path, recipe)
     return sf
 
 
@@ -39,7 +40,7 @@ def config(root, **heads):
 
 
 def probabilities(cfg, run):
-    with h5py.File(trainer.run_dir(cfg, run) / "predictions.h5", "r") as h5:
+    with h5py.File(predictions.file(cfg, run), "r") as h5:
         return h5["probabilities"][:]
 
 
@@ -47,11 +48,11 @@ def test_batched_stack_equals_each_head_alone(tmp_path):
     cfg = config(tmp_path / "stack")
     make_features(cfg)
     trainer.train(cfg, only={"fold": "2"}, n_jobs=1)
-    runs = [trainer.HeadRun(1, r, m) for r in cfg.splits.ratios for m in cfg.heads.methods]
+    runs = [HeadRun(0, 1, f"{r:g}", m) for r in cfg.splits.ratios for m in cfg.heads.methods]
     alone = config(tmp_path / "alone")
     make_features(alone)
     for run in runs[::5]:
-        trainer.train(alone, only={"fold": "2", "ratio": str(run.ratio), "method": run.method}, n_jobs=1)
+        trainer.train(alone, only={"fold": "2", "ratio": run.protocol, "method": run.method}, n_jobs=1)
         np.testing.assert_allclose(probabilities(cfg, run), probabilities(alone, run), atol=1e-5)
 
 
@@ -63,10 +64,10 @@ def test_two_jobs_equal_one_and_reruns_skip(tmp_path, capsys):
     trainer.train(one, only={"method": "ce", "ratio": "0.5"}, n_jobs=1)
     trainer.train(two, only={"method": "ce", "ratio": "0.5"}, n_jobs=2)
     for k in range(4):
-        run = trainer.HeadRun(k, 0.5, "ce")
+        run = HeadRun(0, k, "0.5", "ce")
         np.testing.assert_array_equal(probabilities(one, run), probabilities(two, run))
     trainer.train(one, only={"method": "ce", "ratio": "0.5"}, n_jobs=1)
-    assert "every requested run is complete" in capsys.readouterr().out
+    assert "every requested heads run is complete" in capsys.readouterr().out
 
 
 def test_heads_learn_and_the_oracle_recovers_hidden_positives(tmp_path):
@@ -77,7 +78,7 @@ def test_heads_learn_and_the_oracle_recovers_hidden_positives(tmp_path):
     from sklearn.metrics import average_precision_score
     recall = {}
     for method in cfg.heads.methods:
-        probs = probabilities(cfg, trainer.HeadRun(0, 0.75, method))
+        probs = probabilities(cfg, HeadRun(0, 0, "0.75", method))
         truth = sf.labels[test]
         assert average_precision_score(truth, probs, average="macro") > 2 * truth.mean()  # far above chance
         recall[method] = ((probs > 0.5) & (truth == 1)).sum() / truth.sum()
@@ -86,11 +87,13 @@ def test_heads_learn_and_the_oracle_recovers_hidden_positives(tmp_path):
 
 def test_bad_input_is_named(tmp_path):
     cfg = config(tmp_path / "bad")
-    with pytest.raises(ValueError, match="does not exist; run `make splits`"):
+    with pytest.raises(ValueError, match="is missing or incomplete; run `make features`"):
         trainer.train(cfg)
     make_features(cfg)
     with pytest.raises(ValueError, match="--only method=focal is not in"):
         trainer.train(cfg, only={"method": "focal"})
+    with pytest.raises(ValueError, match="holds 'focall', which is no method"):
+        trainer.train(config(tmp_path / "bad", methods=["focall"]))
     with pytest.raises(ValueError, match="--only ratio=0.3 is not in"):
         trainer.train(cfg, only={"ratio": "0.3"})
     wide = config(tmp_path / "bad", hidden=[2**24])  # 12 heads x 670 M parameters: more than any RAM here
@@ -119,7 +122,7 @@ def test_streamed_features_equal_in_ram_and_hold_one_window(tmp_path, monkeypatc
     whole = config(tmp_path / "whole", features="stream", shuffle_buffer=10_000)
     make_features(whole)
     trainer.train(whole, only={"fold": "3"}, n_jobs=1)
-    for run in [trainer.HeadRun(2, r, m) for r in ram.splits.ratios for m in ram.heads.methods]:
+    for run in [HeadRun(0, 2, f"{r:g}", m) for r in ram.splits.ratios for m in ram.heads.methods]:
         np.testing.assert_allclose(probabilities(whole, run), probabilities(ram, run), atol=1e-6)
 
     reads = []
@@ -131,7 +134,7 @@ def test_streamed_features_equal_in_ram_and_hold_one_window(tmp_path, monkeypatc
     sf = make_features(small, noise=0.4)
     trainer.train(small, only={"fold": "1", "ratio": "0.0", "method": "ce"}, n_jobs=1)
     assert max(reads) == 64 and len(reads) > 10
-    with h5py.File(trainer.run_dir(small, trainer.HeadRun(0, 0.0, "ce")) / "predictions.h5", "r") as h5:
+    with h5py.File(predictions.file(small, HeadRun(0, 0, "0", "ce")), "r") as h5:
         assert h5.attrs["feature_access"] == "stream (window 64 rows)"
         probs = h5["probabilities"][:]
     from sklearn.metrics import average_precision_score
@@ -158,7 +161,10 @@ def test_validation_early_stopping_keeps_each_heads_best_epoch():
 
     stack = models.HeadStack(["a", "b"], hidden=(64,), optimizer="adam", learning_rate=0.05, epochs=40,
                              patience=3, seed=0)
-    stack.fit(batches, y, np.ones((2, 5)), ones, ["ce", "ce"], (blocks, y_val, ones_val), d_in=40)
+    inputs = models.StackInputs(methods=["ce", "ce"], params=[{}, {}], targets=y.astype(np.uint8),
+                                target_of=np.array([0, 1]), pos_weight=np.ones((2, 5), np.float32),
+                                negatives=ones[:1], negatives_of=np.array([0, 0]), k=np.zeros(2, np.float32))
+    stack.fit(batches, inputs, (blocks, y_val.astype(np.uint8), ones_val[:1]), d_in=40)
     val = np.array([rec["val_loss"] for rec in stack.history_])
     assert len(val) < 40  # stopped early
     best = val.argmin(0)
@@ -176,9 +182,9 @@ def test_validation_weights_come_from_one_estimate_over_training_and_validation_
                              "heads": {"head": "linear", "epochs": 1, "methods": ["confidence_prior"]}}, source="test")
     sf = make_features(cfg)
     seen = []
-    original = trainer.losses.negative_weights
-    monkeypatch.setattr(trainer.losses, "negative_weights",
-                        lambda method, labels, observed, *rest: seen.append(len(observed))
-                        or original(method, labels, observed, *rest))
+    original = trainer.methods.negative_weights
+    monkeypatch.setattr(trainer.methods, "negative_weights",
+                        lambda method, labels, observed, rows, *rest: seen.append(len(rows))
+                        or original(method, labels, observed, rows, *rest))
     trainer.train(cfg, only={"fold": "1", "ratio": "0.5"}, n_jobs=1)
     assert seen == [int((sf.test_fold != 0).sum())]  # once, on all of the fold's non-test rows

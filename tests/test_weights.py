@@ -34,7 +34,7 @@ def test_cb_weights_equal_naive_loop_on_random_matrix():
 def test_cb_weights_equal_naive_loop_on_real_rows(coco_splits):
     sf = store.load(coco_splits)
     train = sf.train_rows(0)
-    observed = sf.observed(0, sf.ratio_index(0.5))[train]
+    observed = sf.observed(0, 0.5)[train]
     cb = weights.cb_weights(observed)
     sample = np.random.default_rng(0).choice(len(train), 40, replace=False)
     n_classes = observed.shape[1]
@@ -229,7 +229,7 @@ def test_weight_quality_sees_training_rows_only(tmp_path, monkeypatch):
     from splits import quality
     cfg = configs.from_dict({"experiment": {"name": "q", "runs_dir": str(tmp_path)}, "dataset": {"n_images": 200}},
                             source="test")
-    sf = store.load(splits.make(cfg))
+    sf = store.load(splits.make(cfg)[0])
     seen_shapes = []
     original = weights.ESTIMATORS["prior"]
     monkeypatch.setitem(weights.ESTIMATORS, "prior",
@@ -238,7 +238,7 @@ def test_weight_quality_sees_training_rows_only(tmp_path, monkeypatch):
     assert {shape[0] for shape in seen_shapes} == {len(sf.train_rows(k)) for k in range(4)}
     from sklearn.metrics import roc_auc_score
     train = sf.train_rows(0)
-    seen = sf.observed(0, 2)[train]
+    seen = sf.observed(0, 0.5)[train]
     zeros = seen == 0
     hidden = (sf.labels[train] == 1) & zeros
     expect = roc_auc_score(hidden[zeros], 1 - weights.cb_weights(seen)[zeros])

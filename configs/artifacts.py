@@ -1,0 +1,173 @@
+"""Outputs that know what made them: opening, fingerprinting and claiming every stage's files.
+
+Provenance: a flat dict {key: JSON value} of exactly what determines an output (the config
+keys it depends on, the fingerprints of the files it read, checkpoint hashes, the versions of
+the packages that compute it). It is stored with the output (HDF5 attributes `provenance`, as
+JSON, and `fingerprint`, its sha256) and compared when a stage meets an existing output:
+
+    same provenance, complete  -> "already done", reused
+    other provenance           -> refused, naming each change (key: old -> new), unless --force
+    damaged (not readable)     -> refused with what to do, unless --force
+    --force                    -> the output is removed without being opened, then made anew
+
+`open_h5` is the one way stores are opened: a file that HDF5 cannot read becomes a ValueError
+naming it. `claim` takes an exclusive lock beside an output for as long as it is being made: a
+second process on the same output is refused with a message (the lock dies with its holder).
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import h5py
+
+FORCE_HINT = "rerun the stage with --force (make ... FORCE=1)"
+
+
+def fingerprint(provenance: dict) -> str:
+    return hashlib.sha256(json.dumps(provenance, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def changes(old: dict, new: dict) -> list[str]:
+    """'key: old -> new' for every key whose value differs (absent keys read as (none))."""
+    def show(value):
+        text = json.dumps(value, default=str)
+        return text if len(text) <= 60 else text[:57] + "..."
+
+    return [f"{key}: {show(old.get(key, '(none)'))} -> {show(new.get(key, '(none)'))}"
+            for key in sorted(set(old) | set(new)) if old.get(key, "(none)") != new.get(key, "(none)")]
+
+
+@contextlib.contextmanager
+def open_h5(path: str | Path, mode: str = "r"):
+    """h5py.File(path, mode), with an HDF5 read error turned into a ValueError naming the file."""
+    path = Path(path)
+    try:
+        h5 = h5py.File(path, mode)
+    except FileNotFoundError:
+        raise
+    except OSError as err:
+        raise ValueError(f"{path} is damaged: HDF5 cannot read it ({err}). Delete it, or {FORCE_HINT}") from None
+    try:
+        yield h5
+    except OSError as err:
+        raise ValueError(f"{path} is damaged: HDF5 failed reading it ({err}). Delete it, or {FORCE_HINT}") from None
+    finally:
+        h5.close()
+
+
+def stamp(h5, provenance: dict) -> None:
+    """Record an output's provenance and fingerprint in its HDF5 attributes."""
+    h5.attrs["provenance"] = json.dumps(provenance, sort_keys=True, default=str)
+    h5.attrs["fingerprint"] = fingerprint(provenance)
+
+
+def recorded(path: str | Path) -> tuple[bool, dict]:
+    """(complete, provenance) of an existing output: an HDF5 file, or a JSON record (`record`)
+    of an output in another format; ValueError when it is damaged."""
+    path = Path(path)
+    if path.suffix == ".json":
+        try:
+            record = json.loads(path.read_text())
+            return bool(record["complete"]), record["provenance"]
+        except (ValueError, KeyError) as err:
+            raise ValueError(f"{path} is damaged ({err}). Delete it, or {FORCE_HINT}") from None
+    with open_h5(path) as h5:
+        return bool(h5.attrs.get("complete", False)), json.loads(h5.attrs.get("provenance", "{}"))
+
+
+def record(path: str | Path, provenance: dict) -> None:
+    """The provenance of an output that is not an HDF5 file (a checkpoint), as JSON, written last."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"complete": True, "provenance": provenance, "fingerprint": fingerprint(provenance)},
+                              sort_keys=True, default=str))
+    os.replace(tmp, path)
+
+
+def remove(path: Path) -> None:
+    """Delete an output (file or directory) without opening it."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def stale_message(path: Path, differences: list[str]) -> str:
+    shown = "; ".join(differences[:8]) + (f"; and {len(differences) - 8} more" if len(differences) > 8 else "")
+    return (f"{path} was made from other inputs or settings ({shown}). Nothing was reused: "
+            f"{FORCE_HINT} to redo it, or change experiment.name to keep both")
+
+
+def must_make(path: str | Path, provenance: dict, force: bool = False, target: str | Path | None = None) -> bool:
+    """Whether an output must be (re)made. True when it is absent or incomplete, or with `force`
+    (which first removes `target`, default `path`, unopened); False when it is complete and
+    made from the same provenance; ValueError when it is damaged or made from another one.
+    `path` is the HDF5 file holding the record (`target` may be the directory around it)."""
+    path = Path(path)
+    provenance = json.loads(json.dumps(provenance, sort_keys=True, default=str))  # as stored: lists, str keys
+    if force:
+        remove(Path(target) if target else path)
+        return True
+    if not path.exists():
+        return True
+    try:
+        complete, before = recorded(path)
+    except ValueError as err:
+        raise ValueError(str(err).replace(FORCE_HINT, f"{FORCE_HINT} to remake it")) from None
+    if not complete:
+        return True
+    differences = changes(before, provenance)
+    if differences:
+        raise ValueError(stale_message(path, differences))
+    return False
+
+
+@contextlib.contextmanager
+def claim(path: str | Path):
+    """An exclusive lock on `path` + '.lock' while an output is made; refused when another
+    process holds it. The kernel drops the lock when its holder exits, however it exits."""
+    lock_path = Path(f"{path}.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise ValueError(f"{path} is being made by {holder}; wait for it to finish or stop it") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()}")
+        handle.flush()
+        try:
+            yield lock_path
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def writable(directory: str | Path) -> Path:
+    """Create `directory` and check a file can be written there, before any long work."""
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ValueError(f"cannot write to {directory} ({err.strerror}); fix its permissions or change "
+                         "experiment.runs_dir") from None
+    return directory

@@ -1,0 +1,125 @@
+"""Where stages run their tasks: processes on this machine, or a Dask cluster ([cluster]).
+
+    results = cluster.run(cfg, tasks, n_jobs)   # tasks: [Task(label, fn, args)]
+
+One module owns the choice: `scheduler = ""` runs the tasks in joblib processes on this machine
+(n_jobs of them), `"local"` in a `distributed.LocalCluster` of `workers` processes, an address
+(tcp://host:8786) on a running cluster's workers. Either way a task's exception is reported
+with its label while the other tasks go on; once all have ended, `run` raises a ValueError
+naming every failed task (the command exits non-zero, and a rerun redoes only what is missing,
+since every task writes its output atomically). A line is printed per finished task.
+
+Workers die with their command: a task started by this machine's command watches the
+command's process and ends its own when the command is gone (`watch_parent`).
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import Any, NamedTuple
+
+PARENT_CHECK_SECONDS = 0.5
+
+
+class Task(NamedTuple):
+    label: str  # what the task makes, for progress and failure lines
+    fn: Callable
+    args: tuple = ()
+
+
+class Outcome(NamedTuple):
+    label: str
+    value: Any  # fn's return value, None on failure
+    error: str  # "" on success
+    seconds: float
+
+
+_watched: set[int] = set()
+
+
+def watch_parent(pid: int) -> None:
+    """End this process when process `pid` (the command that started the task) is gone."""
+    if pid == os.getpid() or pid in _watched:
+        return
+    _watched.add(pid)
+
+    def watch():
+        while True:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:
+                pass
+            time.sleep(PARENT_CHECK_SECONDS)
+
+    threading.Thread(target=watch, name="watch-parent", daemon=True).start()
+
+
+def perform(task: Task, parent: int, environment: dict | None = None) -> tuple[Any, float]:
+    """Run a task in a worker, watching its command: (value, seconds)."""
+    watch_parent(parent)
+    os.environ.update(environment or {})
+    start = time.perf_counter()
+    return task.fn(*task.args), time.perf_counter() - start
+
+
+def outcome(task: Task, future, started: float) -> Outcome:
+    """A finished future's Outcome: its value, or its exception as text (reported, not raised)."""
+    error = future.exception()
+    if error is None:
+        value, seconds = future.result()
+        return Outcome(task.label, value, "", seconds)
+    detail = "" if isinstance(error, ValueError) else "".join(traceback.format_exception(error, limit=-3))
+    return Outcome(task.label, None, f"{type(error).__name__}: {error}\n{detail}".strip(),
+                   time.perf_counter() - started)
+
+
+def report(result: Outcome, remaining: int) -> None:
+    state = "done" if not result.error else "FAILED: " + result.error.splitlines()[0]
+    print(f"{result.label}: {state} in {result.seconds:.1f} s; {remaining} task(s) left", flush=True)
+
+
+def _local(tasks: list[Task], n_jobs: int, environment: dict | None) -> list[Outcome]:
+    """Processes on this machine (loky, joblib's), or this process when n_jobs is 1."""
+    if n_jobs == 1 or len(tasks) == 1:
+        executor = ThreadPoolExecutor(max_workers=1)
+    else:
+        from joblib.externals.loky import get_reusable_executor
+        executor = get_reusable_executor(max_workers=min(n_jobs, len(tasks)))
+    started = time.perf_counter()
+    futures = {executor.submit(perform, task, os.getpid(), environment): task for task in tasks}
+    outcomes = []
+    for future in as_completed(futures):
+        outcomes.append(outcome(futures[future], future, started))
+        report(outcomes[-1], len(tasks) - len(outcomes))
+    if n_jobs == 1 or len(tasks) == 1:
+        executor.shutdown()
+    return outcomes
+
+
+def run(cfg, tasks: list[Task], n_jobs: int = 1, environment: dict | None = None) -> list[Any]:
+    """Run `tasks` where [cluster] says; their values in task order. ValueError naming every
+    failed task once all have ended. `environment`: variables set in the worker before a task."""
+    if not tasks:
+        return []
+    if cfg.cluster.scheduler:
+        from . import dask_engine
+        outcomes = dask_engine.run(cfg, tasks, environment)
+    else:
+        outcomes = _local(tasks, n_jobs, environment)
+    failed = [o for o in outcomes if o.error]
+    if failed:
+        lines = "\n".join(f"  {o.label}: {o.error}" for o in failed)
+        raise ValueError(f"{len(failed)} of {len(tasks)} task(s) failed (a rerun redoes only these):\n{lines}")
+    by_label = {o.label: o.value for o in outcomes}
+    return [by_label[task.label] for task in tasks]
+
+
+def threads_per_task(n_jobs: int) -> int:
+    """Threads each of n_jobs parallel tasks may use on this machine (0: leave TF's default)."""
+    return max(1, (os.cpu_count() or 1) // n_jobs) if n_jobs > 1 else 0

@@ -1,0 +1,349 @@
+"""Import precomputed features and labels (no images) into the feature store: the `table`
+dataset adapter, `python -m features import --config C` (and `make features` for such a config).
+
+Each format is read with the library made for it:
+    .npy / .npz      NumPy (a SciPy sparse matrix saved by scipy.sparse.save_npz stays sparse)
+    .csv / .tsv      pandas (optionally gzip-compressed; header or not; label columns by name
+                     (`label_columns`) or position (`n_labels`, last or `labels_first`))
+    .arff            liac-arff, dense rows or sparse {index value, ...} rows (kept sparse), the
+                     labels the last `n_labels` attributes, or the first (`labels_first`, or
+                     MEKA's "-C n" in the relation name when n_labels is 0)
+    .mat             scipy.io (MATLAB v7.3 files, which are HDF5, with h5py); keys by
+                     `features_key` / `labels_key`
+    .h5 / .hdf5      h5py, dataset names by `features_key` / `labels_key`
+Labels are 0/1, or -1/1 when `label_coding = "-1/1"`; a label matrix stored (L, N) is recognised
+by its shape and transposed (and said so). Row keys: the `id_column` of a CSV, else the row
+number. The store holds every source row in source order, with its labels; `splits` then drops
+rows and classes by `min_labels`. Bad input raises one ValueError naming the file, the row or
+column and the value, before anything is written.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import scipy.io
+import scipy.sparse
+
+import configs
+from configs import artifacts
+
+from . import store
+
+CSV_SUFFIXES = (".csv", ".tsv", ".txt")
+MAT_PAIRS = (("X", "y"), ("data", "target"), ("features", "labels"), ("X", "Y"))
+
+
+@dataclass
+class Table:
+    ids: list[str]
+    features: np.ndarray | scipy.sparse.csr_matrix  # (n, D)
+    labels: np.ndarray  # (n, L) as read, before the coding is checked
+    classes: list[str]
+
+
+def suffix(path: Path) -> str:
+    """The format suffix, a .gz aside: 'data.csv.gz' -> '.csv'."""
+    suffixes = [s.lower() for s in path.suffixes]
+    return suffixes[-2] if suffixes and suffixes[-1] == ".gz" and len(suffixes) > 1 else (suffixes or [""])[-1]
+
+
+def _require(path: str) -> Path:
+    if not path:
+        raise ValueError("no file given")
+    file = Path(path)
+    if not file.is_file():
+        raise ValueError(f"{file} does not exist (or is not a file); check [dataset] features / labels")
+    if file.stat().st_size == 0:
+        raise ValueError(f"{file} is empty")
+    return file
+
+
+def _label_positions(n_columns: int, ds, where: Path, meka: int = 0) -> np.ndarray:
+    """Which of n_columns are labels: n_labels first or last (MEKA's -C n when n_labels is 0)."""
+    n_labels, first = ds.n_labels, ds.labels_first
+    if not n_labels and meka:
+        n_labels, first = abs(meka), meka > 0
+    if not n_labels:
+        raise ValueError(f"{where}: set dataset.n_labels, how many of its {n_columns} columns are labels")
+    if n_labels >= n_columns:
+        raise ValueError(f"{where}: dataset.n_labels = {n_labels} leaves no feature column of {n_columns}")
+    return np.arange(n_labels) if first else np.arange(n_columns - n_labels, n_columns)
+
+
+def _numeric(frame: pd.DataFrame, where: Path, row_names) -> np.ndarray:
+    """A frame as float64; ValueError naming the row, column and cell that is not a number (an
+    empty cell included)."""
+    for column in frame.columns:
+        if frame[column].dtype.kind not in "biuf" or frame[column].isna().any():
+            numbers = pd.to_numeric(frame[column], errors="coerce")
+            bad = np.flatnonzero(numbers.isna().to_numpy())
+            if len(bad):
+                value = frame[column].iloc[bad[0]]
+                raise ValueError(f"{where}: row {row_names[bad[0]]!r} column {column!r} holds "
+                                 f"{'' if pd.isna(value) else value!r}, not a number")
+    return frame.to_numpy(np.float64)
+
+
+def _csv(path: Path, ds) -> tuple[list[str], pd.DataFrame, list[str]]:
+    """A CSV / TSV as (row keys, the other columns, row names for messages)."""
+    sep = "\t" if suffix(path) == ".tsv" else ","
+    frame = pd.read_csv(path, sep=sep, header=0 if ds.header else None, keep_default_na=False, na_values=[""],
+                        dtype={ds.id_column: str} if ds.id_column else None)
+    if frame.empty:
+        raise ValueError(f"{path} holds no rows")
+    frame.columns = [str(c) for c in frame.columns]
+    ids = [str(i) for i in range(len(frame))]
+    if ds.id_column and ds.id_column in frame.columns:
+        ids = frame.pop(ds.id_column).astype(str).tolist()
+    elif ds.id_column:
+        raise ValueError(f"{path}: no column {ds.id_column!r}; columns are {list(frame.columns)[:6]}...")
+    return ids, frame, [f"{key} (line {n + 1 + ds.header})" for n, key in enumerate(ids)]
+
+
+def read_csv(path: Path, ds, with_labels: bool) -> Table:
+    """A CSV / TSV: the id column, the label columns (when `with_labels`), the rest features."""
+    ids, frame, row_names = _csv(path, ds)
+    if not with_labels:
+        return Table(ids, _numeric(frame, path, row_names), np.zeros((len(frame), 0)), [])
+    if ds.label_columns:
+        missing = [c for c in ds.label_columns if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{path}: no label column {missing[0]!r}; columns are {list(frame.columns)[:6]}...")
+        label_names = list(ds.label_columns)
+    else:
+        label_names = [frame.columns[i] for i in _label_positions(frame.shape[1], ds, path)]
+    labels = _numeric(frame[label_names], path, row_names)
+    features = _numeric(frame.drop(columns=label_names), path, row_names)
+    return Table(ids, features, labels, label_names)
+
+
+def read_csv_labels(path: Path, ds) -> tuple[np.ndarray, list[str]]:
+    """A labels-only CSV / TSV: every column but the id column is a label."""
+    _, frame, row_names = _csv(path, ds)
+    return _numeric(frame, path, row_names), list(frame.columns) if ds.header else []
+
+
+def _arff_is_sparse(path: Path) -> bool:
+    """Whether an ARFF's first data row is sparse ({index value, ...})."""
+    with open(path, errors="replace") as fh:
+        data = False
+        for line in fh:
+            text = line.strip()
+            if not text or text.startswith("%"):
+                continue
+            if data:
+                return text.startswith("{")
+            data = text.lower().startswith("@data")
+    return False
+
+
+def read_arff(path: Path, ds) -> Table:
+    """A MULAN / MEKA ARFF, dense or sparse, read with liac-arff."""
+    import arff
+
+    sparse = _arff_is_sparse(path)
+    try:
+        with open(path) as fh:
+            parsed = arff.load(fh, return_type=arff.COO if sparse else arff.DENSE)
+    except arff.ArffException as err:
+        raise ValueError(f"{path}: not a readable ARFF file ({err})") from None
+    names = [name for name, _ in parsed["attributes"]]
+    if not names:
+        raise ValueError(f"{path} declares no attribute")
+    meka = re.search(r"-C\s+(-?\d+)", parsed.get("relation", "") or "")
+    positions = _label_positions(len(names), ds, path, int(meka.group(1)) if meka else 0)
+    if sparse:
+        values, rows, columns = parsed["data"]
+        n_rows = (max(rows) + 1) if rows else 0
+        if not n_rows:
+            raise ValueError(f"{path} holds no data rows")
+        data = _arff_numbers(values, rows, columns, names, path)
+        matrix = scipy.sparse.csr_matrix((data, (rows, columns)), shape=(n_rows, len(names)))
+        is_label = np.zeros(len(names), bool)
+        is_label[positions] = True
+        features = matrix[:, np.flatnonzero(~is_label)]
+        labels = matrix[:, positions].toarray()
+    else:
+        if not parsed["data"]:
+            raise ValueError(f"{path} holds no data rows")
+        frame = pd.DataFrame(parsed["data"], columns=names, dtype=object)
+        table = _numeric(frame, path, list(range(len(frame))))
+        labels = table[:, positions]
+        features = np.delete(table, positions, axis=1)
+    ids = [str(i) for i in range(labels.shape[0])]
+    return Table(ids, features, labels, [names[i] for i in positions])
+
+
+def _arff_numbers(values, rows, columns, names, path) -> np.ndarray:
+    """The stored values of a sparse ARFF as float64; ValueError naming one that is not a number."""
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        for value, row, column in zip(values, rows, columns):
+            try:
+                float(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"{path}: row {row} attribute {names[column]!r} holds {value!r}, "
+                                 "not a number") from None
+        raise
+
+
+def _mat(path: Path) -> dict:
+    """A .mat file's arrays: scipy.io for MATLAB v4-v7.2, h5py for v7.3 (HDF5)."""
+    try:
+        return {k: v for k, v in scipy.io.loadmat(path).items() if not k.startswith("__")}
+    except NotImplementedError:
+        with h5py.File(path, "r") as h5:
+            return {k: np.asarray(h5[k]).T for k in h5 if isinstance(h5[k], h5py.Dataset)}
+    except ValueError as err:
+        raise ValueError(f"{path}: not a readable MATLAB file ({err})") from None
+
+
+def _pick(arrays: dict, key: str, other: str, path: Path, what: str):
+    """arrays[key]; without a key, the array a common pair name gives, else an error listing keys."""
+    if key:
+        if key not in arrays:
+            raise ValueError(f"{path}: no {what} key {key!r}; it holds {', '.join(arrays)}")
+        return arrays[key]
+    for features_key, labels_key in MAT_PAIRS:
+        if features_key in arrays and labels_key in arrays:
+            return arrays[features_key if what == "features" else labels_key]
+    raise ValueError(f"{path}: say which key holds the {what} (dataset.{other}); it holds {', '.join(arrays)}")
+
+
+def read_arrays(path: Path, ds, what: str) -> np.ndarray | scipy.sparse.spmatrix:
+    """An array from .npy / .npz / .mat / .h5: `what` is "features" or "labels"."""
+    key = ds.features_key if what == "features" else ds.labels_key
+    other = "features_key" if what == "features" else "labels_key"
+    kind = suffix(path)
+    if kind == ".npy":
+        return np.load(path, allow_pickle=False)
+    if kind == ".npz":
+        with np.load(path, allow_pickle=False) as npz:
+            if "indptr" in npz.files and "format" in npz.files:
+                return scipy.sparse.load_npz(path)
+            arrays = {name: npz[name] for name in npz.files}
+        if len(arrays) == 1 and not key:
+            return next(iter(arrays.values()))
+        return _pick(arrays, key, other, path, what)
+    if kind == ".mat":
+        return _pick(_mat(path), key, other, path, what)
+    with h5py.File(path, "r") as h5:
+        name = key or what
+        if name not in h5:
+            raise ValueError(f"{path}: no dataset {name!r} (dataset.{other}); it holds {', '.join(h5)}")
+        return h5[name][()]
+
+
+def _matrix(array, path: Path, what: str, n_rows: int | None = None):
+    """A 2-D array (or sparse matrix) of rows; a (L, N) label matrix turned (N, L), said so."""
+    if not scipy.sparse.issparse(array):
+        array = np.asarray(array)
+        if array.ndim == 1:
+            array = array[:, None]
+        if array.ndim != 2:
+            raise ValueError(f"{path}: the {what} have {array.ndim} dimensions; expected (rows, columns)")
+        if array.dtype.kind not in "biuf":
+            raise ValueError(f"{path}: the {what} are of type {array.dtype}, not numbers")
+    if array.shape[0] == 0:
+        raise ValueError(f"{path}: the {what} hold no rows")
+    if what == "labels" and n_rows is not None and array.shape[0] != n_rows and array.shape[1] == n_rows:
+        print(f"{path}: labels stored as (classes, rows) = {array.shape}; read transposed")
+        array = array.T
+    return array
+
+
+def read_table(cfg) -> tuple[Table, list[Path]]:
+    """The config's features and labels, read and checked (module docstring); the files read."""
+    ds = cfg.dataset
+    features_file = _require(ds.features)
+    labels_file = _require(ds.labels) if ds.labels else None
+    kind = suffix(features_file)
+    if kind == ".arff":
+        table = read_arff(features_file, ds)
+    elif kind in CSV_SUFFIXES:
+        table = read_csv(features_file, ds, with_labels=labels_file is None)
+    else:
+        features = _matrix(read_arrays(features_file, ds, "features"), features_file, "features")
+        table = Table([str(i) for i in range(features.shape[0])], features, np.zeros((0, 0)), [])
+        if labels_file is None:
+            table.labels = _matrix(read_arrays(features_file, ds, "labels"), features_file, "labels", features.shape[0])
+    if labels_file is not None:
+        if suffix(labels_file) in CSV_SUFFIXES:
+            table.labels, table.classes = read_csv_labels(labels_file, ds)
+        else:
+            table.labels = _matrix(read_arrays(labels_file, ds, "labels"), labels_file, "labels", len(table.ids))
+    check(table, features_file, labels_file or features_file, ds.label_coding)
+    return table, [p for p in (features_file, labels_file) if p is not None]
+
+
+def check(table: Table, features_file: Path, labels_file: Path, coding: str) -> None:
+    """Row counts, ids, finite features and the label coding; labels recoded to 0/1 uint8."""
+    labels = scipy.sparse.csr_matrix(table.labels).toarray() if scipy.sparse.issparse(table.labels) else table.labels
+    n = table.features.shape[0]
+    if labels.shape[0] != n:
+        raise ValueError(f"{features_file} has {n} rows but {labels_file} has {labels.shape[0]} label rows; "
+                         "they must describe the same rows")
+    keys = pd.Index(table.ids)
+    if keys.has_duplicates:
+        raise ValueError(f"{features_file}: duplicate row key {keys[keys.duplicated()][0]!r}; keys must be unique")
+    values = table.features.data if scipy.sparse.issparse(table.features) else table.features
+    if not np.isfinite(values).all():
+        if scipy.sparse.issparse(table.features):
+            coo = table.features.tocoo()
+            bad = np.flatnonzero(~np.isfinite(coo.data))[0]
+            i, j, value = coo.row[bad], coo.col[bad], coo.data[bad]
+        else:
+            i, j = np.argwhere(~np.isfinite(table.features))[0]
+            value = table.features[i, j]
+        raise ValueError(f"{features_file}: row {table.ids[i]!r} feature column {j} holds {value!r}; "
+                         "features must be finite")
+    allowed = (0, 1) if coding == "0/1" else (-1, 1)
+    bad = ~np.isin(labels, allowed)
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        column = table.classes[j] if j < len(table.classes) else j
+        raise ValueError(f"{labels_file}: row {table.ids[i]!r} label column {column!r} holds {labels[i, j]!r}; "
+                         f"labels are coded {coding} (dataset.label_coding)")
+    table.labels = (labels == 1).astype(np.uint8)
+    if not table.classes:
+        table.classes = [f"label_{j}" for j in range(labels.shape[1])]
+
+
+def provenance(cfg, sources: list[Path]) -> dict:
+    """What an import is made from: the table keys of [dataset] and the files' hashes."""
+    keys = ("adapter", "features", "labels", "n_labels", "labels_first", "label_columns", "id_column",
+            "features_key", "labels_key", "label_coding", "header")
+    return {**{k: v for k, v in configs.section(cfg, "dataset").items() if k.split(".")[1] in keys},
+            "sources": {str(p): artifacts.file_sha256(p) for p in sources}}
+
+
+def import_features(cfg, force: bool = False) -> Path:
+    """Write the config's imported store (features and labels) unless it is done; its path."""
+    if cfg.dataset.adapter != "table":
+        raise ValueError(f"{cfg.source}: dataset.adapter = {cfg.dataset.adapter!r}; the import reads "
+                         "adapter = 'table' datasets (features and labels from files)")
+    out = store.path(cfg)
+    sources = [_require(p) for p in (cfg.dataset.features, cfg.dataset.labels) if p]
+    recipe = provenance(cfg, sources)
+    with artifacts.claim(out):
+        if not artifacts.must_make(out, recipe, force):
+            print(f"{out}: already done (use --force to redo)")
+            return out
+        table, files = read_table(cfg)
+        sparse = scipy.sparse.issparse(table.features)
+        attrs = {"backbone": "imported", "imported": True, "source": str(files[0]),
+                 "source_sha256": recipe["sources"][str(files[0])], "config": configs.to_json(cfg),
+                 "labels_source": str(files[-1]), "labels_sha256": recipe["sources"][str(files[-1])]}
+        artifacts.writable(out.parent)
+        store.write_table(out, table.ids, table.features, table.labels, table.classes, attrs, recipe)
+    density = table.features.nnz / np.prod(table.features.shape) if sparse else None
+    print(f"{out}: {len(table.ids)} rows x {table.features.shape[1]} features"
+          + (f" (sparse, {100 * density:.1f}% non-zero)" if sparse else "")
+          + f", {table.labels.shape[1]} labels, {table.labels.sum(1).mean():.2f} positives per row")
+    return out

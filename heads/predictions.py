@@ -1,0 +1,180 @@
+"""The predictions store: one `predictions.h5` per run, written by heads and finetune alike,
+read by analysis. This module owns the file, where runs live and what determines a run.
+
+A run is one (seed, fold, protocol, method) of a stage ("heads" or "finetune"), in
+`runs/<name>/[seed<s>/]<stage>/fold<k>/<protocol dir>/<method>/` (protocol dirs as
+`splits.store.protocol_dir`: ratio0.25, single_positive), holding:
+    predictions.h5  ids (n_test,) str, labels (n_test, L) uint8 ground truth,
+                    probabilities (n_test, L) float32; with validation rows also val_ids,
+                    val_observed (n_val, L) uint8 and val_probabilities (n_val, L) float32;
+                    attributes method, protocol, ratio (NaN under single positive), fold
+                    (1-based), seed, head, source (heads | finetune), config (JSON), provenance
+                    (JSON), fingerprint, complete
+    history.csv     loss per epoch (train, and validation when there is some)
+    timing.json     seconds, steps and rows
+Folds are 1-based in directory names and tables, 0-based in `splits.h5`.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+import configs
+from configs import artifacts
+from splits import store as splits_store
+
+from . import methods
+
+STAGES = ("heads", "finetune")
+
+
+@dataclass(frozen=True)
+class HeadRun:
+    seed: int
+    fold: int  # 0-based
+    protocol: str  # splits.store.protocol_key
+    method: str
+
+    @property
+    def key(self) -> str:
+        """The run's directory below its stage: fold<k>/<protocol dir>/<method>."""
+        return f"fold{self.fold + 1}/{splits_store.protocol_dir(self.protocol)}/{self.method}"
+
+    @property
+    def label(self) -> str:
+        return (f"seed {self.seed}, fold {self.fold + 1}, {splits_store.protocol_label(self.protocol)}, "
+                f"{self.method}")
+
+    @property
+    def ratio(self) -> float:
+        ratio = splits_store.protocol_ratio(self.protocol)
+        return math.nan if ratio is None else ratio
+
+
+def run_dir(cfg, run: HeadRun, stage: str = "heads") -> Path:
+    return cfg.seed_dir(run.seed) / stage / run.key
+
+
+def file(cfg, run: HeadRun, stage: str = "heads") -> Path:
+    return run_dir(cfg, run, stage) / "predictions.h5"
+
+
+def write(directory: Path, *, ids, labels, probabilities, attrs: dict, provenance: dict, validation=None) -> Path:
+    """Write predictions.h5 atomically (ids (n,), labels (n, L) ground truth, probabilities
+    (n, L); validation: (val_ids, val_observed, val_probabilities) or None)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / "predictions.h5"
+    tmp = directory / "predictions.h5.tmp"
+    with h5py.File(tmp, "w") as h5:
+        h5.create_dataset("ids", data=np.array(ids, dtype=object), dtype=h5py.string_dtype("utf-8"))
+        h5.create_dataset("labels", data=np.asarray(labels).astype(np.uint8))
+        h5.create_dataset("probabilities", data=np.asarray(probabilities).astype(np.float32))
+        if validation is not None:
+            val_ids, val_observed, val_probabilities = validation
+            h5.create_dataset("val_ids", data=np.array(val_ids, dtype=object), dtype=h5py.string_dtype("utf-8"))
+            h5.create_dataset("val_observed", data=val_observed.astype(np.uint8))
+            h5.create_dataset("val_probabilities", data=val_probabilities.astype(np.float32))
+        h5.attrs.update(attrs)
+        artifacts.stamp(h5, provenance)
+        h5.attrs["complete"] = True
+    os.replace(tmp, target)
+    return target
+
+
+def write_history(directory: Path, history: list[dict], head: int | None = None) -> None:
+    """history.csv: epoch, train_loss[, val_loss]; `head` picks one head's column of a stack."""
+    def value(record, key):
+        return record[key] if head is None else record[key][head]
+
+    has_val = bool(history) and "val_loss" in history[0]
+    lines = ["epoch,train_loss" + (",val_loss" if has_val else "")]
+    lines += [f"{rec['epoch']},{value(rec, 'train_loss'):.6f}" + (f",{value(rec, 'val_loss'):.6f}" if has_val else "")
+              for rec in history]
+    (directory / "history.csv").write_text("\n".join(lines) + "\n")
+
+
+def read(path: Path) -> dict:
+    """A complete predictions.h5 as {attribute: value, dataset: array}; ValueError if it is not."""
+    with artifacts.open_h5(path) as h5:
+        if not h5.attrs.get("complete", False):
+            raise ValueError(f"{path} is incomplete; rerun its stage")
+        out = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in h5.attrs.items()}
+        for name in ("labels", "probabilities", "val_observed", "val_probabilities"):
+            if name in h5:
+                out[name] = h5[name][:]
+        out["provenance"] = json.loads(out.get("provenance", "{}"))
+    return out
+
+
+def grid(cfg, stage: str, n_folds: int, protocols: list[str]) -> list[HeadRun]:
+    """Every run of a stage's grid: seeds x folds x protocols x methods."""
+    if stage == "heads":
+        folds, methods_ = range(n_folds), cfg.heads.methods
+    else:
+        ft = cfg.finetune
+        folds = [k - 1 for k in ft.folds] if ft.folds else range(n_folds)
+        methods_ = ft.methods
+        if ft.ratios:
+            protocols = [splits_store.protocol_key(r) for r in ft.ratios]
+    return [HeadRun(seed, k, p, m) for seed in cfg.seeds for k in folds for p in protocols for m in methods_]
+
+
+def select(runs: list[HeadRun], only: dict | None, where: str) -> list[HeadRun]:
+    """The runs `--only` names (fold=K, ratio=R or single_positive, method=M, seed=S); a value
+    outside the grid is an error."""
+    only = dict(only or {})
+    values = {"seed": lambda run: str(run.seed), "fold": lambda run: str(run.fold + 1),
+              "ratio": lambda run: run.protocol, "method": lambda run: run.method}
+    if "ratio" in only:
+        only["ratio"] = splits_store.protocol_key(only["ratio"])
+    for key, wanted in only.items():
+        present = sorted({values[key](run) for run in runs})
+        if wanted not in present:
+            raise ValueError(f"--only {key}={wanted} is not in the {where} grid: {', '.join(present)}")
+    return [run for run in runs if all(values[key](run) == wanted for key, wanted in only.items())]
+
+
+def plan(cfg, runs: list[HeadRun], provenance_of, force: bool = False, stage: str = "heads") -> list[HeadRun]:
+    """The runs to make: absent or incomplete ones, all with `force` (removed first); runs made
+    from another provenance (`provenance_of(run)`) are refused, naming the first few."""
+    todo, stale = [], []
+    for run in runs:
+        try:
+            if artifacts.must_make(file(cfg, run, stage), provenance_of(run), force, target=run_dir(cfg, run, stage)):
+                todo.append(run)
+        except ValueError as err:
+            stale.append(f"{run.label}: {err}")
+    if stale:
+        raise ValueError(f"{len(stale)} {stage} run(s) cannot be reused:\n  " + "\n  ".join(stale[:3])
+                         + ("\n  ..." if len(stale) > 3 else ""))
+    return todo
+
+
+def head_provenance(cfg, run: HeadRun, splits_fingerprint: str, features_fingerprint: str, window: int) -> dict:
+    """What a frozen-feature head's predictions are made from: [heads] (how the grid runs aside),
+    the method and its parameters, the seed / fold / protocol, the input files' fingerprints and
+    the batch order (`window`: 0 = one permutation of the fold; else streamed windows)."""
+    heads = configs.section(cfg, "heads", exclude=("methods", "params", "n_jobs", "features", "shuffle_buffer"))
+    return {**heads, "method": run.method, "params": methods.parameters(run.method, cfg.heads.params.get(run.method)),
+            "dataset.natural_missing_rate": cfg.dataset.natural_missing_rate, "seed": run.seed, "fold": run.fold + 1,
+            "protocol": run.protocol, "splits": splits_fingerprint, "features": features_fingerprint,
+            "batch_order_window": window, "versions": configs.versions("tensorflow")}
+
+
+def finetune_provenance(cfg, run: HeadRun, splits_fingerprint: str, checkpoint: str) -> dict:
+    """What a finetuned run is made from: [finetune] (its grid aside), [extract]'s network and
+    input settings, [heads]' head, the method, seed / fold / protocol, splits and checkpoint."""
+    extract = configs.section(cfg, "extract", exclude=("batch_size", "chunk_rows", "cache_dir", "pretrain_images",
+                                                       "pretrain_epochs", "dtype", "max_invalid_share", "checkpoint"))
+    return {**configs.section(cfg, "finetune", exclude=("folds", "ratios", "methods")), **extract,
+            "heads.head": cfg.heads.head, "heads.hidden": list(cfg.heads.hidden), "method": run.method,
+            "params": methods.parameters(run.method, cfg.heads.params.get(run.method)),
+            "dataset.natural_missing_rate": cfg.dataset.natural_missing_rate, "seed": run.seed, "fold": run.fold + 1,
+            "protocol": run.protocol, "splits": splits_fingerprint, "checkpoint": checkpoint,
+            "versions": configs.versions("tensorflow", "tf-slim")}
