@@ -106,34 +106,40 @@ def remove(path: Path) -> None:
         path.unlink()
 
 
-def stale_message(path: Path, differences: list[str]) -> str:
+def stale_message(path, differences: list[str]) -> str:
     shown = "; ".join(differences[:8]) + (f"; and {len(differences) - 8} more" if len(differences) > 8 else "")
     return (f"{path} was made from other inputs or settings ({shown}). Nothing was reused: "
             f"{FORCE_HINT} to redo it, or change experiment.name to keep both")
 
 
-def must_make(path: str | Path, provenance: dict, force: bool = False, target: str | Path | None = None) -> bool:
-    """Whether an output must be (re)made. True when it is absent or incomplete, or with `force`
-    (which first removes `target`, default `path`, unopened); False when it is complete and
-    made from the same provenance; ValueError when it is damaged or made from another one.
-    `path` is the HDF5 file holding the record (`target` may be the directory around it)."""
+def status(path: str | Path, provenance: dict) -> list[str] | None:
+    """None when the output is absent or incomplete (to be made), [] when it is complete and made
+    from `provenance` (to be reused), else the differences (key: old -> new); ValueError when it
+    is damaged."""
     path = Path(path)
-    provenance = json.loads(json.dumps(provenance, sort_keys=True, default=str))  # as stored: lists, str keys
-    if force:
-        remove(Path(target) if target else path)
-        return True
     if not path.exists():
-        return True
+        return None
     try:
         complete, before = recorded(path)
     except ValueError as err:
         raise ValueError(str(err).replace(FORCE_HINT, f"{FORCE_HINT} to remake it")) from None
     if not complete:
+        return None
+    return changes(before, json.loads(json.dumps(provenance, sort_keys=True, default=str)))
+
+
+def must_make(path: str | Path, provenance: dict, force: bool = False, target: str | Path | None = None) -> bool:
+    """Whether an output must be (re)made: True when it is absent or incomplete, or with `force`
+    (which first removes `target`, default `path`, unopened); False when it is complete and made
+    from the same provenance; ValueError when it is damaged or made from another one. `path` is
+    the file holding the record (`target` may be the directory around it)."""
+    if force:
+        remove(Path(target) if target else Path(path))
         return True
-    differences = changes(before, provenance)
+    differences = status(path, provenance)
     if differences:
         raise ValueError(stale_message(path, differences))
-    return False
+    return differences is None
 
 
 @contextlib.contextmanager
@@ -141,7 +147,7 @@ def claim(path: str | Path):
     """An exclusive lock on `path` + '.lock' while an output is made; refused when another
     process holds it. The kernel drops the lock when its holder exits, however it exits."""
     lock_path = Path(f"{path}.lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    writable(lock_path.parent)
     with open(lock_path, "a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -168,6 +174,6 @@ def writable(directory: str | Path) -> Path:
         probe.write_text("")
         probe.unlink()
     except OSError as err:
-        raise ValueError(f"cannot write to {directory} ({err.strerror}); fix its permissions or change "
-                         "experiment.runs_dir") from None
+        raise ValueError(f"cannot write to {directory} ({err.strerror}: {err.filename}); fix its permissions or "
+                         "change experiment.runs_dir") from None
     return directory

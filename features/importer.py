@@ -301,14 +301,14 @@ def check(table: Table, features_file: Path, labels_file: Path, coding: str) -> 
         else:
             i, j = np.argwhere(~np.isfinite(table.features))[0]
             value = table.features[i, j]
-        raise ValueError(f"{features_file}: row {table.ids[i]!r} feature column {j} holds {value!r}; "
+        raise ValueError(f"{features_file}: row {table.ids[i]!r} feature column {j} holds {float(value):g}; "
                          "features must be finite")
     allowed = (0, 1) if coding == "0/1" else (-1, 1)
     bad = ~np.isin(labels, allowed)
     if bad.any():
         i, j = np.argwhere(bad)[0]
         column = table.classes[j] if j < len(table.classes) else j
-        raise ValueError(f"{labels_file}: row {table.ids[i]!r} label column {column!r} holds {labels[i, j]!r}; "
+        raise ValueError(f"{labels_file}: row {table.ids[i]!r} label column {column!r} holds {float(labels[i, j]):g}; "
                          f"labels are coded {coding} (dataset.label_coding)")
     table.labels = (labels == 1).astype(np.uint8)
     if not table.classes:

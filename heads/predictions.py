@@ -142,17 +142,23 @@ def select(runs: list[HeadRun], only: dict | None, where: str) -> list[HeadRun]:
 
 def plan(cfg, runs: list[HeadRun], provenance_of, force: bool = False, stage: str = "heads") -> list[HeadRun]:
     """The runs to make: absent or incomplete ones, all with `force` (removed first); runs made
-    from another provenance (`provenance_of(run)`) are refused, naming the first few."""
+    from another provenance (`provenance_of(run)`) are refused together, each with its changes."""
+    if force:
+        for run in runs:
+            artifacts.remove(run_dir(cfg, run, stage))
+        return list(runs)
     todo, stale = [], []
     for run in runs:
-        try:
-            if artifacts.must_make(file(cfg, run, stage), provenance_of(run), force, target=run_dir(cfg, run, stage)):
-                todo.append(run)
-        except ValueError as err:
-            stale.append(f"{run.label}: {err}")
+        differences = artifacts.status(file(cfg, run, stage), provenance_of(run))
+        if differences is None:
+            todo.append(run)
+        elif differences:
+            stale.append(f"{run.label}: {'; '.join(differences[:4])}")
     if stale:
-        raise ValueError(f"{len(stale)} {stage} run(s) cannot be reused:\n  " + "\n  ".join(stale[:3])
-                         + ("\n  ..." if len(stale) > 3 else ""))
+        raise ValueError(f"{len(stale)} {stage} run(s) were made from other inputs or settings:\n  "
+                         + "\n  ".join(stale[:6]) + ("\n  ..." if len(stale) > 6 else "")
+                         + f"\nNothing was reused: {artifacts.FORCE_HINT} to redo them, or change experiment.name "
+                         "to keep both")
     return todo
 
 

@@ -70,8 +70,14 @@ def main(argv=None) -> int:
         elif args.command == "weight-quality":
             from .quality import weight_quality
             table = weight_quality(args.path, [e for e in args.estimators.split(",") if e], args.out)
-            print(table.groupby(["protocol", "estimator"])[["roc_auc", "average_precision", "brier", "brier_calibrated",
-                                                          "no_evidence_share", "seconds"]].mean().round(4).to_string())
+            print(table.groupby(["protocol", "estimator"])[["roc_auc_calibrated", "average_precision_calibrated",
+                                                          "brier_calibrated", "no_evidence_share", "seconds"]]
+                  .mean().round(4).to_string())
+            chosen = table[table["estimator"] == "auto"]
+            if len(chosen):
+                print("auto chose (fold: estimator):")
+                for protocol, group in chosen.groupby("protocol"):
+                    print(f"  {protocol}: " + ", ".join(f"{r.fold}: {r.choice}" for r in group.itertuples()))
         else:
             describe(args.path)
 

@@ -5,7 +5,9 @@ fold's observed training labels; among the observed zeros, `1 - weight` is score
 detector of "was a hidden positive": ROC-AUC, average precision and Brier score (calibration),
 each as counted and calibrated to the split's ratio (`missing_rate`, see `splits.weights`; the
 heads train on the calibrated weights),
-the share of hidden positives with no evidence (weight exactly 1) and the time per estimator.
+the share of hidden positives with no evidence (weight exactly 1) and the time per estimator
+(of the calibrated call). For `auto`, the estimator it chose from the observed labels alone
+(`splits.weights.choose`), beside the detection the ground truth gives it.
 """
 from __future__ import annotations
 
@@ -34,13 +36,14 @@ def weight_quality(path, estimators=None, out: Path | None = None) -> pd.DataFra
             if not hidden.any():
                 continue
             for name in names:
-                start = time.perf_counter()
                 w = weights.estimator(name)(seen)
-                seconds = time.perf_counter() - start
                 score, target = 1.0 - w[zeros], hidden[zeros]
+                start = time.perf_counter()
                 calibrated = 1.0 - weights.estimator(name)(seen, float(ratio))[zeros]
+                seconds = time.perf_counter() - start
+                choice = weights.choose(seen, float(ratio)).name if name == "auto" else ""
                 rows.append({"fold": fold + 1, "protocol": store.protocol_label(protocol), "ratio": ratio,
-                             "estimator": name,
+                             "estimator": name, "choice": choice,
                              "roc_auc": roc_auc_score(target, score), "average_precision": average_precision_score(target, score),
                              "brier": float(np.mean((score - target) ** 2)),
                              "brier_calibrated": float(np.mean((calibrated - target) ** 2)),

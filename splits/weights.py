@@ -1,11 +1,16 @@
 """Per-entry weights for the weighted losses, computed from one fold's observed training labels.
 
-Inputs are (n_train, L) 0/1 matrices of a fold's training rows only: test rows and ground truth
-never enter a weight (except `im_weights`, the oracle, which is defined by the hidden labels).
+Inputs are (n_train, L) 0/1 matrices of a fold's training rows only (dense, or a SciPy sparse
+matrix where the label space is large): test rows and ground truth never enter a weight
+(except `im_weights`, the oracle, which is defined by the hidden labels).
 """
 from __future__ import annotations
 
+from functools import partial
+from typing import NamedTuple
+
 import numpy as np
+import scipy.sparse
 
 from splits import folds
 
@@ -29,37 +34,75 @@ def im_weights(labels: np.ndarray, observed: np.ndarray) -> np.ndarray:
     return (~hidden).astype(np.float32)
 
 
+def _dense(observed) -> np.ndarray:
+    """(n, L) bool from a dense or SciPy sparse 0/1 matrix."""
+    if scipy.sparse.issparse(observed):
+        return observed.toarray().astype(bool)
+    return np.asarray(observed).astype(bool)
+
+
 def _unique_patterns(observed: np.ndarray):
-    """Unique rows of a 0/1 matrix: (u, L) patterns, (n,) row -> pattern, (u,) multiplicity."""
-    packed = np.packbits(observed.astype(bool), axis=1)
-    _, first, inverse, counts = np.unique(packed, axis=0, return_index=True,
-                                          return_inverse=True, return_counts=True)
-    return observed[first].astype(np.float32), inverse.ravel(), counts
+    """Unique rows of a 0/1 matrix: (u, L) bool patterns, (n,) row -> pattern, (u,) multiplicity."""
+    packed = np.packbits(observed, axis=1)
+    _, first, inverse, counts = np.unique(packed, axis=0, return_index=True, return_inverse=True, return_counts=True)
+    return observed[first], inverse.ravel(), counts
 
 
-def superset_counts(patterns: np.ndarray, observed: np.ndarray, chunk: int = 2048):
-    """For each 0/1 pattern S (rows of `patterns`), count training rows containing it.
+DENSE_COUNTING_LABELS = 256  # up to this many labels, supersets are found by one matrix product
 
-    Returns N(S) (u,) and N(S + {j}) (u, L), both float64, from `observed` (n, L) 0/1.
-    Works on the unique rows of `observed` with their multiplicities: one matrix product says
-    which rows contain which pattern (|S & row| == |S|), another sums their labels.
+
+def superset_counts(patterns: np.ndarray, observed: np.ndarray, chunk: int = 1024):
+    """For each 0/1 pattern S (rows of `patterns`), the training rows containing it.
+
+    Returns N(S) (u,) and N(S + {j}) (u, L), both float64, from `observed` (n, L) bool. Works on
+    the unique rows of `observed` with their multiplicities. Few labels: a matrix product per
+    block of patterns says which rows contain which pattern (|S & row| == |S|). Many labels: per
+    pattern, the rows of its rarest label filtered by the others (posting lists), sparse.
     """
     rows, _, mult = _unique_patterns(observed)
-    mult = mult.astype(np.float32)
-    weighted_rows = rows * mult[:, None]
-    sizes = patterns.sum(1)
-    n_s = np.empty(len(patterns))
-    n_sj = np.empty(patterns.shape)
+    weighted = rows.astype(np.float32) * mult[:, None].astype(np.float32)
+    if observed.shape[1] > DENSE_COUNTING_LABELS:
+        contains = _contains_posting(patterns, rows)
+        return np.asarray(contains @ mult.astype(np.float64)).ravel(), np.asarray(
+            (contains @ scipy.sparse.csr_matrix(weighted.astype(np.float64))).toarray())
+    rows_t = np.ascontiguousarray(rows.T.astype(np.float32))
+    n_s, n_sj = np.empty(len(patterns)), np.empty(patterns.shape)
     for start in range(0, len(patterns), chunk):
-        block = patterns[start:start + chunk]
-        contains = (block @ rows.T) == sizes[start:start + chunk, None]  # (b, u) exact in float32
-        contains = contains.astype(np.float32)
-        n_s[start:start + chunk] = contains @ mult
-        n_sj[start:start + chunk] = contains @ weighted_rows
+        block = patterns[start:start + chunk].astype(np.float32)
+        contains = ((block @ rows_t) == block.sum(1, keepdims=True)).astype(np.float32)  # exact in float32
+        n_s[start:start + chunk] = contains @ mult.astype(np.float32)
+        n_sj[start:start + chunk] = contains @ weighted
     return n_s, n_sj
 
 
-def cb_weights(observed: np.ndarray) -> np.ndarray:
+def _contains_posting(patterns: np.ndarray, rows: np.ndarray) -> scipy.sparse.csr_matrix:
+    """(u, r) sparse: row r contains pattern u, through the rows of each pattern's labels."""
+    postings = scipy.sparse.csc_matrix(rows)
+    frequency = np.diff(postings.indptr)
+    all_rows = np.arange(len(rows))
+    indptr, indices = [0], []
+    for pattern in patterns:
+        labels = np.flatnonzero(pattern)
+        if len(labels):
+            labels = labels[np.argsort(frequency[labels])]
+            first = labels[0]
+            candidates = postings.indices[postings.indptr[first]:postings.indptr[first + 1]]
+            for label in labels[1:]:
+                candidates = candidates[rows[candidates, label]]
+                if len(candidates) <= 1:
+                    break
+            if len(candidates) == 1:
+                candidates = candidates[rows[candidates][:, labels].all(1)]
+        else:
+            candidates = all_rows
+        indices.append(candidates)
+        indptr.append(indptr[-1] + len(candidates))
+    data = np.ones(indptr[-1], np.float64)
+    return scipy.sparse.csr_matrix((data, np.concatenate(indices) if indices else [], indptr),
+                                   shape=(len(patterns), len(rows)))
+
+
+def cb_weights(observed) -> np.ndarray:
     """(n, L) float32 confidence weight of the paper (CB-WCE), for each row's observed zeros.
 
     For row i with observed positive set S_i and label j not in S_i:
@@ -68,13 +111,12 @@ def cb_weights(observed: np.ndarray) -> np.ndarray:
     estimated probability that j is truly absent given the row's observed labels. 0 on observed
     positives. A row with no observed positive gets 1 - (share of rows observing j).
     """
-    observed = np.asarray(observed)
+    observed = _dense(observed)
     patterns, inverse, _ = _unique_patterns(observed)
     n_s, n_sj = superset_counts(patterns, observed)
-    weights = (n_s[:, None] - n_sj) / n_s[:, None]
-    weights[patterns.astype(bool)] = 0.0
-    return weights[inverse].astype(np.float32)
-
+    result = (n_s[:, None] - n_sj) / n_s[:, None]
+    result[patterns] = 0.0
+    return result[inverse].astype(np.float32)
 
 
 # Confidence-weight estimators: (observed (n, L) 0/1 training labels, missing_rate) -> (n, L)
@@ -82,14 +124,26 @@ def cb_weights(observed: np.ndarray) -> np.ndarray:
 # 0 on observed positives. All counts come from the observed matrix passed in: a fold's training
 # rows, never test rows or ground truth.
 #
-# The missing rate. Counts on observed labels estimate q = P(j observed | evidence), which
-# underestimates presence: when each positive is hidden with probability r, presence is
-# t = q / (1 - r), and an observed 0 is a hidden positive with probability
-#     P(hidden | observed 0) = t r / (1 - (1 - r) t)        (0 when r = 0: nothing is missing).
-# `missing_rate=None` (unknown) leaves the scores as counted: their ranking of the zeros is the
-# same, only their scale (calibration, and how far they pull the loss) differs. The heads pass
-# the split's ratio (with `[dataset] natural_missing_rate` on top, `losses.negative_weights`);
-# `weight-quality` reports detection and Brier score of both.
+# Back-off to the class prior. The co-occurrence of s and j is only visible in rows that show s
+# with at least one other label: N_co(s) of them. Under the splits' hiding a row showing only s
+# says nothing about what goes with s (at high ratios, and under single positive, most rows show
+# one label). So every co-occurrence estimate is shrunk towards the prior P(j) (the share of rows
+# observing j) in proportion to the co-occurrence it has seen:
+#     C(s, j) = (N(s, j) + a P(j)) / (N_co(s) + a),   a = BACKOFF pseudo-rows,
+# both terms estimate (1 - r) P(j truly present | ...) on the same scale. Without any observed
+# co-occurrence every estimator gives the prior's ranking; the mixture mixes its estimate with the
+# prior's per row, by the co-occurrence seen of the row's labels.
+#
+# The missing rate. Counts on observed labels estimate q = P(j observed | evidence). With each
+# true positive hidden at rate r, an observed 0 is a hidden positive with odds
+#     odds(hidden | observed 0) = odds(q) r / (1 - r),   i.e.   q r / (q r + (1 - q)(1 - r)),
+# 0 at r = 0 (nothing is missing) and strictly increasing in q: calibration keeps the ranking.
+# `missing_rate=None` (unknown) leaves the scores as counted. The heads pass the split's missing
+# rate (with `[dataset] natural_missing_rate` on top); `weight-quality` reports detection and
+# Brier score of both.
+
+BACKOFF = 3.0  # pseudo-rows of the prior behind every co-occurrence count (bench/weights_quality.py)
+
 
 def _rate(missing_rate: float) -> float:
     """The missing rate r, checked to lie in [0, 1)."""
@@ -102,125 +156,184 @@ def calibrate(scores: np.ndarray, missing_rate: float | None) -> np.ndarray:
     """P(hidden positive | observed 0) from q = P(observed | evidence) (see above)."""
     if missing_rate is None:
         return scores
-    missing_rate = _rate(missing_rate)
-    present = np.clip(scores / (1.0 - missing_rate), 0.0, 1.0)
-    return present * missing_rate / np.maximum(1.0 - (1.0 - missing_rate) * present, 1e-12)
+    rate = _rate(missing_rate)
+    hidden = scores * rate
+    return hidden / np.maximum(hidden + (1.0 - scores) * (1.0 - rate), 1e-300)
 
 
-def _finish(scores: np.ndarray, observed: np.ndarray, missing_rate: float | None = None) -> np.ndarray:
-    weights = 1.0 - np.clip(calibrate(scores, missing_rate), 0.0, 1.0)
-    weights[observed.astype(bool)] = 0.0
-    return weights.astype(np.float32)
+def _finish(hidden_probability: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """Weights 1 - P(hidden), 0 on observed positives, float32."""
+    result = np.clip(hidden_probability.astype(np.float32, copy=False), 0.0, 1.0)
+    np.subtract(1.0, result, out=result)
+    result[observed] = 0.0
+    return result
 
 
-def class_prior(observed: np.ndarray) -> np.ndarray:
+class Counts(NamedTuple):
+    prior: np.ndarray  # (L,) share of rows observing j
+    pairs: np.ndarray  # (L, L) N(s, j), rows observing both
+    with_others: np.ndarray  # (L,) N_co(s), rows observing s and another label
+
+
+def counts(observed: np.ndarray) -> Counts:
+    y = scipy.sparse.csr_matrix(observed, dtype=np.float64)
+    pairs = (y.T @ y).toarray()
+    shown = np.asarray(y.sum(1)).ravel()
+    with_others = np.asarray(y.T @ (shown >= 2).astype(np.float64)).ravel()
+    return Counts(pairs.diagonal() / max(len(observed), 1), pairs, with_others)
+
+
+def class_prior(observed) -> np.ndarray:
     """(L,) share of rows observing each class."""
-    return observed.mean(0, dtype=np.float64)
+    return _dense(observed).mean(0, dtype=np.float64)
 
 
-def pairwise_conditionals(observed: np.ndarray) -> np.ndarray:
-    """(L, L) P(j | s) = N(s, j) / N(s) on observed labels; rows of never-observed s are 0."""
-    y = observed.astype(np.float64)
-    pairs = y.T @ y
-    return pairs / np.maximum(np.diag(pairs)[:, None], 1)
+def backed_off_conditionals(observed: np.ndarray, strength: float | None = None) -> np.ndarray:
+    """(L, L) C(s, j): P(j | s) from observed co-occurrence, shrunk towards P(j) by `strength`
+    pseudo-rows (default BACKOFF; see above)."""
+    strength = BACKOFF if strength is None else strength
+    c = counts(observed)
+    trust = co_occurrence_trust(c, strength)
+    conditional = trust[:, None] * c.pairs / np.maximum(c.with_others[:, None], 1) + (1 - trust[:, None]) * c.prior[None, :]
+    np.fill_diagonal(conditional, 0.0)
+    return np.clip(conditional, 0.0, 1.0 - 1e-9)
 
 
-def prior_weights(observed: np.ndarray, missing_rate: float | None = None) -> np.ndarray:
+def co_occurrence_trust(c: Counts, strength: float) -> np.ndarray:
+    """(L,) how far label s's co-occurrence is trusted over the prior: the share of its rows that
+    show co-occurrence at all, times N_co / (N_co + a)."""
+    shown = np.maximum(np.diag(c.pairs), 1)
+    return (c.with_others / shown) * c.with_others / (c.with_others + strength)
+
+
+def prior_weights(observed, missing_rate: float | None = None) -> np.ndarray:
     """1 - P(j): the class prior alone, the same for every row."""
-    return _finish(np.broadcast_to(class_prior(observed), observed.shape).copy(), observed, missing_rate)
+    observed = _dense(observed)
+    return _finish(calibrate(np.broadcast_to(class_prior(observed), observed.shape).copy(), missing_rate), observed)
 
 
-def pairwise_max_weights(observed: np.ndarray, missing_rate: float | None = None) -> np.ndarray:
-    """1 - max over observed labels s of P(j | s); rows with no observed label use the prior."""
-    conditional = pairwise_conditionals(observed)
-    present = observed.astype(bool)
-    scores = np.zeros(observed.shape)
-    for s in range(observed.shape[1]):
-        scores = np.where(present[:, [s]], np.maximum(scores, conditional[s]), scores)
-    empty = ~present.any(1)
-    scores[empty] = class_prior(observed)
-    return _finish(scores, observed, missing_rate)
-
-
-def noisy_or_scores(rows: np.ndarray, observed: np.ndarray) -> np.ndarray:
-    """(len(rows), L) 1 - prod over s in the row of (1 - P(j | s)), with the conditionals counted
-    on `observed`; the class prior for rows with no observed label."""
-    conditional = np.clip(pairwise_conditionals(observed), 0.0, 1.0 - 1e-9)
-    scores = 1.0 - np.exp(rows.astype(np.float64) @ np.log1p(-conditional))
-    scores[~rows.astype(bool).any(1)] = class_prior(observed)
+def pairwise_max_scores(observed: np.ndarray, chunk_rows: int = 1024) -> np.ndarray:
+    """(n, L) max over a row's observed labels s of C(s, j); the prior for rows with none."""
+    conditional = backed_off_conditionals(observed)
+    scores = np.broadcast_to(class_prior(observed), observed.shape).copy()
+    for start in range(0, len(observed), chunk_rows):
+        block = scipy.sparse.csr_matrix(observed[start:start + chunk_rows])
+        filled = np.flatnonzero(np.diff(block.indptr))
+        if len(filled):
+            gathered = conditional[block.indices]
+            scores[start + filled] = np.maximum.reduceat(gathered, block.indptr[filled], axis=0)
     return scores
 
 
-def pairwise_noisy_or_weights(observed: np.ndarray, missing_rate: float | None = None) -> np.ndarray:
-    """1 - noisy-OR of the pairwise conditionals: each observed label is independent evidence."""
-    return _finish(noisy_or_scores(observed, observed), observed, missing_rate)
+def pairwise_max_weights(observed, missing_rate: float | None = None) -> np.ndarray:
+    """1 - the strongest single piece of co-occurrence evidence, backed off to the prior."""
+    observed = _dense(observed)
+    return _finish(calibrate(pairwise_max_scores(observed), missing_rate), observed)
 
 
-BACKOFF_STRENGTH = 20.0  # pseudo-rows of the pairwise estimate behind every exact-pattern count
+def noisy_or_scores(rows: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """(len(rows), L) 1 - prod over s in the row of (1 - C(s, j)), with the conditionals counted
+    on `observed`; the class prior for rows with no observed label."""
+    conditional = backed_off_conditionals(observed)
+    scores = 1.0 - np.exp(scipy.sparse.csr_matrix(rows, dtype=np.float64) @ np.log1p(-conditional))
+    scores[~rows.any(1)] = class_prior(observed)
+    return scores
 
 
-def backoff_weights(observed: np.ndarray, missing_rate: float | None = None,
-                    strength: float = BACKOFF_STRENGTH) -> np.ndarray:
+def pairwise_noisy_or_weights(observed, missing_rate: float | None = None) -> np.ndarray:
+    """1 - noisy-OR of the backed-off conditionals: each observed label is independent evidence."""
+    observed = _dense(observed)
+    return _finish(calibrate(noisy_or_scores(observed, observed), missing_rate), observed)
+
+
+PATTERN_STRENGTH = 20.0  # pseudo-rows of the pairwise estimate behind every exact-pattern count
+
+
+def backoff_weights(observed, missing_rate: float | None = None, strength: float = PATTERN_STRENGTH) -> np.ndarray:
     """The exact-pattern estimate, shrunk towards the pairwise noisy-OR where its support is thin.
 
-    score_ij = (N(S_i + {j}) + a q_ij) / (N(S_i) + a), q = noisy-OR score, a = `strength`:
-    a pattern seen in many rows keeps the paper's estimate N(S + j) / N(S); a nearly unique
-    pattern (N(S) = 1, the usual case with 4+ labels, where the paper's weight is exactly 1)
-    backs off to the pairwise evidence instead of claiming certainty.
+    score_ij = (N(S_i + {j}) + a q_ij) / (N_co(S_i) + a), q = noisy-OR score, a = `strength`,
+    N_co(S) = rows containing S and at least one more label (the rows where anything is seen
+    with S): a pattern seen with many others keeps the paper's estimate; a nearly unique one
+    backs off to the pairwise evidence, and that to the prior.
     """
-    patterns, inverse, _ = _unique_patterns(observed)
+    observed = _dense(observed)
+    patterns, inverse, multiplicity = _unique_patterns(observed)
     n_s, n_sj = superset_counts(patterns, observed)
-    pair = noisy_or_scores(patterns, observed)  # per pattern: the same for equal rows
-    scores = (n_sj + strength * pair) / (n_s[:, None] + strength)
-    return _finish(scores[inverse], observed, missing_rate)
+    with_more = n_s - multiplicity  # rows whose observed set is exactly S see nothing with it
+    pair = noisy_or_scores(patterns, observed)
+    scores = (n_sj + strength * pair) / (with_more[:, None] + strength)
+    return _finish(calibrate(np.clip(scores[inverse], 0.0, 1.0), missing_rate), observed)
 
 
-MIXTURE = {"components": 16, "seeds": 16, "iterations": 40, "smoothing": 0.5}  # chosen on the published splits, fold 1
+# Chosen on the published splits (fold 1) and the shipped real sets (bench/weights_quality.py).
+# Restarts: 16, fewer on large label matrices (at least 4): about MIXTURE_WORK unique rows x
+# labels x restarts, which keeps a call near 2 s at 16,000 x 1,000 labels on 2 CPU cores.
+MIXTURE = {"components": 16, "seeds": 16, "iterations": 30, "smoothing": 0.5}
+MIXTURE_WORK = 1.2e8
 
 
-def fit_bernoulli_mixture(observed: np.ndarray, components: int, iterations: int, seed: int,
-                          smoothing: float):
-    """EM for a mixture of independent Bernoullis ("scenes") on the observed label sets.
+def mixture_restarts(unique_rows: int, n_labels: int) -> int:
+    return int(np.clip(MIXTURE_WORK // max(unique_rows * n_labels, 1), 4, MIXTURE["seeds"]))
 
-    Returns responsibilities (n, K) and per-component observation probabilities q (K, L).
-    Start: Dirichlet(1) responsibilities drawn with `seed`. M-step: q_k = (sum_i R_ik x_i +
-    a prior) / (sum_i R_ik + a), a = `smoothing`, clipped to [1e-4, 1 - 1e-4]; E-step: R_ik
-    proportional to pi_k prod_j q_kj^x_ij (1 - q_kj)^(1 - x_ij). A fixed number of iterations:
-    run to convergence, the components overfit the rare label sets (measured: worse detection).
+
+def fit_bernoulli_mixtures(x: np.ndarray, multiplicity: np.ndarray, components: int, iterations: int, seeds: int,
+                           smoothing: float):
+    """EM for `seeds` mixtures of independent Bernoullis ("scenes") at once, on unique observed
+    label sets `x` (u, L) seen `multiplicity` times each.
+
+    Returns responsibilities (seeds, K, u) and per-component observation probabilities q
+    (seeds, K, L). Start: Dirichlet(1) responsibilities per unique row, drawn with seed s for
+    restart s. M-step: q_k = (sum_i m_i R_ik x_i + a prior) / (sum_i m_i R_ik + a), a =
+    `smoothing`, clipped to [1e-4, 1 - 1e-4]; E-step: R_ik proportional to pi_k prod_j q_kj^x_ij
+    (1 - q_kj)^(1 - x_ij). A fixed number of iterations: run to convergence, the components
+    overfit the rare label sets (measured: worse detection). The restarts share every matrix
+    product (one (seeds K, L) x (L, u) product per step).
     """
-    x = observed.astype(np.float32)
+    x = x.astype(np.float32)
+    u = len(x)
+    m = multiplicity.astype(np.float32)
+    n = m.sum()
+    prior = (m @ x) / n
+    resp = np.stack([np.random.default_rng(seed).dirichlet(np.ones(components), u).astype(np.float32).T
+                     for seed in range(seeds)])  # (S, K, u)
     x_t = np.ascontiguousarray(x.T)
-    n = len(x)
-    prior = x.mean(0)
-    # (K, n) layout: the reductions over components run along contiguous rows (3x faster)
-    resp = np.ascontiguousarray(np.random.default_rng(seed).dirichlet(np.ones(components), n).astype(np.float32).T)
     for _ in range(iterations):
-        size = resp.sum(1)
-        q = np.clip((resp @ x + smoothing * prior) / (size[:, None] + smoothing), 1e-4, 1 - 1e-4)
+        weighted = (resp * m).reshape(seeds * components, u)
+        size = weighted.sum(1)
+        q = np.clip((weighted @ x + smoothing * prior) / (size[:, None] + smoothing), 1e-4, 1 - 1e-4)
         log_p = (np.log(q) - np.log1p(-q)) @ x_t
         log_p += (np.log1p(-q).sum(1) + np.log(size / n + 1e-12))[:, None]
-        log_p -= log_p.max(0)
+        log_p = log_p.reshape(seeds, components, u)
+        log_p -= log_p.max(1, keepdims=True)
         resp = np.exp(log_p, out=log_p)
-        resp /= resp.sum(0)
-    return resp.T, q.astype(np.float32)
+        resp /= resp.sum(1, keepdims=True)
+    return resp, q.reshape(seeds, components, -1)
 
 
-def mixture_shares(observed: np.ndarray, components: int = MIXTURE["components"], seeds: int = MIXTURE["seeds"],
-                   iterations: int = MIXTURE["iterations"], smoothing: float = MIXTURE["smoothing"]) -> np.ndarray:
+def mixture_shares(observed: np.ndarray, components: int = MIXTURE["components"], seeds: int | None = None,
+                   iterations: int = MIXTURE["iterations"], smoothing: float = MIXTURE["smoothing"],
+                   work_rows: int | None = None) -> np.ndarray:
     """(n, L) how a row's hidden positives are shared among its observed zeros (each row sums to
     1 over its zeros; 0 on positives).
 
     Evidence for label j in row i: sum_k R_ik q_kj / (1 - q_kj), the odds of j under the row's
     scenes with the row's own 0 at j taken out (R / (1 - q) are the responsibilities without
-    that entry, up to a per-row constant); averaged over `seeds` restarts, each scaled to mean 1.
+    that entry, up to a per-row constant); averaged over `seeds` restarts (default
+    `mixture_restarts` of the unique rows, or of `work_rows`), each scaled to mean 1.
     """
-    evidence = np.zeros(observed.shape, np.float64)
-    for seed in range(seeds):
-        resp, q = fit_bernoulli_mixture(observed, components, iterations, seed, smoothing)
-        odds = resp @ (q / (1 - q))
-        evidence += odds / odds.mean()
-    evidence[observed.astype(bool)] = 0.0
-    return evidence / np.maximum(evidence.sum(1, keepdims=True), 1e-30)
+    observed = _dense(observed)
+    patterns, inverse, multiplicity = _unique_patterns(observed)
+    seeds = seeds or mixture_restarts(work_rows or len(patterns), observed.shape[1])
+    resp, q = fit_bernoulli_mixtures(patterns, multiplicity, components, iterations, seeds, smoothing)
+    ratio = q / (1 - q)  # (S, K, L)
+    weight = multiplicity.astype(np.float32)
+    mean_odds = np.einsum("sku,u,sk->s", resp, weight, ratio.sum(2)) / (weight.sum() * observed.shape[1])
+    scaled = (resp / mean_odds[:, None, None]).reshape(-1, len(patterns))  # each restart's odds scaled to mean 1
+    evidence = scaled.T @ ratio.reshape(-1, observed.shape[1])  # (u, L): summed over restarts and scenes
+    evidence[patterns] = 0.0
+    evidence /= np.maximum(evidence.sum(1, keepdims=True), 1e-30)
+    return evidence[inverse]
 
 
 # How many positives a row hides. The splits hide h(n) = round(r n) of a row's n true positives
@@ -260,17 +373,108 @@ def expected_hidden(observed_counts: np.ndarray, missing_rate: float) -> np.ndar
     return hidden[k]
 
 
-def mixture_weights(observed: np.ndarray, missing_rate: float | None = None) -> np.ndarray:
-    """1 - the row's expected hidden count (`expected_hidden`) shared among its zeros by a
-    Bernoulli mixture (`mixture_shares`), clipped to [0, 1]. `missing_rate=None` assumes r = .5."""
+def row_evidence(observed: np.ndarray) -> np.ndarray:
+    """(n,) co-occurrence seen of each row's labels: sum over its labels s of N_co(s)."""
+    return scipy.sparse.csr_matrix(observed, dtype=np.float64) @ counts(observed).with_others
+
+
+def mixture_weights(observed, missing_rate: float | None = None, trust_power: float = 0.5,
+                    shares: np.ndarray | None = None) -> np.ndarray:
+    """P(hidden) = 1 - exp(-count x share): the row's expected hidden count (`expected_hidden`)
+    shared among its zeros, by a Bernoulli mixture (`mixture_shares`) as far as the co-occurrence
+    of the row's labels is trusted, by the prior (P(j) over the row's zeros) for the rest. Trust
+    rho^p E / (E + a): E = the co-occurrence seen of the row's labels (sum of N_co(s)), rho = E /
+    their rows (sum of N(s)), p = `trust_power`, a = BACKOFF. With no co-occurrence seen, a row's
+    zeros rank as the prior ranks them. `missing_rate=None` assumes r = .5."""
+    observed = _dense(observed)
     rate = 0.5 if missing_rate is None else missing_rate
-    hidden = expected_hidden(observed.sum(1), rate)
-    return _finish(hidden[:, None] * mixture_shares(observed), observed)
+    hidden = expected_hidden(observed.sum(1), rate).astype(np.float32)
+    prior = np.where(observed, np.float32(0), class_prior(observed).astype(np.float32)[None, :])
+    prior /= np.maximum(prior.sum(1, keepdims=True), 1e-30)
+    c = counts(observed)
+    y = scipy.sparse.csr_matrix(observed, dtype=np.float64)
+    seen, shown = y @ c.with_others, y @ np.diag(c.pairs)
+    trust = ((seen / np.maximum(shown, 1)) ** trust_power * seen / (seen + BACKOFF)).astype(np.float32)[:, None]
+    mixed = (mixture_shares(observed) if shares is None else shares) - prior
+    mixed *= trust
+    mixed += prior  # trust x mixture + (1 - trust) x prior
+    mixed *= -hidden[:, None]
+    return _finish(-np.expm1(mixed), observed)
 
 
-def paper_weights(observed: np.ndarray, missing_rate: float | None = None) -> np.ndarray:
-    """The paper's CB weight (`cb_weights`) as it is: no missing-rate correction."""
+def paper_weights(observed, missing_rate: float | None = None) -> np.ndarray:
+    """The paper's CB weight (`cb_weights`) as it is: no missing-rate correction, no back-off."""
     return cb_weights(observed)
+
+
+# Choosing an estimator without ground truth (`auto`). Re-hiding positives from the observed
+# labels at the split's rate would grade the estimators on a sparser problem than the real one
+# (the effective ratio compounds: 1 - (1 - r)^2) and, at high ratios, leave no co-occurrence to
+# learn from. So the simulation keeps the observed labels of most rows as they are and holds out
+# one positive from a random AUTO["share"] of the rows that show two or more, on up to
+# AUTO["rows"] rows, AUTO["repeats"] times. Each candidate is fitted on that and scored on how it
+# ranks each test row's held-out positive among the row's zeros (`within_row_auc`): the
+# simulation's rows hide one positive each, which no missing rate describes, so only the ranking
+# within a row is compared (told a rate of .5, every candidate ranks a row's zeros as it would at
+# the split's rate). The mixture is the default (the best on average, bench/weights_quality.py);
+# another candidate is used when it ranks better by at least AUTO["margin"]; with nothing to hold
+# out (no row shows two labels), the default, whose back-off then gives the prior's ranking.
+AUTO = {"rows": 4000, "share": 0.25, "repeats": 2, "margin": 0.005, "default": "mixture"}
+
+
+def _candidates() -> dict:
+    return {"mixture": mixture_weights, "prior": prior_weights, "pairwise_noisy_or": pairwise_noisy_or_weights,
+            "pairwise_max": pairwise_max_weights,
+            "mixture (light back-off)": partial(mixture_weights, trust_power=0.0),
+            "mixture (strong back-off)": partial(mixture_weights, trust_power=1.0)}
+
+
+class Choice(NamedTuple):
+    name: str
+    simulated: dict  # candidate -> mean within-row ROC-AUC on the simulation (empty: nothing held out)
+
+
+def choose(observed, missing_rate: float | None, seed: int = 0) -> Choice:
+    """The estimator `auto` uses for these observed labels (see above)."""
+    observed = _dense(observed)
+    candidates = _candidates()
+    scores = {name: [] for name in candidates}
+    for repeat in range(AUTO["repeats"]):
+        rng = np.random.default_rng([seed, repeat])
+        rows = np.sort(rng.choice(len(observed), min(len(observed), AUTO["rows"]), replace=False))
+        labels = observed[rows]
+        test = (labels.sum(1) >= 2) & (rng.random(len(labels)) < AUTO["share"])
+        if not test.any():
+            continue
+        held_out = (folds.keep_one_positive(labels, rng) ^ labels) & test[:, None]  # one positive a test row
+        seen = labels & ~held_out
+        zeros = ~seen & test[:, None]
+        shares = mixture_shares(seen, work_rows=len(observed))  # one fit for every mixture variant, the real one's restarts
+        for name, estimate in candidates.items():
+            extra = {"shares": shares} if name.startswith("mixture") else {}
+            scores[name].append(within_row_auc(1.0 - estimate(seen, 0.5, **extra), held_out, zeros, test))
+    if not missing_rate or not scores["prior"]:
+        return Choice(AUTO["default"], {})
+    simulated = {name: float(np.mean(values)) for name, values in scores.items()}
+    best = max(simulated, key=simulated.get)
+    return Choice(best if simulated[best] - simulated[AUTO["default"]] >= AUTO["margin"] else AUTO["default"],
+                  simulated)
+
+
+def within_row_auc(scores: np.ndarray, held_out: np.ndarray, zeros: np.ndarray, rows: np.ndarray) -> float:
+    """Mean over `rows` of the share of a row's other zeros scored below its held-out positive
+    (ties half): each row's ranking of its own zeros, whatever the scale across rows."""
+    picked = np.flatnonzero(rows)
+    target = np.where(held_out[picked], scores[picked], np.nan)
+    value = np.nanmax(target, axis=1)[:, None]
+    others = zeros[picked] & ~held_out[picked]
+    below = ((scores[picked] < value) & others).sum(1) + 0.5 * ((scores[picked] == value) & others).sum(1)
+    return float(np.mean(below / np.maximum(others.sum(1), 1)))
+
+
+def auto_weights(observed, missing_rate: float | None = None) -> np.ndarray:
+    """The estimator `choose` picks for these labels, from the observed labels alone."""
+    return _candidates()[choose(observed, missing_rate).name](observed, missing_rate)
 
 
 ESTIMATORS = {
@@ -280,6 +484,7 @@ ESTIMATORS = {
     "pairwise_noisy_or": pairwise_noisy_or_weights,
     "backoff": backoff_weights,
     "mixture": mixture_weights,
+    "auto": auto_weights,
 }
 
 

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import scipy.sparse
 
 from splits import store, weights
 
@@ -62,15 +63,21 @@ def test_im_weights_zero_exactly_on_hidden_positives():
         weights.im_weights(labels, observed[:1])
 
 
-def naive_estimator(name, observed):
-    """Per-sample loops of each estimator's definition."""
+def naive_conditional(y, s, j, a=weights.BACKOFF):
+    """C(s, j), the backed-off co-occurrence conditional, from its definition by counting."""
+    n_s = y[:, s].sum()
+    with_others = (y[:, s] * (y.sum(1) >= 2)).sum()
+    prior_j = y[:, j].mean()
+    if with_others == 0:
+        return prior_j
+    trust = with_others / n_s * with_others / (with_others + a)
+    return trust * (y[:, s] * y[:, j]).sum() / with_others + (1 - trust) * prior_j
+
+
+def naive_estimator(name, observed, rate=0.5):
+    """Per-sample loops of each estimator's definition, calibrated to `rate`."""
     n, n_classes = observed.shape
     y = observed.astype(float)
-    prior = y.mean(0)
-    cond = np.zeros((n_classes, n_classes))
-    for s in range(n_classes):
-        if y[:, s].sum():
-            cond[s] = (y[:, s:s + 1] * y).sum(0) / y[:, s].sum()
     out = np.zeros((n, n_classes))
     for i in range(n):
         s_i = np.flatnonzero(observed[i])
@@ -78,15 +85,17 @@ def naive_estimator(name, observed):
             if observed[i, j]:
                 continue
             if name == "prior" or len(s_i) == 0:
-                score = prior[j]
+                score = y[:, j].mean()
             elif name == "pairwise_max":
-                score = max(cond[s, j] for s in s_i)
+                score = max(naive_conditional(y, s, j) for s in s_i)
             else:
-                score = 1 - np.prod([1 - min(cond[s, j], 1 - 1e-9) for s in s_i])
+                score = 1 - np.prod([1 - min(naive_conditional(y, s, j), 1 - 1e-9) for s in s_i])
             if name == "backoff":
                 contains = (observed[:, s_i] == 1).all(1)
-                score = ((contains & (observed[:, j] == 1)).sum() + 20 * score) / (contains.sum() + 20)
-            out[i, j] = 1 - score
+                exact = (observed == observed[i]).all(1).sum()
+                score = ((contains & (observed[:, j] == 1)).sum() + 20 * score) / (contains.sum() - exact + 20)
+            hidden = score * rate / (score * rate + (1 - score) * (1 - rate))
+            out[i, j] = 1 - hidden
     return out
 
 
@@ -96,53 +105,60 @@ def test_estimators_equal_naive_loops(name):
     observed = (rng.random((150, 8)) < 0.3).astype(np.uint8)
     observed[3] = 0
     observed[:, 6] = 0
-    got = weights.ESTIMATORS[name](observed)
+    observed[7] = np.eye(8, dtype=np.uint8)[2]  # a one-label row
+    got = weights.ESTIMATORS[name](observed, 0.5)
     np.testing.assert_allclose(got, naive_estimator(name, observed), atol=1e-5)
     assert got.dtype == np.float32 and got.min() >= 0 and got.max() <= 1
     assert (got[observed == 1] == 0).all()
+    sparse = weights.ESTIMATORS[name](scipy.sparse.csr_matrix(observed), 0.5)  # sparse label matrices alike
+    np.testing.assert_array_equal(sparse, got)
 
 
 def naive_mixture(observed, components, iterations, seeds, smoothing):
-    """The mixture estimator with loops over rows and components."""
-    x = observed.astype(float)
-    n, n_classes = x.shape
-    prior = x.mean(0)
-    evidence = np.zeros((n, n_classes))
+    """The mixture's shares with loops over unique label sets and components."""
+    patterns, mult = np.unique(observed.astype(bool), axis=0, return_counts=True)
+    x = patterns.astype(float)
+    u, n_classes = x.shape
+    n = mult.sum()
+    prior = (mult[:, None] * x).sum(0) / n
+    evidence = np.zeros((u, n_classes))
     for seed in range(seeds):
-        resp = np.random.default_rng(seed).dirichlet(np.ones(components), n).astype(np.float32).astype(float)
+        resp = np.random.default_rng(seed).dirichlet(np.ones(components), u).astype(np.float32).astype(float)
         for _ in range(iterations):
             q = np.zeros((components, n_classes))
             size = np.zeros(components)
             for k in range(components):
-                for i in range(n):
-                    q[k] += resp[i, k] * x[i]
-                    size[k] += resp[i, k]
+                for i in range(u):
+                    q[k] += mult[i] * resp[i, k] * x[i]
+                    size[k] += mult[i] * resp[i, k]
                 q[k] = np.clip((q[k] + smoothing * prior) / (size[k] + smoothing), 1e-4, 1 - 1e-4)
-            for i in range(n):
+            for i in range(u):
                 log_p = np.array([np.log(size[k] / n + 1e-12) + sum(np.log(q[k, j]) if x[i, j] else np.log(1 - q[k, j])
                                                                     for j in range(n_classes))
                                   for k in range(components)])
                 resp[i] = np.exp(log_p - log_p.max()) / np.exp(log_p - log_p.max()).sum()
         odds = np.array([[sum(resp[i, k] * q[k, j] / (1 - q[k, j]) for k in range(components))
-                          for j in range(n_classes)] for i in range(n)])
-        evidence += odds / odds.mean()
-    shares = np.zeros((n, n_classes))
-    for i in range(n):
-        zeros = np.flatnonzero(observed[i] == 0)
-        total = evidence[i, zeros].sum()
-        for j in zeros:
-            shares[i, j] = evidence[i, j] / max(total, 1e-30)
-    return shares
+                          for j in range(n_classes)] for i in range(u)])
+        evidence += odds / ((mult[:, None] * odds).sum() / (n * n_classes))
+    shares = {}
+    for i in range(u):
+        zeros = np.flatnonzero(~patterns[i])
+        shares[patterns[i].tobytes()] = {j: evidence[i, j] / max(evidence[i, zeros].sum(), 1e-30) for j in zeros}
+    out = np.zeros(observed.shape)
+    for row in range(len(observed)):
+        for j, value in shares[observed[row].astype(bool).tobytes()].items():
+            out[row, j] = value
+    return out
 
 
-def test_mixture_equals_naive_loops_and_calibrates_to_the_missing_rate():
+def test_mixture_shares_equal_naive_loops_and_calibration_keeps_the_ranking():
     rng = np.random.default_rng(4)
     observed = (rng.random((60, 6)) < 0.35).astype(np.uint8)
     observed[5] = 0
     observed[:, 4] = 0
     got = weights.mixture_shares(observed, components=3, seeds=2, iterations=5, smoothing=0.5)
     np.testing.assert_allclose(got, naive_mixture(observed, 3, 5, 2, 0.5), rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(got.sum(1), 1, rtol=1e-6)  # a row's hidden positives are all shared out
+    np.testing.assert_allclose(got.sum(1), 1, rtol=1e-5)  # a row's hidden positives are all shared out
     for name, estimate in weights.ESTIMATORS.items():
         for rate in (None, 0.0, 0.5):
             w = estimate(observed, rate)
@@ -150,8 +166,10 @@ def test_mixture_equals_naive_loops_and_calibrates_to_the_missing_rate():
             assert (w[observed == 1] == 0).all(), name
         if name != "paper":
             np.testing.assert_array_equal(estimate(observed, 0.0)[observed == 0], 1)  # nothing missing
-    scores = np.array([0.0, 0.1, 0.3, 0.5])  # P(observed): hidden at rate .5 -> t r / (1 - (1 - r) t)
-    np.testing.assert_allclose(weights.calibrate(scores, 0.5), [0, 0.1 / 0.9, 0.3 / 0.7, 1.0])
+    scores = np.array([0.0, 0.1, 0.3, 0.5, 0.8, 0.95, 1.0])  # odds(hidden | 0) = odds(q) r / (1 - r)
+    calibrated = weights.calibrate(scores, 0.5)
+    np.testing.assert_allclose(calibrated, [0, 0.1 * 0.5 / (0.1 * 0.5 + 0.9 * 0.5), 0.3, 0.5, 0.8, 0.95, 1.0])
+    assert (np.diff(weights.calibrate(scores, 0.75)) > 0).all()  # strictly increasing: no ties from a clip
     with pytest.raises(ValueError, match="missing_rate = 1.0"):
         weights.calibrate(scores, 1.0)
 
@@ -177,7 +195,7 @@ def naive_expected_hidden(counts, ratio, decays):
     return np.array(out)
 
 
-def test_mixture_weights_equal_naive_counts_times_shares():
+def test_mixture_weights_equal_counts_times_backed_off_shares():
     rng = np.random.default_rng(5)
     observed = (rng.random((200, 7)) < 0.4).astype(np.uint8)
     observed[3] = 0
@@ -188,10 +206,74 @@ def test_mixture_weights_equal_naive_counts_times_shares():
                                    naive_expected_hidden(counts.tolist(), ratio, weights.COUNT_DECAYS), rtol=1e-9)
     shares = naive_mixture(observed, weights.MIXTURE["components"], weights.MIXTURE["iterations"], 2,
                            weights.MIXTURE["smoothing"])
-    expect = 1 - np.clip(naive_expected_hidden(counts.tolist(), 0.5, weights.COUNT_DECAYS)[:, None] * shares, 0, 1)
-    got = weights._finish(weights.expected_hidden(counts, 0.5)[:, None] * weights.mixture_shares(observed, seeds=2),
-                          observed)
-    np.testing.assert_allclose(got, np.where(observed == 1, 0, expect), atol=1e-4)
+    hidden = naive_expected_hidden(counts.tolist(), 0.5, weights.COUNT_DECAYS)
+    y = observed.astype(float)
+    prior = y.mean(0)
+    expect = np.zeros(observed.shape)
+    for i in range(len(y)):
+        labels = np.flatnonzero(observed[i])
+        seen = sum((y[:, s] * (counts >= 2)).sum() for s in labels)
+        shown = sum(y[:, s].sum() for s in labels)
+        trust = (seen / shown) ** 0.5 * seen / (seen + weights.BACKOFF) if len(labels) else 0.0
+        zeros = observed[i] == 0
+        prior_share = np.where(zeros, prior, 0) / max(prior[zeros].sum(), 1e-30)
+        mixed = trust * shares[i] + (1 - trust) * prior_share
+        expect[i] = np.where(zeros, np.exp(-hidden[i] * mixed), 0)  # 1 - P(hidden), P = 1 - exp(-count x share)
+    got = weights.mixture_weights(observed, 0.5, shares=weights.mixture_shares(observed, seeds=2))
+    np.testing.assert_allclose(got, expect, atol=1e-5)
+
+
+def test_back_off_gives_the_priors_ranking_where_no_co_occurrence_is_seen():
+    rng = np.random.default_rng(6)
+    observed = np.zeros((300, 9), np.uint8)
+    observed[np.arange(300), rng.choice(9, 300, p=np.linspace(1, 3, 9) / 18)] = 1  # one label a row
+    prior = weights.prior_weights(observed, 0.7)
+    for name in ("pairwise_max", "pairwise_noisy_or", "backoff"):
+        np.testing.assert_allclose(weights.ESTIMATORS[name](observed, 0.7), prior, atol=1e-6, err_msg=name)
+    mixture = weights.mixture_weights(observed, 0.7)
+    zeros = observed == 0
+    for i in range(len(observed)):  # the same order of a row's zeros as the prior's
+        np.testing.assert_array_equal(np.argsort(mixture[i][zeros[i]], kind="stable"),
+                                      np.argsort(prior[i][zeros[i]], kind="stable"))
+    assert weights.choose(observed, 0.7).simulated == {}  # nothing to hold out: the default
+
+
+def test_auto_picks_the_estimator_that_is_right_by_design():
+    """Labels come in pairs (2k, 2k + 1) with rare chance extras, and class frequencies run
+    against the pairs: the co-occurrence estimators find a row's hidden partner, the prior
+    cannot. With label frequencies alone informative, auto keeps to the prior's ranking."""
+    rng = np.random.default_rng(8)
+    n, n_pairs = 3000, 10
+    labels = np.zeros((n, 2 * n_pairs), np.uint8)
+    pairs = rng.choice(n_pairs, (n, 2))
+    for i, chosen in enumerate(pairs):
+        for pair in chosen:
+            labels[i, [2 * pair, 2 * pair + 1]] = 1
+    from splits import folds
+    observed = labels & ~folds.hide_positives(labels, 0.25, rng)
+    choice = weights.choose(observed, 0.25)
+    assert choice.simulated[choice.name] >= choice.simulated["prior"] + 0.1
+    assert choice.name != "prior"
+    independent = (rng.random((3000, 12)) < np.linspace(0.05, 0.6, 12)).astype(np.uint8)
+    observed = independent & ~folds.hide_positives(independent, 0.5, rng)
+    choice = weights.choose(observed, 0.5)
+    assert abs(choice.simulated[choice.name] - choice.simulated["prior"]) < 0.01  # nothing beats the prior here
+
+
+def test_no_estimator_reads_test_rows_or_ground_truth():
+    """Weights for a fold's training rows depend only on those rows' observed labels."""
+    from heads import methods
+    rng = np.random.default_rng(9)
+    labels = (rng.random((400, 10)) < 0.35).astype(np.uint8)
+    observed = labels & (rng.random(labels.shape) < 0.6)
+    train = np.arange(300)
+    poisoned_labels, poisoned_observed = labels.copy(), observed.copy()
+    poisoned_labels[:] = 1  # ground truth: never read
+    poisoned_observed[300:] = 1 - poisoned_observed[300:]  # test rows: never read
+    for name in ["confidence", *(f"confidence_{e}" for e in weights.ESTIMATORS)]:
+        clean = methods.negative_weights(name, labels, observed, train, 0.5)
+        dirty = methods.negative_weights(name, poisoned_labels, poisoned_observed, train, 0.5)
+        np.testing.assert_array_equal(clean, dirty, err_msg=name)
 
 
 @pytest.mark.parametrize("ratio", [0.25, 0.5, 0.75])
@@ -242,6 +324,6 @@ def test_weight_quality_sees_training_rows_only(tmp_path, monkeypatch):
     zeros = seen == 0
     hidden = (sf.labels[train] == 1) & zeros
     expect = roc_auc_score(hidden[zeros], 1 - weights.cb_weights(seen)[zeros])
-    row = table[(table.fold == 1) & (table.ratio == 0.5) & (table.estimator == "paper")].iloc[0]
+    row = table[(table.fold == 1) & (table.protocol == "0.5") & (table.estimator == "paper")].iloc[0]
     assert row.roc_auc == pytest.approx(expect)
     assert (tmp_path / "q.png").is_file()

@@ -1,0 +1,284 @@
+"""Outputs that know what made them: one test per probe of the reliability issue, each on the
+demo config made small, in a temporary directory."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+import configs
+import splits
+from analysis import report
+from configs import artifacts
+from extract import extraction
+from features import store as feature_store
+from heads import __main__ as heads_cli
+from heads import predictions, trainer
+from heads.predictions import HeadRun
+from splits import __main__ as splits_cli
+from splits import store as splits_store
+from tests.conftest import ROOT
+from tests.helpers import save_random_checkpoint
+from tests.test_trainer import make_features
+
+
+def write_config(path: Path, runs: Path, **sections) -> Path:
+    """A small demo config file: 120 images, 2 folds, the linear head for 1 epoch."""
+    tables = {"experiment": {"name": "r", "runs_dir": str(runs)}, "dataset": {"n_images": 120},
+              "splits": {"n_folds": 2, "ratios": [0.0, 0.5]},
+              "heads": {"head": "linear", "epochs": 1, "methods": ["ce", "ignore_missing"]}}
+    for name, values in sections.items():
+        tables.setdefault(name, {}).update(values)
+
+    def value(v):
+        return repr(v).replace("'", '"') if not isinstance(v, bool) else str(v).lower()
+
+    text = "".join(f"[{name}]\n" + "".join(f"{k} = {value(v)}\n" for k, v in table.items()) for name, table in tables.items())
+    path.write_text(text)
+    return path
+
+
+def test_changed_settings_are_never_reused_silently(tmp_path, capsys):
+    cfg = configs.load(write_config(tmp_path / "a.toml", tmp_path))
+    make_features(cfg)
+    trainer.train(cfg)
+    report.report(cfg)
+    for change, key in (({"experiment": {"seed": 1}}, "seed: 0 -> 1"),
+                        ({"dataset": {"n_images": 100}}, "dataset.n_images: 120 -> 100"),
+                        ({"splits": {"n_folds": 3}}, "splits.n_folds: 2 -> 3")):
+        changed = configs.load(write_config(tmp_path / "b.toml", tmp_path, **change))
+        with pytest.raises(ValueError, match="was made from other inputs or settings") as err:
+            splits.make(changed)
+        assert key in str(err.value) and "--force" in str(err.value)
+    longer = configs.load(write_config(tmp_path / "c.toml", tmp_path, heads={"epochs": 2}))
+    with pytest.raises(ValueError, match=r"8 heads run\(s\) were made from other inputs or settings:\n  seed 0, fold 1, "
+                                         r"0, ce: heads.epochs: 1 -> 2\n"):
+        trainer.train(longer)
+    with pytest.raises(ValueError, match=r"heads seed 0, fold 1, 0, ce: heads.epochs: 1 -> 2"):
+        report.report(longer)  # the report checks what it reads
+    trainer.train(longer, force=True)
+    assert "made from other" not in str(report.report(longer))
+    with h5py.File(predictions.file(longer, HeadRun(0, 0, "0.5", "ce"))) as h5:
+        assert '"heads.epochs": 2' in h5.attrs["provenance"]
+
+
+def test_a_missing_checkpoint_is_an_error_before_already_done(tmp_path):
+    checkpoint = save_random_checkpoint("demo_cnn", 96, tmp_path / "ckpt" / "model.ckpt")
+    cfg = configs.load(write_config(tmp_path / "a.toml", tmp_path, extract={"checkpoint": str(checkpoint),
+                                                                             "batch_size": 16, "chunk_rows": 32}))
+    splits.make(cfg)
+    extraction.extract_features(cfg)
+    gone = configs.load(write_config(tmp_path / "b.toml", tmp_path,
+                                     extract={"checkpoint": str(tmp_path / "nowhere.ckpt"), "batch_size": 16,
+                                              "chunk_rows": 32}))
+    with pytest.raises(ValueError, match="nowhere.ckpt not found"):
+        extraction.extract_features(gone)
+
+
+def truncate(path: Path) -> None:
+    os.truncate(path, path.stat().st_size // 2)
+
+
+def test_truncated_stores_are_named_and_force_rebuilds_them(tmp_path):
+    cfg = configs.load(write_config(tmp_path / "a.toml", tmp_path))
+    make_features(cfg)
+    trainer.train(cfg, only={"method": "ce"})
+    splits_path = splits_store.path(cfg)
+    truncate(splits_path)
+    for action in (lambda: splits.make(cfg), lambda: trainer.train(cfg), lambda: splits_store.load(splits_path)):
+        with pytest.raises(ValueError, match=f"{splits_path} is damaged.*--force"):
+            action()
+    assert splits_cli.main(["describe", str(splits_path)]) == 2
+    splits.make(cfg, force=True)  # removed unopened, made anew
+    assert splits_store.load(splits_path).n_folds == 2
+    run = predictions.file(cfg, HeadRun(0, 0, "0", "ce"))
+    truncate(run)
+    with pytest.raises(ValueError, match=f"{run} is damaged"):
+        report.report(cfg)
+    trainer.train(cfg, only={"method": "ce"}, force=True)
+    report.report(cfg)
+    features = feature_store.path(cfg)
+    truncate(features)
+    with pytest.raises(ValueError, match=f"{features} is damaged"):
+        trainer.train(cfg)
+
+
+def children(pid: int) -> set[int]:
+    """Every descendant process of `pid`, from /proc."""
+    found, todo = set(), [pid]
+    while todo:
+        parent = todo.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            text = (task / "children").read_text() if (task / "children").exists() else ""
+            for child in map(int, text.split()):
+                if child not in found:
+                    found.add(child)
+                    todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+def test_killing_a_parallel_heads_run_leaves_no_worker_and_a_second_run_is_refused(tmp_path):
+    config = write_config(tmp_path / "a.toml", tmp_path, dataset={"n_images": 400}, splits={"n_folds": 4},
+                          heads={"epochs": 200, "head": "paper_mlp", "hidden": [256]})
+    cfg = configs.load(config)
+    make_features(cfg)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    parent = subprocess.Popen([sys.executable, "-m", "heads", "train", "--config", str(config), "--n-jobs", "2"],
+                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len([p for p in children(parent.pid) if alive(p)]) < 2:
+        time.sleep(0.5)
+    workers = children(parent.pid)
+    assert len(workers) >= 2, "the parallel workers did not start"
+    second = subprocess.run([sys.executable, "-m", "heads", "train", "--config", str(config)], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert second.returncode == 2 and f"is being made by process {parent.pid}" in second.stderr
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.time() + 15
+    while time.time() < deadline and any(alive(p) for p in workers):
+        time.sleep(0.2)
+    assert not [p for p in workers if alive(p)], "workers outlived their command"
+    assert not list(cfg.run_dir.glob("heads/**/predictions.h5"))  # nothing was written after the kill
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"heads": {"epochs": 0}}, "heads.epochs = 0; must be >= 1"),
+    ({"heads": {"batch_size": 0}}, "heads.batch_size = 0; must be >= 1"),
+    ({"heads": {"learning_rate": -1}}, "heads.learning_rate = -1.0; must be > 0"),
+    ({"splits": {"ratios": []}}, "splits.ratios is empty"),
+    ({"splits": {"ratios": [0.5, 0.5]}}, "splits.ratios names 0.5 twice"),
+    ({"heads": {"methods": []}}, "heads.methods is empty"),
+    ({"extract": {"backbone": "resnet50"}}, "extract.backbone = 'resnet50'; allowed: demo_cnn, inception_resnet_v2"),
+    ({"dataset": {"adapter": "csv"}}, "dataset.adapter = 'csv' needs dataset.annotations"),
+    ({"extract": {"chunk_rows": 100, "batch_size": 32}}, "extract.chunk_rows = 100; must be a multiple"),
+    ({"heads": {"paper_exact": True, "learning_rate": 0.5}}, "heads.paper_exact sets heads.learning_rate = 0.1"),
+])
+def test_settings_are_validated_when_the_config_loads(tmp_path, change, message):
+    with pytest.raises(ValueError, match=message):
+        configs.load(write_config(tmp_path / "a.toml", tmp_path, **change))
+
+
+def test_a_misspelled_method_fails_before_any_stage(tmp_path, capsys):
+    config = write_config(tmp_path / "a.toml", tmp_path, heads={"methods": ["ce", "confidnce"]})
+    assert heads_cli.main(["check", "--config", str(config)]) == 2
+    assert "holds 'confidnce', which is no method" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+    config = write_config(tmp_path / "b.toml", tmp_path)
+    config.write_text(config.read_text() + "[heads.params.asl]\ngama = 1\n")
+    assert heads_cli.main(["check", "--config", str(config)]) == 2
+    assert "method 'asl' has no parameter 'gama'; its parameters: gamma_pos, gamma_neg, clip" in capsys.readouterr().err
+
+
+def test_make_runs_the_check_first_and_takes_paths_with_spaces(tmp_path):
+    folder = tmp_path / "with spaces"
+    folder.mkdir()
+    config = write_config(folder / "my config.toml", tmp_path, heads={"methods": ["ce", "confidnce"]})
+    done = subprocess.run(["make", "-s", "splits", f"CONFIG={config}"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode != 0 and "which is no method" in done.stderr
+    assert not (tmp_path / "r" / "splits.h5").exists()  # no stage ran
+    write_config(folder / "my config.toml", tmp_path)
+    done = subprocess.run(["make", "-s", "splits", f"CONFIG={config}"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "r" / "splits.h5").is_file()
+
+
+def test_a_wrong_image_root_fails_and_the_fix_completes(tmp_path):
+    checkpoint = save_random_checkpoint("demo_cnn", 96, tmp_path / "ckpt" / "model.ckpt")
+    extract = {"checkpoint": str(checkpoint), "batch_size": 16, "chunk_rows": 32}
+    cfg = configs.load(write_config(tmp_path / "a.toml", tmp_path, extract=extract))
+    splits.make(cfg)  # writes the images under runs/r/data
+    data = cfg.run_dir / "data"
+    labels = (data / "labels.csv").read_text()
+    (tmp_path / "labels.csv").write_text(labels)
+    wrong = configs.load(write_config(tmp_path / "b.toml", tmp_path / "w", extract=extract,
+                                      dataset={"adapter": "csv", "annotations": str(tmp_path / "labels.csv"),
+                                               "root": str(tmp_path / "nowhere")}))
+    splits.make(wrong)
+    with pytest.raises(ValueError, match="none of the 120 images checked exists.*check dataset.root"):
+        extraction.extract_features(wrong)
+    assert not feature_store.path(wrong).exists()
+    half = configs.load(write_config(tmp_path / "c.toml", tmp_path / "h", extract={**extract, "max_invalid_share": 0.2},
+                                     dataset={"adapter": "csv", "annotations": str(tmp_path / "labels.csv"),
+                                              "root": str(data)}))
+    splits.make(half)
+    for image in sorted((data / "images").glob("*.png"))[:40]:
+        image.rename(image.with_suffix(".moved"))
+    with pytest.raises(ValueError, match=r"40 of 120 images are unreadable \(extract.max_invalid_share = 0.2\)"):
+        extraction.extract_features(half)
+    assert not feature_store.path(half).exists() and not list(feature_store.path(half).parent.glob("*.tmp"))
+    for image in (data / "images").glob("*.moved"):
+        image.rename(image.with_suffix(".png"))
+    assert feature_store.FeatureReader(extraction.extract_features(half)).valid.all()  # the rerun completes
+
+
+def test_a_crash_inside_a_chunk_commit_does_not_duplicate_errors(tmp_path):
+    path = tmp_path / "s.h5.tmp"
+    feature_store.create(path, [f"r{i}" for i in range(8)], 3, "float32", 4, {}, {"x": 1})
+    feature_store.commit_chunk(path, 0, np.zeros((4, 3)), np.array([1, 0, 1, 1], bool), [("r1", "bad")])
+    with h5py.File(path, "r+") as h5:  # a crash after the errors of chunk 1 were written, before its flag
+        for name, value in (("error_ids", "r6"), ("error_messages", "bad")):
+            h5[name].resize((2,))
+            h5[name][-1] = value
+    assert feature_store.pending_chunks(path) == [1]
+    feature_store.commit_chunk(path, 1, np.zeros((4, 3)), np.array([1, 1, 0, 1], bool), [("r6", "bad")])
+    with h5py.File(path) as h5:
+        assert list(h5["error_ids"].asstr()[:]) == ["r1", "r6"]
+
+
+def test_non_finite_features_name_the_real_fix(tmp_path):
+    reader = type("Reader", (), {"path": tmp_path / "f.h5"})
+    with pytest.raises(ValueError, match=r"rebuild them \(make features FORCE=1\)"):
+        trainer.finite(np.array([[1.0, np.nan]]), reader.path)
+
+
+def test_a_figure_that_fails_half_written_leaves_no_file(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from analysis import figures
+    fig = plt.figure()
+
+    def fail(path, **_):
+        Path(path).write_bytes(b"%PDF-partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fig, "savefig", fail)
+    with pytest.raises(KeyboardInterrupt):
+        figures._save(fig, tmp_path / "fig")
+    assert not (tmp_path / "fig.png").exists() and not (tmp_path / "fig.pdf").exists()
+
+
+def test_an_output_folder_that_cannot_be_written_fails_before_training(tmp_path, monkeypatch):
+    cfg = configs.load(write_config(tmp_path / "a.toml", tmp_path))
+    make_features(cfg)
+    monkeypatch.setattr(trainer, "train_fold", lambda *args: pytest.fail("trained before checking the output"))
+    (cfg.run_dir / "heads").write_text("a file where the heads folder goes")
+    with pytest.raises(ValueError, match="cannot write"):
+        trainer.train(cfg)
+
+
+def test_claims_refuse_a_second_holder_and_are_released(tmp_path):
+    target = tmp_path / "out.h5"
+    script = (f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
+              f"from configs import artifacts\nwith artifacts.claim({str(target)!r}): pass")
+    second = [sys.executable, "-c", script]
+    with artifacts.claim(target):
+        done = subprocess.run(second, capture_output=True, text=True, check=False)
+    assert done.returncode != 0 and f"{target} is being made by process {os.getpid()}" in done.stderr
+    assert subprocess.run(second, capture_output=True, check=False).returncode == 0  # released with its holder
