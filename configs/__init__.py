@@ -369,6 +369,15 @@ def _check_values(cfg: Config) -> None:
     _check_dataset(cfg)
 
 
+def with_scheduler(cfg: Config, scheduler: str | None) -> Config:
+    """The config with [cluster] scheduler set from the command line (`--scheduler`), checked."""
+    if scheduler is None:
+        return cfg
+    cfg = dataclasses.replace(cfg, cluster=dataclasses.replace(cfg.cluster, scheduler=scheduler))
+    _check_choices(cfg)
+    return cfg
+
+
 def load(path: str | Path | None = None) -> Config:
     """Read and validate a TOML config (default: configs/demo.toml)."""
     path = Path(path) if path else DEFAULT_CONFIG

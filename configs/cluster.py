@@ -41,9 +41,10 @@ class Outcome(NamedTuple):
 _watched: set[int] = set()
 
 
-def watch_parent(pid: int) -> None:
-    """End this process when process `pid` (the command that started the task) is gone."""
-    if pid == os.getpid() or pid in _watched:
+def watch_parent(pid: int | None) -> None:
+    """End this process when process `pid` (the command that started the task, on this machine)
+    is gone; None: the task runs on another machine's worker."""
+    if pid is None or pid == os.getpid() or pid in _watched:
         return
     _watched.add(pid)
 
@@ -60,7 +61,7 @@ def watch_parent(pid: int) -> None:
     threading.Thread(target=watch, name="watch-parent", daemon=True).start()
 
 
-def perform(task: Task, parent: int, environment: dict | None = None) -> tuple[Any, float]:
+def perform(task: Task, parent: int | None, environment: dict | None = None) -> tuple[Any, float]:
     """Run a task in a worker, watching its command: (value, seconds)."""
     watch_parent(parent)
     os.environ.update(environment or {})
@@ -120,6 +121,12 @@ def run(cfg, tasks: list[Task], n_jobs: int = 1, environment: dict | None = None
     return [by_label[task.label] for task in tasks]
 
 
-def threads_per_task(n_jobs: int) -> int:
-    """Threads each of n_jobs parallel tasks may use on this machine (0: leave TF's default)."""
-    return max(1, (os.cpu_count() or 1) // n_jobs) if n_jobs > 1 else 0
+def threads_per_task(cfg, n_jobs: int) -> int:
+    """Threads each task may use (0: leave TensorFlow's default): this machine's cores shared by
+    the n_jobs processes, or by a LocalCluster's workers; a remote worker's own."""
+    cores = os.cpu_count() or 1
+    if cfg.cluster.scheduler == "local":
+        return max(1, cores // cfg.cluster.workers)
+    if cfg.cluster.scheduler or n_jobs == 1:
+        return 0
+    return max(1, cores // n_jobs)

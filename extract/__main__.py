@@ -23,17 +23,19 @@ def main(argv=None) -> int:
     p = sub.add_parser("features", help="run the backbone once over every image into the feature store")
     p.add_argument("--config", default=None)
     p.add_argument("--shard", type=parse_shard, default=(0, 1), help="i/n: the i-th of n shards (0-based)")
+    p.add_argument("--scheduler", default=None, help="local, or a Dask scheduler address (overrides [cluster])")
     p.add_argument("--force", action="store_true")
     p = sub.add_parser("finetune", help="train backbone and head end to end from the images ([finetune] grid)")
     p.add_argument("--config", default=None)
     p.add_argument("--only", type=parse_only, default={}, help="fold=K,ratio=R,method=M (any of them)")
+    p.add_argument("--scheduler", default=None, help="local, or a Dask scheduler address (overrides [cluster])")
     p.add_argument("--force", action="store_true")
     p = sub.add_parser("pretrain", help="pretrain demo_cnn on a separate synthetic set (demo only)")
     p.add_argument("--config", default=None)
     p.add_argument("--force", action="store_true")
     args = parser.parse_args(argv)
     def action():
-        cfg = configs.load(args.config)
+        cfg = configs.with_scheduler(configs.load(args.config), getattr(args, "scheduler", None))
         methods.check(cfg.finetune.methods, cfg.heads.params, cfg.source, "finetune.methods")
         if args.command == "features" and cfg.dataset.adapter == "table":
             from features.importer import import_features

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 import configs
-from configs import artifacts
+from configs import artifacts, cluster
 from configs.progress import Progress
 from configs.tf_quiet import tf
 from features import store
@@ -126,7 +126,24 @@ def extract_features(cfg, shard: tuple[int, int] = (0, 1), force: bool = False, 
             print(f"{out}: already done (use --force to redo)")
             return out
         check_images(paths, cfg)
+        if cfg.cluster.scheduler and shard == (0, 1):
+            return _extract_on_cluster(cfg, out, force)
         return _extract(cfg, plan, spec, checkpoint, recipe, ids, paths, shard, out, on_chunk)
+
+
+def _extract_on_cluster(cfg, out: Path, force: bool) -> Path:
+    """One task per contiguous shard ([cluster] extract_shards, default one per worker), each
+    writing (or resuming) its own shard file as `--shard i/n` does, then the merge."""
+    count = cfg.cluster.extract_shards or cfg.cluster.workers
+    tasks = [cluster.Task(f"extract shard {i}/{count}", extract_features, (cfg, (i, count), force))
+             for i in range(count)]
+    shards = cluster.run(cfg, tasks)
+    store.merge(shards, out)
+    for shard in shards:  # the shards and their claims, now that the store holds them
+        shard.unlink()
+        Path(f"{shard}.lock").unlink(missing_ok=True)
+    print(f"{out}: merged {count} shards")
+    return out
 
 
 def check_images(paths: list[str], cfg) -> None:

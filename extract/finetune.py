@@ -323,6 +323,8 @@ def finetune(cfg, only: dict | None = None, force: bool = False) -> list[dict]:
         raise ValueError(f"{cfg.source}: finetune.methods holds {stateful[0]!r}, which keeps per-image state "
                          "across epochs; finetune trains the stateless methods (train it as a head)")
     splits_files = {seed: splits_store.load(splits_store.path(cfg, seed)) for seed in cfg.seeds}
+    for sf in splits_files.values():
+        methods.check_truth(cfg.finetune.methods, sf.ground_truth, sf.path)
     first = next(iter(splits_files.values()))
     runs = predictions.select(predictions.grid(cfg, STAGE, first.n_folds, first.protocols), only,
                               f"[finetune] of {cfg.source}")

@@ -43,6 +43,7 @@ def main(argv=None) -> int:
     p.add_argument("--config", default=None)
     p.add_argument("--only", type=parse_only, default={})
     p.add_argument("--n-jobs", type=int, default=None)
+    p.add_argument("--scheduler", default=None, help="local, or a Dask scheduler address (overrides [cluster])")
     p.add_argument("--force", action="store_true")
     p = sub.add_parser("check", help="validate a config against every registry, before any stage runs")
     p.add_argument("--config", default=None)
@@ -58,7 +59,7 @@ def main(argv=None) -> int:
             check(cfg)
         else:
             from .trainer import train
-            train(cfg, only=args.only, n_jobs=args.n_jobs, force=args.force)
+            train(configs.with_scheduler(cfg, args.scheduler), only=args.only, n_jobs=args.n_jobs, force=args.force)
 
     return configs.run_cli(action)
 

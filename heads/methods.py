@@ -55,6 +55,9 @@ _FIXED = [
     Method("ce", "CE", "weighted_ce", PAPER, class_weights=True),
     Method("ignore_missing", "IM-WCE", "weighted_ce", PAPER, negatives="oracle", class_weights=True, oracle=True),
     Method("confidence", "CB-WCE", "weighted_ce", PAPER, negatives="cb", class_weights=True),
+    Method("confidence_notebook", "CB-WCE (as published)", "weighted_ce",
+           "the paper's notebook MSCOCO-preprocessing, cells 11-12 (README: what the notebooks computed)",
+           negatives="notebook", class_weights=True, oracle=True),
     Method("an", "AN", "an", COLE),
     Method("an_ls", "AN-LS", "an_ls", COLE, params={"epsilon": 0.1}),
     Method("wan", "WAN", "wan", COLE, params={"gamma": None}),
@@ -125,6 +128,14 @@ def check(methods, params: dict, where: str, key: str = "heads.methods") -> None
             raise ValueError(f"{where}: [heads.params.{name}]: {err}") from None
 
 
+def check_truth(names, ground_truth: bool, where) -> None:
+    """ValueError for an oracle method when `where` (a splits.h5) holds no ground truth."""
+    oracles = [name for name in names if get(name).oracle]
+    if oracles and not ground_truth:
+        raise ValueError(f"{oracles[0]} is an oracle: it reads the ground truth of every row, and {where} "
+                         "holds none (its labels are not the truth of its test rows); drop it from the methods")
+
+
 # Negative weights, (n, L) float32, from a fold's rows. The estimators see observed labels only;
 # "oracle" reads which positives were hidden; "notebook" reads the ground truth of every image.
 
@@ -142,8 +153,16 @@ def negative_weights(name: str, labels: np.ndarray, observed: np.ndarray, rows: 
     if method.negatives == "estimator":
         return weights.estimator(method.estimator)(seen, missing_rate)
     if method.negatives == "notebook":
-        return weights.cb_weights(labels)[rows]
+        return notebook_weights(labels)[rows]
     return None
+
+
+def notebook_weights(labels: np.ndarray) -> np.ndarray:
+    """(N, L) the CB weight as the paper's notebook computed it (MSCOCO-preprocessing, cells
+    11-12): every row's pattern and every count taken from the labels of all N rows of the split,
+    test rows included, once for every fold and ratio; 0 on a row's own positives, so 0 on every
+    hidden positive too. The same formula as `cb_weights`, on the ground truth."""
+    return weights.cb_weights(labels)
 
 
 def fold_negative_weights(name: str, labels: np.ndarray, observed: np.ndarray, train: np.ndarray,

@@ -260,6 +260,7 @@ def train(cfg, only: dict | None = None, n_jobs: int | None = None, force: bool 
     protocols = configured_protocols(cfg)
     for sf in splits_files.values():
         reader.positions(sf.ids)
+        methods.check_truth(cfg.heads.methods, sf.ground_truth, sf.path)
         for protocol in protocols:
             sf.column(protocol)
     n_folds = next(iter(splits_files.values())).n_folds
@@ -301,6 +302,6 @@ def _train_stacks(cfg, todo, splits_files, reader, in_ram, n_jobs, provenance) -
           + f"; {int((~reader.valid).sum())} invalid rows skipped")
     tasks = [cluster.Task(f"heads seed {seed} fold {fold + 1}", train_fold,
                           (cfg, str(splits_files[seed].path), str(reader.path), group, [provenance(r) for r in group],
-                           cluster.threads_per_task(n_jobs), in_ram))
+                           cluster.threads_per_task(cfg, n_jobs), in_ram))
              for (seed, fold), group in stacks.items()]
     return [rec for fold_records in cluster.run(cfg, tasks, n_jobs) for rec in fold_records]

@@ -14,8 +14,9 @@ Attributes: protocols (P,) str (`protocol_key`: the ratios, then "single_positiv
 ratios (R,), single_positive, missing_rate (K, P) (the share of a training row's true positives
 the estimators should expect missing: the ratio, or 1 - 1 / mean true count of the fold's
 training rows under single positive), hidden_share (K, P), seed, n_folds, min_labels,
-dropped_rows, dropped_classes (JSON), source, config (JSON), versions (JSON), provenance (JSON),
-fingerprint, complete (written last).
+dropped_rows, dropped_classes (JSON), ground_truth (whether `labels` are the truth of every row,
+test rows included: what oracle methods read), source, config (JSON), versions (JSON),
+provenance (JSON), fingerprint, complete (written last).
 
 Protocols, said once: a ratio r (each training row hides round(r n) of its n positives) is
 keyed "0.25" and stored under `ratio0.25` directories; single positive is keyed and stored as
@@ -73,7 +74,7 @@ def protocol_order(key: str) -> tuple:
 
 def write(path: str | Path, *, ids, classes, image_paths, labels, test_fold, observed, ratios, single_positive,
           missing_rate, hidden_share, seed, min_labels, source, config_json, versions, provenance,
-          validation=None, dropped_rows=0, dropped_classes=()) -> Path:
+          validation=None, dropped_rows=0, dropped_classes=(), ground_truth=True) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     n, n_classes = labels.shape
@@ -98,6 +99,7 @@ def write(path: str | Path, *, ids, classes, image_paths, labels, test_fold, obs
                             hidden_share=np.asarray(hidden_share, dtype=np.float64),
                             seed=seed, n_folds=n_folds, min_labels=min_labels, source=source,
                             dropped_rows=int(dropped_rows), dropped_classes=json.dumps(list(dropped_classes)),
+                            ground_truth=bool(ground_truth),
                             config=config_json, versions=json.dumps(versions))
             artifacts.stamp(h5, provenance)
             h5.attrs["complete"] = True
@@ -128,6 +130,10 @@ class SplitsFile:
     @property
     def fingerprint(self) -> str:
         return str(self.attrs["fingerprint"])
+
+    @property
+    def ground_truth(self) -> bool:
+        return bool(self.attrs.get("ground_truth", True))
 
     @property
     def ratios(self) -> np.ndarray:

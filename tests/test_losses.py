@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from heads import losses, methods
+from heads import losses
 
 
 def sigmoid(z):
@@ -190,37 +190,3 @@ def test_large_loss_methods_change_the_formulas_k_entries(batch, method, mode, e
         assert corrected.sum() == k and not (corrected & (o == 1)).any()
     else:
         assert terms.corrected is None
-
-
-def test_registry_names_params_and_oracles():
-    assert [methods.display_name(m) for m in ("ce", "ignore_missing", "confidence")] == ["CE", "IM-WCE", "CB-WCE"]
-    assert methods.get("ignore_missing").oracle and not methods.get("confidence_mixture").oracle
-    for name in ("an", "an_ls", "wan", "epr", "role", "em", "focal", "asl", "hill", "splc", "ll_r", "ll_ct", "ll_cp"):
-        assert methods.get(name).loss in losses.LOSSES
-    from splits import weights
-    assert {f"confidence_{e}" for e in weights.ESTIMATORS} <= set(methods.METHODS)
-    assert methods.parameters("asl") == {"gamma_pos": 0.0, "gamma_neg": 4.0, "clip": 0.05}
-    assert methods.parameters("asl", {"gamma_neg": 2})["gamma_neg"] == 2
-    with pytest.raises(ValueError, match="unknown method 'focall'; known: ce,"):
-        methods.get("focall")
-    with pytest.raises(ValueError, match="has no parameter 'gama'; its parameters: gamma"):
-        methods.parameters("focal", {"gama": 1})
-    with pytest.raises(ValueError, match=r"c.toml: \[heads.params.focal\]: method 'focal' has no parameter"):
-        methods.check(["focal"], {"focal": {"gama": 1}}, "c.toml")
-    with pytest.raises(ValueError, match="c.toml: heads.methods holds 'cbwce', which is no method"):
-        methods.check(["cbwce"], {}, "c.toml")
-
-
-def test_confidence_estimators_expect_the_simulated_and_the_natural_missing_share(tmp_path):
-    from splits import weights
-    rng = np.random.default_rng(0)
-    labels = (rng.random((80, 6)) < 0.4).astype(np.uint8)
-    observed = labels & (rng.random(labels.shape) < 0.7)
-    rows = np.arange(80)
-    prior = weights.estimator("prior")
-    np.testing.assert_array_equal(methods.negative_weights("confidence_prior", labels, observed, rows, 0.0)[observed == 0], 1)
-    np.testing.assert_allclose(methods.negative_weights("confidence_prior", labels, observed, rows, 0.3),
-                               prior(observed, 0.3))
-    np.testing.assert_array_equal(methods.negative_weights("confidence", labels, observed, rows, 0.5),
-                                  weights.cb_weights(observed))  # the paper's weight takes no rate
-    assert methods.negative_weights("an", labels, observed, rows) is None
