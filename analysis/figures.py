@@ -11,6 +11,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from heads import methods
+
 COLORS = {"CE": "#4C72B0", "IM-WCE": "#55A868", "CB-WCE": "#C44E52"}
 
 
@@ -51,6 +53,40 @@ def method_order(names) -> list[str]:
     """CE, IM-WCE, CB-WCE, then the others by name; finetuned runs after the frozen-feature ones."""
     rank = {"CE": 0, "IM-WCE": 1, "CB-WCE": 2}
     return sorted(set(names), key=lambda n: (n.startswith("finetune "), rank.get(n.removeprefix("finetune "), 3), n))
+
+
+def weighted_ce(frame: pd.DataFrame) -> pd.Series:
+    """Rows of the paper's family: CE and its weighted variants (IM-WCE, CB-WCE, estimators)."""
+    return frame["method"].map(lambda m: methods.get(m).loss == "weighted_ce")
+
+
+def focus(frame: pd.DataFrame) -> pd.DataFrame:
+    """The runs the paper's figures draw: the paper's family when the grid holds it beside the
+    field's losses (those get `field_heatmap`), else every run."""
+    family = weighted_ce(frame)
+    return frame[family] if family.any() else frame
+
+
+def field_heatmap(frame: pd.DataFrame, protocols: list[str], stem: Path) -> list[Path]:
+    """Figure 7: every method x protocol, mean micro F1 and mAP over runs, written in each cell;
+    colours per column (protocol), so each protocol's best stands out."""
+    table = frame.groupby(["name", "protocol"])[["micro_f1", "mAP"]].mean()
+    names = method_order(frame["name"])
+    fig, axes = plt.subplots(1, 2, figsize=(2.2 + 1.6 * len(protocols), 1.2 + 0.32 * len(names)),
+                             layout="constrained")
+    for ax, (metric, label) in zip(axes, (("micro_f1", "micro F1"), ("mAP", "mAP"))):
+        values = np.array([[table[metric].get((n, p), np.nan) for p in protocols] for n in names])
+        low, high = np.nanmin(values, 0), np.nanmax(values, 0)
+        ax.imshow((values - low) / np.where(high > low, high - low, 1), cmap="viridis", aspect="auto", vmin=0, vmax=1)
+        for (i, j), value in np.ndenumerate(values):
+            if not np.isnan(value):
+                ax.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=7,
+                        color="black" if (value - low[j]) > 0.6 * (high[j] - low[j]) else "white")
+        ax.set_xticks(range(len(protocols)), protocols)
+        ax.set_yticks(range(len(names)), names, fontsize=8)
+        ax.set_xlabel("missing-label ratio / protocol")
+        ax.set_title(f"{label} (mean over runs; colour within a column)")
+    return _save(fig, stem)
 
 
 def paper_panel(frame: pd.DataFrame, protocols: list[str], stem: Path) -> list[Path]:

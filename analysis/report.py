@@ -158,18 +158,21 @@ def report(cfg) -> Path:
     # figures
     figure_protocol = min((p for p in protocols if p != "single positive"), default=protocols[0],
                           key=lambda p: abs(float(p) - cfg.analysis.figure_ratio))
+    shown = figures.focus(frame)
     figs = {
-        "paper_panel": figures.paper_panel(frame, protocols, out / "fig1_paper_panel"),
-        "map": figures.map_lines(frame, protocols, out / "fig2_map"),
-        "true_positives": figures.true_positives(frame, per_class, sf.classes, figure_protocol,
+        "paper_panel": figures.paper_panel(shown, protocols, out / "fig1_paper_panel"),
+        "map": figures.map_lines(shown, protocols, out / "fig2_map"),
+        "true_positives": figures.true_positives(shown, per_class, sf.classes, figure_protocol,
                                                  cfg.analysis.top_classes, out / "fig3_true_positives"),
         "cooccurrence": figures.cooccurrence(sf.labels, sf.classes, out / "fig4_cooccurrence"),
         "weights": figures.weight_quality(weight_curves(sf), out / "fig5_cb_weights"),
-        "loss": figures.loss_curves(histories(frame), protocols, out / "fig6_loss"),
+        "loss": figures.loss_curves(histories(shown), protocols, out / "fig6_loss"),
     }
+    if len(shown) < len(frame):
+        figs["field"] = figures.field_heatmap(frame, protocols, out / "fig7_field")
 
     # the report
-    lines = report_lines(cfg, frame, summary, paired, missing, splits_files, figure_protocol)
+    lines = report_lines(cfg, frame, summary, paired, missing, splits_files, figure_protocol, "field" in figs)
     (out / "report.md").write_text("\n".join(lines))
     (out / "config.json").write_text(configs.to_json(cfg))
     print(f"{out / 'report.md'}: {len(frame)} runs, {len(missing)} missing; "
@@ -177,7 +180,7 @@ def report(cfg) -> Path:
     return out / "report.md"
 
 
-def report_lines(cfg, frame, summary, paired, missing, splits_files, figure_protocol) -> list[str]:
+def report_lines(cfg, frame, summary, paired, missing, splits_files, figure_protocol, field: bool) -> list[str]:
     sf = splits_files[cfg.seeds[0]]
     excluded = frame["classes_without_positives"].max()
     shown = paired[paired["metric"].isin(["micro_f1", "mAP"])] if len(paired) else paired
@@ -233,6 +236,9 @@ def report_lines(cfg, frame, summary, paired, missing, splits_files, figure_prot
         "![loss](fig6_loss.png)",
         "Training loss per epoch (fold 1, first seed).",
         "",
+        *(["![field](fig7_field.png)",
+           ("Every method, the field's losses included, per protocol: mean micro F1 and mAP over all runs "
+            "(figures 1-3 and 6 draw CE and its weighted variants)."), ""] if field else []),
         "## Missing runs",
         "",
         ("none: the grid is complete" if not missing else

@@ -1,15 +1,29 @@
-"""Benchmark: one fold of 12 paper_mlp heads (3 methods x 4 ratios) on COCO-sized features.
+"""Benchmark: the head stack against this machine's limits, against a loop over its heads, and
+with the field's losses against plain CE heads of the same count.
 
-    .venv/bin/python bench/heads.py [--steps 20]
+    .venv/bin/python bench/heads.py [--steps 12] [--skip-all-methods]
 
-Random features 24,731 x 1536 (train) with 80 classes, batch 32 as the paper. Prints per step
-the time, the FLOP time at this CPU's measured matmul rate, the traffic time at its measured
-copy bandwidth (weights + gradients + Adadelta's two accumulators, read and written), the
-batched-vs-loop speed-up, and the whole fold's wall time at batch 32 and at batch 256.
+COCO-sized random data: 24,731 training rows of 1536 features (Inception-ResNet-v2 avg-pooled),
+80 classes. Limits measured in the same run with TensorFlow (bench/machine.py): its best matmul
+rate and the bandwidth of an in-place variable update. A step cannot beat its matrix products
+at that rate (2 x batch x weights FLOP for the forward product, the same for the weight
+gradients and for the input gradients, except the first layer's) followed by the
+optimiser's pass over its four arrays (weights, gradient, two accumulators, read and written
+once) at that bandwidth: the two happen one after the other, so the bound is their sum.
+
+1. 12 paper heads (2048-1024-256, Adadelta), batch 32 and 256: ms per step, x the bound.
+2. The stack of n heads against a loop over n one-head stacks, n = 1, 4, 12: the loop's time
+   is the sum of its heads' step times.
+3. Every registered method x every protocol (4 ratios + single positive) in one stack, for the
+   linear head and the paper head (on 256-d features: see every_method), against the same
+   number of CE heads (goal: at most 1.5x).
+4. Where a step of 12 paper heads spends its time: the forward pass, the losses, the backward
+   pass and the optimiser's update, each timed alone.
 """
 from __future__ import annotations
 
 import argparse
+import gc
 import itertools
 import sys
 import time
@@ -20,18 +34,37 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.machine import copy_gbps, matmul_gflops
-from heads.models import HeadStack
+from configs.tf_quiet import tf
+from heads import methods, models
 
-N_TRAIN, DIM, N_CLASSES, HIDDEN = 24_731, 1536, 80, (2048, 1024, 256)
-METHODS = ["ce", "ignore_missing", "confidence"] * 4
+N_TRAIN, DIM, N_CLASSES, PAPER = 24_731, 1536, 80, (2048, 1024, 256)
+PROTOCOLS = 5  # 0, .25, .5, .75, single positive
+FIELD_DIM = 256  # the paper heads' input in the every-method stack (see every_method)
 
 
-def time_steps(keys, methods, x, targets, weights, batch, steps) -> float:
-    """Seconds per step of one stack over `keys`, measured after a warm-up."""
-    stack = HeadStack(keys, hidden=HIDDEN, epochs=1, seed=0)
-    pos = np.ones((len(keys), N_CLASSES), np.float32)
+def data(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 1, (N_TRAIN, DIM)).astype(np.float32)
+    targets = (rng.random((PROTOCOLS, N_TRAIN, N_CLASSES)) < 0.06).astype(np.uint8)
+    weights = rng.random((1, N_TRAIN, N_CLASSES)).astype(np.float32)
+    return x, targets, weights
+
+
+def stack_inputs(names: list[str], targets, weights) -> models.StackInputs:
+    """Heads `names` spread over the protocols; every weighted-CE head shares one weights row."""
+    weighted = [methods.get(n).loss == "weighted_ce" for n in names]
+    return models.StackInputs(
+        methods=list(names), params=[methods.parameters(n) for n in names], targets=targets,
+        target_of=np.arange(len(names)) % len(targets), pos_weight=np.ones((len(names), N_CLASSES), np.float32),
+        negatives=weights, negatives_of=np.where(weighted, 0, -1), k=np.full(len(names), 3.0, np.float32))
+
+
+def step_seconds(names, hidden, x, targets, weights, batch: int, steps: int) -> float:
+    """Median seconds per step of one stack over heads `names`, after a warm-up."""
+    gc.collect()  # the previous stack's variables go before this one's are made
+    stack = models.HeadStack([f"h{i}" for i in range(len(names))], hidden=hidden, epochs=1, seed=0)
     rng = np.random.default_rng(0)
-    order = [rng.integers(0, len(x), batch) for _ in range(steps + 3)]
+    order = [rng.choice(N_TRAIN, batch, replace=False) for _ in range(steps + 3)]
     times = []
 
     def batches():
@@ -39,38 +72,113 @@ def time_steps(keys, methods, x, targets, weights, batch, steps) -> float:
             times.append(time.perf_counter())
             yield rows, x[rows]
 
-    stack.fit(batches, targets, pos, weights, methods, d_in=x.shape[1])
+    stack.fit(batches, stack_inputs(names, targets, weights), d_in=x.shape[1])
     return float(np.median(np.diff(times[3:])))
+
+
+def parameters(hidden, n_heads: int) -> int:
+    sizes = (DIM, *hidden, N_CLASSES)
+    return n_heads * sum(a * b + b for a, b in itertools.pairwise(sizes))
+
+
+def bound(hidden, n_heads: int, batch: int, gflops: float, gbps: float) -> float:
+    """Matrix products at `gflops`: forward, weight gradients and input gradients, 2 x batch x
+    weights FLOP each, except the first layer's input gradient, which no one needs (the
+    features are data). Then the optimiser's pass over its four arrays at `gbps`."""
+    params = parameters(hidden, n_heads)
+    first = n_heads * DIM * ((*hidden, N_CLASSES)[0])
+    flop = 2 * batch * (3 * params - first)
+    return flop / gflops / 1e9 + 4 * 2 * 4 * params / gbps / 1e9
+
+
+def paper_stack(x, targets, weights, steps, gflops, gbps) -> None:
+    for batch in (32, 256):
+        seconds = step_seconds(["ce"] * 12, PAPER, x, targets, weights, batch, steps)
+        limit = bound(PAPER, 12, batch, gflops, gbps)
+        fold = seconds * -(-N_TRAIN // batch) * 20
+        print(f"12 paper heads, batch {batch}: {seconds * 1e3:.0f} ms/step, bound {limit * 1e3:.0f} ms "
+              f"({seconds / limit:.2f}x, goal <= 2x); 20 epochs = {fold / 60:.0f} min per fold")
+
+
+def stack_against_loop(x, targets, weights, steps) -> None:
+    for n_heads in (1, 4, 12):
+        names = ["ce"] * n_heads
+        stacked = step_seconds(names, PAPER, x, targets, weights, 32, steps)
+        loop = n_heads * step_seconds(["ce"], PAPER, x, targets, weights, 32, steps)
+        same = " (one head: the same graph twice, so the ratio is the run-to-run noise)" if n_heads == 1 else ""
+        print(f"{n_heads:2d} paper heads, batch 32: stack {stacked * 1e3:.0f} ms/step, loop {loop * 1e3:.0f} ms: "
+              f"stack {loop / stacked:.2f}x as fast{same}")
+
+
+def every_method(x, targets, weights, steps) -> None:
+    """The paper heads read the first FIELD_DIM features: 120 of them on all 1536 hold 660 M
+    parameters, which with gradients, Adadelta's two accumulators and the stacked temporaries
+    outgrow this machine's 24 GiB (measured: killed at 24 GiB)."""
+    names = [name for name in methods.METHODS for _ in range(PROTOCOLS)]
+    for head, hidden, dim in (("linear", (), DIM), ("paper", PAPER, FIELD_DIM)):
+        part = np.ascontiguousarray(x[:, :dim])
+        field = step_seconds(names, hidden, part, targets, weights, 32, steps)
+        plain = step_seconds(["ce"] * len(names), hidden, part, targets, weights, 32, steps)
+        print(f"{len(names)} {head} heads on {dim}-d features ({len(methods.METHODS)} methods x {PROTOCOLS} "
+              f"protocols), batch 32: {field * 1e3:.0f} ms/step against {plain * 1e3:.0f} ms for as many CE "
+              f"heads: {field / plain:.2f}x (goal <= 1.5x)")
+
+
+def phases(x, targets, weights, steps) -> None:
+    """A step of 12 paper heads taken apart: each phase timed in its own tf.function."""
+    names = ["ce"] * 12
+    stack = models.HeadStack([f"h{i}" for i in range(12)], hidden=PAPER, epochs=1, seed=0)
+    inputs = stack_inputs(names, targets, weights)
+    stack.fit(lambda: iter([(np.arange(32), x[:32])]), inputs, d_in=DIM)
+    variables = stack._w + stack._b
+    rows = np.arange(32)
+    xb, yb = tf.constant(x[rows]), tf.constant(targets[inputs.target_of][:, rows].astype(np.float32))
+    nb = tf.constant(weights[:, rows])
+    estimates, corrections = stack._state_rows(tf.constant(rows, tf.int64))
+
+    def first_layer():
+        d_in, n_heads, d_out = stack._w[0].shape
+        flat = tf.matmul(xb, tf.reshape(stack._w[0], [d_in, n_heads * d_out]))
+        return tf.transpose(tf.reshape(flat, [-1, n_heads, d_out]), [1, 0, 2])
+
+    def loss():
+        return tf.reduce_sum(stack._head_losses(stack._logits(xb), yb, nb, 1, estimates, corrections)[0])
+
+    def gradient():
+        with tf.GradientTape() as tape:
+            total = loss()
+        return tape.gradient(total, variables)
+
+    grads = [tf.zeros_like(v) for v in variables]
+    parts = {"first layer product + reshape/transpose": first_layer, "forward pass (all layers)": stack._logits,
+             "forward + losses": loss, "forward + losses + backward": gradient,
+             "optimiser update (Adadelta, stacked variables)": lambda: stack._apply(grads)}
+    for name, part in parts.items():
+        fn = tf.function(part if name != "forward pass (all layers)" else lambda: stack._logits(xb))
+        fn()
+        start = time.perf_counter()
+        for _ in range(steps):
+            out = fn()
+        if out is not None:
+            tf.nest.map_structure(lambda t: t.numpy(), out)
+        print(f"  {name}: {(time.perf_counter() - start) / steps * 1e3:.0f} ms")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--skip-all-methods", action="store_true")
     args = parser.parse_args()
-    rng = np.random.default_rng(0)
-    x = rng.normal(0, 1, (N_TRAIN, DIM)).astype(np.float32)
-    targets = (rng.random((12, N_TRAIN, N_CLASSES)) < 0.06).astype(np.float32)
-    weights = rng.random((12, N_TRAIN, N_CLASSES)).astype(np.float32)
-    keys = [f"h{i}" for i in range(12)]
+    x, targets, weights = data()
     gflops, gbps = matmul_gflops(), copy_gbps()
-    sizes = (DIM,) + HIDDEN + (N_CLASSES,)
-    params = 12 * sum(a * b + b for a, b in itertools.pairwise(sizes))
-    traffic = params * 4 * 4 * 2  # 4 arrays (weights, grads, 2 accumulators), each read and written
-    print(f"machine: float32 matmul {gflops:.0f} GFLOP/s, copy {gbps:.1f} GB/s; "
-          f"12 heads hold {params / 1e6:.0f} M parameters, about {traffic / 1e9:.1f} GB of traffic per step")
-    for batch in (32, 256):
-        flops = 3 * 2 * batch * params  # forward + two backward products
-        step = time_steps(keys, METHODS, x, targets, weights, batch, args.steps)
-        bound = max(flops / gflops / 1e9, traffic / gbps / 1e9)
-        fold = step * -(-N_TRAIN // batch) * 20
-        print(f"batch {batch}: {step * 1e3:.0f} ms/step; FLOP time {flops / gflops / 1e6:.0f} ms, traffic time "
-              f"{traffic / gbps / 1e6:.0f} ms -> bound {bound * 1e3:.0f} ms; {step / bound:.2f}x the bound "
-              f"(target <= 2x); 20 epochs = {fold / 60:.0f} min per fold")
-    loop = sum(time_steps([k], [m], x, targets[i:i + 1], weights[i:i + 1], 32, args.steps)
-               for i, (k, m) in enumerate(zip(keys, METHODS)))
-    stacked = time_steps(keys, METHODS, x, targets, weights, 32, args.steps)
-    print(f"batch 32: stacked {stacked * 1e3:.0f} ms/step vs a loop over 12 heads {loop * 1e3:.0f} ms: "
-          f"{loop / stacked:.2f}x")
+    print(f"machine (TensorFlow): matmul {gflops:.0f} GFLOP/s, in-place update {gbps:.1f} GB/s; 12 paper heads hold "
+          f"{parameters(PAPER, 12) / 1e6:.0f} M parameters")
+    paper_stack(x, targets, weights, args.steps, gflops, gbps)
+    stack_against_loop(x, targets, weights, args.steps)
+    print("a step of 12 paper heads, batch 32, by phase:")
+    phases(x, targets, weights, args.steps)
+    if not args.skip_all_methods:
+        every_method(x, targets, weights, args.steps)
 
 
 if __name__ == "__main__":

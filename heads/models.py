@@ -124,14 +124,18 @@ class HeadStack:
     def _init(self, d_in: int, inputs: StackInputs) -> None:
         n_classes = inputs.targets.shape[2]
         sizes = (d_in, *self.hidden, n_classes)
-        weights = [[] for _ in sizes[1:]]
-        for key in self.head_keys:
-            rng = np.random.default_rng(head_seed(self.seed, key))
-            for layer, (a, b) in enumerate(itertools.pairwise(sizes)):
-                weights[layer].append(truncated_normal(rng, (a, b), 0.1))
+        n_heads = len(self.head_keys)
         # the first layer is stored (d_in, H, d_out): one plain matrix product serves every head
         # and its gradient, with no transpose of the largest weights (see _logits)
-        self._w = [tf.Variable(np.stack(w, axis=1 if layer == 0 else 0)) for layer, w in enumerate(weights)]
+        weights = [np.empty((a, n_heads, b) if layer == 0 else (n_heads, a, b), np.float32)
+                   for layer, (a, b) in enumerate(itertools.pairwise(sizes))]
+        for h, key in enumerate(self.head_keys):
+            rng = np.random.default_rng(head_seed(self.seed, key))
+            for layer, (a, b) in enumerate(itertools.pairwise(sizes)):
+                (weights[0][:, h] if layer == 0 else weights[layer][h])[...] = truncated_normal(rng, (a, b), 0.1)
+        self._w = []
+        while weights:  # one layer's NumPy copy at a time beside the variables
+            self._w.append(tf.Variable(weights.pop(0)))
         self._b = [tf.Variable(np.full((len(self.head_keys), 1, b), 0.1, np.float32)) for b in sizes[1:]]
         self._slots = [(tf.Variable(tf.zeros_like(v)), tf.Variable(tf.zeros_like(v))) for v in self._w + self._b]
         self._step = tf.Variable(0, dtype=tf.int64)

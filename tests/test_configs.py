@@ -7,7 +7,7 @@ import configs
 CONFIGS = Path(configs.__file__).parent
 
 
-@pytest.mark.parametrize("name", ["demo.toml", "mscoco.toml", "nuswide.toml"])
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.toml")))
 def test_shipped_configs_load(name):
     cfg = configs.load(CONFIGS / name)
     assert cfg.splits.n_folds == 4

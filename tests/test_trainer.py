@@ -188,3 +188,25 @@ def test_validation_weights_come_from_one_estimate_over_training_and_validation_
                         or original(method, labels, observed, rows, *rest))
     trainer.train(cfg, only={"fold": "1", "ratio": "0.5"}, n_jobs=1)
     assert seen == [int((sf.test_fold != 0).sum())]  # once, on all of the fold's non-test rows
+
+
+def test_every_registered_method_trains_and_appears_in_the_report_by_its_display_name(tmp_path):
+    from analysis import report
+    from heads import methods
+    cfg = configs.from_dict({
+        "experiment": {"name": "all", "runs_dir": str(tmp_path)},
+        "dataset": {"n_images": 200},
+        "splits": {"ratios": [0.0, 0.5], "single_positive": True},
+        "heads": {"head": "linear", "optimizer": "adam", "learning_rate": 0.01, "epochs": 2, "batch_size": 32,
+                  "methods": list(methods.METHODS)},
+    }, source="test")
+    make_features(cfg)
+    trainer.train(cfg, n_jobs=1)
+    text = report.report(cfg).read_text()
+    summary = text.split("## Summary")[1].split("## What")[0]
+    for name, method in methods.METHODS.items():
+        rows = [line for line in summary.splitlines() if line.startswith(f"| {method.display} |")]
+        assert len(rows) == 3, name  # 0, 0.5 and single positive
+        assert all(("| yes |" in row) == method.oracle for row in rows), name
+    assert "Missing runs\n\nnone" in text
+    assert (cfg.run_dir / "analysis" / "fig7_field.png").is_file()
