@@ -66,3 +66,6 @@ bench: setup
 	$(PYTHON) bench/heads.py
 	$(PYTHON) bench/weights_quality.py
 	$(PYTHON) bench/weights_limits.py
+	$(PYTHON) bench/importer.py
+	$(PYTHON) bench/cluster.py
+	$(PYTHON) bench/as_published.py

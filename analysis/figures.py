@@ -62,8 +62,12 @@ def weighted_ce(frame: pd.DataFrame) -> pd.Series:
 
 def focus(frame: pd.DataFrame) -> pd.DataFrame:
     """The runs the paper's figures draw: the paper's family when the grid holds it beside the
-    field's losses (those get `field_heatmap`), else every run."""
+    field's losses, and of the estimators only `confidence_auto` when it is there (it stands for
+    them); the rest are drawn by `field_heatmap`. Else every run."""
     family = weighted_ce(frame)
+    if "confidence_auto" in set(frame["method"]):
+        estimator = frame["method"].map(lambda m: methods.get(m).negatives == "estimator")
+        family &= ~estimator | (frame["method"] == "confidence_auto")
     return frame[family] if family.any() else frame
 
 
@@ -82,7 +86,7 @@ def field_heatmap(frame: pd.DataFrame, protocols: list[str], stem: Path) -> list
             if not np.isnan(value):
                 ax.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=7,
                         color="black" if (value - low[j]) > 0.6 * (high[j] - low[j]) else "white")
-        ax.set_xticks(range(len(protocols)), protocols)
+        ax.set_xticks(range(len(protocols)), [p.replace(" ", "\n") for p in protocols])
         ax.set_yticks(range(len(names)), names, fontsize=8)
         ax.set_xlabel("missing-label ratio / protocol")
         ax.set_title(f"{label} (mean over runs; colour within a column)")

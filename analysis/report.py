@@ -238,7 +238,8 @@ def report_lines(cfg, frame, summary, paired, missing, splits_files, figure_prot
         "",
         *(["![field](fig7_field.png)",
            ("Every method, the field's losses included, per protocol: mean micro F1 and mAP over all runs "
-            "(figures 1-3 and 6 draw CE and its weighted variants)."), ""] if field else []),
+            "(figures 1-3 and 6 draw CE and its weighted variants, with CB-WCE[auto] for the estimators "
+            "when it is in the grid)."), ""] if field else []),
         "## Missing runs",
         "",
         ("none: the grid is complete" if not missing else

@@ -1,10 +1,12 @@
 """Image preprocessing by name, applied inside the model graph to resized RGB in [0, 255].
 
-- `paper`: /255, then ImageNet mean/std per channel (as the paper's notebooks).
+- `paper`: /255, then ImageNet mean/std per channel (the notebooks' MSCOCO-preprocessing, code
+  cell 4, which then resizes the normalised image with skimage; the normalisation is affine per
+  channel, so it commutes with a bilinear resize: only skimage's anti-aliasing differs).
 - `inception`: scale to [-1, 1] (the Inception checkpoints' training input).
 - `vgg`: subtract the ImageNet RGB mean (the VGG / ResNet-v1 checkpoints' training input).
 Resizing to the model's image size happens in the input pipeline (`extract.images`): a plain
-bilinear resize of the whole image, no crop, as the paper.
+bilinear resize of the whole image (no anti-aliasing), no crop, as the paper.
 """
 from __future__ import annotations
 

@@ -31,9 +31,13 @@ def check(cfg) -> None:
 
 
 def list_methods() -> None:
+    """Name, display name, oracle or not, parameters with their published defaults (a
+    data-derived default as its rule), source."""
     for method in methods.METHODS.values():
-        params = ", ".join(f"{k}={v}" for k, v in method.params.items()) or "-"
-        print(f"{method.name:28s} {method.display:26s} {'oracle ' if method.oracle else ''}params: {params}")
+        params = ", ".join(f"{k}={methods.PARAMETER_NOTES.get((method.name, k), v)}" if v is None else f"{k}={v}"
+                           for k, v in method.params.items()) or "-"
+        print(f"{method.name:28s} {method.display:26s} {'oracle ' if method.oracle else '       '}"
+              f"params: {params}  [{method.source}]")
 
 
 def main(argv=None) -> int:

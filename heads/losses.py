@@ -192,8 +192,8 @@ def _largest_negative_losses(loss_if_negative, observed, count):
     _, index = tf.math.top_k(flat, k=count)
     heads = tf.repeat(tf.range(h), count)
     picked = tf.scatter_nd(tf.stack([heads, tf.reshape(index, [-1])], axis=1),
-                           tf.ones(h * count, tf.bool), tf.shape(flat))
-    return tf.reshape(picked, tf.shape(observed)) & (observed < 1)
+                           tf.ones(h * count, tf.float32), tf.shape(flat))  # float: no bool tensors reshaped
+    return (tf.reshape(picked, tf.shape(observed)) > 0) & (observed < 1)
 
 
 def _large_loss(logits, observed, inputs, delta, mode):

@@ -246,11 +246,12 @@ def pairwise_noisy_or_weights(observed, missing_rate: float | None = None) -> np
     return _finish(calibrate(noisy_or_scores(observed, observed), missing_rate), observed)
 
 
-PATTERN_STRENGTH = 20.0  # pseudo-rows of the pairwise estimate behind every exact-pattern count
+PATTERN_STRENGTH = 20.0  # pseudo-rows of the pairwise estimate behind every pattern count
 
 
 def backoff_weights(observed, missing_rate: float | None = None, strength: float = PATTERN_STRENGTH) -> np.ndarray:
-    """The exact-pattern estimate, shrunk towards the pairwise noisy-OR where its support is thin.
+    """The paper's pattern estimate (superset counts N(S)), shrunk towards the pairwise noisy-OR
+    where its support is thin.
 
     score_ij = (N(S_i + {j}) + a q_ij) / (N_co(S_i) + a), q = noisy-OR score, a = `strength`,
     N_co(S) = rows containing S and at least one more label (the rows where anything is seen
