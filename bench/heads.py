@@ -19,6 +19,8 @@ once) at that bandwidth: the two happen one after the other, so the bound is the
    number of CE heads (goal: at most 1.5x).
 4. Where a step of 12 paper heads spends its time: the forward pass, the losses, the backward
    pass and the optimiser's update, each timed alone.
+5. The Adadelta update of as many values as 12 paper heads hold: TensorFlow's kernel (what the
+   stack runs) against the same formula as TensorFlow ops, plain and compiled by XLA.
 """
 from __future__ import annotations
 
@@ -164,6 +166,34 @@ def phases(x, targets, weights, steps) -> None:
         print(f"  {name}: {(time.perf_counter() - start) / steps * 1e3:.0f} ms")
 
 
+def adadelta_update(n: int, trials: int = 7) -> None:
+    var, accum, accum_update = (tf.Variable(tf.random.normal([n])) for _ in range(3))
+    grad = tf.random.normal([n])
+    rho, eps, lr = models.RHO, models.ADADELTA_EPS, 0.1
+
+    def kernel():
+        tf.raw_ops.ResourceApplyAdadelta(var=var.handle, accum=accum.handle, accum_update=accum_update.handle,
+                                         lr=lr, rho=rho, epsilon=eps, grad=grad)
+
+    def formula():
+        new_accum = accum * rho + tf.square(grad) * (1 - rho)
+        update = tf.sqrt(accum_update + eps) * tf.math.rsqrt(new_accum + eps) * grad
+        accum.assign(new_accum)
+        var.assign_sub(update * lr)
+        accum_update.assign(accum_update * rho + tf.square(update) * (1 - rho))
+
+    print(f"Adadelta update of {n / 1e6:.0f} M values:")
+    for name, fn in (("TensorFlow's kernel", tf.function(kernel)), ("TensorFlow ops", tf.function(formula)),
+                     ("TensorFlow ops, XLA", tf.function(formula, jit_compile=True))):
+        fn()
+        times = []
+        for _ in range(trials):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        print(f"  {name}: {np.median(times) * 1e3:.0f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=12)
@@ -177,6 +207,7 @@ def main() -> None:
     stack_against_loop(x, targets, weights, args.steps)
     print("a step of 12 paper heads, batch 32, by phase:")
     phases(x, targets, weights, args.steps)
+    adadelta_update(parameters(PAPER, 12))
     if not args.skip_all_methods:
         every_method(x, targets, weights, args.steps)
 

@@ -10,79 +10,17 @@ naming every failed task (the command exits non-zero, and a rerun redoes only wh
 since every task writes its output atomically). A line is printed per finished task.
 
 Workers die with their command: a task started by this machine's command watches the
-command's process and ends its own when the command is gone (`watch_parent`).
+command's process and ends its own when the command is gone (`tasks.watch_parent`).
 """
 from __future__ import annotations
 
 import os
-import threading
 import time
-import traceback
-from collections.abc import Callable
+import warnings
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from typing import Any, NamedTuple
+from typing import Any
 
-PARENT_CHECK_SECONDS = 0.5
-
-
-class Task(NamedTuple):
-    label: str  # what the task makes, for progress and failure lines
-    fn: Callable
-    args: tuple = ()
-
-
-class Outcome(NamedTuple):
-    label: str
-    value: Any  # fn's return value, None on failure
-    error: str  # "" on success
-    seconds: float
-
-
-_watched: set[int] = set()
-
-
-def watch_parent(pid: int | None) -> None:
-    """End this process when process `pid` (the command that started the task, on this machine)
-    is gone; None: the task runs on another machine's worker."""
-    if pid is None or pid == os.getpid() or pid in _watched:
-        return
-    _watched.add(pid)
-
-    def watch():
-        while True:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                os._exit(1)
-            except PermissionError:
-                pass
-            time.sleep(PARENT_CHECK_SECONDS)
-
-    threading.Thread(target=watch, name="watch-parent", daemon=True).start()
-
-
-def perform(task: Task, parent: int | None, environment: dict | None = None) -> tuple[Any, float]:
-    """Run a task in a worker, watching its command: (value, seconds)."""
-    watch_parent(parent)
-    os.environ.update(environment or {})
-    start = time.perf_counter()
-    return task.fn(*task.args), time.perf_counter() - start
-
-
-def outcome(task: Task, future, started: float) -> Outcome:
-    """A finished future's Outcome: its value, or its exception as text (reported, not raised)."""
-    error = future.exception()
-    if error is None:
-        value, seconds = future.result()
-        return Outcome(task.label, value, "", seconds)
-    detail = "" if isinstance(error, ValueError) else "".join(traceback.format_exception(error, limit=-3))
-    return Outcome(task.label, None, f"{type(error).__name__}: {error}\n{detail}".strip(),
-                   time.perf_counter() - started)
-
-
-def report(result: Outcome, remaining: int) -> None:
-    state = "done" if not result.error else "FAILED: " + result.error.splitlines()[0]
-    print(f"{result.label}: {state} in {result.seconds:.1f} s; {remaining} task(s) left", flush=True)
+from .tasks import Outcome, Task, outcome, perform, report
 
 
 def _local(tasks: list[Task], n_jobs: int, environment: dict | None) -> list[Outcome]:
@@ -95,9 +33,13 @@ def _local(tasks: list[Task], n_jobs: int, environment: dict | None) -> list[Out
     started = time.perf_counter()
     futures = {executor.submit(perform, task, os.getpid(), environment): task for task in tasks}
     outcomes = []
-    for future in as_completed(futures):
-        outcomes.append(outcome(futures[future], future, started))
-        report(outcomes[-1], len(tasks) - len(outcomes))
+    with warnings.catch_warnings():
+        # loky replaces a worker whose memory grew by more than 300 MB over a task (its leak
+        # check; a TensorFlow stack grows that much) and warns; the task has finished by then
+        warnings.filterwarnings("ignore", message="A worker stopped while some jobs", category=UserWarning)
+        for future in as_completed(futures):
+            outcomes.append(outcome(futures[future], future, started))
+            report(outcomes[-1], len(tasks) - len(outcomes))
     if n_jobs == 1 or len(tasks) == 1:
         executor.shutdown()
     return outcomes

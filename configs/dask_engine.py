@@ -2,7 +2,7 @@
 
 Imported only when [cluster] scheduler is set. Tasks travel as (function, arguments): configs,
 run keys and paths, never arrays; workers read the shared file system. Each task runs under
-`cluster.perform`, so it watches the command's process when the workers are this machine's.
+`task_runs.perform`, so it watches the command's process when the workers are this machine's.
 
 - "local": `workers` processes with one thread each (one per GPU on a many-GPU machine); a
   worker pins itself to GPU <its index> (CUDA_VISIBLE_DEVICES, unless already set, as a batch
@@ -18,7 +18,7 @@ import logging
 import os
 import time
 
-from . import cluster
+from . import tasks as task_runs
 
 DEATH_SECONDS = 10
 
@@ -69,7 +69,7 @@ def run(cfg, tasks: list, environment: dict | None) -> list:
 
     def submit():
         task = waiting.pop(0)
-        future = client.submit(cluster.perform, task, parent, environment, key=f"{task.label}-{time.time_ns()}",
+        future = client.submit(task_runs.perform, task, parent, environment, key=f"{task.label}-{time.time_ns()}",
                                pure=False, retries=cfg.cluster.retries if local is None else 0)
         futures[future] = task
         return future
@@ -79,8 +79,8 @@ def run(cfg, tasks: list, environment: dict | None) -> list:
         running = as_completed([submit() for _ in range(min(slots, len(waiting)))])
         outcomes = []
         for future in running:
-            outcomes.append(cluster.outcome(futures[future], future, started))
-            cluster.report(outcomes[-1], len(tasks) - len(outcomes))
+            outcomes.append(task_runs.outcome(futures[future], future, started))
+            task_runs.report(outcomes[-1], len(tasks) - len(outcomes))
             if waiting:
                 running.add(submit())
         return outcomes

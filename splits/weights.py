@@ -374,28 +374,31 @@ def expected_hidden(observed_counts: np.ndarray, missing_rate: float) -> np.ndar
     return hidden[k]
 
 
-def row_evidence(observed: np.ndarray) -> np.ndarray:
-    """(n,) co-occurrence seen of each row's labels: sum over its labels s of N_co(s)."""
-    return scipy.sparse.csr_matrix(observed, dtype=np.float64) @ counts(observed).with_others
+MIXTURE_BACKOFF = 15.0  # pseudo-rows of the prior per unit of the missing odds r / (1 - r) (below)
 
 
-def mixture_weights(observed, missing_rate: float | None = None, trust_power: float = 0.5,
+def mixture_weights(observed, missing_rate: float | None = None, backoff: float = MIXTURE_BACKOFF,
                     shares: np.ndarray | None = None) -> np.ndarray:
     """P(hidden) = 1 - exp(-count x share): the row's expected hidden count (`expected_hidden`)
     shared among its zeros, by a Bernoulli mixture (`mixture_shares`) as far as the co-occurrence
-    of the row's labels is trusted, by the prior (P(j) over the row's zeros) for the rest. Trust
-    rho^p E / (E + a): E = the co-occurrence seen of the row's labels (sum of N_co(s)), rho = E /
-    their rows (sum of N(s)), p = `trust_power`, a = BACKOFF. With no co-occurrence seen, a row's
-    zeros rank as the prior ranks them. `missing_rate=None` assumes r = .5."""
+    of the row's labels is trusted, by the prior (P(j) over the row's zeros) for the rest.
+
+    Trust E / (E + a): E = the co-occurrence seen of the row's labels (sum over its labels s of
+    N_co(s), rows showing s with another label), a = `backoff` x r / (1 - r). The pseudo-count
+    grows with the missing odds: the higher the rate, the fewer rows show two labels and the
+    more those that do are the atypical ones with many true labels, so the more evidence the
+    mixture needs before it is believed. With no co-occurrence seen, a row's zeros rank as the
+    prior ranks them. Chosen on the shipped real sets and the published splits (the README's
+    estimator section): 15 keeps every case within 0.001 of the prior's detection and NUS-WIDE
+    at .5 at 0.890; 3 (the count back-off's) loses 0.031 to the prior on enron at .75.
+    `missing_rate=None` assumes r = .5."""
     observed = _dense(observed)
-    rate = 0.5 if missing_rate is None else missing_rate
+    rate = 0.5 if missing_rate is None else _rate(missing_rate)
     hidden = expected_hidden(observed.sum(1), rate).astype(np.float32)
     prior = np.where(observed, np.float32(0), class_prior(observed).astype(np.float32)[None, :])
     prior /= np.maximum(prior.sum(1, keepdims=True), 1e-30)
-    c = counts(observed)
-    y = scipy.sparse.csr_matrix(observed, dtype=np.float64)
-    seen, shown = y @ c.with_others, y @ np.diag(c.pairs)
-    trust = ((seen / np.maximum(shown, 1)) ** trust_power * seen / (seen + BACKOFF)).astype(np.float32)[:, None]
+    seen = scipy.sparse.csr_matrix(observed, dtype=np.float64) @ counts(observed).with_others
+    trust = (seen / np.maximum(seen + backoff * rate / (1 - rate), 1e-12)).astype(np.float32)[:, None]
     mixed = (mixture_shares(observed) if shares is None else shares) - prior
     mixed *= trust
     mixed += prior  # trust x mixture + (1 - trust) x prior
@@ -426,8 +429,8 @@ AUTO = {"rows": 4000, "share": 0.25, "repeats": 2, "margin": 0.005, "default": "
 def _candidates() -> dict:
     return {"mixture": mixture_weights, "prior": prior_weights, "pairwise_noisy_or": pairwise_noisy_or_weights,
             "pairwise_max": pairwise_max_weights,
-            "mixture (light back-off)": partial(mixture_weights, trust_power=0.0),
-            "mixture (strong back-off)": partial(mixture_weights, trust_power=1.0)}
+            "mixture (light back-off)": partial(mixture_weights, backoff=MIXTURE_BACKOFF / 5),
+            "mixture (strong back-off)": partial(mixture_weights, backoff=MIXTURE_BACKOFF * 5)}
 
 
 class Choice(NamedTuple):

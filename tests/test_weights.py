@@ -213,8 +213,7 @@ def test_mixture_weights_equal_counts_times_backed_off_shares():
     for i in range(len(y)):
         labels = np.flatnonzero(observed[i])
         seen = sum((y[:, s] * (counts >= 2)).sum() for s in labels)
-        shown = sum(y[:, s].sum() for s in labels)
-        trust = (seen / shown) ** 0.5 * seen / (seen + weights.BACKOFF) if len(labels) else 0.0
+        trust = seen / (seen + weights.MIXTURE_BACKOFF * 0.5 / (1 - 0.5)) if seen else 0.0
         zeros = observed[i] == 0
         prior_share = np.where(zeros, prior, 0) / max(prior[zeros].sum(), 1e-30)
         mixed = trust * shares[i] + (1 - trust) * prior_share

@@ -1,0 +1,78 @@
+"""What a task is and how a worker runs and reports it, for `configs.cluster` (joblib
+processes) and `configs.dask_engine` (Dask workers) alike.
+
+A task is (label, function, arguments); a worker runs it under `perform`, which watches the
+command that started it (on this machine) and ends the worker when the command is gone. A
+finished future becomes an Outcome (its value, or its exception as text: reported, not
+raised), and `report` prints one line per finished task.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+PARENT_CHECK_SECONDS = 0.5
+
+
+class Task(NamedTuple):
+    label: str  # what the task makes, for progress and failure lines
+    fn: Callable
+    args: tuple = ()
+
+
+class Outcome(NamedTuple):
+    label: str
+    value: Any  # fn's return value, None on failure
+    error: str  # "" on success
+    seconds: float
+
+
+_watched: set[int] = set()
+
+
+def watch_parent(pid: int | None) -> None:
+    """End this process when process `pid` (the command that started the task, on this machine)
+    is gone; None: the task runs on another machine's worker."""
+    if pid is None or pid == os.getpid() or pid in _watched:
+        return
+    _watched.add(pid)
+
+    def watch():
+        while True:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:
+                pass
+            time.sleep(PARENT_CHECK_SECONDS)
+
+    threading.Thread(target=watch, name="watch-parent", daemon=True).start()
+
+
+def perform(task: Task, parent: int | None, environment: dict | None = None) -> tuple[Any, float]:
+    """Run a task in a worker, watching its command: (value, seconds)."""
+    watch_parent(parent)
+    os.environ.update(environment or {})
+    start = time.perf_counter()
+    return task.fn(*task.args), time.perf_counter() - start
+
+
+def outcome(task: Task, future, started: float) -> Outcome:
+    """A finished future's Outcome: its value, or its exception as text (reported, not raised)."""
+    error = future.exception()
+    if error is None:
+        value, seconds = future.result()
+        return Outcome(task.label, value, "", seconds)
+    detail = "" if isinstance(error, ValueError) else "".join(traceback.format_exception(error, limit=-3))
+    return Outcome(task.label, None, f"{type(error).__name__}: {error}\n{detail}".strip(),
+                   time.perf_counter() - started)
+
+
+def report(result: Outcome, remaining: int) -> None:
+    state = "done" if not result.error else "FAILED: " + result.error.splitlines()[0]
+    print(f"{result.label}: {state} in {result.seconds:.1f} s; {remaining} task(s) left", flush=True)
