@@ -39,7 +39,7 @@ class Inputs(NamedTuple):
 
 class Terms(NamedTuple):
     loss: tf.Tensor  # (h,) batch loss per head
-    corrected: tf.Tensor | None = None  # (h, n, L) bool: o = 0 entries taken as positives for good (LL-Cp)
+    corrected: tf.Tensor | None = None  # (h, n, L) 0/1 float: o = 0 entries taken as positives for good (LL-Cp)
 
 
 def _log_p(z):
@@ -186,14 +186,16 @@ def large_loss_count(n_rows, n_classes: int, epoch, delta: float, permanent: boo
 
 
 def _largest_negative_losses(loss_if_negative, observed, count):
-    """(h, n, L) bool: per head the `count` largest AN losses among its o = 0 entries."""
+    """(h, n, L) 0/1 float: per head the `count` largest AN losses among its o = 0 entries.
+    Float, not bool: TensorFlow's graph optimiser would move a later cast behind the stack's
+    transpose, and a bool transpose makes oneDNN log an error line on CPUs without AVX-512."""
     h = tf.shape(observed)[0]
     flat = tf.reshape(tf.where(observed > 0, -math.inf, loss_if_negative), [h, -1])
     _, index = tf.math.top_k(flat, k=count)
     heads = tf.repeat(tf.range(h), count)
     picked = tf.scatter_nd(tf.stack([heads, tf.reshape(index, [-1])], axis=1),
-                           tf.ones(h * count, tf.float32), tf.shape(flat))  # float: no bool tensors reshaped
-    return (tf.reshape(picked, tf.shape(observed)) > 0) & (observed < 1)
+                           tf.ones(h * count, tf.float32), tf.shape(flat))
+    return tf.reshape(picked, tf.shape(observed)) * (1.0 - observed)
 
 
 def _large_loss(logits, observed, inputs, delta, mode):
@@ -204,7 +206,7 @@ def _large_loss(logits, observed, inputs, delta, mode):
     picked = _largest_negative_losses(tf.stop_gradient(negative), observed, count)
     kept = observed * positive + (1.0 - observed) * negative
     changed = tf.zeros_like(kept) if mode == "reject" else positive
-    loss = _mean(tf.where(picked, changed, kept))
+    loss = _mean(tf.where(picked > 0, changed, kept))
     return Terms(loss, picked if mode == "permanent" else None)
 
 

@@ -265,7 +265,7 @@ class HeadStack:
                 self._apply_estimates(grads[-1])
             if corrected is not None:
                 self._corrections.scatter_max(tf.IndexedSlices(
-                    tf.transpose(tf.cast(corrected, tf.float32), [1, 0, 2]), rows))
+                    tf.transpose(corrected, [1, 0, 2]), rows))
             self._step.assign_add(1)
             return per_head
 

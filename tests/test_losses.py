@@ -186,7 +186,7 @@ def test_large_loss_methods_change_the_formulas_k_entries(batch, method, mode, e
     assert k == (0 if epoch == 1 else math.ceil(64 * 7 * 0.01 * (1 if mode == "permanent" else epoch - 1)))
     terms = losses.terms(method, z[None], o[None], losses.Inputs(epoch=epoch), {"delta": 0.01})
     if mode == "permanent":
-        corrected = terms.corrected.numpy()[0]
+        corrected = terms.corrected.numpy()[0].astype(bool)
         assert corrected.sum() == k and not (corrected & (o == 1)).any()
     else:
         assert terms.corrected is None
