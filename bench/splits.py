@@ -40,8 +40,8 @@ def main() -> None:
     sf = store.load(splits.import_to(args.paper_dir, Path(tmp.name) / "splits.h5"))
     train = sf.train_rows(0)
     print(f"MSCOCO fold 1: {len(train)} training rows x {len(sf.classes)} classes")
-    for r, ratio in enumerate(sf.ratios):
-        observed = sf.observed(0, r)[train]
+    for ratio in sf.ratios:
+        observed = sf.observed(0, ratio)[train]
         start = time.perf_counter()
         weights.cb_weights(observed)
         fast = time.perf_counter() - start

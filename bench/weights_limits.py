@@ -51,7 +51,7 @@ def main() -> None:
     for name, folder in (("MSCOCO", "labels_balanced_4labels"), ("NUS-WIDE", "labels_balanced_nus")):
         sf = store.load(splits.import_to(Path(args.paper_dir) / folder, tmp / f"{folder}.h5"))
         train = sf.train_rows(0)
-        labels, observed = sf.labels[train], sf.observed(0, sf.ratio_index(args.ratio))[train]
+        labels, observed = sf.labels[train], sf.observed(0, args.ratio)[train]
         kept, true_count = observed.sum(1), labels.sum(1)
         shares = weights.mixture_shares(observed)
         expected = weights.expected_hidden(kept, args.ratio)[:, None] * shares
