@@ -10,7 +10,8 @@ JSON, and `fingerprint`, its sha256) and compared when a stage meets an existing
     damaged (not readable)     -> refused with what to do, unless --force
     --force                    -> the output is removed without being opened, then made anew
 
-`open_h5` is the one way stores are opened: a file that HDF5 cannot read becomes a ValueError
+`written` is how a store made in one go is written (a temporary name, renamed once stamped and
+complete). `open_h5` is the one way stores are opened: a file that HDF5 cannot read becomes a ValueError
 naming it. `claim` takes an exclusive lock beside an output for as long as it is being made: a
 second process on the same output is refused with a message (the lock dies with its holder).
 """
@@ -73,6 +74,24 @@ def stamp(h5, provenance: dict) -> None:
     """Record an output's provenance and fingerprint in its HDF5 attributes."""
     h5.attrs["provenance"] = json.dumps(provenance, sort_keys=True, default=str)
     h5.attrs["fingerprint"] = fingerprint(provenance)
+
+
+@contextlib.contextmanager
+def written(path: str | Path, provenance: dict):
+    """An HDF5 output written in one go: yields it open under a temporary name; when the block
+    ends without error it is stamped, marked complete and renamed into place, else the
+    temporary file is removed and nothing is marked complete."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with h5py.File(tmp, "w") as h5:
+            yield h5
+            stamp(h5, provenance)
+            h5.attrs["complete"] = True
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def recorded(path: str | Path) -> tuple[bool, dict]:

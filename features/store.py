@@ -75,33 +75,25 @@ def _create_common(h5, ids, chunk_rows: int) -> None:
 def write_table(path: Path, ids, features, labels, classes, attrs: dict, provenance: dict) -> Path:
     """Write an imported store in one go (dense (n, D) array or scipy sparse matrix), with its
     labels, atomically; `features` stay sparse when they come sparse."""
-    tmp = path.with_name(path.name + ".tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
     n = len(ids)
-    try:
-        with h5py.File(tmp, "w") as h5:
-            if scipy.sparse.issparse(features):
-                csr = scipy.sparse.csr_matrix(features, dtype=np.float32)
-                csr.sort_indices()
-                for name, values in zip(CSR, (csr.data, csr.indices.astype(np.int32), csr.indptr.astype(np.int64))):
-                    h5.create_dataset(name, data=values, compression="gzip")
-                layout = "csr"
-            else:
-                chunk = max(1, min(n, (1 << 22) // max(1, features.shape[1])))
-                h5.create_dataset("features", data=np.asarray(features, np.float32), chunks=(chunk, features.shape[1]))
-                layout = "dense"
-            _create_common(h5, ids, n)
-            h5["valid"][:] = True
-            h5["committed"][:] = True
-            h5.create_dataset("labels", data=labels.astype(np.uint8), compression="gzip")
-            h5.create_dataset("classes", data=np.array(classes, dtype=object), dtype=STR)
-            h5.attrs.update(attrs, layout=layout, feat_dim=features.shape[1], chunk_rows=n, imported=True)
-            artifacts.stamp(h5, provenance)
-            h5.attrs["complete"] = True
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with artifacts.written(path, provenance) as h5:
+        if scipy.sparse.issparse(features):
+            csr = scipy.sparse.csr_matrix(features, dtype=np.float32)
+            csr.sort_indices()
+            for name, values in zip(CSR, (csr.data, csr.indices.astype(np.int32), csr.indptr.astype(np.int64))):
+                h5.create_dataset(name, data=values, compression="gzip")
+            layout = "csr"
+        else:
+            chunk = max(1, min(n, (1 << 22) // max(1, features.shape[1])))
+            h5.create_dataset("features", data=np.asarray(features, np.float32), chunks=(chunk, features.shape[1]))
+            layout = "dense"
+        _create_common(h5, ids, n)
+        h5["valid"][:] = True
+        h5["committed"][:] = True
+        h5.create_dataset("labels", data=labels.astype(np.uint8), compression="gzip")
+        h5.create_dataset("classes", data=np.array(classes, dtype=object), dtype=STR)
+        h5.attrs.update(attrs, layout=layout, feat_dim=features.shape[1], chunk_rows=n, imported=True)
     return path
 
 

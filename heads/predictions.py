@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,8 +69,7 @@ def write(directory: Path, *, ids, labels, probabilities, attrs: dict, provenanc
     (n, L); validation: (val_ids, val_observed, val_probabilities) or None)."""
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / "predictions.h5"
-    tmp = directory / "predictions.h5.tmp"
-    with h5py.File(tmp, "w") as h5:
+    with artifacts.written(target, provenance) as h5:
         h5.create_dataset("ids", data=np.array(ids, dtype=object), dtype=h5py.string_dtype("utf-8"))
         h5.create_dataset("labels", data=np.asarray(labels).astype(np.uint8))
         h5.create_dataset("probabilities", data=np.asarray(probabilities).astype(np.float32))
@@ -81,9 +79,6 @@ def write(directory: Path, *, ids, labels, probabilities, attrs: dict, provenanc
             h5.create_dataset("val_observed", data=val_observed.astype(np.uint8))
             h5.create_dataset("val_probabilities", data=val_probabilities.astype(np.float32))
         h5.attrs.update(attrs)
-        artifacts.stamp(h5, provenance)
-        h5.attrs["complete"] = True
-    os.replace(tmp, target)
     return target
 
 

@@ -26,7 +26,6 @@ into place once `complete` is set.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,32 +80,24 @@ def write(path: str | Path, *, ids, classes, image_paths, labels, test_fold, obs
     n_folds = int(test_fold.max()) + 1
     protocols = [protocol_key(r) for r in ratios] + ([SINGLE_POSITIVE] if single_positive else [])
     assert observed.shape == (n_folds, len(protocols), n, n_classes), observed.shape
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with h5py.File(tmp, "w") as h5:
-            h5.create_dataset("ids", data=np.array([str(i) for i in ids], dtype=object), dtype=STR)
-            h5.create_dataset("classes", data=np.array(classes, dtype=object), dtype=STR)
-            h5.create_dataset("image_paths", data=np.array(image_paths, dtype=object), dtype=STR)
-            h5.create_dataset("labels", data=labels.astype(np.uint8), compression="gzip")
-            h5.create_dataset("test_fold", data=test_fold.astype(np.int8))
-            h5.create_dataset("observed", data=observed.astype(np.uint8), compression="gzip",
-                              chunks=(1, 1, min(n, 8192), n_classes))
-            if validation is not None:
-                h5.create_dataset("validation", data=validation.astype(bool))
-            h5.attrs.update(protocols=protocols, ratios=np.asarray(ratios, dtype=np.float64),
-                            single_positive=bool(single_positive),
-                            missing_rate=np.asarray(missing_rate, dtype=np.float64),
-                            hidden_share=np.asarray(hidden_share, dtype=np.float64),
-                            seed=seed, n_folds=n_folds, min_labels=min_labels, source=source,
-                            dropped_rows=int(dropped_rows), dropped_classes=json.dumps(list(dropped_classes)),
-                            ground_truth=bool(ground_truth),
-                            config=config_json, versions=json.dumps(versions))
-            artifacts.stamp(h5, provenance)
-            h5.attrs["complete"] = True
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with artifacts.written(path, provenance) as h5:
+        h5.create_dataset("ids", data=np.array([str(i) for i in ids], dtype=object), dtype=STR)
+        h5.create_dataset("classes", data=np.array(classes, dtype=object), dtype=STR)
+        h5.create_dataset("image_paths", data=np.array(image_paths, dtype=object), dtype=STR)
+        h5.create_dataset("labels", data=labels.astype(np.uint8), compression="gzip")
+        h5.create_dataset("test_fold", data=test_fold.astype(np.int8))
+        h5.create_dataset("observed", data=observed.astype(np.uint8), compression="gzip",
+                          chunks=(1, 1, min(n, 8192), n_classes))
+        if validation is not None:
+            h5.create_dataset("validation", data=validation.astype(bool))
+        h5.attrs.update(protocols=protocols, ratios=np.asarray(ratios, dtype=np.float64),
+                        single_positive=bool(single_positive),
+                        missing_rate=np.asarray(missing_rate, dtype=np.float64),
+                        hidden_share=np.asarray(hidden_share, dtype=np.float64),
+                        seed=seed, n_folds=n_folds, min_labels=min_labels, source=source,
+                        dropped_rows=int(dropped_rows), dropped_classes=json.dumps(list(dropped_classes)),
+                        ground_truth=bool(ground_truth),
+                        config=config_json, versions=json.dumps(versions))
     return path
 
 
