@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy import stats
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.metrics import average_precision_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -34,7 +34,7 @@ import splits
 from analysis import report
 from features import importer
 from heads import methods, trainer
-from splits import store
+from splits import quality, store
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 METHODS = ["ce", "ignore_missing", "confidence", "confidence_notebook", "confidence_auto"]
@@ -48,13 +48,12 @@ def detection() -> None:
         train = sf.train_rows(0)
         for protocol in sf.protocols[1:]:
             observed = sf.observed(0, protocol)
-            zeros = observed[train] == 0
-            hidden = (sf.labels[train] == 1) & zeros
+            hidden = (sf.labels[train] == 1) & (observed[train] == 0)
             negative = sf.labels[train] == 0
             for method in ("confidence_notebook", "confidence", "confidence_auto"):
                 w = methods.negative_weights(method, sf.labels, observed, train, sf.missing_rate(0, protocol))
-                auc = roc_auc_score(hidden[zeros], 1 - w[zeros])
-                ap = average_precision_score(hidden[zeros], 1 - w[zeros])
+                auc = quality.detection(1 - w, observed[train], sf.labels[train])
+                ap = quality.detection(1 - w, observed[train], sf.labels[train], average_precision_score)
                 print(f"  {name:8s} {protocol:5s} {methods.display_name(method):22s} {auc:.4f} / {ap:.4f}   "
                       f"{w[hidden].mean():.3f} / {w[negative].mean():.3f}")
 

@@ -19,18 +19,11 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import splits
-from splits import store, weights
-
-
-def detection_auc(scores: np.ndarray, observed: np.ndarray, labels: np.ndarray) -> float:
-    """ROC-AUC of `scores` for "hidden positive" among the observed zeros."""
-    zeros = observed == 0
-    return roc_auc_score(((labels == 1) & zeros)[zeros], scores[zeros])
+from splits import quality, store, weights
 
 
 def table_scores(single: np.ndarray, truth: np.ndarray, own: np.ndarray | None = None) -> np.ndarray:
@@ -57,9 +50,9 @@ def main() -> None:
         shares = weights.mixture_shares(observed)
         expected = weights.expected_hidden(kept, args.ratio)[:, None] * shares
         print(f"\n{name}, fold 1, ratio {args.ratio}: ROC-AUC of the hidden positives")
-        print(f"  {'mixture scenes, no back-off (expected hidden count)':<52}{detection_auc(expected, observed, labels):.4f}")
+        print(f"  {'mixture scenes, no back-off (expected hidden count)':<52}{quality.detection(expected, observed, labels):.4f}")
         oracle = (true_count - kept)[:, None] * shares
-        print(f"  {'mixture scenes, no back-off (true hidden count)':<52}{detection_auc(oracle, observed, labels):.4f}")
+        print(f"  {'mixture scenes, no back-off (true hidden count)':<52}{quality.detection(oracle, observed, labels):.4f}")
         one = kept == 1
         if not one.any():
             print("  no row shows a single label at this ratio")
@@ -68,14 +61,14 @@ def main() -> None:
         print(f"  rows showing one label: {one.mean():.3f} of rows, {hidden[one].sum() / hidden.sum():.3f} "
               "of the hidden positives; on them:")
         counts = expected[one].sum(1, keepdims=True)  # the same expected hidden count for all three
-        print(f"    {'mixture scenes, no back-off':<50}{detection_auc(expected[one], observed[one], labels[one]):.4f}")
+        print(f"    {'mixture scenes, no back-off':<50}{quality.detection(expected[one], observed[one], labels[one]):.4f}")
         least = true_count.min()
         larger = table_scores(observed[one], labels[true_count > least])
         print(f"    {f'true co-occurrence of the images with > {least} labels':<50}"
-              f"{detection_auc(counts * larger, observed[one], labels[one]):.4f}")
+              f"{quality.detection(counts * larger, observed[one], labels[one]):.4f}")
         same = table_scores(observed[one], labels[true_count == least], labels[one] * (true_count[one] == least)[:, None])
         print(f"    {f'true co-occurrence of the other {least}-label images':<50}"
-              f"{detection_auc(counts * same, observed[one], labels[one]):.4f}")
+              f"{quality.detection(counts * same, observed[one], labels[one]):.4f}")
 
 
 if __name__ == "__main__":

@@ -27,14 +27,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import configs
 import splits
 from features import importer
-from splits import folds, store, weights
+from splits import folds, quality, store, weights
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 REAL = {  # name: (file, [dataset] keys)
@@ -105,12 +104,6 @@ def cases(names: list[str]):
             yield name, "0.5", truth, truth & ~hidden, 0.5
 
 
-def detection(w: np.ndarray, truth: np.ndarray, observed: np.ndarray) -> float:
-    zeros = observed == 0
-    target = (truth == 1) & zeros
-    return float(roc_auc_score(target[zeros], 1 - w[zeros])) if target.any() else float("nan")
-
-
 def run(names: list[str], estimators: list[str]) -> pd.DataFrame:
     rows = []
     for name, protocol, truth, observed, rate in cases(names):
@@ -118,7 +111,8 @@ def run(names: list[str], estimators: list[str]) -> pd.DataFrame:
             start = time.perf_counter()
             w = weights.estimator(estimator)(observed, rate)
             seconds = time.perf_counter() - start
-            row = {"set": name, "protocol": protocol, "estimator": estimator, "roc_auc": detection(w, truth, observed),
+            row = {"set": name, "protocol": protocol, "estimator": estimator,
+                   "roc_auc": quality.detection(1 - w, observed, truth),
                    "seconds": seconds, "rows": len(observed), "labels": observed.shape[1]}
             if estimator == "auto":
                 row["choice"] = weights.choose(observed, rate).name
@@ -145,11 +139,11 @@ def backoff_grid(names: list[str], backoffs: list[float]) -> None:
     rows = []
     for name, protocol, truth, observed, rate in cases([n for n in names if n != "synthetic"]):
         shares = weights.mixture_shares(observed)  # one fit; the back-off only mixes it with the prior
-        prior = detection(weights.prior_weights(observed, rate), truth, observed)
+        prior = quality.detection(1 - weights.prior_weights(observed, rate), observed, truth)
         for backoff in backoffs:
             w = weights.mixture_weights(observed, rate, backoff=backoff, shares=shares)
-            rows.append({"set": name, "protocol": protocol, "backoff": backoff,
-                         "roc_auc": detection(w, truth, observed), "margin": detection(w, truth, observed) - prior})
+            auc = quality.detection(1 - w, observed, truth)
+            rows.append({"set": name, "protocol": protocol, "backoff": backoff, "roc_auc": auc, "margin": auc - prior})
     table = pd.DataFrame(rows)
     at = table.set_index(["set", "protocol", "backoff"])["roc_auc"]
     for backoff, group in table.groupby("backoff"):

@@ -21,6 +21,14 @@ from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 from . import store, weights
 
 
+def detection(score: np.ndarray, observed: np.ndarray, labels: np.ndarray, metric=roc_auc_score) -> float:
+    """`metric` (ROC-AUC by default) of `score` (e.g. 1 - weight) as a detector of the hidden
+    positives among the observed zeros; NaN when nothing is hidden."""
+    zeros = observed == 0
+    target = labels[zeros] == 1
+    return float(metric(target, score[zeros])) if target.any() else float("nan")
+
+
 def weight_quality(path, estimators=None, out: Path | None = None) -> pd.DataFrame:
     sf = store.load(path)
     names = estimators or list(weights.ESTIMATORS)

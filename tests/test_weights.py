@@ -325,4 +325,6 @@ def test_weight_quality_sees_training_rows_only(tmp_path, monkeypatch):
     expect = roc_auc_score(hidden[zeros], 1 - weights.cb_weights(seen)[zeros])
     row = table[(table.fold == 1) & (table.protocol == "0.5") & (table.estimator == "paper")].iloc[0]
     assert row.roc_auc == pytest.approx(expect)
+    assert quality.detection(1 - weights.cb_weights(seen), seen, sf.labels[train]) == pytest.approx(expect)
+    assert np.isnan(quality.detection(1 - weights.cb_weights(seen), seen, seen))  # nothing hidden
     assert (tmp_path / "q.png").is_file()
