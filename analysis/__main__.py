@@ -5,6 +5,7 @@ import argparse
 import sys
 
 import configs
+from runtime.cli import run_cli
 
 
 def main(argv=None) -> int:
@@ -17,7 +18,7 @@ def main(argv=None) -> int:
         from .report import report
         report(configs.load(args.config))
 
-    return configs.run_cli(action)
+    return run_cli(action)
 
 
 if __name__ == "__main__":

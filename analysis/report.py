@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+import artifacts
 import configs
-from configs import artifacts
 from features import store as feature_store
 from heads import methods, predictions
 from splits import store as splits_store
@@ -253,6 +253,6 @@ def report_lines(cfg, frame, summary, paired, missing, splits_files, figure_prot
         (f"- features: `{features_path}` fingerprint {feature_store.FeatureReader(features_path).fingerprint[:16]}"
          if features_path.is_file() else "- features: none (finetune runs only)"),
         "- every run's fingerprint: `runs.csv` (column fingerprint), each checked against these inputs and the config",
-        f"- packages: {json.dumps(configs.versions())}",
+        f"- packages: {json.dumps(artifacts.versions())}",
         "",
     ]

@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import configs
 import splits
-from configs import cluster
 from features import store as feature_store
+from runtime import cluster
 from splits import store as splits_store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,7 +83,7 @@ def nothing() -> None:
 
 def dask_costs(n: int = 200) -> tuple[float, float]:
     """(seconds to start a 2-worker LocalCluster, seconds per empty task on it)."""
-    from configs import dask_engine
+    from runtime import dask_engine
     start = time.perf_counter()
     client, local = dask_engine.connect(demo_config(tempfile.mkdtemp(), "local"))
     started = time.perf_counter()

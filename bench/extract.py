@@ -20,8 +20,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.machine import matmul_gflops
-from configs.tf_quiet import tf
 from extract import images, preprocessing, registry
+from runtime.tf_quiet import tf
 
 GFLOP_PER_IMAGE = {"inception_resnet_v2": 13.2, "resnet_v1_50": 7.0}  # multiply-adds x 2 at 224
 

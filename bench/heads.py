@@ -36,8 +36,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.machine import copy_gbps, matmul_gflops
-from configs.tf_quiet import tf
 from heads import methods, models
+from runtime.tf_quiet import tf
 
 N_TRAIN, DIM, N_CLASSES, PAPER = 24_731, 1536, 80, (2048, 1024, 256)
 PROTOCOLS = 5  # 0, .25, .5, .75, single positive

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from configs.tf_quiet import tf
+from runtime.tf_quiet import tf
 
 
 def matmul_gflops(sizes=(2048, 4096), trials: int = 3, seconds: float = 1.0) -> float:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -130,7 +129,7 @@ class Analysis:
 
 @dataclass(frozen=True)
 class Cluster:
-    """Where stages run their tasks (`configs.cluster`)."""
+    """Where stages run their tasks (`runtime.cluster`)."""
     scheduler: str = ""  # "" = processes on this machine (joblib); "local" = a Dask LocalCluster; or tcp://host:port
     workers: int = 2  # "local": worker processes (one per GPU on a many-GPU machine)
     retries: int = 0  # times Dask reruns a task whose worker died (0: report it, the rerun redoes it)
@@ -410,34 +409,3 @@ def section(cfg: Config, name: str, exclude: tuple[str, ...] = ()) -> dict:
     """A config section as flat provenance entries {"name.key": value}."""
     return {f"{name}.{key}": value for key, value in dataclasses.asdict(getattr(cfg, name)).items()
             if key not in exclude}
-
-
-def versions(*names: str) -> dict:
-    """Versions of the packages that shape the results (all of them, or `names`), recorded with
-    every output. TensorFlow is "tensorflow" whichever wheel (CPU or GPU) provides it."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    packages = {"numpy": ("numpy",), "h5py": ("h5py",), "scikit-learn": ("scikit-learn",),
-                "iterative-stratification": ("iterative-stratification",),
-                "tensorflow": ("tensorflow-cpu", "tensorflow"), "tf-slim": ("tf-slim",), "tf-keras": ("tf-keras",)}
-    out = {}
-    for name, wheels in packages.items():
-        if names and name not in names:
-            continue
-        for wheel in wheels:
-            try:
-                out[name] = version(wheel)
-                break
-            except PackageNotFoundError:
-                continue
-    return out
-
-
-def run_cli(action) -> int:
-    """Run a CLI action; a ValueError (anything a user can cause) prints its message, exit 2."""
-    try:
-        action()
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0

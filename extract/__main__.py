@@ -7,6 +7,7 @@ import sys
 import configs
 from heads import methods
 from heads.__main__ import parse_only
+from runtime.cli import run_cli
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -53,7 +54,7 @@ def main(argv=None) -> int:
             from .pretrain import pretrain
             pretrain(cfg, force=args.force)
 
-    return configs.run_cli(action)
+    return run_cli(action)
 
 
 if __name__ == "__main__":

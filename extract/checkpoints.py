@@ -15,7 +15,7 @@ import tarfile
 import urllib.request
 from pathlib import Path
 
-from configs.tf_quiet import tf
+from runtime.tf_quiet import tf
 
 from .registry import Backbone, backbone_variables, variable_name
 

@@ -6,7 +6,7 @@ with `num_classes`, `Logits` (batch, num_classes) from a global average pool of 
 """
 from __future__ import annotations
 
-from configs.tf_quiet import tf
+from runtime.tf_quiet import tf
 
 from .slim_compat import slim
 

@@ -18,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
+import artifacts
 import configs
-from configs import artifacts, cluster
-from configs.progress import Progress
-from configs.tf_quiet import tf
 from features import store
+from runtime import cluster
+from runtime.progress import bar
+from runtime.tf_quiet import tf
 from splits import store as splits_store
 
 from . import checkpoints, images, preprocessing, registry
@@ -80,7 +81,7 @@ def provenance(cfg, ids, paths, checkpoint: str) -> dict:
     network = {k: v for k, v in configs.section(cfg, "extract").items()
                if k.split(".")[1] in ("backbone", "endpoint", "image_size", "preprocessing", "pooling", "dtype")}
     return {**network, "checkpoint": checkpoint, "images": listing, "rows": len(ids),
-            "versions": configs.versions("tensorflow", "tf-slim")}
+            "versions": artifacts.versions("tensorflow", "tf-slim")}
 
 
 class FeatureModel:
@@ -163,7 +164,7 @@ def _extract(cfg, plan, spec, checkpoint, recipe, ids, paths, shard, out: Path, 
              "image_size": plan.image_size, "preprocessing": plan.preprocessing,
              "checkpoint": str(checkpoint), "checkpoint_sha256": checkpoints.sha256(checkpoint),
              "feat_shape": list(model.feat_shape), "config": configs.to_json(cfg),
-             "versions": json.dumps(configs.versions()), "fingerprint": artifacts.fingerprint(recipe)}
+             "versions": json.dumps(artifacts.versions()), "fingerprint": artifacts.fingerprint(recipe)}
     if shard[1] > 1:
         attrs.update(row_offset=start, n_total=len(ids), shard=f"{shard[0]}/{shard[1]}")
 
@@ -182,7 +183,7 @@ def _extract(cfg, plan, spec, checkpoint, recipe, ids, paths, shard, out: Path, 
     # loop: decode, run, commit chunk by chunk
     rows_by_chunk = [(k, np.arange(start + k * ex.chunk_rows, min(start + (k + 1) * ex.chunk_rows, stop)))
                      for k in todo]
-    progress = Progress(sum(len(r) for _, r in rows_by_chunk), "extract", "img")
+    progress = bar(sum(len(r) for _, r in rows_by_chunk), "extract", "img")
     if rows_by_chunk:
         for chunk, batch, valid, errors in images.chunks(rows_by_chunk, paths, plan.image_size):
             features = np.concatenate([model(batch[i:i + ex.batch_size])
@@ -192,6 +193,7 @@ def _extract(cfg, plan, spec, checkpoint, recipe, ids, paths, shard, out: Path, 
             progress.update(len(batch))
             if on_chunk:
                 on_chunk(chunk)
+    progress.close()
 
     # save, unless too many images were unreadable
     check_invalid(tmp, n_rows, ex.max_invalid_share)

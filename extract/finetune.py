@@ -30,12 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
+import artifacts
 import configs
-from configs import artifacts, cluster
-from configs.progress import Progress
-from configs.tf_quiet import tf
 from heads import losses, methods, predictions
 from heads.predictions import HeadRun
+from runtime import cluster
+from runtime.progress import bar
+from runtime.tf_quiet import tf
 from splits import store as splits_store
 from splits import weights
 
@@ -237,7 +238,7 @@ def run_provenance(cfg, run: HeadRun, sf) -> dict:
 def finetune_run(cfg, run: HeadRun, on_epoch=None, devices=None) -> dict:
     """Train, checkpoint each epoch, evaluate and write one run; `on_epoch(epoch)` after each.
     A run with checkpoints of the same provenance resumes after its last epoch. devices: the
-    replicas' devices (default: every GPU, else the CPU). A task (`configs.cluster`)."""
+    replicas' devices (default: every GPU, else the CPU). A task (`runtime.cluster`)."""
     # setup: the run directory, resumed only when its partial state was made the same way
     tf.config.experimental.enable_op_determinism()
     sf = splits_store.load(splits_store.path(cfg, run.seed))
@@ -281,12 +282,13 @@ def finetune_run(cfg, run: HeadRun, on_epoch=None, devices=None) -> dict:
     # loop: an epoch, then its checkpoint
     start = time.perf_counter()
     for epoch in range(done, ft.epochs):
-        progress = Progress(steps, f"epoch {epoch + 1}/{ft.epochs}", "step")
+        progress = bar(steps, f"epoch {epoch + 1}/{ft.epochs}", "step")
         total, count = 0.0, 0
         for batch in train_batches(sf.image_paths, train, observed[train], neg_weight, size, cfg, run.seed, epoch):
             total += network.step(batch) * len(batch[0])
             count += len(batch[0])
             progress.update()
+        progress.close()
         network.save(path / "checkpoints", epoch + 1)
         history.append(f"{epoch + 1},{total / max(count, 1):.6f}")
         history_path.write_text("epoch,train_loss\n" + "\n".join(history) + "\n")

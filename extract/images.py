@@ -12,7 +12,7 @@ import struct
 import numpy as np
 from PIL import Image
 
-from configs.tf_quiet import tf
+from runtime.tf_quiet import tf
 
 # What Pillow raises on a file it cannot read: OSError (missing, truncated, unidentified),
 # ValueError / SyntaxError / EOFError / struct.error (broken headers, by format plugin), and

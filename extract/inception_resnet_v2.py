@@ -9,7 +9,7 @@ auxiliary head) and `end_points` maps every block name to its activation, e.g.
 """
 from __future__ import annotations
 
-from configs.tf_quiet import tf
+from runtime.tf_quiet import tf
 
 from .slim_compat import slim
 

@@ -10,7 +10,7 @@ bilinear resize of the whole image (no anti-aliasing), no crop, as the paper.
 """
 from __future__ import annotations
 
-from configs.tf_quiet import tf
+from runtime.tf_quiet import tf
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

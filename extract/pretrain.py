@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+import artifacts
 import configs
-from configs import artifacts
-from configs.progress import Progress
-from configs.tf_quiet import tf
+from runtime.progress import bar
+from runtime.tf_quiet import tf
 from splits import datasets, synthetic
 
 from . import images, preprocessing, registry
@@ -40,7 +40,7 @@ def provenance(cfg) -> dict:
     """What the demo checkpoint is made from: its set (size, seed, image size) and schedule."""
     return {"extract.pretrain_images": cfg.extract.pretrain_images, "extract.pretrain_epochs": cfg.extract.pretrain_epochs,
             "dataset.image_size": cfg.dataset.image_size, "seed": cfg.experiment.seed + PRETRAIN_SEED_OFFSET,
-            "versions": configs.versions("tensorflow", "tf-slim")}
+            "versions": artifacts.versions("tensorflow", "tf-slim")}
 
 
 def pretrain(cfg, force: bool = False) -> Path:
@@ -91,7 +91,7 @@ def _pretrain(cfg, prefix: Path) -> None:
 
     # loop
     rng = np.random.default_rng(seed)
-    progress = Progress(steps, "pretrain", "step")
+    progress = bar(steps, "pretrain", "step")
     history = []
     for epoch in range(ex.pretrain_epochs):
         order = rng.permutation(len(pixels))
@@ -102,6 +102,7 @@ def _pretrain(cfg, prefix: Path) -> None:
             losses.append(value)
             progress.update()
         history.append(float(np.mean(losses)))
+    progress.close()
 
     # save
     prefix.parent.mkdir(parents=True, exist_ok=True)

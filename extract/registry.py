@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from configs import backbones
-from configs.tf_quiet import tf
+from runtime.tf_quiet import tf
 
 from .slim_compat import slim
 

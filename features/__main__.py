@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+import artifacts
 import configs
-from configs import artifacts
+from runtime.cli import run_cli
 
 from . import store
 
@@ -60,7 +61,7 @@ def main(argv=None) -> int:
         else:
             describe(args.path)
 
-    return configs.run_cli(action)
+    return run_cli(action)
 
 
 if __name__ == "__main__":

@@ -29,8 +29,8 @@ import pandas as pd
 import scipy.io
 import scipy.sparse
 
+import artifacts
 import configs
-from configs import artifacts
 
 from . import store
 

@@ -14,7 +14,7 @@ Datasets:
                   adapter of `splits` reads
 Attributes: layout (dense | csr), feat_dim, backbone, endpoint, pooling, image_size,
 preprocessing, checkpoint, checkpoint_sha256, feat_shape, config (JSON), versions (JSON),
-provenance (JSON) and fingerprint (configs.artifacts), row_offset / n_total / shard (shards
+provenance (JSON) and fingerprint (artifacts), row_offset / n_total / shard (shards
 only); imported stores: imported = True, source, source_sha256, labels_source, labels_sha256;
 complete (written last).
 
@@ -31,7 +31,7 @@ import h5py
 import numpy as np
 import scipy.sparse
 
-from configs import artifacts
+import artifacts
 
 STR = h5py.string_dtype("utf-8")
 SHARD_ATTRS = ("row_offset", "n_total", "shard")

@@ -5,6 +5,7 @@ import argparse
 import sys
 
 import configs
+from runtime.cli import run_cli
 
 from . import methods
 
@@ -65,7 +66,7 @@ def main(argv=None) -> int:
             from .trainer import train
             train(configs.with_scheduler(cfg, args.scheduler), only=args.only, n_jobs=args.n_jobs, force=args.force)
 
-    return configs.run_cli(action)
+    return run_cli(action)
 
 
 if __name__ == "__main__":

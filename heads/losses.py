@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from configs.tf_quiet import tf
+from runtime.tf_quiet import tf
 
 from . import methods
 

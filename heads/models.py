@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from configs.tf_quiet import tf
+from runtime.tf_quiet import tf
 
 from . import losses, methods
 

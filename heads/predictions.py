@@ -24,8 +24,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+import artifacts
 import configs
-from configs import artifacts
 from splits import store as splits_store
 
 from . import methods
@@ -165,7 +165,7 @@ def head_provenance(cfg, run: HeadRun, splits_fingerprint: str, features_fingerp
     return {**heads, "method": run.method, "params": methods.parameters(run.method, cfg.heads.params.get(run.method)),
             "dataset.natural_missing_rate": cfg.dataset.natural_missing_rate, "seed": run.seed, "fold": run.fold + 1,
             "protocol": run.protocol, "splits": splits_fingerprint, "features": features_fingerprint,
-            "batch_order_window": window, "versions": configs.versions("tensorflow")}
+            "batch_order_window": window, "versions": artifacts.versions("tensorflow")}
 
 
 def finetune_provenance(cfg, run: HeadRun, splits_fingerprint: str, checkpoint: str) -> dict:
@@ -178,4 +178,4 @@ def finetune_provenance(cfg, run: HeadRun, splits_fingerprint: str, checkpoint: 
             "params": methods.parameters(run.method, cfg.heads.params.get(run.method)),
             "dataset.natural_missing_rate": cfg.dataset.natural_missing_rate, "seed": run.seed, "fold": run.fold + 1,
             "protocol": run.protocol, "splits": splits_fingerprint, "checkpoint": checkpoint,
-            "versions": configs.versions("tensorflow", "tf-slim")}
+            "versions": artifacts.versions("tensorflow", "tf-slim")}

@@ -2,7 +2,7 @@
 
 Reads each seed's `splits.h5` and the feature store (rows matched by id), writes one run per
 seed x fold x protocol x method through `heads.predictions`. A fold's stack is one task
-(`configs.cluster`): joblib processes on this machine, or a Dask cluster.
+(`runtime.cluster`): joblib processes on this machine, or a Dask cluster.
 """
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ import os
 
 import numpy as np
 
+import artifacts
 import configs
-from configs import artifacts, cluster
 from features import store as feature_store
 from features.store import FeatureReader, dense
+from runtime import cluster
 from splits import store as splits_store
 from splits import weights
 
@@ -148,8 +149,8 @@ def stack_inputs(cfg, sf, fold: int, runs: list, train: np.ndarray, validation: 
 
 def train_fold(cfg, splits_path: str, features_path: str, runs: list, provenance: list[dict], n_threads: int = 0,
                in_ram: bool = True) -> list[dict]:
-    """Train one fold's heads as one stack and write their runs (a task; see `configs.cluster`)."""
-    from configs.tf_quiet import tf
+    """Train one fold's heads as one stack and write their runs (a task; see `runtime.cluster`)."""
+    from runtime.tf_quiet import tf
     if n_threads:
         tf.config.threading.set_intra_op_parallelism_threads(n_threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)

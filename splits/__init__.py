@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+import artifacts
 import configs
-from configs import artifacts
 
 from . import datasets, folds, paper, store
 
@@ -20,7 +20,7 @@ def provenance(cfg, seed: int, sources: list[Path]) -> dict:
     read it), [splits], the seed, the label files' hashes and the packages that draw folds."""
     return {**configs.section(cfg, "dataset", exclude=("natural_missing_rate",)), **configs.section(cfg, "splits"),
             "seed": seed, "sources": {str(p): artifacts.file_sha256(p) for p in sources},
-            "versions": configs.versions("numpy", "iterative-stratification")}
+            "versions": artifacts.versions("numpy", "iterative-stratification")}
 
 
 def import_sources(directory: str | Path) -> list[Path]:
@@ -29,7 +29,7 @@ def import_sources(directory: str | Path) -> list[Path]:
 
 def make(cfg, force: bool = False) -> list[Path]:
     """Write every seed's `splits.h5` unless a complete one of the same provenance exists (or
-    `force`); one made from other settings is refused (configs.artifacts)."""
+    `force`); one made from other settings is refused (artifacts)."""
     sources = import_sources(cfg.splits.import_dir) if cfg.splits.import_dir else datasets.source_files(cfg)
     written = []
     for seed in cfg.seeds:
@@ -71,7 +71,7 @@ def _write(cfg, seed: int, out: Path, recipe: dict) -> None:
     validation = folds.validation_rows(labels, test_fold, sp.validation, seed) if sp.validation > 0 else None
     store.write(out, **parts, single_positive=sp.single_positive,
                 missing_rate=missing_rates(labels, test_fold, parts["ratios"], sp.single_positive), seed=seed,
-                min_labels=cfg.dataset.min_labels, config_json=configs.to_json(cfg), versions=configs.versions(),
+                min_labels=cfg.dataset.min_labels, config_json=configs.to_json(cfg), versions=artifacts.versions(),
                 provenance=recipe, validation=validation)
 
 
@@ -95,5 +95,5 @@ def import_to(directory, out, n_folds: int = 4) -> Path:
     recipe = {"import_dir": str(directory), "sources": {str(p): artifacts.file_sha256(p) for p in import_sources(directory)}}
     rates = missing_rates(parts["labels"], parts["test_fold"], parts["ratios"], False)
     return store.write(out, **parts, single_positive=False, missing_rate=rates, seed=-1,
-                       min_labels=int(parts["labels"].sum(1).min()), config_json="{}", versions=configs.versions(),
+                       min_labels=int(parts["labels"].sum(1).min()), config_json="{}", versions=artifacts.versions(),
                        provenance=recipe)

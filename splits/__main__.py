@@ -8,6 +8,7 @@ import sys
 import numpy as np
 
 import configs
+from runtime.cli import run_cli
 
 from . import import_to, make, stats, store, weights
 
@@ -81,7 +82,7 @@ def main(argv=None) -> int:
         else:
             describe(args.path)
 
-    return configs.run_cli(action)
+    return run_cli(action)
 
 
 if __name__ == "__main__":

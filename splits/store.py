@@ -32,7 +32,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from configs import artifacts
+import artifacts
 
 STR = h5py.string_dtype("utf-8")
 SINGLE_POSITIVE = "single_positive"

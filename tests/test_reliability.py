@@ -11,10 +11,10 @@ import h5py
 import numpy as np
 import pytest
 
+import artifacts
 import configs
 import splits
 from analysis import report
-from configs import artifacts
 from extract import extraction
 from features import store as feature_store
 from heads import __main__ as heads_cli

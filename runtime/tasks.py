@@ -1,5 +1,5 @@
-"""What a task is and how a worker runs and reports it, for `configs.cluster` (joblib
-processes) and `configs.dask_engine` (Dask workers) alike.
+"""What a task is and how a worker runs and reports it, for `runtime.cluster` (joblib
+processes) and `runtime.dask_engine` (Dask workers) alike.
 
 A task is (label, function, arguments); a worker runs it under `perform`, which watches the
 command that started it (on this machine) and ends the worker when the command is gone. A

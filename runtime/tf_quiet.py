@@ -1,4 +1,4 @@
-"""TensorFlow, imported once without its page of notices: `from configs.tf_quiet import tf`.
+"""TensorFlow, imported once without its page of notices: `from runtime.tf_quiet import tf`.
 
 TensorFlow 2.21 prints C++ notices while it loads (oneDNN, CPU features, absl's "before
 InitializeLog"), whatever TF_CPP_MIN_LOG_LEVEL says, and tf-slim's legacy layers raise Python

@@ -196,3 +196,24 @@ def writable(directory: str | Path) -> Path:
         raise ValueError(f"cannot write to {directory} ({err.strerror}: {err.filename}); fix its permissions or "
                          "change experiment.runs_dir") from None
     return directory
+
+
+def versions(*names: str) -> dict:
+    """Versions of the packages that shape the results (all of them, or `names`), recorded with
+    every output. TensorFlow is "tensorflow" whichever wheel (CPU or GPU) provides it."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    packages = {"numpy": ("numpy",), "h5py": ("h5py",), "scikit-learn": ("scikit-learn",),
+                "iterative-stratification": ("iterative-stratification",),
+                "tensorflow": ("tensorflow-cpu", "tensorflow"), "tf-slim": ("tf-slim",), "tf-keras": ("tf-keras",)}
+    out = {}
+    for name, wheels in packages.items():
+        if names and name not in names:
+            continue
+        for wheel in wheels:
+            try:
+                out[name] = version(wheel)
+                break
+            except PackageNotFoundError:
+                continue
+    return out

@@ -1,4 +1,4 @@
-"""Dask behind `configs.cluster`: a LocalCluster of worker processes, or a running scheduler.
+"""Dask behind `runtime.cluster`: a LocalCluster of worker processes, or a running scheduler.
 
 Imported only when [cluster] scheduler is set. Tasks travel as (function, arguments): configs,
 run keys and paths, never arrays; workers read the shared file system. Each task runs under

@@ -1,0 +1,14 @@
+"""The error path every command shares: a user's mistake is one line and exit code 2."""
+from __future__ import annotations
+
+import sys
+
+
+def run_cli(action) -> int:
+    """Run a CLI action; a ValueError (anything a user can cause) prints its message, exit 2."""
+    try:
+        action()
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
