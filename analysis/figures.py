@@ -13,23 +13,22 @@ import pandas as pd
 
 from heads import methods
 
-COLORS = {"CE": "#4C72B0", "IM-WCE": "#55A868", "CB-WCE": "#C44E52"}
-
+from .tables import FINETUNE, method_of, order_key
 
 OTHERS = ["#DD8452", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C", "#CCB974", "#64B5CD", "#1B9E77", "#E7298A",
           "#66A61E", "#E6AB02", "#A6761D", "#7570B3", "#D95F02", "#666666", "#A6CEE3", "#FB9A99", "#B2DF8A"]
 
 
 def _colors(names) -> dict:
-    """The paper's three in their colours, every other method its own; a finetuned run takes
-    its method's colour (it is drawn as dots)."""
+    """Each method in its registry colour, or the next of the shared palette; a finetuned run
+    takes its method's colour (it is drawn as dots)."""
     extra = iter(OTHERS * 3)
     base = {}
     for name in method_order(names):
-        method = name.removeprefix("finetune ")
+        method = name.removeprefix(FINETUNE)
         if method not in base:
-            base[method] = COLORS.get(method) or next(extra)
-    return {n: base[n.removeprefix("finetune ")] for n in names}
+            base[method] = method_of(name).colour or next(extra)
+    return {n: base[n.removeprefix(FINETUNE)] for n in names}
 
 
 def _legend_below(fig, handles, names) -> None:
@@ -50,24 +49,21 @@ def _save(fig, stem: Path) -> list[Path]:
 
 
 def method_order(names) -> list[str]:
-    """CE, IM-WCE, CB-WCE, then the others by name; finetuned runs after the frozen-feature ones."""
-    rank = {"CE": 0, "IM-WCE": 1, "CB-WCE": 2}
-    return sorted(set(names), key=lambda n: (n.startswith("finetune "), rank.get(n.removeprefix("finetune "), 3), n))
-
-
-def weighted_ce(frame: pd.DataFrame) -> pd.Series:
-    """Rows of the paper's family: CE and its weighted variants (IM-WCE, CB-WCE, estimators)."""
-    return frame["method"].map(lambda m: methods.get(m).loss == "weighted_ce")
+    """Run names in the registry's order (the paper's three first), finetuned runs after the
+    frozen-feature ones."""
+    return sorted(set(names), key=order_key)
 
 
 def focus(frame: pd.DataFrame) -> pd.DataFrame:
-    """The runs the paper's figures draw: the paper's family when the grid holds it beside the
-    field's losses, and of the estimators only `confidence_auto` when it is there (it stands for
-    them); the rest are drawn by `field_heatmap`. Else every run."""
-    family = weighted_ce(frame)
-    if "confidence_auto" in set(frame["method"]):
-        estimator = frame["method"].map(lambda m: methods.get(m).negatives == "estimator")
-        family &= ~estimator | (frame["method"] == "confidence_auto")
+    """The runs the paper's figures draw: the registry's figure families (the paper's weighted
+    loss and the estimators) when the grid holds them beside the field's losses, and of a family
+    with a representative in the grid only that one (`represents`: it stands for the others);
+    the rest are drawn by `field_heatmap`. Else every run."""
+    families = frame["method"].map(lambda m: methods.get(m).family)
+    family = families.isin(methods.FIGURE_FAMILIES)
+    for name in set(frame["method"]):
+        if methods.get(name).represents:
+            family &= (families != methods.get(name).family) | (frame["method"] == name)
     return frame[family] if family.any() else frame
 
 

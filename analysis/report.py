@@ -27,22 +27,11 @@ from .metrics import roc_auc
 def grids(cfg, splits_files: dict) -> dict:
     """{(stage, run): path} for every run of the heads and finetune grids, present or not."""
     first = next(iter(splits_files.values()))
-    protocols = [splits_store.protocol_key(r) for r in cfg.splits.ratios]
-    protocols += [splits_store.SINGLE_POSITIVE] if cfg.splits.single_positive else []
     out = {}
-    for stage, grid_protocols in (("heads", protocols), ("finetune", first.protocols)):
+    for stage, grid_protocols in (("heads", predictions.configured_protocols(cfg)), ("finetune", first.protocols)):
         for run in predictions.grid(cfg, stage, first.n_folds, grid_protocols):
             out[(stage, run)] = predictions.file(cfg, run, stage)
     return out
-
-
-def expected_provenance(cfg, stage: str, run, recorded: dict, splits_files: dict, features_fp: str) -> dict:
-    """What a run would be made from now; the machine-dependent parts (batch-order window, the
-    checkpoint identity) are taken from the run itself and checked by its stage."""
-    sf = splits_files[run.seed]
-    if stage == "heads":
-        return predictions.head_provenance(cfg, run, sf.fingerprint, features_fp, recorded.get("batch_order_window"))
-    return predictions.finetune_provenance(cfg, run, sf.fingerprint, recorded.get("checkpoint"))
 
 
 def present_runs(cfg, splits_files: dict) -> tuple[dict, list]:
@@ -60,8 +49,9 @@ def present_runs(cfg, splits_files: dict) -> tuple[dict, list]:
         if not complete:
             missing.append((stage, run))
             continue
-        differences = artifacts.changes(recorded, json.loads(json.dumps(
-            expected_provenance(cfg, stage, run, recorded, splits_files, features_fp), default=str)))
+        expected = predictions.expected_provenance(cfg, stage, run, recorded, splits_files[run.seed].fingerprint,
+                                                   features_fp)
+        differences = artifacts.changes(recorded, json.loads(json.dumps(expected, default=str)))
         if differences:
             stale.append(f"{stage} {run.label}: {'; '.join(differences[:4])}")
         present[(stage, run)] = path
@@ -102,8 +92,8 @@ def histories(frame: pd.DataFrame) -> dict:
 
 def findings(summary: pd.DataFrame, paired: pd.DataFrame) -> list[str]:
     """Statements computed from the summary and paired tables, one per method: micro recall,
-    precision and mAP per protocol and, at the last ratio, the difference to CE (of the same
-    stage) with whether it holds (Wilcoxon p < 0.05). Nothing here is written by hand."""
+    precision and mAP per protocol and, at the last ratio, the difference to the baseline (of the
+    same stage) with whether it holds (Wilcoxon p < 0.05). Nothing here is written by hand."""
     lines = []
     for name in figures.method_order(summary["name"]):
         rows = summary[summary["name"] == name]
@@ -121,7 +111,7 @@ def findings(summary: pd.DataFrame, paired: pd.DataFrame) -> list[str]:
             parts = [f"{label} {at.loc[m, 'mean difference']:+.3f} ({at.loc[m, 'better']} of {at.loc[m, 'pairs']} "
                      f"pairs better, p = {at.loc[m, 'wilcoxon p']:.3g}{'' if at.loc[m, 'holds'] == 'no' else ', holds'})"
                      for m, label in (("micro_recall", "recall"), ("mAP", "mAP")) if m in at.index]
-            line += f"; at {top} against CE: " + ", ".join(parts)
+            line += f"; at {top} against {tables.baseline_name(name)}: " + ", ".join(parts)
         lines.append(line + ".")
     return lines
 
@@ -180,8 +170,23 @@ def report(cfg) -> Path:
     return out / "report.md"
 
 
+def smallest_p(paired: pd.DataFrame) -> str:
+    """What the fewest pairs allow: the two-sided Wilcoxon signed-rank test's smallest exact p
+    with n pairs is 2 / 2^n (every difference of one sign)."""
+    if not len(paired):
+        return ""
+    n = int(paired["pairs"].min())
+    return f"With {n} pairs the smallest possible p is {2 / 2 ** n:.3g}. "
+
+
+def represented() -> str:
+    """'X for its family, ...': the registry's representatives the paper's figures draw."""
+    return ", ".join(f"{m.display} for the {m.family} family" for m in methods.METHODS.values() if m.represents)
+
+
 def report_lines(cfg, frame, summary, paired, missing, splits_files, figure_protocol, field: bool) -> list[str]:
     sf = splits_files[cfg.seeds[0]]
+    base = methods.display_name(methods.BASELINE)
     excluded = frame["classes_without_positives"].max()
     shown = paired[paired["metric"].isin(["micro_f1", "mAP"])] if len(paired) else paired
     seeds = ", ".join(map(str, cfg.seeds))
@@ -206,12 +211,12 @@ def report_lines(cfg, frame, summary, paired, missing, splits_files, figure_prot
         "",
         *findings(summary, paired),
         "",
-        "## Paired differences against CE",
+        f"## Paired differences against {base}",
         "",
-        ("Difference of each method to CE of the same stage and protocol, paired by (seed, fold); two-sided "
+        (f"Difference of each method to {base} of the same stage and protocol, paired by (seed, fold); two-sided "
          "Wilcoxon signed-rank p over the pairs, Holm's adjustment over every comparison of the metric. `holds` "
          "marks p < 0.05. Pairs share their images (folds of one seed, seeds of one data set): the p-values say "
-         "how consistent a difference is over these splits. With 4 pairs the smallest possible p is 0.125. "
+         f"how consistent a difference is over these splits. {smallest_p(paired)}"
          "All metrics: `paired_vs_ce.csv`."),
         "",
         tables.to_markdown(shown) if len(shown) else "(no pairs)",
@@ -238,7 +243,7 @@ def report_lines(cfg, frame, summary, paired, missing, splits_files, figure_prot
         "",
         *(["![field](fig7_field.png)",
            ("Every method, the field's losses included, per protocol: mean micro F1 and mAP over all runs "
-            "(figures 1-3 and 6 draw CE and its weighted variants, with CB-WCE[auto] for the estimators "
+            f"(figures 1-3 and 6 draw the families {', '.join(methods.FIGURE_FAMILIES)}, with {represented()} "
             "when it is in the grid)."), ""] if field else []),
         "## Missing runs",
         "",

@@ -1,10 +1,12 @@
 """Collect prediction files into one frame; tables of mean, spread and 95% confidence interval
-over all runs (seeds x folds), and paired tests against CE.
+over all runs (seeds x folds), and paired tests against the registry's baseline.
 
 A run is one `predictions.h5` (heads or finetune, `heads.predictions`). Its name in tables is
-the method's display name (`heads.methods`), prefixed with "finetune " for finetuned runs.
+the method's display name (`heads.methods`), prefixed with "finetune " for finetuned runs;
+rows, legends and colours follow the registry's presentation (order, colour, family), so no
+method is named here.
 Statistics, said once: per method x protocol the mean over its runs, the standard deviation
-and the 95% t-interval of the mean; against CE, the differences paired by (seed, fold), their
+and the 95% t-interval of the mean; against the baseline, the differences paired by (seed, fold), their
 mean and 95% t-interval, how many favour each side, the two-sided Wilcoxon signed-rank p over
 the pairs and Holm's adjustment of it over every comparison of the same metric. Runs of one
 seed share their images across folds and seeds share the data set, so the pairs are not
@@ -17,6 +19,7 @@ import pandas as pd
 from scipy import stats
 
 from heads import methods, predictions
+from heads.inputs import needs
 from splits import store as splits_store
 
 from .metrics import evaluate
@@ -27,9 +30,28 @@ KEY_METRICS = ["micro_f1", "micro_recall", "micro_auc", "mAP"]
 SIGNIFICANCE = 0.05
 
 
+FINETUNE = "finetune "  # the prefix of a finetuned run's name
+
+
 def run_name(method: str, stage: str) -> str:
     name = methods.display_name(method)
-    return name if stage == "heads" else f"finetune {name}"
+    return name if stage == "heads" else f"{FINETUNE}{name}"
+
+
+def method_of(name: str) -> methods.Method:
+    """The registry entry behind a run name (display name, "finetune " prefix or not)."""
+    return methods.by_display(name.removeprefix(FINETUNE))
+
+
+def order_key(name: str) -> tuple:
+    """Where a run name goes in tables and legends: frozen-feature runs first, then by the
+    registry's order, then by name."""
+    return name.startswith(FINETUNE), method_of(name).order, name
+
+
+def baseline_name(name: str) -> str:
+    """The run name of the baseline a run is compared with: the registry's, of the same stage."""
+    return run_name(methods.BASELINE, "finetune" if name.startswith(FINETUNE) else "heads")
 
 
 def collect(cfg, runs: dict) -> tuple[pd.DataFrame, dict]:
@@ -41,7 +63,7 @@ def collect(cfg, runs: dict) -> tuple[pd.DataFrame, dict]:
         val = (data["val_observed"], data["val_probabilities"]) if "val_probabilities" in data else (None, None)
         metrics = evaluate(data["labels"], data["probabilities"], *val)
         rows.append({"stage": stage, "method": run.method, "name": run_name(run.method, stage),
-                     "oracle": methods.get(run.method).oracle, "protocol": splits_store.protocol_label(run.protocol),
+                     "oracle": needs(run.method).oracle, "protocol": splits_store.protocol_label(run.protocol),
                      "order": splits_store.protocol_order(run.protocol), "seed": run.seed, "fold": run.fold + 1,
                      **{k: v for k, v in metrics.items() if np.isscalar(v)}, "path": str(path),
                      "fingerprint": data.get("fingerprint", "")})
@@ -77,14 +99,12 @@ def summary(frame: pd.DataFrame) -> pd.DataFrame:
     return _ordered(table)
 
 
-PAPER_ORDER = {"CE": 0, "IM-WCE": 1, "CB-WCE": 2}
-
-
 def _ordered(table: pd.DataFrame, first: str | None = None) -> pd.DataFrame:
-    """Rows by protocol, then CE, IM-WCE, CB-WCE, the other methods by name, finetuned ones last."""
+    """Rows by protocol, then by `order_key` of their name (the registry's order: the paper's
+    three first), finetuned ones last."""
     table = table.assign(
-        _finetune=table["name"].str.startswith("finetune "),
-        _rank=[PAPER_ORDER.get(n.removeprefix("finetune "), 3) for n in table["name"]])
+        _finetune=table["name"].str.startswith(FINETUNE),
+        _rank=[method_of(n).order for n in table["name"]])
     keys = ([first] if first else []) + ["order", "_finetune", "_rank", "name"]
     return table.sort_values(keys).drop(columns=["order", "_finetune", "_rank"]).reset_index(drop=True)
 
@@ -103,10 +123,10 @@ def holm(p_values: np.ndarray) -> np.ndarray:
 
 
 def paired_tests(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per protocol and method, the (seed, fold)-paired difference to CE of the same stage."""
+    """Per protocol and method, the (seed, fold)-paired difference to the baseline of the same stage."""
     out = []
     for (name, protocol), group in frame.groupby(["name", "protocol"], sort=False):
-        baseline = "finetune CE" if name.startswith("finetune ") else "CE"
+        baseline = baseline_name(name)
         if name == baseline:
             continue
         base = frame[(frame["name"] == baseline) & (frame["protocol"] == protocol)].set_index(["seed", "fold"])

@@ -33,6 +33,7 @@ import configs
 import splits
 from analysis import report
 from features import importer
+from heads import inputs as run_inputs
 from heads import methods, trainer
 from splits import quality, store
 
@@ -51,7 +52,7 @@ def detection() -> None:
             hidden = (sf.labels[train] == 1) & (observed[train] == 0)
             negative = sf.labels[train] == 0
             for method in ("confidence_notebook", "confidence", "confidence_auto"):
-                w = methods.negative_weights(method, sf.labels, observed, train, sf.missing_rate(0, protocol))
+                w = run_inputs.negative_weights(method, sf.labels, observed, train, sf.missing_rate(0, protocol))
                 auc = quality.detection(1 - w, observed[train], sf.labels[train])
                 ap = quality.detection(1 - w, observed[train], sf.labels[train], average_precision_score)
                 print(f"  {name:8s} {protocol:5s} {methods.display_name(method):22s} {auc:.4f} / {ap:.4f}   "

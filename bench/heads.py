@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.machine import copy_gbps, matmul_gflops
 from heads import methods, models
+from heads.inputs import needs
 from runtime.tf_quiet import tf
 
 N_TRAIN, DIM, N_CLASSES, PAPER = 24_731, 1536, 80, (2048, 1024, 256)
@@ -54,9 +55,9 @@ def data(seed: int = 0):
 
 def stack_inputs(names: list[str], targets, weights) -> models.StackInputs:
     """Heads `names` spread over the protocols; every weighted-CE head shares one weights row."""
-    weighted = [methods.get(n).loss == "weighted_ce" for n in names]
+    weighted = [needs(n).weighted for n in names]
     return models.StackInputs(
-        methods=list(names), params=[methods.parameters(n) for n in names], targets=targets,
+        methods=list(names), needs=[needs(n) for n in names], params=[methods.parameters(n) for n in names], targets=targets,
         target_of=np.arange(len(names)) % len(targets), pos_weight=np.ones((len(names), N_CLASSES), np.float32),
         negatives=weights, negatives_of=np.where(weighted, 0, -1), k=np.full(len(names), 3.0, np.float32))
 
@@ -169,7 +170,7 @@ def phases(x, targets, weights, steps) -> None:
 def adadelta_update(n: int, trials: int = 7) -> None:
     var, accum, accum_update = (tf.Variable(tf.random.normal([n])) for _ in range(3))
     grad = tf.random.normal([n])
-    rho, eps, lr = models.RHO, models.ADADELTA_EPS, 0.1
+    rho, eps, lr = models.ADADELTA["rho"], models.ADADELTA["epsilon"], 0.1
 
     def kernel():
         tf.raw_ops.ResourceApplyAdadelta(var=var.handle, accum=accum.handle, accum_update=accum_update.handle,

@@ -6,7 +6,7 @@ import sys
 
 import configs
 from heads import methods
-from heads.__main__ import parse_only
+from heads.predictions import parse_only
 from runtime.cli import run_cli
 
 

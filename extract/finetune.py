@@ -3,7 +3,7 @@
 The paper's alternative to frozen features. The network is [extract]'s backbone (restored from
 the same checkpoint as extraction), its endpoint pooled as [extract] says, then [heads]' head
 (`paper_mlp` hidden sigmoid layers or `linear`) giving L logits; the loss is the method's
-weighted CE from `heads.losses` with the negative weights and pos weights of `splits.h5`.
+loss (`heads.network.loss`) on the run's inputs from `heads.inputs`, as the heads get them.
 
 - Trainable: the head, and the backbone from `finetune.trainable_from` up ("" = all of it),
   with separate learning rates. Batch norm runs in training mode in the trainable blocks while
@@ -23,22 +23,22 @@ Writes each run through `heads.predictions` (`runs/<name>/[seed<s>/]finetune/fol
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 import artifacts
-import configs
-from heads import losses, methods, predictions
+from heads import inputs as run_inputs
+from heads import network as head_network
+from heads import predictions
 from heads.predictions import HeadRun
 from runtime import cluster
 from runtime.progress import bar
 from runtime.tf_quiet import tf
 from splits import store as splits_store
-from splits import weights
 
 from . import checkpoints, images, preprocessing, registry
 from .extraction import Plan, checkpoint_identity
@@ -80,12 +80,11 @@ def train_batches(paths, rows, targets, neg_weight, size, cfg, seed: int, epoch:
 class Network:
     """The backbone + head graph, replicated over `devices` for training, in its own session."""
 
-    def __init__(self, cfg, n_classes: int, method: str, devices: list[str], seed: int, backbone: Path,
-                 pos_weight: np.ndarray, k: float):
+    def __init__(self, cfg, n_classes: int, head: run_inputs.HeadInputs, devices: list[str], seed: int,
+                 backbone: Path):
         self.plan = Plan.from_config(cfg)
         self.spec = registry.get(self.plan.backbone)
-        self.cfg, self.method, self.n_classes = cfg, method, n_classes
-        self.pos_weight, self.k = pos_weight.astype(np.float32), float(k)
+        self.cfg, self.head, self.n_classes = cfg, head, n_classes
         size = self.plan.image_size
         self.graph = tf.Graph()
         with self.graph.as_default():
@@ -134,9 +133,9 @@ class Network:
             _, end_points = self.spec.builder(net_in, is_training=training)
         net = self.plan.pooled(end_points)
         net = tf.reshape(net, [-1, int(np.prod(net.shape.as_list()[1:]))])
-        hidden = self.cfg.heads.hidden if self.cfg.heads.head == "paper_mlp" else ()
-        init = {"weights_initializer": tf.compat.v1.truncated_normal_initializer(stddev=0.1),
-                    "biases_initializer": tf.compat.v1.constant_initializer(0.1)}
+        hidden = head_network.hidden_layers(self.cfg.heads.head, self.cfg.heads)
+        init = {"weights_initializer": tf.compat.v1.truncated_normal_initializer(stddev=head_network.WEIGHT_STD),
+                "biases_initializer": tf.compat.v1.constant_initializer(head_network.BIAS_INIT)}
         with tf.compat.v1.variable_scope("Head"):
             for k, width in enumerate(hidden):
                 net = slim.fully_connected(net, width, activation_fn=tf.sigmoid, scope=f"hidden{k + 1}", **init)
@@ -150,24 +149,14 @@ class Network:
         updates = len(tf.compat.v1.get_collection(tf.compat.v1.GraphKeys.UPDATE_OPS))
         logits = self._forward(images, training=True)
         self.backbone_variables = registry.backbone_variables(self.spec)  # before any optimiser slot
-        spec = methods.get(self.method)
-        inputs = losses.Inputs(pos_weight=tf.constant(self.pos_weight[None]) if spec.class_weights else None,
-                               neg_weight=neg_weight[None] if spec.negatives else None, epoch=self.epoch + 1,
-                               k=tf.constant([self.k], tf.float32))
-        params = methods.parameters(self.method, self.cfg.heads.params.get(self.method))
-        mean = losses.terms(self.method, logits[None], targets[None], inputs, params).loss[0]
+        mean = head_network.loss(self.head, logits, targets, neg_weight, self.epoch + 1)
         loss = mean * tf.cast(tf.size(targets), tf.float32) * scale
         trainable = self._trainable()
         head = [v for v in tf.compat.v1.trainable_variables() if registry.variable_name(v).startswith("Head/")]
-        optimizer = {
-            "adam": lambda lr: tf.compat.v1.train.AdamOptimizer(lr),
-            "momentum": lambda lr: tf.compat.v1.train.MomentumOptimizer(lr, 0.9),
-            "sgd": lambda lr: tf.compat.v1.train.GradientDescentOptimizer(lr),
-        }[ft.optimizer]
         with tf.control_dependencies(tf.compat.v1.get_collection(tf.compat.v1.GraphKeys.UPDATE_OPS)[updates:]):
-            steps = [optimizer(ft.head_lr).minimize(loss, var_list=head)]
+            steps = [head_network.v1_optimizer(ft.optimizer, ft.head_lr).minimize(loss, var_list=head)]
             if trainable:
-                steps.append(optimizer(ft.backbone_lr).minimize(loss, var_list=trainable))
+                steps.append(head_network.v1_optimizer(ft.optimizer, ft.backbone_lr).minimize(loss, var_list=trainable))
         return loss, tf.group(*steps)
 
     def _trainable(self) -> list:
@@ -235,13 +224,16 @@ def run_provenance(cfg, run: HeadRun, sf) -> dict:
     return predictions.finetune_provenance(cfg, run, sf.fingerprint, identity)
 
 
-def finetune_run(cfg, run: HeadRun, on_epoch=None, devices=None) -> dict:
-    """Train, checkpoint each epoch, evaluate and write one run; `on_epoch(epoch)` after each.
-    A run with checkpoints of the same provenance resumes after its last epoch. devices: the
-    replicas' devices (default: every GPU, else the CPU). A task (`runtime.cluster`)."""
-    # setup: the run directory, resumed only when its partial state was made the same way
-    tf.config.experimental.enable_op_determinism()
-    sf = splits_store.load(splits_store.path(cfg, run.seed))
+class RunState(NamedTuple):
+    """A finetune run's directory, provenance and epochs done so far."""
+    path: Path
+    recipe: dict
+    history: list[str]  # "epoch,train_loss" lines of the epochs done
+
+
+def prepare(cfg, run: HeadRun, sf) -> tuple[Path, dict]:
+    """(the run's directory, its provenance), recorded in started.json: a rerun resumes only
+    partial state that was made the same way."""
     recipe = run_provenance(cfg, run, sf)
     path = predictions.run_dir(cfg, run, STAGE)
     started = path / "started.json"
@@ -249,93 +241,104 @@ def finetune_run(cfg, run: HeadRun, on_epoch=None, devices=None) -> dict:
         raise ValueError(artifacts.stale_message(started, artifacts.changes(artifacts.recorded(started)[1], recipe)))
     path.mkdir(parents=True, exist_ok=True)
     artifacts.record(started, recipe)
-    ft = cfg.finetune
+    return path, recipe
 
-    # data: this fold's rows, the run's observed labels and weights
-    fold = run.fold
-    train = sf.train_rows(fold)
-    validation_rows = np.flatnonzero(sf.validation(fold))
-    test = np.flatnonzero(sf.test_fold == fold)
-    observed = sf.observed(fold, run.protocol)
-    rate = 1 - (1 - cfg.dataset.natural_missing_rate) * (1 - sf.missing_rate(fold, run.protocol))
-    neg_weight, _ = methods.fold_negative_weights(run.method, sf.labels, observed, train, validation_rows, rate)
-    if neg_weight is None:
-        neg_weight = np.ones((len(train), len(sf.classes)), np.float32)
-    pos_weight = weights.pos_weight(sf.labels[sf.test_fold != 0] if cfg.heads.paper_exact else observed[train])
-    k = methods.parameters(run.method, cfg.heads.params.get(run.method)).get("k")
-    k = methods.expected_positives(observed[train], rate) if k is None else k
+
+def finetune_run(cfg, run: HeadRun, on_epoch=None, devices=None) -> dict:
+    """Train, checkpoint each epoch, evaluate and write one run; `on_epoch(epoch)` after each.
+    A run with checkpoints of the same provenance resumes after its last epoch. devices: the
+    replicas' devices (default: every GPU, else the CPU). A task (`runtime.cluster`)."""
+    # setup: the run directory, resumed only when its partial state was made the same way
+    tf.config.experimental.enable_op_determinism()
+    sf = splits_store.load(splits_store.path(cfg, run.seed))
+    path, recipe = prepare(cfg, run, sf)
+
+    # data: this fold's rows, the run's observed labels and inputs (as the heads get them)
+    train, validation_rows = sf.train_rows(run.fold), np.flatnonzero(sf.validation(run.fold))
+    observed = sf.observed(run.fold, run.protocol)
+    head = run_inputs.head_inputs(cfg, sf, run.fold, run.protocol, run.method, train, validation_rows, observed)
+    neg_weight = head.negatives if head.negatives is not None else np.ones((len(train), len(sf.classes)), np.float32)
 
     # model: restored backbone + fresh head, or the run's last checkpoint
     spec = registry.get(cfg.extract.backbone)
     backbone = checkpoints.resolve(spec, cfg.extract.checkpoint, cfg.extract.cache_dir)
     devices = devices or visible_devices()
-    network = Network(cfg, len(sf.classes), run.method, devices, run.seed + fold, backbone, pos_weight, k)
+    network = Network(cfg, len(sf.classes), head, devices, run.seed + run.fold, backbone)
     done = network.start(path / "checkpoints")
-    history_path = path / "history.csv"
-    history = history_path.read_text().splitlines()[1:1 + done] if done else []
-    size = network.plan.image_size
-    steps = -(-len(train) // ft.batch_size)
+    history = (path / "history.csv").read_text().splitlines()[1:1 + done] if done else []
+    steps = -(-len(train) // cfg.finetune.batch_size)
     print(f"finetune {run.label}: {network.plan.backbone} + {cfg.heads.head} on {len(network.inputs)} "
-          f"replica(s) ({', '.join(devices)}); {len(train)} training images, {ft.epochs} epochs of {steps} "
-          f"steps" + (f"; resuming after epoch {done}" if done else ""))
+          f"replica(s) ({', '.join(devices)}); {len(train)} training images, {cfg.finetune.epochs} epochs of "
+          f"{steps} steps" + (f"; resuming after epoch {done}" if done else ""))
 
     # loop: an epoch, then its checkpoint
     start = time.perf_counter()
-    for epoch in range(done, ft.epochs):
-        progress = bar(steps, f"epoch {epoch + 1}/{ft.epochs}", "step")
-        total, count = 0.0, 0
-        for batch in train_batches(sf.image_paths, train, observed[train], neg_weight, size, cfg, run.seed, epoch):
-            total += network.step(batch) * len(batch[0])
-            count += len(batch[0])
-            progress.update()
-        progress.close()
-        network.save(path / "checkpoints", epoch + 1)
-        history.append(f"{epoch + 1},{total / max(count, 1):.6f}")
-        history_path.write_text("epoch,train_loss\n" + "\n".join(history) + "\n")
-        if on_epoch:
-            on_epoch(epoch + 1)
+    state = RunState(path, recipe, history)
+    train_epochs(cfg, run, network, sf, state, (train, observed[train], neg_weight), done, steps, on_epoch)
     seconds = time.perf_counter() - start
 
     # save: predictions of the test (and validation) rows in the heads' format
-    probabilities, kept = evaluate(network, sf.image_paths, test, size, ft.batch_size)
-    validation = None
-    if len(validation_rows):
-        val_probabilities, val_kept = evaluate(network, sf.image_paths, validation_rows, size, ft.batch_size)
-        validation = (sf.ids[val_kept], observed[val_kept], val_probabilities)
-    attrs = {"method": run.method, "protocol": run.protocol, "ratio": run.ratio, "fold": run.fold + 1,
-             "seed": run.seed, "head": f"{network.plan.backbone}+{cfg.heads.head}", "source": STAGE,
-             "config": configs.to_json(cfg), "skipped_invalid": len(test) - len(kept),
-             "trainable_from": ft.trainable_from or "all", "replicas": len(network.inputs)}
-    predictions.write(path, ids=sf.ids[kept], labels=sf.labels[kept], probabilities=probabilities,
-                      attrs=attrs, provenance=recipe, validation=validation)
-    timing = {"train_seconds_this_session": seconds, "epochs": ft.epochs, "resumed_after_epoch": done,
-              "steps_per_epoch": steps, "train_rows": len(train), "test_rows": len(test)}
+    save(cfg, run, network, sf, state, observed, validation_rows)
+    timing = {"train_seconds_this_session": seconds, "epochs": cfg.finetune.epochs, "resumed_after_epoch": done,
+              "steps_per_epoch": steps, "train_rows": len(train), "test_rows": int((sf.test_fold == run.fold).sum())}
     (path / "timing.json").write_text(json.dumps(timing))
     network.session.close()
     return {"run": run.label, **timing}
 
 
-STATEFUL = ("estimates", "corrections")
+def train_epochs(cfg, run, network: Network, sf, state: RunState, data, done: int, steps: int, on_epoch) -> None:
+    """Epochs done+1 .. [finetune] epochs over `data` (rows, targets, negative weights), each
+    followed by its checkpoint and its line of history.csv."""
+    ft = cfg.finetune
+    rows, targets, neg_weight = data
+    for epoch in range(done, ft.epochs):
+        progress = bar(steps, f"epoch {epoch + 1}/{ft.epochs}", "step")
+        total, count = 0.0, 0
+        for batch in train_batches(sf.image_paths, rows, targets, neg_weight, network.plan.image_size, cfg,
+                                   run.seed, epoch):
+            total += network.step(batch) * len(batch[0])
+            count += len(batch[0])
+            progress.update()
+        progress.close()
+        network.save(state.path / "checkpoints", epoch + 1)
+        state.history.append(f"{epoch + 1},{total / max(count, 1):.6f}")
+        (state.path / "history.csv").write_text("epoch,train_loss\n" + "\n".join(state.history) + "\n")
+        if on_epoch:
+            on_epoch(epoch + 1)
+
+
+def save(cfg, run, network: Network, sf, state: RunState, observed: np.ndarray, validation_rows: np.ndarray) -> None:
+    """predictions.h5 of the test rows (and the validation rows' observed labels and
+    probabilities), in the heads' format."""
+    size, batch_size = network.plan.image_size, cfg.finetune.batch_size
+    test = np.flatnonzero(sf.test_fold == run.fold)
+    probabilities, kept = evaluate(network, sf.image_paths, test, size, batch_size)
+    validation = None
+    if len(validation_rows):
+        val_probabilities, val_kept = evaluate(network, sf.image_paths, validation_rows, size, batch_size)
+        validation = (sf.ids[val_kept], observed[val_kept], val_probabilities)
+    attrs = predictions.run_attrs(cfg, run, STAGE, f"{network.plan.backbone}+{cfg.heads.head}",
+                                  skipped_invalid=len(test) - len(kept),
+                                  trainable_from=cfg.finetune.trainable_from or "all", replicas=len(network.inputs))
+    predictions.write(state.path, ids=sf.ids[kept], labels=sf.labels[kept], probabilities=probabilities,
+                      attrs=attrs, provenance=state.recipe, validation=validation)
 
 
 def finetune(cfg, only: dict | None = None, force: bool = False) -> list[dict]:
     """Finetune every run of the [finetune] grid (or the `only` part of it): one task per run."""
-    stateful = [m for m in cfg.finetune.methods if methods.get(m).state in STATEFUL]
-    if stateful:
-        raise ValueError(f"{cfg.source}: finetune.methods holds {stateful[0]!r}, which keeps per-image state "
-                         "across epochs; finetune trains the stateless methods (train it as a head)")
+    run_inputs.check_stateless(cfg.finetune.methods, cfg.source, "finetune.methods")
     splits_files = {seed: splits_store.load(splits_store.path(cfg, seed)) for seed in cfg.seeds}
     for sf in splits_files.values():
-        methods.check_truth(cfg.finetune.methods, sf.ground_truth, sf.path)
+        run_inputs.check_truth(cfg.finetune.methods, sf.ground_truth, sf.path)
     first = next(iter(splits_files.values()))
     runs = predictions.select(predictions.grid(cfg, STAGE, first.n_folds, first.protocols), only,
                               f"[finetune] of {cfg.source}")
-    with contextlib.ExitStack() as claims:
-        for run in runs:
-            claims.enter_context(artifacts.claim(predictions.file(cfg, run, STAGE)))
-        todo = predictions.plan(cfg, runs, lambda run: run_provenance(cfg, run, splits_files[run.seed]), force, STAGE)
+
+    def provenance(run):
+        return run_provenance(cfg, run, splits_files[run.seed])
+
+    with predictions.claimed(cfg, runs, provenance, force, STAGE) as todo:
         if not todo:
-            print(f"{cfg.run_dir}: every requested finetune run is complete (use --force to redo)")
             return []
         artifacts.writable(cfg.run_dir)
         print(f"finetune: {len(todo)} run(s): " + "; ".join(run.label for run in todo))

@@ -241,6 +241,13 @@ class FeatureReader:
     def fingerprint(self) -> str:
         return str(self.attrs.get("fingerprint", ""))
 
+    def stored_values(self) -> int:
+        """How many values the store holds: n_rows x feat_dim dense, the non-zeros in CSR."""
+        if not self.sparse:
+            return self.shape[0] * self.shape[1]
+        with artifacts.open_h5(self.path) as h5:
+            return len(h5["features_data"])
+
     def positions(self, ids) -> np.ndarray:
         """(len(ids),) store rows of the given keys; ValueError naming a key the store lacks."""
         index = {key: i for i, key in enumerate(self.ids)}

@@ -8,19 +8,7 @@ import configs
 from runtime.cli import run_cli
 
 from . import methods
-
-ONLY_KEYS = ("seed", "fold", "ratio", "method")
-
-
-def parse_only(text: str) -> dict:
-    out = {}
-    for part in filter(None, text.split(",")):
-        key, _, value = part.partition("=")
-        if key not in ONLY_KEYS or not value:
-            raise argparse.ArgumentTypeError(f"--only {text!r}: expected fold=K,ratio=R,method=M,seed=S (any of them; "
-                                             "ratio=single_positive for that protocol)")
-        out[key] = value
-    return out
+from .predictions import parse_only
 
 
 def check(cfg) -> None:

@@ -24,6 +24,7 @@ from typing import NamedTuple
 from runtime.tf_quiet import tf
 
 from . import methods
+from .inputs import needs
 
 EPSILON = 1e-7
 LOG_LOW, LOG_HIGH = math.log(EPSILON), math.log1p(-EPSILON)
@@ -231,9 +232,10 @@ LOSSES = {fn.__name__: fn for fn in (weighted_ce, an, an_ls, wan, epr, role, em,
                                      ll_r, ll_ct, ll_cp)}
 
 
-def terms(name: str, logits, observed, inputs: Inputs, params: dict) -> Terms:
-    """A method's Terms for (h, n, L) logits and observed labels, params already resolved."""
-    fn = LOSSES[methods.get(name).loss]
+def terms(loss: str, logits, observed, inputs: Inputs, params: dict) -> Terms:
+    """The Terms of loss function `loss` (a method's `needs(method).loss`) for (h, n, L) logits
+    and observed labels, params already resolved."""
+    fn = LOSSES[loss]
     logits = tf.convert_to_tensor(logits, tf.float32)
     return fn(logits, tf.cast(observed, tf.float32), inputs, **params)
 
@@ -247,7 +249,7 @@ def batch_loss(method: str, logits, observed, *, pos_weight=None, neg_weight=Non
     epoch: 1-based; estimates (n, L): ROLE's label estimates as logits; k: expected positives
     per row (EPR, ROLE; else parameter k); params: overrides of the published defaults.
     """
-    spec = methods.get(method)
+    spec = needs(method)
     params = methods.parameters(method, params)
     if spec.negatives == "oracle" and neg_weight is None:
         if labels is None:
@@ -262,5 +264,5 @@ def batch_loss(method: str, logits, observed, *, pos_weight=None, neg_weight=Non
     inputs = Inputs(pos_weight=head(pos_weight) if spec.class_weights else None,
                     neg_weight=head(neg_weight) if spec.negatives else None, epoch=epoch,
                     estimates=head(estimates), k=None if k is None else tf.constant([k], tf.float32))
-    return terms(method, tf.convert_to_tensor(logits, tf.float32)[None], tf.convert_to_tensor(observed)[None],
+    return terms(spec.loss, tf.convert_to_tensor(logits, tf.float32)[None], tf.convert_to_tensor(observed)[None],
                  inputs, params).loss[0]

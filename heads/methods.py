@@ -1,13 +1,15 @@
-"""The methods: every loss the heads (and finetune) can train, with its weights and parameters.
+"""The methods: every loss the heads (and finetune) can train, how it is shown, its parameters.
 
-One registry, TensorFlow-free, read by the config check, the trainer, finetune and analysis.
-An entry says how a method is shown, which loss function of `heads.losses` it uses, what that
-loss needs besides logits and observed labels, its parameters with their published defaults,
-and whether it reads ground truth (an oracle). Adding a method is one entry here (and its loss
-function in `heads.losses` when it brings a new one); `confidence_<estimator>` entries are made
-from the estimator registry `splits.weights.ESTIMATORS`.
+One registry, TensorFlow-free, read by the config check, `heads.inputs` (the only reader of
+the flags below: it turns them into a run's inputs), the trainer, finetune and analysis.
+An entry says which loss function of `heads.losses` a method uses, what that loss needs
+besides logits and observed labels, its parameters with their published defaults, whether it
+reads ground truth (an oracle), and how tables and figures show it (display name, family,
+order, colour). Adding a method is one entry here (and its loss function in `heads.losses`
+when it brings a new one); `confidence_<estimator>` entries are made from the estimator
+registry `splits.weights.ESTIMATORS`.
 
-Inputs a loss may need (`Method.needs`):
+Flags (read by `heads.inputs.needs`):
     class_weights  the paper's positive weight per class, (L,), from a fold's observed labels
     negatives      per-entry negative weights (n, L): "oracle" (IM-WCE: 0 on hidden
                    positives), "cb" (the paper's CB-WCE), "estimator" (a confidence estimator),
@@ -20,8 +22,6 @@ Parameters set to None have a data-derived default, said in `PARAMETER_NOTES`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-import numpy as np
 
 from splits import weights
 
@@ -38,11 +38,11 @@ class Method:
     params: dict = field(default_factory=dict)  # name -> published default (None: data-derived)
     state: str = ""  # "" | estimates | corrections
     oracle: bool = False  # reads ground truth beyond the observed labels
-
-    @property
-    def needs(self) -> tuple[str, ...]:
-        return tuple(k for k, v in (("class_weights", self.class_weights), ("negatives", self.negatives),
-                                    ("state", self.state), ("labels", self.oracle)) if v)
+    # presentation (analysis names no method): figures and tables read these
+    family: str = "field"  # paper (CE and its weighted variants) | estimator (CB-WCE[estimator]) | field
+    order: int = 3  # rows and legends: by order, then by display name
+    colour: str = ""  # its colour in figures; "" = the next of the shared palette
+    represents: bool = False  # stands for its family in the paper's figures when it is in the grid
 
 
 PAPER = "Ibrahim et al., ICMR 2020"
@@ -52,12 +52,14 @@ ZHANG = "Zhang et al., arXiv 2112.07368 (2021)"
 LL = {"delta": 0.002}  # Kim'22's delta_rel 0.2 (percent in their code)
 
 _FIXED = [
-    Method("ce", "CE", "weighted_ce", PAPER, class_weights=True),
-    Method("ignore_missing", "IM-WCE", "weighted_ce", PAPER, negatives="oracle", class_weights=True, oracle=True),
-    Method("confidence", "CB-WCE", "weighted_ce", PAPER, negatives="cb", class_weights=True),
+    Method("ce", "CE", "weighted_ce", PAPER, class_weights=True, family="paper", order=0, colour="#4C72B0"),
+    Method("ignore_missing", "IM-WCE", "weighted_ce", PAPER, negatives="oracle", class_weights=True, oracle=True,
+           family="paper", order=1, colour="#55A868"),
+    Method("confidence", "CB-WCE", "weighted_ce", PAPER, negatives="cb", class_weights=True, family="paper",
+           order=2, colour="#C44E52"),
     Method("confidence_notebook", "CB-WCE (as published)", "weighted_ce",
-           "the paper's notebook MSCOCO-preprocessing, cells 11-12 (README: what the notebooks computed)",
-           negatives="notebook", class_weights=True, oracle=True),
+           "the paper's notebook MSCOCO-preprocessing, cells 11-12 (docs/notebooks.md)",
+           negatives="notebook", class_weights=True, oracle=True, family="paper"),
     Method("an", "AN", "an", COLE),
     Method("an_ls", "AN-LS", "an_ls", COLE, params={"epsilon": 0.1}),
     Method("wan", "WAN", "wan", COLE, params={"gamma": None}),
@@ -85,11 +87,14 @@ def _registry() -> dict[str, Method]:
     for estimator in weights.ESTIMATORS:
         name = f"confidence_{estimator}"
         methods[name] = Method(name, f"CB-WCE[{estimator}]", "weighted_ce", "this project (splits.weights)",
-                               negatives="estimator", estimator=estimator, class_weights=True)
+                               negatives="estimator", estimator=estimator, class_weights=True, family="estimator",
+                               represents=estimator == "auto")
     return methods
 
 
 METHODS = _registry()
+BASELINE = "ce"  # what the paired tests compare every method with
+FIGURE_FAMILIES = ("paper", "estimator")  # the families the paper's figures draw (the rest: a heatmap)
 
 
 def get(name: str) -> Method:
@@ -100,6 +105,14 @@ def get(name: str) -> Method:
 
 def display_name(name: str) -> str:
     return get(name).display
+
+
+def by_display(display: str) -> Method:
+    """The method shown as `display` in tables and figures."""
+    for method in METHODS.values():
+        if method.display == display:
+            return method
+    raise ValueError(f"no method is shown as {display!r}; shown: {', '.join(m.display for m in METHODS.values())}")
 
 
 def parameters(name: str, overrides: dict | None = None) -> dict:
@@ -126,57 +139,3 @@ def check(methods, params: dict, where: str, key: str = "heads.methods") -> None
             parameters(name, table)
         except ValueError as err:
             raise ValueError(f"{where}: [heads.params.{name}]: {err}") from None
-
-
-def check_truth(names, ground_truth: bool, where) -> None:
-    """ValueError for an oracle method when `where` (a splits.h5) holds no ground truth."""
-    oracles = [name for name in names if get(name).oracle]
-    if oracles and not ground_truth:
-        raise ValueError(f"{oracles[0]} is an oracle: it reads the ground truth of every row, and {where} "
-                         "holds none (its labels are not the truth of its test rows); drop it from the methods")
-
-
-# Negative weights, (n, L) float32, from a fold's rows. The estimators see observed labels only;
-# "oracle" reads which positives were hidden; "notebook" reads the ground truth of every image.
-
-def negative_weights(name: str, labels: np.ndarray, observed: np.ndarray, rows: np.ndarray,
-                     missing_rate: float | None = None) -> np.ndarray | None:
-    """The method's negative weights for `rows` (indices into the (N, L) `labels` / `observed`),
-    None when the method takes none. Estimators see `observed[rows]` only (one estimate over
-    those rows); `missing_rate`: the share of true positives missing from `observed`."""
-    method = get(name)
-    seen = observed[rows]
-    if method.negatives == "oracle":
-        return weights.im_weights(labels[rows], seen)
-    if method.negatives == "cb":
-        return weights.cb_weights(seen)
-    if method.negatives == "estimator":
-        return weights.estimator(method.estimator)(seen, missing_rate)
-    if method.negatives == "notebook":
-        return notebook_weights(labels)[rows]
-    return None
-
-
-def notebook_weights(labels: np.ndarray) -> np.ndarray:
-    """(N, L) the CB weight as the paper's notebook computed it (MSCOCO-preprocessing, cells
-    11-12): every row's pattern and every count taken from the labels of all N rows of the split,
-    test rows included, once for every fold and ratio; 0 on a row's own positives, so 0 on every
-    hidden positive too. The same formula as `cb_weights`, on the ground truth."""
-    return weights.cb_weights(labels)
-
-
-def fold_negative_weights(name: str, labels: np.ndarray, observed: np.ndarray, train: np.ndarray,
-                          validation: np.ndarray, missing_rate: float | None = None):
-    """(training, validation) negative weights of one fold, or (None, None): one estimate
-    (`negative_weights`) over all its rows with observed labels, `train` then `validation`,
-    split back."""
-    estimate = negative_weights(name, labels, observed, np.concatenate([train, validation]), missing_rate)
-    if estimate is None:
-        return None, None
-    return estimate[:len(train)], estimate[len(train):]
-
-
-def expected_positives(observed: np.ndarray, missing_rate: float | None) -> float:
-    """The expected number of true positives per row, from observed labels (n, L) and the share
-    of positives missing: mean observed count / (1 - missing rate)."""
-    return float(observed.sum(1).mean()) / (1.0 - (missing_rate or 0.0))

@@ -7,9 +7,8 @@ group, whose loss is computed once over all of them (`heads.losses` take a leadi
 Each head's initial weights (and ROLE's initial label estimates) come from its own seed key,
 so a head trained in a stack equals the same head trained alone.
 
-    paper_mlp: d -> 2048 -> 1024 -> 256 sigmoid layers -> L logits; weights truncated normal
-               (std 0.1), biases 0.1; Adadelta at lr 0.1 (decay as configured)
-    linear:    d -> L logits (logistic regression), same initialisation and optimiser settings
+The head types, their initialisation and the optimisers' constants are `heads.network`'s
+(shared with finetune); a stack's inputs are `heads.inputs.StackInputs`.
 
 Per-head state: ROLE's label estimates, logits (n_train, R, L), trained with the head's
 optimiser at `lr_mult` x its learning rate, updated on the batch's rows only (a lazy update;
@@ -28,10 +27,10 @@ import numpy as np
 
 from runtime.tf_quiet import tf
 
-from . import losses, methods
+from . import losses, network
+from .inputs import Needs, StackInputs
 
-RHO, ADADELTA_EPS = 0.95, 1e-8  # TF1 AdadeltaOptimizer's defaults, as the paper's notebooks
-ADAM = {"beta1": 0.9, "beta2": 0.999, "epsilon": 1e-7}
+ADADELTA, ADAM = network.OPTIMIZERS["adadelta"], network.OPTIMIZERS["adam"]
 ROLE_START = {"positive": 0.995, "spread": 0.6}  # Cole'21: logit(0.995) on positives, U(+-logit(0.6)) elsewhere
 
 
@@ -62,26 +61,10 @@ def role_start(observed: np.ndarray, rng: np.random.Generator | None) -> np.ndar
     return start
 
 
-@dataclass
-class StackInputs:
-    """What the heads of a stack train on, as NumPy arrays over the n training rows.
-
-    Several heads share one array (their protocol's targets, a ones row of negative weights):
-    `target_of` / `negatives_of` map each head to its row."""
-    methods: list[str]  # (H,)
-    params: list[dict]  # (H,) resolved parameters
-    targets: np.ndarray  # (P, n, L) uint8 observed labels
-    target_of: np.ndarray  # (H,) int: the head's row of `targets`
-    pos_weight: np.ndarray  # (H, L) float32 class weights of observed positives
-    negatives: np.ndarray  # (W, n, L) float32 negative weights
-    negatives_of: np.ndarray  # (H,) int: the head's row of `negatives`, -1 for none
-    k: np.ndarray  # (H,) float32 expected positives per row (EPR, ROLE), 0 when unused
-
-
 @dataclass(frozen=True)
 class Group:
     """Heads trained with the same loss and parameters: one loss call over all of them."""
-    method: str  # the first head's method (all share its loss and parameters)
+    needs: Needs  # what their loss takes (all share it)
     params: tuple
     heads: tuple[int, ...]
 
@@ -90,12 +73,40 @@ def groups(inputs: StackInputs) -> list[Group]:
     """Heads grouped by what their loss call takes: loss, parameters, class weights, state and
     whether they have negative weights. A stateful method's heads form one group."""
     by_key: dict = {}
-    for h, (name, params) in enumerate(zip(inputs.methods, inputs.params)):
-        spec = methods.get(name)
-        key = (spec.loss, tuple(sorted(params.items())), spec.class_weights, spec.state,
+    for h, (kind, params) in enumerate(zip(inputs.needs, inputs.params)):
+        key = (kind.loss, tuple(sorted(params.items())), kind.class_weights, kind.state,
                bool(inputs.negatives_of[h] >= 0))
-        by_key.setdefault(key, (name, []))[1].append(h)
-    return [Group(name, key[1], tuple(heads)) for key, (name, heads) in by_key.items()]
+        by_key.setdefault(key, (kind, []))[1].append(h)
+    return [Group(kind, key[1], tuple(heads)) for key, (kind, heads) in by_key.items()]
+
+
+class BestEpochs:
+    """Early stopping per head: each head's lowest validation loss, a copy of its weights from
+    that epoch, and its epochs since. Variables hold the heads on axis 1 (the first layer,
+    stored (d_in, H, d_out)) or axis 0 (the others)."""
+
+    def __init__(self, variables):
+        self.variables = variables
+        self.axes = [1] + [0] * (len(variables) - 1)
+        n_heads = variables[0].shape[1]
+        self.loss = np.full(n_heads, np.inf)
+        self.snapshots = [v.numpy() for v in variables]
+        self.waited = np.zeros(n_heads, int)
+
+    def update(self, val_loss: np.ndarray, patience: int) -> bool:
+        """Record an epoch's (H,) validation losses; True once no head improved for `patience` epochs."""
+        better = val_loss < self.loss
+        self.loss[better] = val_loss[better]
+        self.waited[better] = 0
+        self.waited[~better] += 1
+        for snapshot, var, axis in zip(self.snapshots, self.variables, self.axes):
+            pick = (slice(None),) * axis + (better,)
+            snapshot[pick] = var.numpy()[pick]
+        return bool((self.waited >= patience).all())
+
+    def restore(self) -> None:
+        for snapshot, var in zip(self.snapshots, self.variables):
+            var.assign(snapshot)
 
 
 class HeadStack:
@@ -132,18 +143,19 @@ class HeadStack:
         for h, key in enumerate(self.head_keys):
             rng = np.random.default_rng(head_seed(self.seed, key))
             for layer, (a, b) in enumerate(itertools.pairwise(sizes)):
-                (weights[0][:, h] if layer == 0 else weights[layer][h])[...] = truncated_normal(rng, (a, b), 0.1)
+                (weights[0][:, h] if layer == 0 else weights[layer][h])[...] = truncated_normal(rng, (a, b),
+                                                                                                network.WEIGHT_STD)
         self._w = []
         while weights:  # one layer's NumPy copy at a time beside the variables
             self._w.append(tf.Variable(weights.pop(0)))
-        self._b = [tf.Variable(np.full((len(self.head_keys), 1, b), 0.1, np.float32)) for b in sizes[1:]]
+        self._b = [tf.Variable(np.full((len(self.head_keys), 1, b), network.BIAS_INIT, np.float32)) for b in sizes[1:]]
         self._slots = [(tf.Variable(tf.zeros_like(v)), tf.Variable(tf.zeros_like(v))) for v in self._w + self._b]
         self._step = tf.Variable(0, dtype=tf.int64)
         self._init_state(inputs)
 
     def _init_state(self, inputs: StackInputs) -> None:
         """ROLE estimates (n, R, L) with their optimiser slots, LL-Cp corrections (n, Q, L)."""
-        stateful = {name: [h for h, m in enumerate(inputs.methods) if methods.get(m).state == name]
+        stateful = {name: [h for h, kind in enumerate(inputs.needs) if kind.state == name]
                     for name in ("estimates", "corrections")}
         self._role, self._cp = stateful["estimates"], stateful["corrections"]
         starts = [role_start(inputs.targets[inputs.target_of[h]],
@@ -172,7 +184,7 @@ class HeadStack:
         order, values, corrected = [], [], None
         for group in self._groups:
             heads = list(group.heads)
-            spec = methods.get(group.method)
+            spec = group.needs
             observed = tf.gather(targets, heads)
             if spec.state == "corrections":
                 observed = tf.maximum(observed, corrections)
@@ -182,7 +194,7 @@ class HeadStack:
                 neg_weight=tf.gather(negatives, self._negatives_of[heads]) if weighted.all() else None,
                 epoch=epoch, estimates=estimates if spec.state == "estimates" else None,
                 k=tf.gather(self._k, heads))
-            terms = losses.terms(group.method, tf.gather(logits, heads), observed, inputs, dict(group.params))
+            terms = losses.terms(spec.loss, tf.gather(logits, heads), observed, inputs, dict(group.params))
             order.append(heads)
             values.append(terms.loss)
             if terms.corrected is not None:
@@ -197,7 +209,7 @@ class HeadStack:
         for var, grad, (slot_a, slot_b) in zip(self._w + self._b, grads, self._slots):
             if self.optimizer == "adadelta":
                 tf.raw_ops.ResourceApplyAdadelta(var=var.handle, accum=slot_a.handle, accum_update=slot_b.handle,
-                                                 lr=lr, rho=RHO, epsilon=ADADELTA_EPS, grad=grad)
+                                                 lr=lr, rho=ADADELTA["rho"], epsilon=ADADELTA["epsilon"], grad=grad)
             elif self.optimizer == "adam":
                 t = tf.cast(self._step + 1, tf.float32)
                 tf.raw_ops.ResourceApplyAdam(var=var.handle, m=slot_a.handle, v=slot_b.handle,
@@ -214,7 +226,7 @@ class HeadStack:
         rows, g = grad.indices, grad.values
         if self.optimizer == "adadelta":
             tf.raw_ops.ResourceSparseApplyAdadelta(var=var.handle, accum=slot_a.handle, accum_update=slot_b.handle,
-                                                   lr=lr, rho=RHO, epsilon=ADADELTA_EPS, grad=g, indices=rows)
+                                                   lr=lr, rho=ADADELTA["rho"], epsilon=ADADELTA["epsilon"], grad=g, indices=rows)
         elif self.optimizer == "adam":
             t = tf.cast(self._step + 1, tf.float32)
             m = ADAM["beta1"] * tf.gather(slot_a, rows) + (1 - ADAM["beta1"]) * g
@@ -240,15 +252,46 @@ class HeadStack:
         labels only) and, when `patience` > 0, early stopping on it: training ends once no head
         improved for `patience` epochs, and each head keeps its weights from its best epoch.
         """
-        n_heads = len(self.head_keys)
-        assert n_heads == len(inputs.methods)
+        # setup: variables, state and the compiled step
+        assert len(self.head_keys) == len(inputs.methods)
         self._groups = groups(inputs)
         self._init(d_in, inputs)
         self._pos_weight = tf.constant(inputs.pos_weight, tf.float32)
         self._negatives_of = np.asarray(inputs.negatives_of)
         self._k = tf.constant(inputs.k, tf.float32)
+        step = self._compiled_step(inputs)
+        best = BestEpochs(self._w + self._b) if validation is not None and self.patience else None
+
+        # loop: epochs of steps, the validation loss after each
+        self.history_ = []
+        start = time.perf_counter()
+        for epoch in range(1, self.epochs + 1):
+            sums, count = np.zeros(len(self.head_keys)), 0
+            for rows, x in batches():
+                sums += step(tf.constant(x), tf.constant(rows, tf.int64), tf.constant(inputs.targets[:, rows]),
+                             tf.constant(inputs.negatives[:, rows]), tf.constant(epoch, tf.int64)).numpy()
+                count += 1
+            record = {"epoch": epoch, "train_loss": sums / max(count, 1)}
+            if validation is not None:
+                record["val_loss"] = self._validation_loss(validation, inputs, epoch)
+            self.history_.append(record)
+            if best is not None and best.update(record["val_loss"], self.patience):
+                break
+
+        # learned state: each head's best epoch under early stopping, else its last
+        if best is not None:
+            best.restore()
+        self.fit_seconds_ = time.perf_counter() - start
+        self.weights_ = [np.moveaxis(self._w[0].numpy(), 1, 0)] + [w.numpy() for w in self._w[1:]]
+        self.biases_ = [b.numpy() for b in self._b]
+        self.corrections_ = self._corrections.numpy()
+        self.estimates_ = self._estimates.numpy()
+        return self
+
+    def _compiled_step(self, inputs: StackInputs):
+        """One training step of every head as a tf.function: (x, rows, targets, negatives, epoch)
+        -> (H,) losses; updates the weights, ROLE's estimates and LL-Cp's corrections."""
         variables = self._w + self._b
-        head_axes = [1] + [0] * (len(variables) - 1)  # where each variable keeps its heads
         target_of = tf.constant(inputs.target_of, tf.int32)
 
         @tf.function(reduce_retracing=True)
@@ -269,40 +312,7 @@ class HeadStack:
             self._step.assign_add(1)
             return per_head
 
-        self.history_ = []
-        best = (np.full(n_heads, np.inf), [v.numpy() for v in variables], np.zeros(n_heads, int))
-        start = time.perf_counter()
-        for epoch in range(1, self.epochs + 1):
-            sums, count = np.zeros(n_heads), 0
-            for rows, x in batches():
-                sums += step(tf.constant(x), tf.constant(rows, tf.int64), tf.constant(inputs.targets[:, rows]),
-                             tf.constant(inputs.negatives[:, rows]), tf.constant(epoch, tf.int64)).numpy()
-                count += 1
-            record = {"epoch": epoch, "train_loss": sums / max(count, 1)}
-            if validation is not None:
-                val_loss = self._validation_loss(validation, inputs, epoch)
-                record["val_loss"] = val_loss
-                if self.patience:
-                    better = val_loss < best[0]
-                    best[0][better] = val_loss[better]
-                    best[2][better] = 0
-                    best[2][~better] += 1
-                    for snapshot, var, axis in zip(best[1], variables, head_axes):
-                        pick = (slice(None),) * axis + (better,)
-                        snapshot[pick] = var.numpy()[pick]
-                    if (best[2] >= self.patience).all():
-                        self.history_.append(record)
-                        break
-            self.history_.append(record)
-        if validation is not None and self.patience:
-            for snapshot, var in zip(best[1], variables):
-                var.assign(snapshot)
-        self.fit_seconds_ = time.perf_counter() - start
-        self.weights_ = [np.moveaxis(self._w[0].numpy(), 1, 0)] + [w.numpy() for w in self._w[1:]]
-        self.biases_ = [b.numpy() for b in self._b]
-        self.corrections_ = self._corrections.numpy()
-        self.estimates_ = self._estimates.numpy()
-        return self
+        return step
 
     def _validation_loss(self, validation, inputs: StackInputs, epoch: int) -> np.ndarray:
         """(H,) mean loss per head over every validation row, block by block; ROLE's estimates
@@ -329,10 +339,7 @@ class HeadStack:
 
 def make(head: str, head_keys, cfg_heads, seed: int) -> HeadStack:
     """The configured head type as a stack over `head_keys`."""
-    hidden = {"paper_mlp": cfg_heads.hidden, "linear": ()}
-    if head not in hidden:
-        raise ValueError(f"unknown head {head!r}; known: {', '.join(hidden)}")
-    return HeadStack(head_keys, hidden=hidden[head], optimizer=cfg_heads.optimizer,
+    return HeadStack(head_keys, hidden=network.hidden_layers(head, cfg_heads), optimizer=cfg_heads.optimizer,
                      learning_rate=cfg_heads.learning_rate, lr_decay=cfg_heads.lr_decay,
                      decay_steps=cfg_heads.decay_steps, epochs=cfg_heads.epochs,
                      patience=cfg_heads.patience, seed=seed)

@@ -16,6 +16,8 @@ Folds are 1-based in directory names and tables, 0-based in `splits.h5`.
 """
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
 import math
 from dataclasses import dataclass
@@ -82,6 +84,12 @@ def write(directory: Path, *, ids, labels, probabilities, attrs: dict, provenanc
     return target
 
 
+def run_attrs(cfg, run: HeadRun, stage: str, head: str, **extra) -> dict:
+    """The attributes every predictions.h5 carries (see the module docstring), and `extra`."""
+    return {"method": run.method, "protocol": run.protocol, "ratio": run.ratio, "fold": run.fold + 1,
+            "seed": run.seed, "head": head, "source": stage, "config": configs.to_json(cfg), **extra}
+
+
 def write_history(directory: Path, history: list[dict], head: int | None = None) -> None:
     """history.csv: epoch, train_loss[, val_loss]; `head` picks one head's column of a stack."""
     def value(record, key):
@@ -120,6 +128,21 @@ def grid(cfg, stage: str, n_folds: int, protocols: list[str]) -> list[HeadRun]:
     return [HeadRun(seed, k, p, m) for seed in cfg.seeds for k in folds for p in protocols for m in methods_]
 
 
+ONLY_KEYS = ("seed", "fold", "ratio", "method")
+
+
+def parse_only(text: str) -> dict:
+    """`--only fold=K,ratio=R,method=M,seed=S` (any of them) as {key: value}; `select` applies it."""
+    out = {}
+    for part in filter(None, text.split(",")):
+        key, _, value = part.partition("=")
+        if key not in ONLY_KEYS or not value:
+            raise argparse.ArgumentTypeError(f"--only {text!r}: expected fold=K,ratio=R,method=M,seed=S (any of them; "
+                                             "ratio=single_positive for that protocol)")
+        out[key] = value
+    return out
+
+
 def select(runs: list[HeadRun], only: dict | None, where: str) -> list[HeadRun]:
     """The runs `--only` names (fold=K, ratio=R or single_positive, method=M, seed=S); a value
     outside the grid is an error."""
@@ -155,6 +178,35 @@ def plan(cfg, runs: list[HeadRun], provenance_of, force: bool = False, stage: st
                          + f"\nNothing was reused: {artifacts.FORCE_HINT} to redo them, or change experiment.name "
                          "to keep both")
     return todo
+
+
+@contextlib.contextmanager
+def claimed(cfg, runs: list[HeadRun], provenance_of, force: bool = False, stage: str = "heads"):
+    """Lock every run's output (`artifacts.claim`) and yield the runs to make (`plan`); when
+    there are none, say so. The locks are held until the block ends."""
+    with contextlib.ExitStack() as claims:
+        for run in runs:
+            claims.enter_context(artifacts.claim(file(cfg, run, stage)))
+        todo = plan(cfg, runs, provenance_of, force, stage)
+        if not todo:
+            print(f"{cfg.run_dir}: every requested {stage} run is complete (use --force to redo)")
+        yield todo
+
+
+def configured_protocols(cfg) -> list[str]:
+    """The protocols of the [heads] grid: the config's ratios, then single positive if set."""
+    return [splits_store.protocol_key(r) for r in cfg.splits.ratios] + \
+        ([splits_store.SINGLE_POSITIVE] if cfg.splits.single_positive else [])
+
+
+def expected_provenance(cfg, stage: str, run: HeadRun, recorded: dict, splits_fingerprint: str,
+                        features_fingerprint: str) -> dict:
+    """What a run of `stage` would be made from now, for a reader checking a complete one; the
+    machine-dependent parts (the batch-order window, the checkpoint identity) are taken from the
+    run's `recorded` provenance, as its stage checks them when it runs."""
+    if stage == "heads":
+        return head_provenance(cfg, run, splits_fingerprint, features_fingerprint, recorded.get("batch_order_window"))
+    return finetune_provenance(cfg, run, splits_fingerprint, recorded.get("checkpoint"))
 
 
 def head_provenance(cfg, run: HeadRun, splits_fingerprint: str, features_fingerprint: str, window: int) -> dict:

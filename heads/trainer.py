@@ -6,20 +6,19 @@ seed x fold x protocol x method through `heads.predictions`. A fold's stack is o
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
+from typing import NamedTuple
 
 import numpy as np
 
 import artifacts
-import configs
 from features import store as feature_store
 from features.store import FeatureReader, dense
 from runtime import cluster
 from splits import store as splits_store
-from splits import weights
 
+from . import inputs as run_inputs
 from . import methods, models, predictions
 
 RAM_FRACTION = 0.5  # features load into RAM when they take at most this share of free memory
@@ -53,6 +52,7 @@ class InMemory:
     """Feature rows held in RAM (the fast path; sparse stores stay sparse): batches index them."""
 
     def __init__(self, reader: FeatureReader, rows: np.ndarray):
+        self.n_features = reader.shape[1]
         self.x = finite(reader.window(np.sort(rows))[np.argsort(np.argsort(rows))] if reader.sparse
                         else reader.rows(rows), reader.path)
 
@@ -71,6 +71,7 @@ class Streamed:
 
     def __init__(self, reader: FeatureReader, rows: np.ndarray, window: int):
         self.reader, self.rows, self.window = reader, rows, window
+        self.n_features = reader.shape[1]
 
     def _read(self, start: int):
         return finite(self.reader.window(self.rows[start:start + self.window]), self.reader.path)
@@ -94,57 +95,50 @@ class Streamed:
             yield np.arange(start, min(start + self.window, len(self.rows))), dense(self._read(start))
 
 
-def missing_rate(cfg, sf, fold: int, protocol: str) -> float:
-    """The share of true positives an estimator should expect missing: the protocol's, with
-    [dataset] natural_missing_rate on top: 1 - (1 - natural) (1 - protocol's)."""
-    return 1 - (1 - cfg.dataset.natural_missing_rate) * (1 - sf.missing_rate(fold, protocol))
-
-
 def stack_inputs(cfg, sf, fold: int, runs: list, train: np.ndarray, validation: np.ndarray):
-    """(StackInputs over `train`, validation targets (P, m, L), validation negatives (W, m, L)):
-    targets per protocol, negative weights per head (one estimate over training + validation
-    rows; heads of the weighted CE without weights share a row of ones), class weights (from
-    fold 1's full labels under heads.paper_exact, as the notebooks), expected positives."""
+    """(StackInputs over `train`, validation targets (P, m, L), validation negatives (W, m, L))
+    of a fold's runs: each head's inputs from `heads.inputs`, targets per protocol."""
     protocols = list(dict.fromkeys(run.protocol for run in runs))
     observed = {p: sf.observed(fold, p) for p in protocols}
-    rates = {p: missing_rate(cfg, sf, fold, p) for p in protocols}
-    n_classes = len(sf.classes)
-    full_fold_1 = weights.pos_weight(sf.labels[sf.test_fold != 0]) if cfg.heads.paper_exact else None
-    negatives, val_negatives, negatives_of, pos_weight, k, params = [], [], [], [], [], []
-    ones = None
-    for run in runs:
-        spec = methods.get(run.method)
-        seen = observed[run.protocol]
-        params.append(methods.parameters(run.method, cfg.heads.params.get(run.method)))
-        w_train, w_val = methods.fold_negative_weights(run.method, sf.labels, seen, train, validation, rates[run.protocol])
-        if w_train is None and spec.loss == "weighted_ce":
-            if ones is None:
-                ones = len(negatives)
-                negatives.append(np.ones((len(train), n_classes), np.float32))
-                val_negatives.append(np.ones((len(validation), n_classes), np.float32))
-            negatives_of.append(ones)
-        elif w_train is None:
-            negatives_of.append(-1)
-        else:
-            negatives_of.append(len(negatives))
-            negatives.append(w_train)
-            val_negatives.append(w_val)
-        class_weights = full_fold_1 if full_fold_1 is not None else weights.pos_weight(seen[train])
-        pos_weight.append(class_weights if spec.class_weights else np.ones(n_classes, np.float32))
-        given = params[-1].get("k")
-        k.append(0.0 if "k" not in params[-1] else given if given is not None
-                 else methods.expected_positives(seen[train], rates[run.protocol]))
-    def stacked(rows, count):
-        return np.stack(rows) if rows else np.zeros((0, count, n_classes), np.float32)
+    heads = [run_inputs.head_inputs(cfg, sf, fold, run.protocol, run.method, train, validation, observed[run.protocol])
+             for run in runs]
+    inputs, val_negatives = run_inputs.stack(heads, np.stack([observed[p][train] for p in protocols]),
+                                             [protocols.index(run.protocol) for run in runs], len(validation))
+    return inputs, np.stack([observed[p][validation] for p in protocols]), val_negatives
 
-    inputs = models.StackInputs(
-        methods=[run.method for run in runs], params=params,
-        targets=np.stack([observed[p][train] for p in protocols]),
-        target_of=np.array([protocols.index(run.protocol) for run in runs]),
-        pos_weight=np.stack(pos_weight).astype(np.float32), negatives=stacked(negatives, len(train)),
-        negatives_of=np.array(negatives_of), k=np.array(k, np.float32))
-    val_targets = np.stack([observed[p][validation] for p in protocols])
-    return inputs, val_targets, stacked(val_negatives, len(validation))
+
+class FoldData(NamedTuple):
+    """A fold's rows with readable features and what its stack trains on."""
+    sf: object  # splits.store.SplitsFile
+    train: np.ndarray  # rows of splits.h5
+    validation: np.ndarray
+    test: np.ndarray
+    skipped_invalid: int
+    inputs: models.StackInputs
+    val_targets: np.ndarray  # (P, m, L)
+    val_negatives: np.ndarray  # (W, m, L)
+    sources: tuple  # InMemory or Streamed over (train, validation, test)
+
+
+def fold_data(cfg, splits_path: str, features_path: str, runs: list, in_ram: bool) -> FoldData:
+    """The fold's training / validation / test rows whose features are valid, its stack inputs
+    and its feature sources (in RAM, or streamed `shuffle_buffer` rows at a time)."""
+    fold = runs[0].fold
+    sf = splits_store.load(splits_path)
+    reader = FeatureReader(features_path)
+    store_rows = reader.positions(sf.ids)
+    valid = reader.valid[store_rows]
+    validation = np.flatnonzero(sf.validation(fold) & valid)
+    train = np.flatnonzero((sf.test_fold != fold) & ~sf.validation(fold) & valid)
+    test = np.flatnonzero((sf.test_fold == fold) & valid)
+    inputs, val_targets, val_negatives = stack_inputs(cfg, sf, fold, runs, train, validation)
+    window = 0 if in_ram else cfg.heads.shuffle_buffer
+
+    def source(rows):
+        return InMemory(reader, store_rows[rows]) if in_ram else Streamed(reader, store_rows[rows], window)
+
+    return FoldData(sf, train, validation, test, int((~valid).sum()), inputs, val_targets, val_negatives,
+                    (source(train), source(validation), source(test)))
 
 
 def train_fold(cfg, splits_path: str, features_path: str, runs: list, provenance: list[dict], n_threads: int = 0,
@@ -159,52 +153,48 @@ def train_fold(cfg, splits_path: str, features_path: str, runs: list, provenance
     assert all((run.seed, run.fold) == (seed, fold) for run in runs)
 
     # data: the fold's rows with readable features (validation rows apart), targets and weights
-    sf = splits_store.load(splits_path)
-    reader = FeatureReader(features_path)
-    store_rows = reader.positions(sf.ids)
-    valid = reader.valid[store_rows]
-    validation_rows = np.flatnonzero(sf.validation(fold) & valid)
-    train = np.flatnonzero((sf.test_fold != fold) & ~sf.validation(fold) & valid)
-    test = np.flatnonzero((sf.test_fold == fold) & valid)
-    inputs, val_targets, val_negatives = stack_inputs(cfg, sf, fold, runs, train, validation_rows)
+    data = fold_data(cfg, splits_path, features_path, runs, in_ram)
+    x_train, x_val, x_test = data.sources
+    validation = (x_val.blocks, data.val_targets, data.val_negatives) if len(data.validation) else None
     window = 0 if in_ram else cfg.heads.shuffle_buffer
-
-    def source(rows):
-        return InMemory(reader, store_rows[rows]) if in_ram else Streamed(reader, store_rows[rows], window)
-
-    x_train, x_val, x_test = source(train), source(validation_rows), source(test)
-    validation = (x_val.blocks, val_targets, val_negatives) if len(validation_rows) else None
 
     # model and loop
     stack = models.make(cfg.heads.head, [run.key.split("/", 1)[1] for run in runs], cfg.heads, seed + fold)
     rng = np.random.default_rng([seed, fold])
 
     def batches():
-        return x_train.batches(epoch_batches(len(train), cfg.heads.batch_size, rng, window))
+        return x_train.batches(epoch_batches(len(data.train), cfg.heads.batch_size, rng, window))
 
     def predict(part):
         return np.concatenate([stack.predict_proba(x) for _, x in part.blocks()], axis=1)
 
-    stack.fit(batches, inputs, validation, d_in=reader.shape[1])
+    stack.fit(batches, data.inputs, validation, d_in=x_train.n_features)
     probabilities = predict(x_test)
-    val_probabilities = predict(x_val) if len(validation_rows) else None
+    val_probabilities = predict(x_val) if len(data.validation) else None
 
     # save: one run per head
-    records = []
-    steps = len(stack.history_) * -(-len(train) // cfg.heads.batch_size)
+    access = "ram" if in_ram else f"stream (window {window} rows)"
+    return write_runs(cfg, runs, provenance, data, stack, probabilities, val_probabilities,
+                      {"features": str(features_path), "feature_access": access})
+
+
+def write_runs(cfg, runs, provenance, data: FoldData, stack, probabilities, val_probabilities, attrs: dict):
+    """predictions.h5, history.csv and timing.json of every head of a trained stack."""
+    sf, inputs = data.sf, data.inputs
+    steps = len(stack.history_) * -(-len(data.train) // cfg.heads.batch_size)
     timing = {"fold_fit_seconds": stack.fit_seconds_, "heads_in_stack": len(runs), "steps": steps,
-              "train_rows": len(train), "test_rows": len(test), "skipped_invalid": int((~valid).sum())}
+              "train_rows": len(data.train), "test_rows": len(data.test), "skipped_invalid": data.skipped_invalid}
+    records = []
     for h, run in enumerate(runs):
         directory = predictions.run_dir(cfg, run)
-        attrs = {"method": run.method, "protocol": run.protocol, "ratio": run.ratio, "fold": run.fold + 1,
-                 "seed": run.seed, "head": cfg.heads.head, "source": "heads", "config": configs.to_json(cfg),
-                 "features": str(features_path), "skipped_invalid": timing["skipped_invalid"],
-                 "feature_access": "ram" if in_ram else f"stream (window {window} rows)"}
+        run_attrs = predictions.run_attrs(cfg, run, "heads", cfg.heads.head, features=attrs["features"],
+                                          skipped_invalid=data.skipped_invalid,
+                                          feature_access=attrs["feature_access"])
         observed = inputs.targets[inputs.target_of[h]]
         val = None if val_probabilities is None else \
-            (sf.ids[validation_rows], val_targets[inputs.target_of[h]], val_probabilities[h])
-        predictions.write(directory, ids=sf.ids[test], labels=sf.labels[test], probabilities=probabilities[h],
-                          attrs=attrs, provenance=provenance[h], validation=val)
+            (sf.ids[data.validation], data.val_targets[inputs.target_of[h]], val_probabilities[h])
+        predictions.write(directory, ids=sf.ids[data.test], labels=sf.labels[data.test],
+                          probabilities=probabilities[h], attrs=run_attrs, provenance=provenance[h], validation=val)
         predictions.write_history(directory, stack.history_, h)
         (directory / "timing.json").write_text(json.dumps(timing))
         records.append({"run": run.label, "observed_positives": int(observed.sum()), **timing})
@@ -226,8 +216,7 @@ def features_in_ram(cfg, reader: FeatureReader, n_rows: int, n_jobs: int) -> boo
 def row_bytes(reader: FeatureReader) -> float:
     """RAM per row held by `InMemory`: 4 bytes a value (dense), or 8 per stored value (sparse)."""
     if reader.sparse:
-        with artifacts.open_h5(reader.path) as h5:
-            return 8 * len(h5["features_data"]) / max(1, len(reader.ids)) + 8
+        return 8 * reader.stored_values() / max(1, len(reader.ids)) + 8
     return 4 * reader.shape[1]
 
 
@@ -245,11 +234,6 @@ def check_memory(cfg, n_heads: int, feature_bytes: int, feat_dim: int, n_classes
                          "heads.features = 'stream' with a smaller heads.shuffle_buffer")
 
 
-def configured_protocols(cfg) -> list[str]:
-    return [splits_store.protocol_key(r) for r in cfg.splits.ratios] + \
-        ([splits_store.SINGLE_POSITIVE] if cfg.splits.single_positive else [])
-
-
 def train(cfg, only: dict | None = None, n_jobs: int | None = None, force: bool = False) -> list[dict]:
     """Train the config's grid of heads (or the `only` part of it); complete runs of the same
     provenance are skipped, runs made from other inputs or settings refused (unless `force`)."""
@@ -258,10 +242,10 @@ def train(cfg, only: dict | None = None, n_jobs: int | None = None, force: bool 
     features = feature_store.path(cfg)
     reader = FeatureReader(features)
     splits_files = {seed: splits_store.load(splits_store.path(cfg, seed)) for seed in cfg.seeds}
-    protocols = configured_protocols(cfg)
+    protocols = predictions.configured_protocols(cfg)
     for sf in splits_files.values():
         reader.positions(sf.ids)
-        methods.check_truth(cfg.heads.methods, sf.ground_truth, sf.path)
+        run_inputs.check_truth(cfg.heads.methods, sf.ground_truth, sf.path)
         for protocol in protocols:
             sf.column(protocol)
     n_folds = next(iter(splits_files.values())).n_folds
@@ -274,14 +258,8 @@ def train(cfg, only: dict | None = None, n_jobs: int | None = None, force: bool 
     def provenance(run):
         return predictions.head_provenance(cfg, run, splits_files[run.seed].fingerprint, reader.fingerprint, window)
 
-    with contextlib.ExitStack() as claims:
-        for run in runs:
-            claims.enter_context(artifacts.claim(predictions.file(cfg, run)))
-        todo = predictions.plan(cfg, runs, provenance, force)
-        if not todo:
-            print(f"{cfg.run_dir}: every requested heads run is complete (use --force to redo)")
-            return []
-        return _train_stacks(cfg, todo, splits_files, reader, in_ram, n_jobs, provenance)
+    with predictions.claimed(cfg, runs, provenance, force) as todo:
+        return _train_stacks(cfg, todo, splits_files, reader, in_ram, n_jobs, provenance) if todo else []
 
 
 def _train_stacks(cfg, todo, splits_files, reader, in_ram, n_jobs, provenance) -> list[dict]:

@@ -8,6 +8,7 @@ train files give observed labels; `negative_weights` is 0 exactly where a positi
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -47,6 +48,7 @@ def _sort_keys(keys) -> list[str]:
 
 def import_paper(directory: str | Path, n_folds: int = 4):
     """Read a published split directory. Returns a dict of `splits.store.write` arguments."""
+    # the folders, and the ground truth: the test files of ratio 0, which partition the images
     directory = Path(directory)
     folders = [directory / f"missing_labels{name}" for name in FOLDERS]
     for folder in folders:
@@ -61,50 +63,68 @@ def import_paper(directory: str | Path, n_folds: int = 4):
         key = truth.index[truth.index.duplicated()][0]
         raise ValueError(f"{first}: image {key!r} is in two test folds; test folds must partition the images")
     ids = _sort_keys(truth.index)
-    truth = truth.loc[ids]
-    labels = truth.to_numpy(np.uint8)
+    labels = truth.loc[ids].to_numpy(np.uint8)
     row_of = pd.Series(np.arange(len(ids)), index=ids)
     test_fold = np.empty(len(ids), dtype=np.int8)
     for k, test in enumerate(tests):
         test_fold[row_of[test.index].to_numpy()] = k
 
+    # the observed labels of every (fold, ratio), checked against the truth and the weights
     observed = np.empty((n_folds, len(FOLDERS), len(ids), len(classes)), dtype=np.uint8)
     hidden_share = np.zeros((n_folds, len(FOLDERS)))
+    published = Published(first, tests, classes, labels, row_of, test_fold)
     for r, (name, folder) in enumerate(zip(FOLDERS, folders)):
         for k in range(n_folds):
-            test = _read(_find(folder, f"test{k + 1}_{name}"), classes)
-            if not test.index.equals(tests[k].index) or not (test.to_numpy() == tests[k].to_numpy()).all():
-                raise ValueError(f"{folder}/test{k + 1}_{name}: differs from {first}/test{k + 1}_0.0; "
-                                 "test files must be identical for every ratio")
-            train_path = _find(folder, f"train{k + 1}_{name}")
-            train = _read(train_path, classes)
-            unknown = train.index.difference(row_of.index)
-            if len(unknown):
-                raise ValueError(f"{train_path}: image {unknown[0]!r} is in no test fold")
-            rows = row_of[train.index].to_numpy()
-            expected = np.flatnonzero(test_fold != k)
-            if len(rows) != len(expected) or (np.sort(rows) != expected).any():
-                raise ValueError(f"{train_path}: holds {len(rows)} images, but {len(expected)} are outside "
-                                 f"test fold {k + 1}; the train file must hold exactly those")
-            seen = train.to_numpy(np.uint8)
-            wrong = seen > labels[rows]
-            if wrong.any():
-                i, j = np.argwhere(wrong)[0]
-                raise ValueError(f"{train_path}: row {train.index[i]!r} observes {classes[j]!r} as positive, "
-                                 "but its test file says negative")
-            weights_path = _find(folder, f"negative_weights{k + 1}_{name}")
-            weights = _read(weights_path, classes).reindex(train.index)
-            if weights.isna().any().any():
-                raise ValueError(f"{weights_path}: lacks rows of {train_path}")
-            hidden = (labels[rows] == 1) & (seen == 0)
-            mismatch = hidden != (weights.to_numpy() == 0)
-            if mismatch.any():
-                i, j = np.argwhere(mismatch)[0]
-                raise ValueError(f"{weights_path}: row {train.index[i]!r} class {classes[j]!r} disagrees with "
-                                 f"the hidden positives of {train_path}")
-            observed[k, r] = labels
-            observed[k, r, rows] = seen
-            hidden_share[k, r] = hidden.sum() / labels[rows].sum()
+            observed[k, r], hidden_share[k, r] = _read_fold(published, folder, name, k)
     return {"ids": ids, "classes": classes, "image_paths": [""] * len(ids), "labels": labels,
-                "test_fold": test_fold, "observed": observed, "ratios": list(FOLDERS.values()),
-                "hidden_share": hidden_share, "source": f"paper:{directory}"}
+            "test_fold": test_fold, "observed": observed, "ratios": list(FOLDERS.values()),
+            "hidden_share": hidden_share, "source": f"paper:{directory}"}
+
+
+class Published(NamedTuple):
+    """What every (fold, ratio) file is checked against: the ratio-0 test files and the truth."""
+    first: Path  # the missing_labels0.0 folder
+    tests: list  # its test files, one DataFrame per fold
+    classes: list[str]
+    labels: np.ndarray  # (N, L) uint8 ground truth, rows in `row_of` order
+    row_of: pd.Series  # image key -> row
+    test_fold: np.ndarray  # (N,) int8
+
+
+def _read_fold(published: Published, folder: Path, name: str, k: int) -> tuple[np.ndarray, float]:
+    """(observed labels (N, L): the train file's on training rows, the truth on test rows; the
+    share of training positives hidden) of fold k at the ratio of `folder`."""
+    labels, classes, row_of = published.labels, published.classes, published.row_of
+    test = _read(_find(folder, f"test{k + 1}_{name}"), classes)
+    if not test.index.equals(published.tests[k].index) or not (test.to_numpy() == published.tests[k].to_numpy()).all():
+        raise ValueError(f"{folder}/test{k + 1}_{name}: differs from {published.first}/test{k + 1}_0.0; "
+                         "test files must be identical for every ratio")
+    train_path = _find(folder, f"train{k + 1}_{name}")
+    train = _read(train_path, classes)
+    unknown = train.index.difference(row_of.index)
+    if len(unknown):
+        raise ValueError(f"{train_path}: image {unknown[0]!r} is in no test fold")
+    rows = row_of[train.index].to_numpy()
+    expected = np.flatnonzero(published.test_fold != k)
+    if len(rows) != len(expected) or (np.sort(rows) != expected).any():
+        raise ValueError(f"{train_path}: holds {len(rows)} images, but {len(expected)} are outside "
+                         f"test fold {k + 1}; the train file must hold exactly those")
+    seen = train.to_numpy(np.uint8)
+    wrong = seen > labels[rows]
+    if wrong.any():
+        i, j = np.argwhere(wrong)[0]
+        raise ValueError(f"{train_path}: row {train.index[i]!r} observes {classes[j]!r} as positive, "
+                         "but its test file says negative")
+    weights_path = _find(folder, f"negative_weights{k + 1}_{name}")
+    weights = _read(weights_path, classes).reindex(train.index)
+    if weights.isna().any().any():
+        raise ValueError(f"{weights_path}: lacks rows of {train_path}")
+    hidden = (labels[rows] == 1) & (seen == 0)
+    mismatch = hidden != (weights.to_numpy() == 0)
+    if mismatch.any():
+        i, j = np.argwhere(mismatch)[0]
+        raise ValueError(f"{weights_path}: row {train.index[i]!r} class {classes[j]!r} disagrees with "
+                         f"the hidden positives of {train_path}")
+    observed = labels.copy()
+    observed[rows] = seen
+    return observed, hidden.sum() / labels[rows].sum()

@@ -11,6 +11,7 @@ import tensorflow as tf
 import configs
 import splits
 from extract import finetune
+from heads.inputs import HeadInputs, needs
 from heads.predictions import HeadRun, run_dir
 from splits import store
 from tests.conftest import ROOT
@@ -83,11 +84,12 @@ def test_frozen_blocks_keep_checkpoint_values_and_batch_norm_is_frozen_at_evalua
         np.testing.assert_array_equal(after.get_tensor(f"DemoCNN/{name}"), before.get_tensor(f"DemoCNN/{name}"))
     for name in ("conv3/weights", "conv4/BatchNorm/beta", "conv3/BatchNorm/moving_mean"):
         assert np.abs(after.get_tensor(f"DemoCNN/{name}") - before.get_tensor(f"DemoCNN/{name}")).max() > 1e-6
+    head = HeadInputs("ce", needs("ce"), {}, np.ones(16, np.float32), None, None, 0.0, 0.0)
     with pytest.raises(ValueError, match="trainable_from = 'block9' is no block of demo_cnn; blocks: conv1"):
-        finetune.Network(config(tmp_path / "bad", checkpoint, trainable_from="block9"), 16, "ce", ["/cpu:0"], 0,
-                         checkpoint, np.ones(16), 3.0)
+        finetune.Network(config(tmp_path / "bad", checkpoint, trainable_from="block9"), 16, head, ["/cpu:0"], 0,
+                         checkpoint)
 
-    network = finetune.Network(cfg, 16, "ce", ["/cpu:0"], 0, checkpoint, np.ones(16), 3.0)
+    network = finetune.Network(cfg, 16, head, ["/cpu:0"], 0, checkpoint)
     network.start(tmp_path / "none")
     x = np.random.default_rng(0).uniform(0, 255, (4, 96, 96, 3)).astype(np.float32)
     np.testing.assert_allclose(network.predict(x[:1]), network.predict(x)[:1], atol=1e-6)

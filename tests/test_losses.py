@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from heads import losses
+from heads.inputs import needs
 
 
 def sigmoid(z):
@@ -184,7 +185,7 @@ def test_large_loss_methods_change_the_formulas_k_entries(batch, method, mode, e
     count = losses.large_loss_count(z.shape[0], z.shape[1], epoch, 0.01, mode == "permanent")
     assert int(count) == k
     assert k == (0 if epoch == 1 else math.ceil(64 * 7 * 0.01 * (1 if mode == "permanent" else epoch - 1)))
-    terms = losses.terms(method, z[None], o[None], losses.Inputs(epoch=epoch), {"delta": 0.01})
+    terms = losses.terms(needs(method).loss, z[None], o[None], losses.Inputs(epoch=epoch), {"delta": 0.01})
     if mode == "permanent":
         corrected = terms.corrected.numpy()[0].astype(bool)
         assert corrected.sum() == k and not (corrected & (o == 1)).any()

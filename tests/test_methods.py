@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import configs
+from heads import inputs as run_inputs
 from heads import methods, models, trainer
 from splits import store, weights
 from tests.test_trainer import make_features
@@ -33,13 +34,13 @@ def test_confidence_estimators_expect_the_simulated_missing_share():
     observed = labels & (rng.random(labels.shape) < 0.7)
     rows = np.arange(80)
     prior = weights.estimator("prior")
-    np.testing.assert_array_equal(methods.negative_weights("confidence_prior", labels, observed, rows, 0.0)[observed == 0],
+    np.testing.assert_array_equal(run_inputs.negative_weights("confidence_prior", labels, observed, rows, 0.0)[observed == 0],
                                   1)
-    np.testing.assert_allclose(methods.negative_weights("confidence_prior", labels, observed, rows, 0.3),
+    np.testing.assert_allclose(run_inputs.negative_weights("confidence_prior", labels, observed, rows, 0.3),
                                prior(observed, 0.3))
-    np.testing.assert_array_equal(methods.negative_weights("confidence", labels, observed, rows, 0.5),
+    np.testing.assert_array_equal(run_inputs.negative_weights("confidence", labels, observed, rows, 0.5),
                                   weights.cb_weights(observed))  # the paper's weight takes no rate
-    assert methods.negative_weights("an", labels, observed, rows) is None
+    assert run_inputs.negative_weights("an", labels, observed, rows) is None
 
 
 def notebook_cell_11(frame: np.ndarray) -> np.ndarray:
@@ -67,12 +68,12 @@ def test_the_published_cb_weight_equals_cell_11_and_is_zero_on_hidden_positives(
     hidden[4, 1] = 1  # row 4 hides its positive 1
     observed = labels & ~hidden
     train = np.arange(90)  # rows 90.. are a test fold: the notebook counted them too
-    got = methods.negative_weights("confidence_notebook", labels, observed, train)
+    got = run_inputs.negative_weights("confidence_notebook", labels, observed, train)
     np.testing.assert_allclose(got, notebook_cell_11(labels)[train], atol=1e-6)
     assert got[4, 1] == 0  # the hidden positive: exactly 0, as IM-WCE's oracle weight
-    assert methods.negative_weights("confidence", labels, observed, train)[4, 1] > 0  # ours sees observed labels
+    assert run_inputs.negative_weights("confidence", labels, observed, train)[4, 1] > 0  # ours sees observed labels
     other = labels & (rng.random(labels.shape) < 0.3)  # another ratio's observed labels
-    np.testing.assert_array_equal(methods.negative_weights("confidence_notebook", labels, other, train), got)
+    np.testing.assert_array_equal(run_inputs.negative_weights("confidence_notebook", labels, other, train), got)
 
 
 def config(root, **heads):
@@ -101,7 +102,8 @@ def test_paper_exact_keeps_the_rate_at_0_1_and_takes_fold_1s_full_labels_for_pos
     def batches():
         return ((rows, x[rows]) for rows in trainer.epoch_batches(100, 5, order))
 
-    inputs = models.StackInputs(methods=["ce"], params=[{}], targets=np.zeros((1, 100, 3), np.uint8),
+    inputs = models.StackInputs(methods=["ce"], needs=[run_inputs.needs("ce")], params=[{}],
+                                targets=np.zeros((1, 100, 3), np.uint8),
                                 target_of=np.array([0]), pos_weight=np.ones((1, 3), np.float32),
                                 negatives=np.ones((1, 100, 3), np.float32), negatives_of=np.array([0]),
                                 k=np.zeros(1, np.float32))

@@ -4,6 +4,7 @@ import math
 import numpy as np
 import pytest
 
+from heads import inputs as run_inputs
 from heads import methods, models, trainer
 
 N, D, L = 96, 12, 6
@@ -26,14 +27,15 @@ def inputs_for(names, truth, observed):
     rows = np.arange(N)
     negatives, negatives_of = [np.ones((N, L), np.float32)], []
     for name in names:
-        weight = methods.negative_weights(name, truth, observed, rows, 0.5)
+        weight = run_inputs.negative_weights(name, truth, observed, rows, 0.5)
         if weight is not None:
             negatives_of.append(len(negatives))
             negatives.append(weight)
         else:
-            negatives_of.append(0 if methods.get(name).loss == "weighted_ce" else -1)
+            negatives_of.append(0 if run_inputs.needs(name).weighted else -1)
     params = [methods.parameters(name, {"delta": 0.02} if name.startswith("ll_") else None) for name in names]
-    return models.StackInputs(methods=list(names), params=params, targets=observed[None],
+    return models.StackInputs(methods=list(names), needs=[run_inputs.needs(n) for n in names], params=params,
+                              targets=observed[None],
                               target_of=np.zeros(len(names), int), pos_weight=np.full((len(names), L), 2, np.float32),
                               negatives=np.stack(negatives), negatives_of=np.array(negatives_of),
                               k=np.full(len(names), 2.0, np.float32))

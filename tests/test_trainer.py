@@ -6,6 +6,7 @@ import pytest
 import configs
 import splits
 from features import store as feature_store
+from heads import inputs as run_inputs
 from heads import predictions, trainer
 from heads.predictions import HeadRun
 
@@ -161,7 +162,8 @@ def test_validation_early_stopping_keeps_each_heads_best_epoch():
 
     stack = models.HeadStack(["a", "b"], hidden=(64,), optimizer="adam", learning_rate=0.05, epochs=40,
                              patience=3, seed=0)
-    inputs = models.StackInputs(methods=["ce", "ce"], params=[{}, {}], targets=y.astype(np.uint8),
+    inputs = models.StackInputs(methods=["ce", "ce"], needs=[run_inputs.needs("ce")] * 2, params=[{}, {}],
+                                targets=y.astype(np.uint8),
                                 target_of=np.array([0, 1]), pos_weight=np.ones((2, 5), np.float32),
                                 negatives=ones[:1], negatives_of=np.array([0, 0]), k=np.zeros(2, np.float32))
     stack.fit(batches, inputs, (blocks, y_val.astype(np.uint8), ones_val[:1]), d_in=40)
@@ -182,8 +184,8 @@ def test_validation_weights_come_from_one_estimate_over_training_and_validation_
                              "heads": {"head": "linear", "epochs": 1, "methods": ["confidence_prior"]}}, source="test")
     sf = make_features(cfg)
     seen = []
-    original = trainer.methods.negative_weights
-    monkeypatch.setattr(trainer.methods, "negative_weights",
+    original = run_inputs.negative_weights
+    monkeypatch.setattr(run_inputs, "negative_weights",
                         lambda method, labels, observed, rows, *rest: seen.append(len(rows))
                         or original(method, labels, observed, rows, *rest))
     trainer.train(cfg, only={"fold": "1", "ratio": "0.5"}, n_jobs=1)

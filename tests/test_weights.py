@@ -261,7 +261,7 @@ def test_auto_picks_the_estimator_that_is_right_by_design():
 
 def test_no_estimator_reads_test_rows_or_ground_truth():
     """Weights for a fold's training rows depend only on those rows' observed labels."""
-    from heads import methods
+    from heads import inputs as run_inputs
     rng = np.random.default_rng(9)
     labels = (rng.random((400, 10)) < 0.35).astype(np.uint8)
     observed = labels & (rng.random(labels.shape) < 0.6)
@@ -270,8 +270,8 @@ def test_no_estimator_reads_test_rows_or_ground_truth():
     poisoned_labels[:] = 1  # ground truth: never read
     poisoned_observed[300:] = 1 - poisoned_observed[300:]  # test rows: never read
     for name in ["confidence", *(f"confidence_{e}" for e in weights.ESTIMATORS)]:
-        clean = methods.negative_weights(name, labels, observed, train, 0.5)
-        dirty = methods.negative_weights(name, poisoned_labels, poisoned_observed, train, 0.5)
+        clean = run_inputs.negative_weights(name, labels, observed, train, 0.5)
+        dirty = run_inputs.negative_weights(name, poisoned_labels, poisoned_observed, train, 0.5)
         np.testing.assert_array_equal(clean, dirty, err_msg=name)
 
 

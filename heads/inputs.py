@@ -1,0 +1,194 @@
+"""A run's inputs: what a head trains on besides its features, for heads and finetune alike.
+
+TensorFlow-free. `needs(method)` is the one reader of a method's registry flags; every other
+module takes what it returns, or the arrays built from it here:
+
+    needs(method)            -> Needs: its loss, and which inputs that loss takes
+    missing_rate(...)        the share of true positives an estimator should expect missing
+    negative_weights(...)    (n, L) float32 weights of the o = 0 entries, or None
+    head_inputs(...)         -> HeadInputs of one (fold, protocol, method): parameters, class
+                             weights, negative weights of the training and validation rows, k
+    stack(heads, ...)        -> StackInputs: many heads' inputs as `heads.models.HeadStack` takes them
+
+A new input kind is a field of `Needs` and `HeadInputs` filled here, and its use in the loss.
+Negative weights come from a fold's rows: the estimators see observed labels only; "oracle"
+reads which positives were hidden; "notebook" reads the ground truth of every image.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from splits import weights
+
+from . import methods
+
+
+class Needs(NamedTuple):
+    """What a method's loss takes besides logits and observed labels (from its registry entry)."""
+    loss: str  # the function in heads.losses
+    class_weights: bool  # observed positives weighted by the paper's pos_weight (L,)
+    negatives: str  # "" | oracle | cb | estimator | notebook: where its (n, L) negative weights come from
+    estimator: str  # for negatives = "estimator": the splits.weights estimator
+    weighted: bool  # the loss multiplies o = 0 entries by negative weights (ones when `negatives` is "")
+    state: str  # "" | estimates (ROLE) | corrections (LL-Cp): per-training-row state kept by the stack
+    k: bool  # it takes k, the expected number of positives per row
+    oracle: bool  # it reads ground truth beyond the observed labels
+
+
+def needs(name: str) -> Needs:
+    """The inputs method `name` needs: the only place that reads a method's flags."""
+    method = methods.get(name)
+    return Needs(loss=method.loss, class_weights=method.class_weights, negatives=method.negatives,
+                 estimator=method.estimator, weighted=bool(method.negatives) or method.loss == "weighted_ce",
+                 state=method.state, k="k" in method.params, oracle=method.oracle)
+
+
+def check_truth(names, ground_truth: bool, where) -> None:
+    """ValueError for an oracle method when `where` (a splits.h5) holds no ground truth."""
+    oracles = [name for name in names if needs(name).oracle]
+    if oracles and not ground_truth:
+        raise ValueError(f"{oracles[0]} is an oracle: it reads the ground truth of every row, and {where} "
+                         "holds none (its labels are not the truth of its test rows); drop it from the methods")
+
+
+def check_stateless(names, where: str, key: str) -> None:
+    """ValueError for a method that keeps per-image state across epochs (ROLE, LL-Cp): a
+    training run that streams images end to end (finetune) keeps none."""
+    stateful = [name for name in names if needs(name).state]
+    if stateful:
+        raise ValueError(f"{where}: {key} holds {stateful[0]!r}, which keeps per-image state across epochs; "
+                         "finetune trains the stateless methods (train it as a head)")
+
+
+def missing_rate(cfg, sf, fold: int, protocol: str) -> float:
+    """The share of true positives an estimator should expect missing: the protocol's, with
+    [dataset] natural_missing_rate on top: 1 - (1 - natural) (1 - protocol's)."""
+    return 1 - (1 - cfg.dataset.natural_missing_rate) * (1 - sf.missing_rate(fold, protocol))
+
+
+def negative_weights(name: str, labels: np.ndarray, observed: np.ndarray, rows: np.ndarray,
+                     missing_rate: float | None = None) -> np.ndarray | None:
+    """The method's negative weights for `rows` (indices into the (N, L) `labels` / `observed`),
+    None when the method takes none. Estimators see `observed[rows]` only (one estimate over
+    those rows); `missing_rate`: the share of true positives missing from `observed`."""
+    kind = needs(name)
+    seen = observed[rows]
+    if kind.negatives == "oracle":
+        return weights.im_weights(labels[rows], seen)
+    if kind.negatives == "cb":
+        return weights.cb_weights(seen)
+    if kind.negatives == "estimator":
+        return weights.estimator(kind.estimator)(seen, missing_rate)
+    if kind.negatives == "notebook":
+        return notebook_weights(labels)[rows]
+    return None
+
+
+def notebook_weights(labels: np.ndarray) -> np.ndarray:
+    """(N, L) the CB weight as the paper's notebook computed it (MSCOCO-preprocessing, cells
+    11-12): every row's pattern and every count taken from the labels of all N rows of the split,
+    test rows included, once for every fold and ratio; 0 on a row's own positives, so 0 on every
+    hidden positive too. The same formula as `cb_weights`, on the ground truth."""
+    return weights.cb_weights(labels)
+
+
+def fold_negative_weights(name: str, labels: np.ndarray, observed: np.ndarray, train: np.ndarray,
+                          validation: np.ndarray, missing_rate: float | None = None):
+    """(training, validation) negative weights of one fold, or (None, None): one estimate
+    (`negative_weights`) over all its rows with observed labels, `train` then `validation`,
+    split back."""
+    estimate = negative_weights(name, labels, observed, np.concatenate([train, validation]), missing_rate)
+    if estimate is None:
+        return None, None
+    return estimate[:len(train)], estimate[len(train):]
+
+
+def expected_positives(observed: np.ndarray, missing_rate: float | None) -> float:
+    """The expected number of true positives per row, from observed labels (n, L) and the share
+    of positives missing: mean observed count / (1 - missing rate)."""
+    return float(observed.sum(1).mean()) / (1.0 - (missing_rate or 0.0))
+
+
+@dataclass
+class HeadInputs:
+    """One head's inputs over a fold's n training and m validation rows."""
+    method: str
+    needs: Needs
+    params: dict  # resolved parameters (published defaults, [heads.params] on top)
+    pos_weight: np.ndarray  # (L,) float32 class weights of observed positives (ones when the method has none)
+    negatives: np.ndarray | None  # (n, L) float32 negative weights, None when the method has none
+    val_negatives: np.ndarray | None  # (m, L) float32, from the same estimate
+    k: float  # expected positives per row (EPR, ROLE), 0 when unused
+    missing_rate: float
+
+
+def head_inputs(cfg, sf, fold: int, protocol: str, method: str, train: np.ndarray, validation: np.ndarray,
+                observed: np.ndarray | None = None) -> HeadInputs:
+    """A head's inputs for `method` on (fold, protocol) of splits file `sf`, over the `train` and
+    `validation` rows. Class weights come from the observed training labels, or from fold 1's
+    full labels under heads.paper_exact (as the notebooks). `observed`: the protocol's (N, L)
+    observed labels when the caller has them read already."""
+    kind = needs(method)
+    seen = sf.observed(fold, protocol) if observed is None else observed
+    rate = missing_rate(cfg, sf, fold, protocol)
+    params = methods.parameters(method, cfg.heads.params.get(method))
+    negatives, val_negatives = fold_negative_weights(method, sf.labels, seen, train, validation, rate)
+    class_rows = sf.labels[sf.test_fold != 0] if cfg.heads.paper_exact else seen[train]
+    pos_weight = weights.pos_weight(class_rows) if kind.class_weights else np.ones(len(sf.classes), np.float32)
+    k = 0.0
+    if kind.k:
+        k = params["k"] if params["k"] is not None else expected_positives(seen[train], rate)
+    return HeadInputs(method, kind, params, pos_weight.astype(np.float32), negatives, val_negatives, float(k), rate)
+
+
+@dataclass
+class StackInputs:
+    """What the heads of a stack train on, as NumPy arrays over the n training rows.
+
+    Several heads share one array (their protocol's targets, a ones row of negative weights):
+    `target_of` / `negatives_of` map each head to its row."""
+    methods: list[str]  # (H,)
+    needs: list[Needs]  # (H,)
+    params: list[dict]  # (H,) resolved parameters
+    targets: np.ndarray  # (P, n, L) uint8 observed labels
+    target_of: np.ndarray  # (H,) int: the head's row of `targets`
+    pos_weight: np.ndarray  # (H, L) float32 class weights of observed positives
+    negatives: np.ndarray  # (W, n, L) float32 negative weights
+    negatives_of: np.ndarray  # (H,) int: the head's row of `negatives`, -1 for none
+    k: np.ndarray  # (H,) float32 expected positives per row (EPR, ROLE), 0 when unused
+
+
+def stack(heads: list[HeadInputs], targets: np.ndarray, target_of, n_val: int = 0):
+    """(StackInputs, validation negatives (W, m, L)) of `heads`, whose observed labels are rows
+    `target_of` of `targets` (P, n, L). Heads of a weighted loss without weights of their own
+    share one row of ones; heads of other losses get none (-1)."""
+    n, n_classes = targets.shape[1:]
+    negatives, val_negatives, negatives_of = [], [], []
+    ones = None
+    for head in heads:
+        if head.negatives is None and head.needs.weighted:
+            if ones is None:
+                ones = len(negatives)
+                negatives.append(np.ones((n, n_classes), np.float32))
+                val_negatives.append(np.ones((n_val, n_classes), np.float32))
+            negatives_of.append(ones)
+        elif head.negatives is None:
+            negatives_of.append(-1)
+        else:
+            negatives_of.append(len(negatives))
+            negatives.append(head.negatives)
+            val_negatives.append(head.val_negatives if head.val_negatives is not None
+                                 else np.zeros((n_val, n_classes), np.float32))
+
+    def stacked(rows, count):
+        return np.stack(rows) if rows else np.zeros((0, count, n_classes), np.float32)
+
+    inputs = StackInputs(
+        methods=[h.method for h in heads], needs=[h.needs for h in heads], params=[h.params for h in heads],
+        targets=targets, target_of=np.asarray(target_of), pos_weight=np.stack([h.pos_weight for h in heads]),
+        negatives=stacked(negatives, n), negatives_of=np.array(negatives_of),
+        k=np.array([h.k for h in heads], np.float32))
+    return inputs, stacked(val_negatives, n_val)
