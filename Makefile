@@ -1,4 +1,4 @@
-# make demo | make test | make splits features heads finetune figures | make bench
+# make demo | make test | make splits features heads finetune figures | make bench | make bench-smoke
 # CONFIG picks the experiment (default: the embedded synthetic demo); paths with spaces are fine.
 # FORCE=1 redoes the outputs of the targets named on the command line (not their prerequisites):
 #   make heads FORCE=1
@@ -8,7 +8,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED = 0
 force = $(if $(FORCE),$(if $(filter $@,$(MAKECMDGOALS)),--force))
 
-.PHONY: setup lint test check import splits features pretrain heads finetune figures demo bench clean
+.PHONY: setup lint test check import splits features pretrain heads finetune figures demo bench bench-smoke clean
 
 setup: .venv/installed
 
@@ -60,12 +60,13 @@ figures: check
 demo:
 	$(MAKE) heads finetune figures CONFIG=configs/demo.toml
 
+BENCHES = splits extract heads weights_quality weights_limits importer cluster as_published
+
+# Every benchmark in full (minutes each; reads ../shared/data); never part of `make test`.
 bench: setup
-	$(PYTHON) bench/splits.py
-	$(PYTHON) bench/extract.py
-	$(PYTHON) bench/heads.py
-	$(PYTHON) bench/weights_quality.py
-	$(PYTHON) bench/weights_limits.py
-	$(PYTHON) bench/importer.py
-	$(PYTHON) bench/cluster.py
-	$(PYTHON) bench/as_published.py
+	for b in $(BENCHES); do $(PYTHON) bench/$$b.py || exit 1; done
+
+# Every benchmark on tiny inputs (bench/tiny.py stands in for ../shared/data): checks that each
+# still runs after an API change; measures nothing. Run by .ci/run after the tests.
+bench-smoke: setup
+	for b in $(BENCHES); do echo "== bench/$$b.py --smoke"; $(PYTHON) bench/$$b.py --smoke > /dev/null || exit 1; done

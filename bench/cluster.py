@@ -1,6 +1,6 @@
 """Benchmark: the Dask engine's overhead against joblib processes on this machine.
 
-    .venv/bin/python bench/cluster.py [--repeats 2]
+    .venv/bin/python bench/cluster.py [--repeats 2] [--smoke]
 
 The demo's heads grid (configs/demo.toml as shipped: 2,400 rows, 16 classes, every registered
 method x the 4 ratios and single positive x 4 folds, paper_mlp 512-256, 10 epochs) on 128-d
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import subprocess
 import sys
 import tempfile
@@ -36,11 +37,27 @@ ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "configs" / "demo.toml"
 
 
-def demo_config(root: str, scheduler: str):
+SMOKE = {"dataset": {"n_images": 200}, "heads": {"methods": ["ce", "confidence"], "epochs": 1, "hidden": [16]}}
+
+
+def demo_raw(root: str, scheduler: str, smoke: bool = False) -> dict:
+    """The shipped demo config (tiny under --smoke) writing under `root`, on `scheduler`."""
     raw = tomllib.loads(DEMO.read_text())
     raw["experiment"]["runs_dir"] = root
     raw["cluster"] = {"scheduler": scheduler, "workers": 2}
-    return configs.from_dict(raw, source=f"demo ({scheduler or 'joblib'})")
+    for section, values in (SMOKE if smoke else {}).items():
+        raw[section].update(values)
+    return raw
+
+
+def demo_config(root: str, scheduler: str, smoke: bool = False):
+    return configs.from_dict(demo_raw(root, scheduler, smoke), source=f"demo ({scheduler or 'joblib'})")
+
+
+def toml_text(raw: dict) -> str:
+    """A config dict of plain tables as TOML (JSON's scalars and lists are TOML's)."""
+    return "\n".join(f"[{section}]\n" + "\n".join(f"{key} = {json.dumps(value)}" for key, value in table.items())
+                     for section, table in raw.items()) + "\n"
 
 
 def features(cfg, dim: int = 128) -> None:
@@ -59,17 +76,16 @@ def features(cfg, dim: int = 128) -> None:
     feature_store.finish(tmp, path, recipe)
 
 
-def grid_seconds(scheduler: str, repeats: int) -> float:
+def grid_seconds(scheduler: str, repeats: int, smoke: bool = False) -> float:
     """Fastest wall time of `python -m heads train` on the demo grid, a fresh process each time."""
     best = np.inf
     for _ in range(repeats):
         root = tempfile.mkdtemp()
-        cfg = demo_config(root, scheduler)
+        cfg = demo_config(root, scheduler, smoke)
         splits.make(cfg)
         features(cfg)
         config = Path(root) / "demo.toml"
-        text = DEMO.read_text().replace('[experiment]', f'[experiment]\nruns_dir = "{root}"', 1)
-        config.write_text(text + f'\n[cluster]\nscheduler = "{scheduler}"\nworkers = 2\n')
+        config.write_text(toml_text(demo_raw(root, scheduler, smoke)))
         start = time.perf_counter()
         subprocess.run([sys.executable, "-m", "heads", "train", "--config", str(config), "--n-jobs", "2"],
                        cwd=ROOT, check=True, capture_output=True)
@@ -108,10 +124,12 @@ def joblib_latency(n: int = 200) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--smoke", action="store_true", help="a tiny grid: checks the code runs, measures nothing")
     args = parser.parse_args()
-    joblib_seconds = grid_seconds("", args.repeats)
-    dask_seconds = grid_seconds("local", args.repeats)
-    cfg = demo_config(tempfile.mkdtemp(), "")
+    repeats = 1 if args.smoke else args.repeats
+    joblib_seconds = grid_seconds("", repeats, args.smoke)
+    dask_seconds = grid_seconds("local", repeats, args.smoke)
+    cfg = demo_config(tempfile.mkdtemp(), "", args.smoke)
     heads = len(cfg.heads.methods) * (len(cfg.splits.ratios) + cfg.splits.single_positive)
     print(f"\ndemo heads grid ({cfg.splits.n_folds} stacks of {heads} heads): joblib {joblib_seconds:.1f} s, Dask LocalCluster "
           f"{dask_seconds:.1f} s: {dask_seconds / joblib_seconds:.2f}x (goal <= 1.10x)")

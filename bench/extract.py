@@ -1,6 +1,6 @@
 """Benchmark: extraction throughput against this machine's measured limit.
 
-    .venv/bin/python bench/extract.py [--images 64] [--batch 32]
+    .venv/bin/python bench/extract.py [--images 64] [--batch 32] [--smoke]
 
 For inception_resnet_v2 and resnet_v1_50 at 224 x 224 (random weights: speed does not depend
 on them), prints images/s beside the limit measured in the same run: matmul GFLOP/s divided by
@@ -62,15 +62,17 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--smoke", action="store_true", help="2 images a model: checks the code runs, measures nothing")
     args = parser.parse_args()
-    gflops = matmul_gflops()
+    n_images, batch = (2, 2) if args.smoke else (args.images, args.batch)
+    gflops = matmul_gflops(sizes=(256,), trials=1) if args.smoke else matmul_gflops()
     print(f"float32 matmul: {gflops:.0f} GFLOP/s")
-    decode = decode_rate(512)
+    decode = decode_rate(8 if args.smoke else 512)
     print(f"decode + resize, 640x480 JPEG -> 224: {decode:.0f} img/s")
     for name, cost in GFLOP_PER_IMAGE.items():
-        rate = model_rate(name, args.images, args.batch)
+        rate = model_rate(name, n_images, batch)
         limit = gflops / cost
-        print(f"{name} @224, batch {args.batch}: {rate:.1f} img/s; limit {limit:.1f} img/s "
+        print(f"{name} @224, batch {batch}: {rate:.1f} img/s; limit {limit:.1f} img/s "
               f"({cost} GFLOP/img); {100 * rate / limit:.0f}% of limit (target >= 70%); "
               f"decode is {decode / rate:.0f}x faster (target >= 3x)")
 

@@ -1,7 +1,7 @@
 """Benchmark: the head stack against this machine's limits, against a loop over its heads, and
 with the field's losses against plain CE heads of the same count.
 
-    .venv/bin/python bench/heads.py [--steps 12] [--skip-all-methods]
+    .venv/bin/python bench/heads.py [--steps 12] [--skip-all-methods] [--smoke]
 
 COCO-sized random data: 24,731 training rows of 1536 features (Inception-ResNet-v2 avg-pooled),
 80 classes. Limits measured in the same run with TensorFlow (bench/machine.py): its best matmul
@@ -43,6 +43,12 @@ from runtime.tf_quiet import tf
 N_TRAIN, DIM, N_CLASSES, PAPER = 24_731, 1536, 80, (2048, 1024, 256)
 PROTOCOLS = 5  # 0, .25, .5, .75, single positive
 FIELD_DIM = 256  # the paper heads' input in the every-method stack (see every_method)
+
+
+def use_tiny_sizes() -> None:
+    """--smoke: a few hundred rows of 32 features, small heads: every part runs, nothing is measured."""
+    global N_TRAIN, DIM, PAPER, FIELD_DIM
+    N_TRAIN, DIM, PAPER, FIELD_DIM = 512, 32, (16, 8), 16
 
 
 def data(seed: int = 0):
@@ -199,18 +205,23 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--skip-all-methods", action="store_true")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the code runs, measures nothing")
     args = parser.parse_args()
+    if args.smoke:
+        use_tiny_sizes()
+    steps = 2 if args.smoke else args.steps
     x, targets, weights = data()
-    gflops, gbps = matmul_gflops(), copy_gbps()
+    gflops, gbps = (matmul_gflops(sizes=(256,), trials=1), copy_gbps(2**20, 1)) if args.smoke else \
+        (matmul_gflops(), copy_gbps())
     print(f"machine (TensorFlow): matmul {gflops:.0f} GFLOP/s, in-place update {gbps:.1f} GB/s; 12 paper heads hold "
           f"{parameters(PAPER, 12) / 1e6:.0f} M parameters")
-    paper_stack(x, targets, weights, args.steps, gflops, gbps)
-    stack_against_loop(x, targets, weights, args.steps)
+    paper_stack(x, targets, weights, steps, gflops, gbps)
+    stack_against_loop(x, targets, weights, steps)
     print("a step of 12 paper heads, batch 32, by phase:")
-    phases(x, targets, weights, args.steps)
-    adadelta_update(parameters(PAPER, 12))
+    phases(x, targets, weights, steps)
+    adadelta_update(parameters(PAPER, 12), trials=2 if args.smoke else 7)
     if not args.skip_all_methods:
-        every_method(x, targets, weights, args.steps)
+        every_method(x, targets, weights, steps)
 
 
 if __name__ == "__main__":

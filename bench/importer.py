@@ -1,7 +1,7 @@
 """Benchmark: importing the real sets (`python -m features import`) against reading each file
 with its library alone.
 
-    .venv/bin/python bench/importer.py [--real-dir ../shared/data/real] [--repeats 3]
+    .venv/bin/python bench/importer.py [--data ../shared/data] [--repeats 3] [--out table.csv] [--smoke]
 
 For each shipped file: rows/s of the library's own read (scipy.io.loadmat, liac-arff, pandas)
 and of the whole import (read, checks, recoding, writing the feature store with its
@@ -23,6 +23,7 @@ import scipy.io
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import configs
+from bench import tiny
 from features import importer, store
 
 SETS = {  # file: (dataset keys, the library's own read)
@@ -61,21 +62,26 @@ def import_config(root: Path, features: Path, keys: dict, trial: int):
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--real-dir", default=str(Path(__file__).resolve().parents[2] / "shared/data/real"))
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default="", help="also write the table as CSV")
+    tiny.add_arguments(parser)
     args = parser.parse_args()
-    real = Path(args.real_dir)
-    if not real.is_dir():
-        sys.exit(f"{real} not found: the real sets live in ../shared/data/real")
+    real = tiny.data_root(args) / "real"
+    repeats = 1 if args.smoke else args.repeats
     print(f"{'file':<15} {'rows':>6} {'library rows/s':>15} {'import rows/s':>14} {'import/library':>15}")
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, (keys, library_read) in SETS.items():
             path = real / name
-            read = best_of(args.repeats, partial(library_read, path))
-            configs_ = [import_config(Path(tmp), path, keys, trial) for trial in range(args.repeats)]
-            whole = best_of(args.repeats, partial(import_each, configs_))
+            read = best_of(repeats, partial(library_read, path))
+            configs_ = [import_config(Path(tmp), path, keys, trial) for trial in range(repeats)]
+            whole = best_of(repeats, partial(import_each, configs_))
             n = store.FeatureReader(store.path(import_config(Path(tmp), path, keys, 0))).shape[0]
             print(f"{name:<15} {n:>6} {n / read:>15,.0f} {n / whole:>14,.0f} {whole / read:>14.2f}x")
+            rows.append({"file": name, "rows": n, "library_rows_per_s": n / read, "import_rows_per_s": n / whole,
+                         "import_over_library": whole / read})
+    if args.out:
+        pd.DataFrame(rows).to_csv(args.out, index=False, float_format="%.4g")
 
 
 if __name__ == "__main__":

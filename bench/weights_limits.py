@@ -1,7 +1,7 @@
 """Benchmark: how close the `mixture` estimator gets to what the observed labels allow (reads
 ground truth, so it is an analysis, never an estimator).
 
-    .venv/bin/python bench/weights_limits.py [--paper-dir ../shared/data/paper_splits] [--ratio 0.5]
+    .venv/bin/python bench/weights_limits.py [--data ../shared/data] [--ratio 0.5] [--smoke]
 
 On fold 1 of each published split: detection ROC-AUC of the hidden positives by the mixture's
 scenes alone (the shipped `mixture` weights also back off to the prior where the co-occurrence
@@ -23,6 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import splits
+from bench import tiny
 from splits import quality, store, weights
 
 
@@ -38,12 +39,13 @@ def table_scores(single: np.ndarray, truth: np.ndarray, own: np.ndarray | None =
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--paper-dir", default=str(Path(__file__).resolve().parents[2] / "shared/data/paper_splits"))
+    tiny.add_arguments(parser)
     parser.add_argument("--ratio", type=float, default=0.5)
     args = parser.parse_args()
+    paper_dir = tiny.data_root(args) / "paper_splits"
     tmp = Path(tempfile.mkdtemp())
     for name, folder in (("MSCOCO", "labels_balanced_4labels"), ("NUS-WIDE", "labels_balanced_nus")):
-        sf = store.load(splits.import_to(Path(args.paper_dir) / folder, tmp / f"{folder}.h5"))
+        sf = store.load(splits.import_to(paper_dir / folder, tmp / f"{folder}.h5"))
         train = sf.train_rows(0)
         labels, observed = sf.labels[train], sf.observed(0, args.ratio)[train]
         kept, true_count = observed.sum(1), labels.sum(1)

@@ -2,7 +2,7 @@
 set, both published splits and a synthetic 16,000 x 1,000-label set; and how fast.
 
     .venv/bin/python bench/weights_quality.py [--estimators prior,mixture,auto] [--cases corel5k,mscoco]
-                                             [--out table.csv] [--backoffs 3,15,75]
+                                             [--out table.csv] [--backoffs 3,15,75] [--data DIR] [--smoke]
 
 A case is a label matrix with positives hidden, every row a training row, as the estimators see
 a fold: the real sets keep their rows with >= 3 labels and hide round(r n) of each row's n
@@ -32,10 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import configs
 import splits
+from bench import tiny
 from features import importer
 from splits import folds, quality, store, weights
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 REAL = {  # name: (file, [dataset] keys)
     "corel5k": ("corel5k.mat", {}),
     "enron": ("enron.mat", {"label_coding": "-1/1"}),
@@ -46,9 +46,9 @@ REAL = {  # name: (file, [dataset] keys)
 RATIOS = (0.25, 0.5, 0.75)
 
 
-def real_labels(name: str) -> np.ndarray:
+def real_labels(data: Path, name: str) -> np.ndarray:
     file, keys = REAL[name]
-    cfg = configs.from_dict({"dataset": {"adapter": "table", "features": str(SHARED / "real" / file), **keys}},
+    cfg = configs.from_dict({"dataset": {"adapter": "table", "features": str(data / "real" / file), **keys}},
                             source=name)
     table, _ = importer.read_table(cfg)
     labels = table.labels
@@ -64,9 +64,9 @@ def protocols(truth: np.ndarray, seed: int = 0):
     yield "single positive", truth & ~hidden, 1 - 1 / truth.sum(1).mean()
 
 
-def published(folder: str):
+def published(data: Path, folder: str):
     """Fold 1 of a published split: (protocol, truth, observed, missing rate)."""
-    path = splits.import_to(SHARED / "paper_splits" / folder, Path(tempfile.mkdtemp()) / "splits.h5")
+    path = splits.import_to(data / "paper_splits" / folder, Path(tempfile.mkdtemp()) / "splits.h5")
     sf = store.load(path)
     train = sf.train_rows(0)
     truth = sf.labels[train]
@@ -87,26 +87,26 @@ def synthetic(n: int = 16_000, n_labels: int = 1_000, per_row: int = 19, seed: i
     return labels
 
 
-def cases(names: list[str]):
+def cases(data: Path, names: list[str], synthetic_size=(16_000, 1_000, 19)):
     """(set, protocol, truth, observed, missing rate) for the chosen cases."""
     for name in names:
         if name in REAL:
-            truth = real_labels(name)
+            truth = real_labels(data, name)
             for protocol, observed, rate in protocols(truth):
                 yield name, protocol, truth, observed, rate
         elif name in ("mscoco", "nuswide"):
             folder = "labels_balanced_4labels" if name == "mscoco" else "labels_balanced_nus"
-            for protocol, truth, observed, rate in published(folder):
+            for protocol, truth, observed, rate in published(data, folder):
                 yield name, protocol, truth, observed, rate
         elif name == "synthetic":
-            truth = synthetic()
+            truth = synthetic(*synthetic_size)
             hidden = folds.hide_positives(truth, 0.5, np.random.default_rng(3))
             yield name, "0.5", truth, truth & ~hidden, 0.5
 
 
-def run(names: list[str], estimators: list[str]) -> pd.DataFrame:
+def run(all_cases, estimators: list[str]) -> pd.DataFrame:
     rows = []
-    for name, protocol, truth, observed, rate in cases(names):
+    for name, protocol, truth, observed, rate in all_cases:
         for estimator in estimators:
             start = time.perf_counter()
             w = weights.estimator(estimator)(observed, rate)
@@ -135,9 +135,9 @@ def summarise(table: pd.DataFrame) -> None:
     print(f"\nslowest call per case (s):\n{table.groupby(['set'])['seconds'].max().round(2).to_string()}")
 
 
-def backoff_grid(names: list[str], backoffs: list[float]) -> None:
+def backoff_grid(data: Path, names: list[str], backoffs: list[float]) -> None:
     rows = []
-    for name, protocol, truth, observed, rate in cases([n for n in names if n != "synthetic"]):
+    for name, protocol, truth, observed, rate in cases(data, [n for n in names if n != "synthetic"]):
         shares = weights.mixture_shares(observed)  # one fit; the back-off only mixes it with the prior
         prior = quality.detection(1 - weights.prior_weights(observed, rate), observed, truth)
         for backoff in backoffs:
@@ -159,11 +159,14 @@ def main() -> None:
     parser.add_argument("--cases", default="corel5k,enron,yeast,emotions,bibtex,mscoco,nuswide,synthetic")
     parser.add_argument("--out", default="")
     parser.add_argument("--backoffs", default="", help="compare the mixture's back-off pseudo-counts instead")
+    tiny.add_arguments(parser)
     args = parser.parse_args()
+    data = tiny.data_root(args)
     if args.backoffs:
-        backoff_grid(args.cases.split(","), [float(b) for b in args.backoffs.split(",")])
+        backoff_grid(data, args.cases.split(","), [float(b) for b in args.backoffs.split(",")])
         return
-    table = run(args.cases.split(","), args.estimators.split(","))
+    size = (1_000, 200, 5) if args.smoke else (16_000, 1_000, 19)
+    table = run(cases(data, args.cases.split(","), size), args.estimators.split(","))
     if args.out:
         table.to_csv(args.out, index=False)
     summarise(table)
