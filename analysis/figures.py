@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+import artifacts
 from heads import methods
 
 from .tables import FINETUNE, method_of, order_key
@@ -37,13 +38,16 @@ def _legend_below(fig, handles, names) -> None:
 
 
 def _save(fig, stem: Path) -> list[Path]:
-    """PNG and PDF, each written to a temporary name and renamed: never a half-written figure."""
-    stem.parent.mkdir(parents=True, exist_ok=True)
+    """PNG and PDF, each written to a temporary name of its own and renamed: never a half-written
+    figure, and two reports at once never share a temporary file."""
     paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
     for path in paths:
-        tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-        fig.savefig(tmp, dpi=130, bbox_inches="tight")
-        os.replace(tmp, path)
+        tmp = artifacts.temp_beside(path, f".tmp{path.suffix}")
+        try:
+            fig.savefig(tmp, dpi=130, bbox_inches="tight")
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
     plt.close(fig)
     return paths
 

@@ -143,7 +143,7 @@ def report(cfg) -> Path:
     summary = tables.summary(frame)
     paired = tables.paired_tests(frame)
     written = tables.write(summary, out / "summary") + tables.write(paired, out / "paired_vs_ce")
-    frame.drop(columns=["path", "order"]).to_csv(out / "runs.csv", index=False, float_format="%.5f")
+    artifacts.write_text(out / "runs.csv", frame.drop(columns=["path", "order"]).to_csv(index=False, float_format="%.5f"))
 
     # figures
     figure_protocol = min((p for p in protocols if p != "single positive"), default=protocols[0],
@@ -163,8 +163,8 @@ def report(cfg) -> Path:
 
     # the report
     lines = report_lines(cfg, frame, summary, paired, missing, splits_files, figure_protocol, "field" in figs)
-    (out / "report.md").write_text("\n".join(lines))
-    (out / "config.json").write_text(configs.to_json(cfg))
+    artifacts.write_text(out / "report.md", "\n".join(lines))
+    artifacts.write_text(out / "config.json", configs.to_json(cfg))
     print(f"{out / 'report.md'}: {len(frame)} runs, {len(missing)} missing; "
           f"{len(written)} table files, {sum(len(v) for v in figs.values())} figure files")
     return out / "report.md"
@@ -175,13 +175,15 @@ def smallest_p(paired: pd.DataFrame) -> str:
     with n pairs is 2 / 2^n (every difference of one sign)."""
     if not len(paired):
         return ""
-    n = int(paired["pairs"].min())
-    return f"With {n} pairs the smallest possible p is {2 / 2 ** n:.3g}. "
+    counts = sorted({int(n) for n in paired["pairs"]}, reverse=True)
+    said = "; ".join(f"with {n} pair{'s' if n != 1 else ''} the smallest possible p is {2 / 2 ** n:.3g}" for n in counts)
+    return said[0].upper() + said[1:] + ". "
 
 
 def represented() -> str:
-    """'X for its family, ...': the registry's representatives the paper's figures draw."""
-    return ", ".join(f"{m.display} for the {m.family} family" for m in methods.METHODS.values() if m.represents)
+    """'X standing for its family, ...': the registry's representatives the paper's figures draw."""
+    return ", ".join(f"{m.display} standing for {methods.FAMILIES[m.family]}" for m in methods.METHODS.values()
+                     if m.represents)
 
 
 def report_lines(cfg, frame, summary, paired, missing, splits_files, figure_protocol, field: bool) -> list[str]:
@@ -243,8 +245,8 @@ def report_lines(cfg, frame, summary, paired, missing, splits_files, figure_prot
         "",
         *(["![field](fig7_field.png)",
            ("Every method, the field's losses included, per protocol: mean micro F1 and mAP over all runs "
-            f"(figures 1-3 and 6 draw the families {', '.join(methods.FIGURE_FAMILIES)}, with {represented()} "
-            "when it is in the grid)."), ""] if field else []),
+            f"(figures 1-3 and 6 draw {' and '.join(methods.FAMILIES[f] for f in methods.FIGURE_FAMILIES)}, "
+            f"with {represented()} when it is in the grid)."), ""] if field else []),
         "## Missing runs",
         "",
         ("none: the grid is complete" if not missing else

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+import artifacts
 from heads import methods, predictions
 from heads.inputs import needs
 from splits import store as splits_store
@@ -152,11 +153,10 @@ def paired_tests(frame: pd.DataFrame) -> pd.DataFrame:
 
 def write(table: pd.DataFrame, stem) -> list:
     """CSV, Markdown and LaTeX versions of a table."""
-    stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(".csv"), stem.with_suffix(".md"), stem.with_suffix(".tex")]
-    table.to_csv(paths[0], index=False, float_format="%.6g")
-    paths[1].write_text(to_markdown(table) + "\n")
-    paths[2].write_text(to_latex(table) + "\n")
+    artifacts.write_text(paths[0], table.to_csv(index=False, float_format="%.6g"))
+    artifacts.write_text(paths[1], to_markdown(table) + "\n")
+    artifacts.write_text(paths[2], to_latex(table) + "\n")
     return paths
 
 

@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import h5py
@@ -92,6 +93,32 @@ def written(path: str | Path, provenance: dict):
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def temp_beside(path: Path, suffix: str = ".tmp") -> Path:
+    """A new empty file beside `path` with a name of its own (two writers never share one) and
+    the permissions a plain new file gets here (the umask's), to be renamed over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(handle)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    return Path(tmp)
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """A text file written atomically: to a temporary name of its own beside it, renamed into
+    place; nothing is left behind on error."""
+    path = Path(path)
+    tmp = temp_beside(path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
 
 
 def recorded(path: str | Path) -> tuple[bool, dict]:

@@ -94,6 +94,8 @@ def _registry() -> dict[str, Method]:
 
 METHODS = _registry()
 BASELINE = "ce"  # what the paired tests compare every method with
+FAMILIES = {"paper": "CE and its weighted variants", "estimator": "the confidence estimators",
+            "field": "the field's losses"}
 FIGURE_FAMILIES = ("paper", "estimator")  # the families the paper's figures draw (the rest: a heatmap)
 
 

@@ -7,14 +7,16 @@ import sys
 
 import numpy as np
 
+import artifacts
 import configs
 from runtime.cli import run_cli
 
 from . import import_to, make, stats, store, weights
 
 
-def describe(path) -> None:
-    """Print sizes, class frequencies, hidden shares and a CB weight summary of a splits.h5."""
+def describe(path, out: str | None = None) -> None:
+    """Print sizes, class frequencies, hidden shares and a CB weight summary of a splits.h5;
+    `out`: also write the label statistics as CSV (statistic, value)."""
     sf = store.load(path)
     n, n_classes = sf.labels.shape
     protocols = ", ".join(store.protocol_label(p) for p in sf.protocols)
@@ -23,8 +25,12 @@ def describe(path) -> None:
     print(f"dropped by min_labels = {sf.attrs['min_labels']}: {sf.attrs.get('dropped_rows', 0)} rows, "
           f"{len(dropped)} classes without a positive" + (f" ({', '.join(dropped[:8])})" if dropped else ""))
     print("test fold sizes:", np.bincount(sf.test_fold).tolist())
-    for key, value in stats.label_statistics(sf.labels).items():
+    statistics = stats.label_statistics(sf.labels)
+    for key, value in statistics.items():
         print(f"  {key}: {value:.4g}" if isinstance(value, float) else f"  {key}: {value}")
+    if out:
+        lines = ["statistic,value"] + [f'"{key}",{value:.6g}' for key, value in statistics.items()]
+        artifacts.write_text(out, "\n".join(lines) + "\n")
     freq = sf.labels.mean(0)
     order = np.argsort(freq)[::-1]
     print("most frequent classes:", ", ".join(f"{sf.classes[c]} {freq[c]:.3f}" for c in order[:5]))
@@ -57,6 +63,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True)
     p = sub.add_parser("describe", help="summarise a splits.h5")
     p.add_argument("path")
+    p.add_argument("--out", default=None, help="also write the label statistics as CSV")
     p = sub.add_parser("weight-quality", help="how well each confidence estimator finds hidden positives")
     p.add_argument("path")
     p.add_argument("--estimators", default="", help="comma-separated names (default: all)")
@@ -80,7 +87,7 @@ def main(argv=None) -> int:
                 for protocol, group in chosen.groupby("protocol"):
                     print(f"  {protocol}: " + ", ".join(f"{r.fold}: {r.choice}" for r in group.itertuples()))
         else:
-            describe(args.path)
+            describe(args.path, args.out)
 
     return run_cli(action)
 
