@@ -1,1 +1,2 @@
-"""Metrics, tables, figures and the report, from predictions.h5 and splits.h5 only."""
+"""Metrics, tables, figures and the report, from predictions.h5 and splits.h5 only; methods are
+shown as the registry says (order, colour, family), so no method is named here."""

@@ -23,6 +23,8 @@ from splits import weights
 from . import figures, tables
 from .metrics import roc_auc
 
+PAIRED = f"paired_vs_{methods.BASELINE}"  # the paired tests' file: every method against the baseline
+
 
 def grids(cfg, splits_files: dict) -> dict:
     """{(stage, run): path} for every run of the heads and finetune grids, present or not."""
@@ -142,7 +144,7 @@ def report(cfg) -> Path:
     # tables
     summary = tables.summary(frame)
     paired = tables.paired_tests(frame)
-    written = tables.write(summary, out / "summary") + tables.write(paired, out / "paired_vs_ce")
+    written = tables.write(summary, out / "summary") + tables.write(paired, out / PAIRED)
     artifacts.write_text(out / "runs.csv", frame.drop(columns=["path", "order"]).to_csv(index=False, float_format="%.5f"))
 
     # figures
@@ -187,12 +189,13 @@ def represented() -> str:
 
 
 def report_lines(cfg, frame, summary, paired, missing, splits_files, figure_protocol, field: bool) -> list[str]:
+    """report.md: what was run, the summary and findings, the paired tests, the figures, what is
+    missing, and the inputs it was made from."""
     sf = splits_files[cfg.seeds[0]]
     base = methods.display_name(methods.BASELINE)
     excluded = frame["classes_without_positives"].max()
     shown = paired[paired["metric"].isin(["micro_f1", "mAP"])] if len(paired) else paired
     seeds = ", ".join(map(str, cfg.seeds))
-    features_path = feature_store.path(cfg)
     return [
         f"# Report: {cfg.experiment.name}",
         "",
@@ -219,10 +222,24 @@ def report_lines(cfg, frame, summary, paired, missing, splits_files, figure_prot
          "Wilcoxon signed-rank p over the pairs, Holm's adjustment over every comparison of the metric. `holds` "
          "marks p < 0.05. Pairs share their images (folds of one seed, seeds of one data set): the p-values say "
          f"how consistent a difference is over these splits. {smallest_p(paired)}"
-         "All metrics: `paired_vs_ce.csv`."),
+         f"All metrics: `{PAIRED}.csv`."),
         "",
         tables.to_markdown(shown) if len(shown) else "(no pairs)",
         "",
+        *figure_lines(figure_protocol, field),
+        "## Missing runs",
+        "",
+        ("none: the grid is complete" if not missing else
+         "\n".join(f"- {stage} {run.label}" for stage, run in missing[:50])
+         + (f"\n- and {len(missing) - 50} more" if len(missing) > 50 else "")),
+        "",
+        *provenance_lines(cfg, splits_files),
+    ]
+
+
+def figure_lines(figure_protocol: str, field: bool) -> list[str]:
+    """The report's figures, each with what it shows."""
+    return [
         "## Figures",
         "",
         "![paper panel](fig1_paper_panel.png)",
@@ -247,12 +264,13 @@ def report_lines(cfg, frame, summary, paired, missing, splits_files, figure_prot
            ("Every method, the field's losses included, per protocol: mean micro F1 and mAP over all runs "
             f"(figures 1-3 and 6 draw {' and '.join(methods.FAMILIES[f] for f in methods.FIGURE_FAMILIES)}, "
             f"with {represented()} when it is in the grid)."), ""] if field else []),
-        "## Missing runs",
-        "",
-        ("none: the grid is complete" if not missing else
-         "\n".join(f"- {stage} {run.label}" for stage, run in missing[:50])
-         + (f"\n- and {len(missing) - 50} more" if len(missing) > 50 else "")),
-        "",
+    ]
+
+
+def provenance_lines(cfg, splits_files: dict) -> list[str]:
+    """The inputs the report was made from, with their fingerprints, and the package versions."""
+    features_path = feature_store.path(cfg)
+    return [
         "## Provenance",
         "",
         f"- config: `{cfg.source}`",

@@ -64,8 +64,8 @@ def stack_inputs(names: list[str], targets, weights) -> models.StackInputs:
     weighted = [needs(n).weighted for n in names]
     return models.StackInputs(
         methods=list(names), needs=[needs(n) for n in names], params=[methods.parameters(n) for n in names], targets=targets,
-        target_of=np.arange(len(names)) % len(targets), pos_weight=np.ones((len(names), N_CLASSES), np.float32),
-        negatives=weights, negatives_of=np.where(weighted, 0, -1), k=np.full(len(names), 3.0, np.float32))
+        target_of=np.arange(len(names)) % len(targets), negatives=weights, negatives_of=np.where(weighted, 0, -1),
+        constants={"pos_weight": np.ones((len(names), N_CLASSES), np.float32), "k": np.full(len(names), 3.0, np.float32)})
 
 
 def step_seconds(names, hidden, x, targets, weights, batch: int, steps: int) -> float:

@@ -10,12 +10,15 @@ module takes what it returns, or the arrays built from it here:
                              weights, negative weights of the training and validation rows, k
     stack(heads, ...)        -> StackInputs: many heads' inputs as `heads.models.HeadStack` takes them
 
-A new input kind is a field of `Needs` and `HeadInputs` filled here, and its use in the loss.
+A new per-head input (a constant of each head, like k or the class weights) is an entry of
+`HEAD_CONSTANTS` and its value in `head_inputs`, here, and a field of `heads.losses.Inputs` with
+its use in the loss: the stack and finetune pass every constant on without naming it.
 Negative weights come from a fold's rows: the estimators see observed labels only; "oracle"
 reads which positives were hidden; "notebook" reads the ground truth of every image.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -36,6 +39,24 @@ class Needs(NamedTuple):
     state: str  # "" | estimates (ROLE) | corrections (LL-Cp): per-training-row state kept by the stack
     k: bool  # it takes k, the expected number of positives per row
     oracle: bool  # it reads ground truth beyond the observed labels
+
+
+class Constant(NamedTuple):
+    """A per-head input: whether a head's loss receives it, and its value for a head whose loss
+    does not take it (so that every head of a stack has one)."""
+    given: Callable[[Needs], bool]
+    filler: float
+
+
+HEAD_CONSTANTS = {  # the `heads.losses.Inputs` field each fills, with its leading head axis
+    "pos_weight": Constant(lambda kind: kind.class_weights, 1.0),  # (L,) class weights of observed positives
+    "k": Constant(lambda kind: True, 0.0),  # () expected positives per row (EPR, ROLE)
+}
+
+
+def given_constants(kind: Needs, constants: dict) -> dict:
+    """The entries of `constants` (name -> value) that a loss of `kind` receives."""
+    return {name: value for name, value in constants.items() if HEAD_CONSTANTS[name].given(kind)}
 
 
 def needs(name: str) -> Needs:
@@ -118,10 +139,9 @@ class HeadInputs:
     method: str
     needs: Needs
     params: dict  # resolved parameters (published defaults, [heads.params] on top)
-    pos_weight: np.ndarray  # (L,) float32 class weights of observed positives (ones when the method has none)
+    constants: dict  # HEAD_CONSTANTS name -> float32 value (its filler where the method takes none)
     negatives: np.ndarray | None  # (n, L) float32 negative weights, None when the method has none
     val_negatives: np.ndarray | None  # (m, L) float32, from the same estimate
-    k: float  # expected positives per row (EPR, ROLE), 0 when unused
     missing_rate: float
 
 
@@ -141,7 +161,8 @@ def head_inputs(cfg, sf, fold: int, protocol: str, method: str, train: np.ndarra
     k = 0.0
     if kind.k:
         k = params["k"] if params["k"] is not None else expected_positives(seen[train], rate)
-    return HeadInputs(method, kind, params, pos_weight.astype(np.float32), negatives, val_negatives, float(k), rate)
+    constants = {"pos_weight": pos_weight.astype(np.float32), "k": np.float32(k)}
+    return HeadInputs(method, kind, params, constants, negatives, val_negatives, rate)
 
 
 @dataclass
@@ -155,10 +176,9 @@ class StackInputs:
     params: list[dict]  # (H,) resolved parameters
     targets: np.ndarray  # (P, n, L) uint8 observed labels
     target_of: np.ndarray  # (H,) int: the head's row of `targets`
-    pos_weight: np.ndarray  # (H, L) float32 class weights of observed positives
+    constants: dict  # HEAD_CONSTANTS name -> (H, ...) float32: pos_weight (H, L), k (H,)
     negatives: np.ndarray  # (W, n, L) float32 negative weights
     negatives_of: np.ndarray  # (H,) int: the head's row of `negatives`, -1 for none
-    k: np.ndarray  # (H,) float32 expected positives per row (EPR, ROLE), 0 when unused
 
 
 def stack(heads: list[HeadInputs], targets: np.ndarray, target_of, n_val: int = 0):
@@ -188,7 +208,7 @@ def stack(heads: list[HeadInputs], targets: np.ndarray, target_of, n_val: int = 
 
     inputs = StackInputs(
         methods=[h.method for h in heads], needs=[h.needs for h in heads], params=[h.params for h in heads],
-        targets=targets, target_of=np.asarray(target_of), pos_weight=np.stack([h.pos_weight for h in heads]),
-        negatives=stacked(negatives, n), negatives_of=np.array(negatives_of),
-        k=np.array([h.k for h in heads], np.float32))
+        targets=targets, target_of=np.asarray(target_of),
+        constants={name: np.stack([h.constants[name] for h in heads]).astype(np.float32) for name in HEAD_CONSTANTS},
+        negatives=stacked(negatives, n), negatives_of=np.array(negatives_of))
     return inputs, stacked(val_negatives, n_val)

@@ -28,7 +28,7 @@ import numpy as np
 from runtime.tf_quiet import tf
 
 from . import losses, network
-from .inputs import Needs, StackInputs
+from .inputs import Needs, StackInputs, given_constants
 
 ADADELTA, ADAM = network.OPTIMIZERS["adadelta"], network.OPTIMIZERS["adam"]
 ROLE_START = {"positive": 0.995, "spread": 0.6}  # Cole'21: logit(0.995) on positives, U(+-logit(0.6)) elsewhere
@@ -189,11 +189,10 @@ class HeadStack:
             if spec.state == "corrections":
                 observed = tf.maximum(observed, corrections)
             weighted = self._negatives_of[heads] >= 0  # all or none of a group's heads (`groups`)
+            constants = {name: tf.gather(value, heads) for name, value in given_constants(spec, self._constants).items()}
             inputs = losses.Inputs(
-                pos_weight=tf.gather(self._pos_weight, heads) if spec.class_weights else None,
                 neg_weight=tf.gather(negatives, self._negatives_of[heads]) if weighted.all() else None,
-                epoch=epoch, estimates=estimates if spec.state == "estimates" else None,
-                k=tf.gather(self._k, heads))
+                epoch=epoch, estimates=estimates if spec.state == "estimates" else None, **constants)
             terms = losses.terms(spec.loss, tf.gather(logits, heads), observed, inputs, dict(group.params))
             order.append(heads)
             values.append(terms.loss)
@@ -256,9 +255,8 @@ class HeadStack:
         assert len(self.head_keys) == len(inputs.methods)
         self._groups = groups(inputs)
         self._init(d_in, inputs)
-        self._pos_weight = tf.constant(inputs.pos_weight, tf.float32)
+        self._constants = {name: tf.constant(value, tf.float32) for name, value in inputs.constants.items()}
         self._negatives_of = np.asarray(inputs.negatives_of)
-        self._k = tf.constant(inputs.k, tf.float32)
         step = self._compiled_step(inputs)
         best = BestEpochs(self._w + self._b) if validation is not None and self.patience else None
 

@@ -9,10 +9,12 @@ method loss inside a graph, from its `heads.inputs.HeadInputs`.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from runtime.tf_quiet import tf
 
 from . import losses
-from .inputs import HeadInputs
+from .inputs import HeadInputs, given_constants
 
 WEIGHT_STD, BIAS_INIT = 0.1, 0.1
 HEAD_TYPES = ("paper_mlp", "linear")
@@ -50,7 +52,7 @@ def v1_optimizer(name: str, learning_rate):
 def loss(head: HeadInputs, logits, targets, neg_weight, epoch):
     """One head's mean batch loss (scalar): logits and 0/1 targets (n, L), its negative weights
     (n, L) of the batch's rows (read only when the method has some), epoch 1-based."""
-    inputs = losses.Inputs(pos_weight=tf.constant(head.pos_weight[None]) if head.needs.class_weights else None,
-                           neg_weight=neg_weight[None] if head.needs.negatives else None, epoch=epoch,
-                           k=tf.constant([head.k], tf.float32))
+    constants = {name: tf.constant(np.asarray(value, np.float32)[None])
+                 for name, value in given_constants(head.needs, head.constants).items()}
+    inputs = losses.Inputs(neg_weight=neg_weight[None] if head.needs.negatives else None, epoch=epoch, **constants)
     return losses.terms(head.needs.loss, logits[None], targets[None], inputs, head.params).loss[0]

@@ -84,7 +84,8 @@ def test_frozen_blocks_keep_checkpoint_values_and_batch_norm_is_frozen_at_evalua
         np.testing.assert_array_equal(after.get_tensor(f"DemoCNN/{name}"), before.get_tensor(f"DemoCNN/{name}"))
     for name in ("conv3/weights", "conv4/BatchNorm/beta", "conv3/BatchNorm/moving_mean"):
         assert np.abs(after.get_tensor(f"DemoCNN/{name}") - before.get_tensor(f"DemoCNN/{name}")).max() > 1e-6
-    head = HeadInputs("ce", needs("ce"), {}, np.ones(16, np.float32), None, None, 0.0, 0.0)
+    head = HeadInputs("ce", needs("ce"), {}, {"pos_weight": np.ones(16, np.float32), "k": np.float32(0)}, None, None,
+                      0.0)
     with pytest.raises(ValueError, match="trainable_from = 'block9' is no block of demo_cnn; blocks: conv1"):
         finetune.Network(config(tmp_path / "bad", checkpoint, trainable_from="block9"), 16, head, ["/cpu:0"], 0,
                          checkpoint)

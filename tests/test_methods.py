@@ -102,11 +102,10 @@ def test_paper_exact_keeps_the_rate_at_0_1_and_takes_fold_1s_full_labels_for_pos
     def batches():
         return ((rows, x[rows]) for rows in trainer.epoch_batches(100, 5, order))
 
+    constants = {"pos_weight": np.ones((1, 3), np.float32), "k": np.zeros(1, np.float32)}
     inputs = models.StackInputs(methods=["ce"], needs=[run_inputs.needs("ce")], params=[{}],
-                                targets=np.zeros((1, 100, 3), np.uint8),
-                                target_of=np.array([0]), pos_weight=np.ones((1, 3), np.float32),
-                                negatives=np.ones((1, 100, 3), np.float32), negatives_of=np.array([0]),
-                                k=np.zeros(1, np.float32))
+                                targets=np.zeros((1, 100, 3), np.uint8), target_of=np.array([0]), constants=constants,
+                                negatives=np.ones((1, 100, 3), np.float32), negatives_of=np.array([0]))
     for cfg, rate in ((exact, 0.1), (ours, 0.1 * 0.95 ** 2)):
         stack = models.make("linear", ["h"], configs.dataclasses.replace(cfg.heads, epochs=100), 0)
         stack.fit(batches, inputs, d_in=4)
@@ -121,7 +120,7 @@ def test_paper_exact_keeps_the_rate_at_0_1_and_takes_fold_1s_full_labels_for_pos
             runs = [trainer.predictions.HeadRun(0, fold, "0.5", m) for m in cfg.heads.methods]
             inputs, _, _ = trainer.stack_inputs(cfg, sf, fold, runs, train, np.array([], int))
             expected = full_fold_1 if exact_weights else weights.pos_weight(sf.observed(fold, 0.5)[train])
-            np.testing.assert_array_equal(inputs.pos_weight[0], expected)  # ce
-            np.testing.assert_array_equal(inputs.pos_weight[1], expected)  # IM-WCE
-            np.testing.assert_array_equal(inputs.pos_weight[2], 1)  # AN takes no class weights
+            np.testing.assert_array_equal(inputs.constants["pos_weight"][0], expected)  # ce
+            np.testing.assert_array_equal(inputs.constants["pos_weight"][1], expected)  # IM-WCE
+            np.testing.assert_array_equal(inputs.constants["pos_weight"][2], 1)  # AN takes no class weights
     assert isinstance(store.load(store.path(exact)), store.SplitsFile)

@@ -34,11 +34,10 @@ def inputs_for(names, truth, observed):
         else:
             negatives_of.append(0 if run_inputs.needs(name).weighted else -1)
     params = [methods.parameters(name, {"delta": 0.02} if name.startswith("ll_") else None) for name in names]
+    constants = {"pos_weight": np.full((len(names), L), 2, np.float32), "k": np.full(len(names), 2.0, np.float32)}
     return models.StackInputs(methods=list(names), needs=[run_inputs.needs(n) for n in names], params=params,
-                              targets=observed[None],
-                              target_of=np.zeros(len(names), int), pos_weight=np.full((len(names), L), 2, np.float32),
-                              negatives=np.stack(negatives), negatives_of=np.array(negatives_of),
-                              k=np.full(len(names), 2.0, np.float32))
+                              targets=observed[None], target_of=np.zeros(len(names), int), constants=constants,
+                              negatives=np.stack(negatives), negatives_of=np.array(negatives_of))
 
 
 def fit(names, data, optimizer="adam"):

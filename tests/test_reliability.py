@@ -276,7 +276,7 @@ def test_an_output_folder_that_cannot_be_written_fails_before_training(tmp_path,
 def test_claims_refuse_a_second_holder_and_are_released(tmp_path):
     target = tmp_path / "out.h5"
     script = (f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
-              f"from configs import artifacts\nwith artifacts.claim({str(target)!r}): pass")
+              f"import artifacts\nwith artifacts.claim({str(target)!r}): pass")
     second = [sys.executable, "-c", script]
     with artifacts.claim(target):
         done = subprocess.run(second, capture_output=True, text=True, check=False)

@@ -162,10 +162,10 @@ def test_validation_early_stopping_keeps_each_heads_best_epoch():
 
     stack = models.HeadStack(["a", "b"], hidden=(64,), optimizer="adam", learning_rate=0.05, epochs=40,
                              patience=3, seed=0)
+    constants = {"pos_weight": np.ones((2, 5), np.float32), "k": np.zeros(2, np.float32)}
     inputs = models.StackInputs(methods=["ce", "ce"], needs=[run_inputs.needs("ce")] * 2, params=[{}, {}],
-                                targets=y.astype(np.uint8),
-                                target_of=np.array([0, 1]), pos_weight=np.ones((2, 5), np.float32),
-                                negatives=ones[:1], negatives_of=np.array([0, 0]), k=np.zeros(2, np.float32))
+                                targets=y.astype(np.uint8), target_of=np.array([0, 1]), constants=constants,
+                                negatives=ones[:1], negatives_of=np.array([0, 0]))
     stack.fit(batches, inputs, (blocks, y_val.astype(np.uint8), ones_val[:1]), d_in=40)
     val = np.array([rec["val_loss"] for rec in stack.history_])
     assert len(val) < 40  # stopped early
