@@ -81,7 +81,7 @@ def main() -> None:
             rows.append({"file": name, "rows": n, "library_rows_per_s": n / read, "import_rows_per_s": n / whole,
                          "import_over_library": whole / read})
     if args.out:
-        pd.DataFrame(rows).to_csv(args.out, index=False, float_format="%.4g")
+        pd.DataFrame(rows).to_csv(args.out, index=False)
 
 
 if __name__ == "__main__":

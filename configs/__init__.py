@@ -349,6 +349,21 @@ def _check_lists(cfg: Config) -> None:
             raise ValueError(f"{where}: finetune.folds holds {k}; folds are 1..{cfg.splits.n_folds}")
 
 
+FORBIDDEN_IN_NAMES = set('<>:"/\\|?*')  # what common file systems refuse in a name, and the separators
+
+
+def _check_name(cfg: Config) -> None:
+    """experiment.name is one folder under runs_dir: no separators, no '.' or '..', no absolute
+    path, no character a file system forbids or a control character."""
+    name = cfg.experiment.name
+    bad = sorted({c for c in name if c in FORBIDDEN_IN_NAMES or ord(c) < 32})
+    if not name or name in (".", "..") or bad or name != name.strip():
+        shown = f" (it holds {''.join(bad)!r})" if bad else ""
+        raise ValueError(f"{cfg.source}: experiment.name = {name!r}{shown}; it must be one folder name under "
+                         f"experiment.runs_dir: letters, digits, '.', '-', '_' (no '/', '..', or leading or trailing "
+                         "spaces)")
+
+
 def _check_dataset(cfg: Config) -> None:
     """The keys each adapter needs (their paths are checked when a stage reads them)."""
     ds, where = cfg.dataset, cfg.source
@@ -365,6 +380,7 @@ def _check_values(cfg: Config) -> None:
     _check_choices(cfg)
     _check_ranges(cfg)
     _check_lists(cfg)
+    _check_name(cfg)
     _check_dataset(cfg)
 
 

@@ -64,6 +64,7 @@ def _write(cfg, seed: int, out: Path, recipe: dict) -> None:
               f"seed {seed}")
         test_fold = folds.make_folds(labels, sp.n_folds, seed)
         observed, hidden_share = folds.observed_labels(labels, test_fold, sp.ratios, seed, sp.single_positive)
+        check_something_observed(observed, test_fold, sp.ratios, cfg.source)
         parts = {"ids": manifest.ids, "classes": manifest.classes, "image_paths": manifest.paths, "labels": labels,
                  "test_fold": test_fold, "observed": observed, "ratios": list(sp.ratios),
                  "hidden_share": hidden_share, "source": manifest.source, "dropped_rows": manifest.dropped_rows,
@@ -73,6 +74,17 @@ def _write(cfg, seed: int, out: Path, recipe: dict) -> None:
                 missing_rate=missing_rates(labels, test_fold, parts["ratios"], sp.single_positive), seed=seed,
                 min_labels=cfg.dataset.min_labels, config_json=configs.to_json(cfg), versions=artifacts.versions(),
                 provenance=recipe, validation=validation)
+
+
+def check_something_observed(observed: np.ndarray, test_fold: np.ndarray, ratios, where: str) -> None:
+    """ValueError for a ratio that leaves no training row of some fold a single observed positive
+    (round(r n) of n positives hidden: r = 0.999 hides all of up to 500); nothing could learn."""
+    for r, ratio in enumerate(ratios):
+        for k in range(observed.shape[0]):
+            if not observed[k, r][test_fold != k].any():
+                raise ValueError(f"{where}: splits.ratios holds {ratio}: hiding round({ratio} n) of each row's n "
+                                 f"positives leaves no training row of fold {k + 1} an observed positive; "
+                                 "use a smaller ratio")
 
 
 def missing_rates(labels: np.ndarray, test_fold: np.ndarray, ratios, single_positive: bool) -> np.ndarray:

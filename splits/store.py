@@ -63,7 +63,12 @@ def protocol_label(key: str) -> str:
 
 
 def protocol_dir(key: str) -> str:
-    return SINGLE_POSITIVE if key == SINGLE_POSITIVE else f"ratio{float(key):.2f}"
+    """A protocol's folder: ratio0.25 (two decimals at least, every decimal the ratio has, so two
+    ratios never share one), or single_positive."""
+    if key == SINGLE_POSITIVE:
+        return SINGLE_POSITIVE
+    two = f"{float(key):.2f}"
+    return f"ratio{two if float(two) == float(key) else key}"
 
 
 def protocol_order(key: str) -> tuple:

@@ -35,3 +35,11 @@ def test_missing_path_is_named(tmp_path):
     path.write_text("[dataset]\nadapter = 'csv'\nannotations = 'nowhere/labels.csv'\n")
     with pytest.raises(ValueError, match="dataset.annotations = 'nowhere/labels.csv' does not exist"):
         configs.require_paths(configs.load(path), "dataset.annotations")
+
+
+@pytest.mark.parametrize("name", ["../../escape", "/absolute", "..", ".", "a/b", "a\\b", "a:b", "", " spaced"])
+def test_experiment_names_stay_one_folder_under_runs_dir(name):
+    with pytest.raises(ValueError, match=r"experiment.name = .*one folder name under experiment.runs_dir"):
+        configs.from_dict({"experiment": {"name": name}}, source="test")
+    assert configs.from_dict({"experiment": {"name": "corel5k_seed-1.v2"}}, source="test").run_dir.name == \
+        "corel5k_seed-1.v2"

@@ -16,7 +16,7 @@ def tables(page: str) -> list[list[list[str]]]:
     """The Markdown tables of a docs page, each as rows of cells (header and rule left out)."""
     found, current = [], []
     for line in (DOCS / page).read_text().splitlines() + [""]:
-        if line.startswith("|"):
+        if line.lstrip().startswith("|"):
             current.append([cell.strip() for cell in line.strip().strip("|").split("|")])
         elif current:
             found.append(current[2:])
@@ -28,7 +28,7 @@ def table_after(page: str, marker: str) -> list[list[str]]:
     """The first table after the line that contains `marker`."""
     text = (DOCS / page).read_text()
     start = text.index(marker)
-    before = text[:start].count("\n|---")
+    before = sum(line.lstrip().startswith("|---") for line in text[:start].splitlines())
     return tables(page)[before]
 
 
@@ -43,6 +43,20 @@ def check(rows, protocols, expected) -> None:
     assert {row[0] for row in rows} == {name for name, _ in expected}
 
 
+def summary_expected(csv: str, metrics, with_ci: bool) -> dict:
+    """{(shown name, protocol): the numbers of its cell, 3 decimals} from a summary.csv."""
+    frame = pd.read_csv(RESULTS / csv, dtype={"protocol": str})
+    expected = {}
+    for _, row in frame.iterrows():
+        values = []
+        for metric in metrics:
+            values.append(f"{row[metric + ' mean']:.3f}")
+            if with_ci:
+                values.append(f"{row[metric + ' ci95']:.3f}")
+        expected[(row["name"] + (" (oracle)" if row["oracle"] else ""), row["protocol"])] = values
+    return expected
+
+
 @pytest.mark.parametrize("csv, marker, with_ci, protocols", [
     ("corel5k_summary.csv", "**Corel5k** (4,592", True, ["0", "0.25", "0.5", "0.75"]),
     ("enron_summary.csv", "**enron**", True, ["0", "0.25", "0.5", "0.75"]),
@@ -51,17 +65,51 @@ def check(rows, protocols, expected) -> None:
      ["0", "0.25", "0.5", "0.75", "single positive"]),
 ])
 def test_results_tables_equal_their_csv(csv, marker, with_ci, protocols):
-    frame = pd.read_csv(RESULTS / csv, dtype={"protocol": str})
-    frame.columns = [c.replace(" ", "_") for c in frame.columns]
-    expected = {}
-    for row in frame.itertuples(index=False):
-        values = []
-        for metric in ("micro_f1", "mAP"):
-            values.append(f"{getattr(row, metric + '_mean'):.3f}")
-            if with_ci:
-                values.append(f"{getattr(row, metric + '_ci95'):.3f}")
-        expected[(row.name + (" (oracle)" if row.oracle else ""), row.protocol)] = values
-    check(table_after("results.md", marker), protocols, expected)
+    check(table_after("results.md", marker), protocols, summary_expected(csv, ("micro_f1", "mAP"), with_ci))
+
+
+def test_as_published_tables_equal_their_csvs():
+    expected = {key: value for key, value in summary_expected("as_published/summary.csv",
+                                                              ("micro_recall", "micro_f1", "mAP"), True).items()
+                if key[1] != "0"}
+    check(table_after("notebooks.md", "| method | .25 | .5 | .75 |"), ["0.25", "0.5", "0.75"], expected)
+    detection = pd.read_csv(RESULTS / "as_published" / "detection.csv", dtype={"protocol": str})
+    rows = table_after("notebooks.md", "| data, ratio |")
+    order = ["confidence_notebook", "confidence", "confidence_auto"]
+    assert len(rows) == len(detection) // len(order)
+    for row in rows:
+        data, ratio = row[0].rsplit(" ", 1)
+        at = detection[(detection["data"] == data) & (detection["protocol"] == "0" + ratio)].set_index("method")
+        for method, cell in zip(order, row[1:]):
+            numbers = [f"{at.loc[method, 'roc_auc']:.4f}", f"{at.loc[method, 'ap']:.4f}",
+                       f"{at.loc[method, 'weight_hidden']:.3f}", f"{at.loc[method, 'weight_negative']:.3f}"]
+            assert NUMBER.findall(cell) == numbers, (row[0], method, cell)
+
+
+def test_estimator_table_equals_its_csv():
+    table = pd.read_csv(RESULTS / "weights_quality.csv", dtype={"protocol": str})
+    auc = table.pivot_table(index=["set", "protocol"], columns="estimator", values="roc_auc")
+    rows = table_after("estimators.md", "| set, protocol |")
+    header = [c for c in (DOCS / "estimators.md").read_text().split("| set, protocol |")[1].splitlines()[0].split("|")]
+    estimators = [c.strip() for c in header if c.strip() and c.strip() != "auto chose"]
+    shown = {"MSCOCO fold 1": "mscoco", "NUS-WIDE fold 1": "nuswide", "synthetic 16k x 1,000": "synthetic"}
+    for row in rows:
+        if row[0].startswith("mean of the"):
+            means = auc.drop(index="synthetic", level="set").mean()
+            assert [float(c) for c in row[1:len(estimators) + 1]] == [round(means[e], 4) for e in estimators]
+            continue
+        prefix = next((k for k in shown if row[0].startswith(k + " ")), None)
+        name, protocol = (shown[prefix], row[0][len(prefix) + 1:]) if prefix else row[0].split(" ", 1)
+        values = [float(c.strip("*")) for c in row[1:len(estimators) + 1]]
+        assert values == [round(auc.loc[(name, protocol), e], 4) for e in estimators], row[0]
+
+
+def test_importer_table_equals_its_csv():
+    table = pd.read_csv(RESULTS / "importer.csv").set_index("file")
+    for row in table_after("benchmarks.md", "| file | rows |"):
+        at = table.loc[row[0].removesuffix(" (sparse)")]
+        assert row[1:] == [f"{at['rows']:,.0f}", f"{at['library_rows_per_s']:,.0f}", f"{at['import_rows_per_s']:,.0f}",
+                           f"{at['import_over_library']:.2f}x"]
 
 
 def test_label_statistics_table_equals_its_csvs():

@@ -47,3 +47,18 @@ def test_describe_cli(tiny_cfg, capsys):
     out = capsys.readouterr().out
     assert "120 rows x 16 classes" in out and "hidden share" in out
     assert cli.main(["describe", "/nowhere/splits.h5"]) == 2
+
+
+def test_protocol_folders_are_distinct_for_distinct_ratios():
+    keys = [store.protocol_key(r) for r in (0.0, 0.25, 0.5, 0.75, 0.121, 0.124, 0.999, 0.1)]
+    folders = [store.protocol_dir(k) for k in keys]
+    assert folders[:4] == ["ratio0.00", "ratio0.25", "ratio0.50", "ratio0.75"]  # the layout of earlier runs
+    assert len(set(folders)) == len(folders) and folders[6] == "ratio0.999"
+
+
+def test_a_ratio_that_hides_every_positive_is_refused(tmp_path):
+    cfg = configs.from_dict({"experiment": {"name": "all", "runs_dir": str(tmp_path)}, "dataset": {"n_images": 80},
+                             "splits": {"ratios": [0.0, 0.999]}}, source="test")
+    with pytest.raises(ValueError, match=r"splits.ratios holds 0.999: .* leaves no training row of fold 1"):
+        splits.make(cfg)
+    assert not store.path(cfg).exists()
