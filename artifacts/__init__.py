@@ -8,7 +8,8 @@ JSON, and `fingerprint`, its sha256) and compared when a stage meets an existing
     same provenance, complete  -> "already done", reused
     other provenance           -> refused, naming each change (key: old -> new), unless --force
     damaged (not readable)     -> refused with what to do, unless --force
-    --force                    -> the output is removed without being opened, then made anew
+    --force                    -> made anew without opening the old one, which stays until the new
+                                  one is complete and replaces it (its temporary files are cleared)
 
 `written` is how a store made in one go is written (a temporary name, renamed once stamped and
 complete). `open_h5` is the one way stores are opened: a file that HDF5 cannot read becomes a ValueError
@@ -174,13 +175,14 @@ def status(path: str | Path, provenance: dict) -> list[str] | None:
     return changes(before, json.loads(json.dumps(provenance, sort_keys=True, default=str)))
 
 
-def must_make(path: str | Path, provenance: dict, force: bool = False, target: str | Path | None = None) -> bool:
+def must_make(path: str | Path, provenance: dict, force: bool = False) -> bool:
     """Whether an output must be (re)made: True when it is absent or incomplete, or with `force`
-    (which first removes `target`, default `path`, unopened); False when it is complete and made
-    from the same provenance; ValueError when it is damaged or made from another one. `path` is
-    the file holding the record (`target` may be the directory around it)."""
+    (the output itself is left in place, unopened, for the new one to replace when complete; a
+    temporary `path`.tmp of an earlier attempt is removed, so nothing is resumed); False when it
+    is complete and made from the same provenance; ValueError when it is damaged or made from
+    another one. `path` is the file holding the record."""
     if force:
-        remove(Path(target) if target else Path(path))
+        remove(Path(f"{path}.tmp"))
         return True
     differences = status(path, provenance)
     if differences:

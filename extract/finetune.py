@@ -231,12 +231,16 @@ class RunState(NamedTuple):
     history: list[str]  # "epoch,train_loss" lines of the epochs done
 
 
-def prepare(cfg, run: HeadRun, sf) -> tuple[Path, dict]:
+def prepare(cfg, run: HeadRun, sf, force: bool = False) -> tuple[Path, dict]:
     """(the run's directory, its provenance), recorded in started.json: a rerun resumes only
-    partial state that was made the same way."""
+    partial state that was made the same way; `force` starts afresh (the partial state goes, a
+    complete predictions.h5 stays until the new one replaces it)."""
     recipe = run_provenance(cfg, run, sf)
     path = predictions.run_dir(cfg, run, STAGE)
     started = path / "started.json"
+    if force:
+        artifacts.remove(path / "checkpoints")
+        artifacts.remove(started)
     if started.exists() and artifacts.recorded(started)[1] != json.loads(json.dumps(recipe, default=str)):
         raise ValueError(artifacts.stale_message(started, artifacts.changes(artifacts.recorded(started)[1], recipe)))
     path.mkdir(parents=True, exist_ok=True)
@@ -244,14 +248,14 @@ def prepare(cfg, run: HeadRun, sf) -> tuple[Path, dict]:
     return path, recipe
 
 
-def finetune_run(cfg, run: HeadRun, on_epoch=None, devices=None) -> dict:
+def finetune_run(cfg, run: HeadRun, on_epoch=None, devices=None, force: bool = False) -> dict:
     """Train, checkpoint each epoch, evaluate and write one run; `on_epoch(epoch)` after each.
-    A run with checkpoints of the same provenance resumes after its last epoch. devices: the
-    replicas' devices (default: every GPU, else the CPU). A task (`runtime.cluster`)."""
+    A run with checkpoints of the same provenance resumes after its last epoch (unless `force`).
+    devices: the replicas' devices (default: every GPU, else the CPU). A task (`runtime.cluster`)."""
     # setup: the run directory, resumed only when its partial state was made the same way
     tf.config.experimental.enable_op_determinism()
     sf = splits_store.load(splits_store.path(cfg, run.seed))
-    path, recipe = prepare(cfg, run, sf)
+    path, recipe = prepare(cfg, run, sf, force)
 
     # data: this fold's rows, the run's observed labels and inputs (as the heads get them)
     train, validation_rows = sf.train_rows(run.fold), np.flatnonzero(sf.validation(run.fold))
@@ -342,5 +346,5 @@ def finetune(cfg, only: dict | None = None, force: bool = False) -> list[dict]:
             return []
         artifacts.writable(cfg.run_dir)
         print(f"finetune: {len(todo)} run(s): " + "; ".join(run.label for run in todo))
-        tasks = [cluster.Task(f"finetune {run.label}", finetune_run, (cfg, run)) for run in todo]
+        tasks = [cluster.Task(f"finetune {run.label}", finetune_run, (cfg, run, None, None, force)) for run in todo]
         return cluster.run(cfg, tasks)

@@ -193,12 +193,36 @@ def _arff_numbers(values, rows, columns, names, path) -> np.ndarray:
         raise
 
 
+def self_contained(h5, path: Path) -> None:
+    """ValueError unless every object of an input HDF5 file lives in that file: no soft or
+    external link, no dataset with external raw storage or a virtual layout (each would read
+    bytes from another file, which the import's sha256 of this file does not cover)."""
+    def visit(group, prefix: str) -> None:
+        for name in group:
+            link = group.get(name, getlink=True)
+            where = f"{prefix}/{name}"
+            if type(link) in (h5py.SoftLink, h5py.ExternalLink):
+                target = f"{getattr(link, 'filename', path)}:{link.path}"
+                raise ValueError(f"{path}: {where} is a {type(link).__name__} to {target}; the import reads only "
+                                 "objects stored in the file itself: copy the data in (h5copy, or h5py)")
+            item = group[name]
+            if isinstance(item, h5py.Group):
+                visit(item, where)
+            elif item.external or item.is_virtual:
+                kind = "external raw storage" if item.external else "a virtual layout"
+                raise ValueError(f"{path}: dataset {where} has {kind} (its bytes live in other files); the import "
+                                 "reads only data stored in the file itself: copy the data in")
+
+    visit(h5, "")
+
+
 def _mat(path: Path) -> dict:
     """A .mat file's arrays: scipy.io for MATLAB v4-v7.2, h5py for v7.3 (HDF5)."""
     try:
         return {k: v for k, v in scipy.io.loadmat(path).items() if not k.startswith("__")}
     except NotImplementedError:
         with h5py.File(path, "r") as h5:
+            self_contained(h5, path)
             return {k: np.asarray(h5[k]).T for k in h5 if isinstance(h5[k], h5py.Dataset)}
     except ValueError as err:
         raise ValueError(f"{path}: not a readable MATLAB file ({err})") from None
@@ -234,6 +258,7 @@ def read_arrays(path: Path, ds, what: str) -> np.ndarray | scipy.sparse.spmatrix
     if kind == ".mat":
         return _pick(_mat(path), key, other, path, what)
     with h5py.File(path, "r") as h5:
+        self_contained(h5, path)
         name = key or what
         if name not in h5:
             raise ValueError(f"{path}: no dataset {name!r} (dataset.{other}); it holds {', '.join(h5)}")

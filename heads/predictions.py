@@ -9,7 +9,8 @@ A run is one (seed, fold, protocol, method) of a stage ("heads" or "finetune"), 
                     val_observed (n_val, L) uint8 and val_probabilities (n_val, L) float32;
                     attributes method, protocol, ratio (NaN under single positive), fold
                     (1-based), seed, head, source (heads | finetune), config (JSON), provenance
-                    (JSON), fingerprint, complete
+                    (JSON), fingerprint, arrays_sha256 (of every array, `arrays_digest`: `read`
+                    verifies it), complete
     history.csv     loss per epoch (train, and validation when there is some)
     timing.json     seconds, steps and rows
 Folds are 1-based in directory names and tables, 0-based in `splits.h5`.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -66,21 +68,39 @@ def file(cfg, run: HeadRun, stage: str = "heads") -> Path:
     return run_dir(cfg, run, stage) / "predictions.h5"
 
 
+ARRAYS = ("ids", "labels", "probabilities", "val_ids", "val_observed", "val_probabilities")
+
+
+def arrays_digest(arrays: dict) -> str:
+    """sha256 over the arrays of a predictions.h5 (name, dtype, shape and bytes of each, in the
+    order of ARRAYS; the ids as their utf-8 text)."""
+    digest = hashlib.sha256()
+    for name in ARRAYS:
+        if name in arrays:
+            value = arrays[name]
+            data = "\0".join(map(str, value)).encode() if name.endswith("ids") else np.ascontiguousarray(value).tobytes()
+            digest.update(f"{name}:{value.dtype if not name.endswith('ids') else 'str'}:{value.shape}:".encode())
+            digest.update(data)
+    return digest.hexdigest()
+
+
 def write(directory: Path, *, ids, labels, probabilities, attrs: dict, provenance: dict, validation=None) -> Path:
     """Write predictions.h5 atomically (ids (n,), labels (n, L) ground truth, probabilities
-    (n, L); validation: (val_ids, val_observed, val_probabilities) or None)."""
+    (n, L); validation: (val_ids, val_observed, val_probabilities) or None), with the checksum
+    of its arrays."""
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / "predictions.h5"
+    arrays = {"ids": np.array(ids, dtype=object), "labels": np.asarray(labels).astype(np.uint8),
+              "probabilities": np.asarray(probabilities).astype(np.float32)}
+    if validation is not None:
+        val_ids, val_observed, val_probabilities = validation
+        arrays.update(val_ids=np.array(val_ids, dtype=object), val_observed=val_observed.astype(np.uint8),
+                      val_probabilities=val_probabilities.astype(np.float32))
     with artifacts.written(target, provenance) as h5:
-        h5.create_dataset("ids", data=np.array(ids, dtype=object), dtype=h5py.string_dtype("utf-8"))
-        h5.create_dataset("labels", data=np.asarray(labels).astype(np.uint8))
-        h5.create_dataset("probabilities", data=np.asarray(probabilities).astype(np.float32))
-        if validation is not None:
-            val_ids, val_observed, val_probabilities = validation
-            h5.create_dataset("val_ids", data=np.array(val_ids, dtype=object), dtype=h5py.string_dtype("utf-8"))
-            h5.create_dataset("val_observed", data=val_observed.astype(np.uint8))
-            h5.create_dataset("val_probabilities", data=val_probabilities.astype(np.float32))
+        for name, value in arrays.items():
+            h5.create_dataset(name, data=value, **({"dtype": h5py.string_dtype("utf-8")} if name.endswith("ids") else {}))
         h5.attrs.update(attrs)
+        h5.attrs["arrays_sha256"] = arrays_digest(arrays)
     return target
 
 
@@ -108,9 +128,12 @@ def read(path: Path) -> dict:
         if not h5.attrs.get("complete", False):
             raise ValueError(f"{path} is incomplete; rerun its stage")
         out = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in h5.attrs.items()}
-        for name in ("labels", "probabilities", "val_observed", "val_probabilities"):
-            if name in h5:
-                out[name] = h5[name][:]
+        arrays = {name: (h5[name].asstr()[:].astype(object) if name.endswith("ids") else h5[name][:])
+                  for name in ARRAYS if name in h5}
+        if "arrays_sha256" in out and arrays_digest(arrays) != out["arrays_sha256"]:
+            raise ValueError(f"{path} is damaged: its arrays differ from the checksum written with them; "
+                             f"{artifacts.FORCE_HINT} for its stage")
+        out.update({name: value for name, value in arrays.items() if not name.endswith("ids")})
         out["provenance"] = json.loads(out.get("provenance", "{}"))
     return out
 
@@ -159,11 +182,10 @@ def select(runs: list[HeadRun], only: dict | None, where: str) -> list[HeadRun]:
 
 
 def plan(cfg, runs: list[HeadRun], provenance_of, force: bool = False, stage: str = "heads") -> list[HeadRun]:
-    """The runs to make: absent or incomplete ones, all with `force` (removed first); runs made
-    from another provenance (`provenance_of(run)`) are refused together, each with its changes."""
+    """The runs to make: absent or incomplete ones, all with `force` (whose complete outputs stay
+    until the new ones replace them); runs made from another provenance (`provenance_of(run)`)
+    are refused together, each with its changes."""
     if force:
-        for run in runs:
-            artifacts.remove(run_dir(cfg, run, stage))
         return list(runs)
     todo, stale = [], []
     for run in runs:

@@ -250,6 +250,8 @@ def train(cfg, only: dict | None = None, n_jobs: int | None = None, force: bool 
             sf.column(protocol)
     n_folds = next(iter(splits_files.values())).n_folds
     runs = predictions.select(predictions.grid(cfg, "heads", n_folds, protocols), only, f"[heads] of {cfg.source}")
+    if n_jobs is not None and n_jobs < 1:
+        raise ValueError(f"--n-jobs {n_jobs}: the number of parallel stacks must be at least 1")
     n_jobs = n_jobs or cfg.heads.n_jobs
     n_rows = len(next(iter(splits_files.values())).ids)
     in_ram = features_in_ram(cfg, reader, n_rows, n_jobs)

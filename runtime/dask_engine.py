@@ -21,6 +21,7 @@ import time
 from . import tasks as task_runs
 
 DEATH_SECONDS = 10
+CONNECT_SECONDS = 30  # how long a running scheduler may take to answer
 
 
 def _plugin():
@@ -43,7 +44,16 @@ def connect(cfg):
     from distributed import Client, LocalCluster
 
     if cfg.cluster.scheduler != "local":
-        return Client(cfg.cluster.scheduler, timeout="30s"), None
+        try:
+            return Client(cfg.cluster.scheduler, timeout=f"{CONNECT_SECONDS}s"), None
+        except (OSError, TimeoutError) as err:
+            raise ValueError(f"{cfg.source}: no Dask scheduler answered at cluster.scheduler = "
+                             f"{cfg.cluster.scheduler!r} within {CONNECT_SECONDS} s ({type(err).__name__}: {err}); "
+                             "start it, fix the address, or run on this machine (scheduler = '')") from None
+    cores = os.cpu_count() or 1
+    if cfg.cluster.workers > cores:
+        raise ValueError(f"{cfg.source}: cluster.workers = {cfg.cluster.workers}, but this machine has {cores} "
+                         "cores; a LocalCluster runs at most one worker process per core")
     # the workers' statistical profiler samples the task's thread every 10 ms: measured 10-20%
     # slower tasks on 2 cores, so it is off (LocalCluster workers inherit this process's config)
     dask.config.set({"distributed.scheduler.allowed-failures": cfg.cluster.retries,

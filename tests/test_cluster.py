@@ -139,3 +139,19 @@ def test_the_default_config_imports_no_dask(tmp_path):
               "print('no dask')")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0 and "no dask" in done.stdout, done.stderr[-2000:]
+
+
+def test_a_forced_run_that_cannot_start_keeps_the_complete_outputs(tmp_path):
+    cfg = heads_config(tmp_path)
+    make_features(cfg)
+    trainer.train(cfg, only={"fold": "1"}, n_jobs=1)
+    before = all_probabilities(cfg)
+    assert len(before) == 6
+    too_many = heads_config(tmp_path, scheduler="local", workers=64)
+    with pytest.raises(ValueError, match=r"cluster.workers = 64, but this machine has \d+ cores"):
+        trainer.train(too_many, only={"fold": "1"}, force=True)
+    with pytest.raises(ValueError, match=r"--n-jobs -1: the number of parallel stacks must be at least 1"):
+        trainer.train(cfg, only={"fold": "1"}, n_jobs=-1, force=True)
+    after = all_probabilities(cfg)
+    assert after.keys() == before.keys() and all(np.array_equal(after[k], before[k]) for k in before)
+    assert trainer.train(cfg, only={"fold": "1"}, n_jobs=1) == []  # still complete: nothing to redo

@@ -237,3 +237,27 @@ def test_shipped_real_configs_load_and_point_at_the_shared_files():
         cfg = configs.load(Path(configs.__file__).parent / f"{name}.toml")
         assert cfg.dataset.adapter == "table" and len(cfg.experiment.seeds) == 3
         assert Path(cfg.dataset.features).name.startswith(name)
+
+
+@pytest.mark.parametrize("kind", ["external storage", "external link", "soft link"])
+def test_hdf5_inputs_that_read_other_files_are_refused(tmp_path, kind):
+    other = tmp_path / "secret.bin"
+    other.write_bytes(np.arange(40, dtype=np.float32).tobytes())
+    path = tmp_path / "table.h5"
+    with h5py.File(path, "w") as h5:
+        h5["labels"] = (np.arange(40).reshape(10, 4) % 3 == 0).astype(np.uint8)
+        if kind == "external storage":
+            h5.create_dataset("features", shape=(10, 4), dtype=np.float32, external=[(str(other), 0, 160)])
+        elif kind == "external link":
+            with h5py.File(tmp_path / "elsewhere.h5", "w") as target:
+                target["x"] = np.ones((10, 4), np.float32)
+            h5["features"] = h5py.ExternalLink(str(tmp_path / "elsewhere.h5"), "/x")
+        else:
+            h5["data"] = np.ones((10, 4), np.float32)
+            h5["features"] = h5py.SoftLink("/data")
+    cfg = configs.from_dict({"experiment": {"name": "h", "runs_dir": str(tmp_path / "runs")},
+                             "dataset": {"adapter": "table", "features": str(path), "min_labels": 0}}, source="test")
+    name = {"external storage": "external raw storage", "external link": "ExternalLink", "soft link": "SoftLink"}[kind]
+    with pytest.raises(ValueError, match=f"{path}: .*{name}"):
+        importer.import_features(cfg)
+    assert not feature_store.path(cfg).exists()

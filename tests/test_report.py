@@ -144,3 +144,17 @@ def test_no_runs_is_an_error(tmp_path):
     splits.make(cfg)
     with pytest.raises(ValueError, match="no complete predictions.h5"):
         report.report(cfg)
+
+
+def test_damaged_prediction_arrays_are_refused_by_the_reader(tmp_path):
+    rng = np.random.default_rng(0)
+    path = predictions.write(tmp_path, ids=[f"i{k}" for k in range(50)], labels=rng.random((50, 4)) < 0.3,
+                             probabilities=rng.random((50, 4)), attrs={"method": "ce"}, provenance={"x": 1})
+    assert predictions.read(path)["probabilities"].shape == (50, 4)
+    with h5py.File(path, "r") as h5:
+        offset = h5["probabilities"].id.get_offset()
+    with open(path, "r+b") as fh:  # 64 bytes inside the probabilities, the metadata untouched
+        fh.seek(offset + 100)
+        fh.write(bytes(64))
+    with pytest.raises(ValueError, match=f"{path} is damaged: its arrays differ from the checksum"):
+        predictions.read(path)
