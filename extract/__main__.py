@@ -6,7 +6,7 @@ import sys
 
 import configs
 from heads import methods
-from heads.predictions import parse_only
+from heads.predictions import MergeOnly, parse_only
 from runtime.cli import run_cli
 
 
@@ -28,7 +28,8 @@ def main(argv=None) -> int:
     p.add_argument("--force", action="store_true")
     p = sub.add_parser("finetune", help="train backbone and head end to end from the images ([finetune] grid)")
     p.add_argument("--config", default=None)
-    p.add_argument("--only", type=parse_only, default={}, help="fold=K,ratio=R,method=M (any of them)")
+    p.add_argument("--only", type=parse_only, action=MergeOnly, default={},
+                   help="fold=K,ratio=R,method=M,seed=S (any of them; repeatable)")
     p.add_argument("--scheduler", default=None, help="local, or a Dask scheduler address (overrides [cluster])")
     p.add_argument("--force", action="store_true")
     p = sub.add_parser("pretrain", help="pretrain demo_cnn on a separate synthetic set (demo only)")

@@ -318,16 +318,19 @@ def check(table: Table, features_file: Path, labels_file: Path, coding: str) -> 
     if keys.has_duplicates:
         raise ValueError(f"{features_file}: duplicate row key {keys[keys.duplicated()][0]!r}; keys must be unique")
     values = table.features.data if scipy.sparse.issparse(table.features) else table.features
-    if not np.isfinite(values).all():
+    limit = np.finfo(np.float32).max  # the store holds float32: a larger value would become inf
+    with np.errstate(invalid="ignore"):
+        storable = np.isfinite(values) & (np.abs(values) <= limit)
+    if not storable.all():
         if scipy.sparse.issparse(table.features):
             coo = table.features.tocoo()
-            bad = np.flatnonzero(~np.isfinite(coo.data))[0]
+            bad = np.flatnonzero(~storable)[0]
             i, j, value = coo.row[bad], coo.col[bad], coo.data[bad]
         else:
-            i, j = np.argwhere(~np.isfinite(table.features))[0]
+            i, j = np.argwhere(~storable)[0]
             value = table.features[i, j]
         raise ValueError(f"{features_file}: row {table.ids[i]!r} feature column {j} holds {float(value):g}; "
-                         "features must be finite")
+                         f"features must be finite and within float32's range (|x| <= {limit:.4g})")
     allowed = (0, 1) if coding == "0/1" else (-1, 1)
     bad = ~np.isin(labels, allowed)
     if bad.any():

@@ -231,6 +231,9 @@ class FeatureReader:
             raise ValueError(f"{self.path} is missing or incomplete; run `make features` "
                              "(python -m extract features --config C, or python -m features import)")
         with artifacts.open_h5(self.path) as h5:
+            if "valid" not in h5 or "ids" not in h5:
+                other = " It is a splits.h5: `python -m splits describe` reads it." if "observed" in h5 else ""
+                raise ValueError(f"{self.path} is not a feature store (it holds {', '.join(h5) or 'nothing'}).{other}")
             self.ids = h5["ids"].asstr()[:]
             self.valid = h5["valid"][:]
             self.attrs = dict(h5.attrs)

@@ -8,7 +8,7 @@ import configs
 from runtime.cli import run_cli
 
 from . import methods
-from .predictions import parse_only
+from .predictions import MergeOnly, parse_only
 
 
 def check(cfg) -> None:
@@ -34,7 +34,8 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train", help="train the heads of every seed, fold, protocol and method")
     p.add_argument("--config", default=None)
-    p.add_argument("--only", type=parse_only, default={})
+    p.add_argument("--only", type=parse_only, action=MergeOnly, default={},
+                   help="fold=K,ratio=R,method=M,seed=S (any of them; repeatable)")
     p.add_argument("--n-jobs", type=int, default=None)
     p.add_argument("--scheduler", default=None, help="local, or a Dask scheduler address (overrides [cluster])")
     p.add_argument("--force", action="store_true")

@@ -166,6 +166,19 @@ def parse_only(text: str) -> dict:
     return out
 
 
+class MergeOnly(argparse.Action):
+    """`--only` given more than once: the parts together (`--only fold=1 --only method=ce`); one
+    key given two values is an error."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        merged = dict(getattr(namespace, self.dest) or {})
+        for key, value in values.items():
+            if merged.get(key, value) != value:
+                parser.error(f"--only gives {key} twice ({merged[key]} and {value}); give each key once")
+            merged[key] = value
+        setattr(namespace, self.dest, merged)
+
+
 def select(runs: list[HeadRun], only: dict | None, where: str) -> list[HeadRun]:
     """The runs `--only` names (fold=K, ratio=R or single_positive, method=M, seed=S); a value
     outside the grid is an error."""

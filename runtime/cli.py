@@ -5,10 +5,14 @@ import sys
 
 
 def run_cli(action) -> int:
-    """Run a CLI action; a ValueError (anything a user can cause) prints its message, exit 2."""
+    """Run a CLI action; a ValueError (anything a user can cause) prints its message, exit 2;
+    Ctrl-C says what a rerun does, exit 130 (as a shell reports SIGINT)."""
     try:
         action()
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: nothing unfinished was marked complete; rerun the command to go on", file=sys.stderr)
+        return 130
     return 0

@@ -60,6 +60,9 @@ def filter_min_labels(manifest: Manifest, min_labels: int) -> Manifest:
     rows = np.flatnonzero(keep)
     labels = manifest.labels[rows]
     present = labels.sum(0) > 0
+    if present.sum() < 2:
+        raise ValueError(f"{manifest.source}: {int(present.sum())} class(es) with a positive after min_labels = "
+                         f"{min_labels} ({len(rows)} rows); multi-label folds and metrics need at least 2 classes")
     return Manifest([manifest.ids[i] for i in rows], [manifest.paths[i] for i in rows],
                     [c for c, kept in zip(manifest.classes, present) if kept], labels[:, present], manifest.source,
                     dropped_rows=int((~keep).sum()),

@@ -168,6 +168,9 @@ def load(path: str | Path) -> SplitsFile:
     if not path.is_file():
         raise ValueError(f"{path} does not exist; run `make splits` (python -m splits make --config C)")
     with artifacts.open_h5(path) as h5:
+        if "observed" not in h5 or "test_fold" not in h5:
+            other = " It is a feature store: `python -m features describe` reads it." if "valid" in h5 else ""
+            raise ValueError(f"{path} is not a splits.h5 (it holds {', '.join(h5) or 'nothing'}).{other}")
         if not h5.attrs.get("complete", False):
             raise ValueError(f"{path} is incomplete (no complete=True attribute); rerun `make splits`")
         if "protocols" not in h5.attrs:

@@ -80,3 +80,11 @@ def test_synthetic_labels_are_deterministic_and_realistic(tmp_path):
     from PIL import Image
     image = Image.open(tmp_path / frame.path[0])
     assert image.size == (96, 96) and image.mode == "RGB"
+
+
+def test_a_single_class_is_refused_by_name(tmp_path):
+    from splits import datasets
+    manifest = datasets.Manifest(["a", "b", "c"], ["", "", ""], ["x", "y"], np.array([[1, 0], [1, 0], [0, 0]]),
+                                 "labels.csv")
+    with pytest.raises(ValueError, match=r"labels.csv: 1 class\(es\) with a positive .* need at least 2 classes"):
+        datasets.filter_min_labels(manifest, 0)

@@ -282,3 +282,23 @@ def test_claims_refuse_a_second_holder_and_are_released(tmp_path):
         done = subprocess.run(second, capture_output=True, text=True, check=False)
     assert done.returncode != 0 and f"{target} is being made by process {os.getpid()}" in done.stderr
     assert subprocess.run(second, capture_output=True, check=False).returncode == 0  # released with its holder
+
+
+def test_ctrl_c_is_one_line_and_exit_130(capsys):
+    from runtime.cli import run_cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    assert run_cli(interrupted) == 130
+    assert capsys.readouterr().err.startswith("interrupted: nothing unfinished was marked complete")
+
+
+def test_only_given_twice_adds_up_and_a_key_given_two_values_is_refused(capsys):
+    from extract import __main__ as extract_cli
+    with pytest.raises(SystemExit):
+        heads_cli.main(["train", "--only", "fold=1", "--only", "fold=2"])
+    assert "--only gives fold twice (1 and 2)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        extract_cli.main(["finetune", "--only", "method=ce", "--only", "method=an"])
+    assert "--only gives method twice" in capsys.readouterr().err

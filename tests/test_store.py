@@ -62,3 +62,16 @@ def test_a_ratio_that_hides_every_positive_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"splits.ratios holds 0.999: .* leaves no training row of fold 1"):
         splits.make(cfg)
     assert not store.path(cfg).exists()
+
+
+def test_describe_names_a_store_of_the_other_kind(tiny_cfg, tmp_path, capsys):
+    from features import __main__ as features_cli
+    from features import store as feature_store
+    [path] = splits.make(tiny_cfg)
+    assert features_cli.main(["describe", str(path)]) == 2
+    assert "is not a feature store" in capsys.readouterr().err
+    features = tmp_path / "f.h5"
+    feature_store.create(features, ["a"], 2, "float32", 1, {}, {})
+    assert cli.main(["describe", str(features)]) == 2
+    err = capsys.readouterr().err
+    assert "is not a splits.h5" in err and "python -m features describe" in err and "older version" not in err
