@@ -44,6 +44,7 @@ class Dataset:
     n_images: int = 2400  # synthetic only
     image_size: int = 96  # synthetic only
     path_column: str = "path"  # csv only
+    allow_outside_root: bool = False  # csv / coco / nuswide: accept image paths that leave `root` (.., links)
     natural_missing_rate: float = 0.0  # share of true positives the annotations lack (0: complete)
     # table: precomputed features and labels from files, no images (python -m features import)
     features: str = ""  # .npy / .npz / .csv / .tsv / .arff / .mat / .h5

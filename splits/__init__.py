@@ -17,8 +17,10 @@ from . import datasets, folds, paper, store
 
 def provenance(cfg, seed: int, sources: list[Path]) -> dict:
     """What a seed's splits.h5 is made from: [dataset] (natural_missing_rate aside: weights
-    read it), [splits], the seed, the label files' hashes and the packages that draw folds."""
-    return {**configs.section(cfg, "dataset", exclude=("natural_missing_rate",)), **configs.section(cfg, "splits"),
+    read it; allow_outside_root too: it only accepts or refuses the image list), [splits], the
+    seed, the label files' hashes and the packages that draw folds."""
+    return {**configs.section(cfg, "dataset", exclude=("natural_missing_rate", "allow_outside_root")),
+            **configs.section(cfg, "splits"),
             "seed": seed, "sources": {str(p): artifacts.file_sha256(p) for p in sources},
             "versions": artifacts.versions("numpy", "iterative-stratification")}
 

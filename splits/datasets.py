@@ -168,8 +168,20 @@ def source_files(cfg) -> list[Path]:
     return [_require(Path(ds.annotations), "annotations file")]
 
 
+def check_inside_root(manifest: Manifest, root: Path, where: str) -> None:
+    """ValueError naming the first image whose path leaves `root` (an absolute path elsewhere,
+    `..`, or a symbolic link that resolves outside it); [dataset] allow_outside_root = true
+    accepts them."""
+    top = root.resolve()
+    for key, path in zip(manifest.ids, manifest.paths):
+        if path and not Path(path).resolve().is_relative_to(top):
+            raise ValueError(f"{where}: image {key!r} is {path}, which leads outside the image root {top}; "
+                             "move it under the root, or set [dataset] allow_outside_root = true")
+
+
 def load(cfg) -> Manifest:
-    """The manifest of the config's dataset, filtered to `min_labels` (see the module docstring)."""
+    """The manifest of the config's dataset, filtered to `min_labels` (see the module docstring);
+    image paths stay inside the image root unless [dataset] allow_outside_root."""
     ds = cfg.dataset
     if ds.adapter == "synthetic":
         manifest = from_csv(source_files(cfg)[0])
@@ -181,4 +193,7 @@ def load(cfg) -> Manifest:
         manifest = from_nuswide(ds.annotations, ds.root)
     else:
         manifest = from_table(cfg)
+    if ds.adapter in ("csv", "coco", "nuswide") and not ds.allow_outside_root:
+        root = Path(ds.root) if ds.root or ds.adapter != "csv" else Path(ds.annotations).parent
+        check_inside_root(manifest, root, cfg.source)
     return filter_min_labels(manifest, ds.min_labels)

@@ -88,3 +88,22 @@ def test_a_single_class_is_refused_by_name(tmp_path):
                                  "labels.csv")
     with pytest.raises(ValueError, match=r"labels.csv: 1 class\(es\) with a positive .* need at least 2 classes"):
         datasets.filter_min_labels(manifest, 0)
+
+
+@pytest.mark.parametrize("escape", ["../outside.png", "absolute", "link.png"])
+def test_image_paths_outside_the_root_are_refused_unless_allowed(tmp_path, escape):
+    import configs
+    from splits import datasets
+    root, outside = tmp_path / "images", tmp_path / "outside.png"
+    root.mkdir()
+    outside.write_bytes(b"")
+    (root / "in.png").write_bytes(b"")
+    (root / "link.png").symlink_to(outside)
+    path = {"absolute": str(outside)}.get(escape, escape)
+    (root / "labels.csv").write_text(f"path,a,b\nin.png,1,0\n{path},0,1\n")
+    raw = {"experiment": {"name": "r", "runs_dir": str(tmp_path / "runs")},
+           "dataset": {"adapter": "csv", "annotations": str(root / "labels.csv"), "min_labels": 0}}
+    with pytest.raises(ValueError, match=r"leads outside the image root .* allow_outside_root = true"):
+        datasets.load(configs.from_dict(raw, source="test"))
+    raw["dataset"]["allow_outside_root"] = True
+    assert len(datasets.load(configs.from_dict(raw, source="test")).ids) == 2
