@@ -79,14 +79,14 @@ def _write(cfg, seed: int, out: Path, recipe: dict) -> None:
 
 
 def check_something_observed(observed: np.ndarray, test_fold: np.ndarray, ratios, where: str) -> None:
-    """ValueError for a ratio that leaves no training row of some fold a single observed positive
-    (round(r n) of n positives hidden: r = 0.999 hides all of up to 500); nothing could learn."""
+    """Say so when a ratio leaves no training row of a fold a single observed positive (round(r n)
+    of n positives hidden: r = 0.999 hides all of up to 500): a head learns nothing from it."""
     for r, ratio in enumerate(ratios):
-        for k in range(observed.shape[0]):
-            if not observed[k, r][test_fold != k].any():
-                raise ValueError(f"{where}: splits.ratios holds {ratio}: hiding round({ratio} n) of each row's n "
-                                 f"positives leaves no training row of fold {k + 1} an observed positive; "
-                                 "use a smaller ratio")
+        empty = [k + 1 for k in range(observed.shape[0]) if not observed[k, r][test_fold != k].any()]
+        if empty:
+            print(f"warning: {where}: splits.ratios holds {ratio}: hiding round({ratio} n) of each row's n positives "
+                  f"leaves no training row of fold(s) {', '.join(map(str, empty))} an observed positive; heads "
+                  "learn nothing from it (use a smaller ratio)")
 
 
 def missing_rates(labels: np.ndarray, test_fold: np.ndarray, ratios, single_positive: bool) -> np.ndarray:
