@@ -23,8 +23,11 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
+import sys
 import tempfile
+import traceback
 from pathlib import Path
 
 import h5py
@@ -54,22 +57,121 @@ def changes(old: dict, new: dict) -> list[str]:
             for key in sorted(set(old) | set(new)) if old.get(key, "(none)") != new.get(key, "(none)")]
 
 
+def io_error(err: Exception) -> OSError | None:
+    """The OSError behind an HDF5 failure: h5py raises OSError on most, but RuntimeError on a
+    failed flush or close ('... errno = 28, error message = ...'); None for other errors."""
+    if isinstance(err, OSError):
+        return err
+    found = re.search(r"errno = (\d+)", str(err)) if isinstance(err, RuntimeError) else None
+    return OSError(int(found.group(1)), os.strerror(int(found.group(1)))) if found else None
+
+
+_WRITING: set[str] = set()  # HDF5 files open for writing through `open_h5`, and those whose writing failed
+_LOST: dict[str, OSError] = {}  # their write errors that h5py raised only in a destructor
+
+
+def _lost_write(error, tb) -> bool:
+    """Whether `error` is a write error of a file being written, raised in an h5py destructor
+    (kept in _LOST for `open_h5` to raise as `write_failed`)."""
+    if not isinstance(error, OSError) or "__dealloc__" not in "".join(traceback.format_tb(tb)):
+        return False
+    name = next((n for n in _WRITING if n in str(error)), None)
+    if name is not None:
+        _LOST.setdefault(name, error)
+    return name is not None
+
+
+def _catch_lost_unraisable(unraisable) -> None:
+    """h5py reports some failed writes only from the destructors of its objects ("Exception
+    ignored in __dealloc__", with the traceback printed first through sys.excepthook): for a file
+    being written the error is kept for `open_h5`, not printed as a stray traceback."""
+    if not _lost_write(unraisable.exc_value, unraisable.exc_traceback):
+        sys.__unraisablehook__(unraisable)
+
+
+def _catch_lost_excepthook(kind, error, tb) -> None:
+    if not _lost_write(error, tb):
+        sys.__excepthook__(kind, error, tb)
+
+
+def write_failed(path: str | Path, err: OSError) -> ValueError:
+    """The one error for an output that could not be written (a full disk, a read-only or failing
+    file system): the file, the cause, the space left there and what to do."""
+    path = Path(path)
+    cause = os.strerror(err.errno) if err.errno else str(err)
+    try:
+        free = f"{shutil.disk_usage(path.parent).free / 2**20:,.1f} MiB free there"
+    except OSError:
+        free = "its folder cannot be read"
+    return ValueError(f"{path}: writing failed ({cause}; {free}); nothing was marked complete. Free some space "
+                      "(or point experiment.runs_dir at another disk) and rerun: the stage starts that file again")
+
+
+def check_space(path: Path, need: int) -> None:
+    """ValueError before a long write when the file system of `path` has less free space than
+    the `need` bytes it will add (and 16 MiB of slack)."""
+    free = shutil.disk_usage(Path(path).parent).free
+    if free < need + (16 << 20):
+        raise ValueError(f"{path}: the stage will write about {need / 2**20:,.0f} MiB, but only {free / 2**20:,.0f} "
+                         "MiB are free there; free some space (or point experiment.runs_dir at another disk) and rerun")
+
+
 @contextlib.contextmanager
 def open_h5(path: str | Path, mode: str = "r"):
-    """h5py.File(path, mode), with an HDF5 read error turned into a ValueError naming the file."""
+    """h5py.File(path, mode), with an HDF5 error turned into a ValueError naming the file: a file
+    HDF5 cannot read is damaged; in a writing mode, a failed write or flush (ENOSPC, EROFS,
+    EIO) is `write_failed`, the file flushed and closed inside the block so none goes unseen."""
     path = Path(path)
+    if mode != "r":
+        _WRITING.add(str(path))
+        sys.unraisablehook, sys.excepthook = _catch_lost_unraisable, _catch_lost_excepthook
+    yield from _opened(path, mode)  # a file that failed stays in _WRITING: its destructors' errors come later
+    _WRITING.discard(str(path))
+    lost = _LOST.pop(str(path), None)
+    if lost is not None:
+        raise write_failed(path, lost)
+
+
+def _opened(path: Path, mode: str):
+    """The body of `open_h5`: open, yield, flush and close, every HDF5 error named."""
     try:
         h5 = h5py.File(path, mode)
     except FileNotFoundError:
         raise
     except OSError as err:
+        if mode != "r" and err.errno:
+            raise write_failed(path, err) from None
         raise ValueError(f"{path} is damaged: HDF5 cannot read it ({err}). Delete it, or {FORCE_HINT}") from None
     try:
         yield h5
-    except OSError as err:
+        if mode != "r":
+            h5.flush()
+    except (OSError, RuntimeError) as err:
+        _close_quietly(h5)
+        cause = io_error(err)
+        if cause is None:
+            raise
+        if mode != "r":
+            raise write_failed(path, cause) from None
         raise ValueError(f"{path} is damaged: HDF5 failed reading it ({err}). Delete it, or {FORCE_HINT}") from None
-    finally:
+    except BaseException:
+        _close_quietly(h5)
+        raise
+    try:
         h5.close()
+    except (OSError, RuntimeError) as err:
+        cause = io_error(err)
+        if cause is None:
+            raise
+        raise write_failed(path, cause) from None
+
+
+def _close_quietly(h5) -> None:
+    """Close a file that already failed: its own error is the one to report."""
+    try:
+        h5.close()
+    except (OSError, RuntimeError):
+        pass
 
 
 def stamp(h5, provenance: dict) -> None:
@@ -86,14 +188,29 @@ def written(path: str | Path, provenance: dict):
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     try:
-        with h5py.File(tmp, "w") as h5:
+        with open_h5(tmp, "w") as h5:
             yield h5
             stamp(h5, provenance)
             h5.attrs["complete"] = True
+        verify_complete(tmp)
         os.replace(tmp, path)
+    except OSError as err:
+        raise write_failed(path, err) from None
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def verify_complete(path: Path) -> None:
+    """Reopen a just-written store and read its completion flag back: a write the file system
+    lost (a full disk) shows here, before the store is renamed into place."""
+    try:
+        with h5py.File(path, "r") as h5:
+            done = bool(h5.attrs.get("complete", False))
+    except OSError as err:
+        raise write_failed(path, err) from None
+    if not done:
+        raise write_failed(path, OSError(0, "the completion flag did not reach the disk"))
 
 
 def temp_beside(path: Path, suffix: str = ".tmp") -> Path:
@@ -112,10 +229,16 @@ def write_text(path: str | Path, text: str) -> Path:
     """A text file written atomically: to a temporary name of its own beside it, renamed into
     place; nothing is left behind on error."""
     path = Path(path)
-    tmp = temp_beside(path)
+    try:
+        tmp = temp_beside(path)
+    except OSError as err:
+        raise write_failed(path, err) from None
     try:
         tmp.write_text(text)
         os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise write_failed(path, err) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

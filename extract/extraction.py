@@ -179,6 +179,7 @@ def _extract(cfg, plan, spec, checkpoint, recipe, ids, paths, shard, out: Path, 
           f"{plan.pooling}) on {device}: {n_rows} images (rows {start}..{stop}), {model.feat_dim} "
           f"values each, {n_rows * model.feat_dim * np.dtype(plan.dtype).itemsize / 2**20:.0f} MiB; "
           f"{len(todo)} of {-(-n_rows // ex.chunk_rows)} chunks to do")
+    artifacts.check_space(tmp, len(todo) * ex.chunk_rows * model.feat_dim * np.dtype(plan.dtype).itemsize)
 
     # loop: decode, run, commit chunk by chunk
     rows_by_chunk = [(k, np.arange(start + k * ex.chunk_rows, min(start + (k + 1) * ex.chunk_rows, stop)))

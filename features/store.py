@@ -54,7 +54,7 @@ def path(cfg, shard: tuple[int, int] = (0, 1)) -> Path:
 
 def create(path: Path, ids, feat_dim: int, dtype: str, chunk_rows: int, attrs: dict, provenance: dict) -> None:
     """Start an empty dense store (in `path`.tmp until complete) for the given rows."""
-    with h5py.File(path, "w") as h5:
+    with artifacts.open_h5(path, "w") as h5:
         n = len(ids)
         h5.create_dataset("features", shape=(n, feat_dim), dtype=dtype,
                           chunks=(max(1, min(chunk_rows, n)), feat_dim))
@@ -143,6 +143,10 @@ def errors(path: Path) -> tuple[int, list[tuple[str, str]]]:
 def finish(tmp: Path, path: Path, provenance: dict) -> None:
     """Mark complete and move into place; errors are sorted by row so resuming changes nothing."""
     with artifacts.open_h5(tmp, "r+") as h5:
+        missing = np.flatnonzero(~h5["committed"][:])
+        if len(missing):
+            raise ValueError(f"{tmp}: chunk(s) {', '.join(map(str, missing[:5]))} were not written; "
+                             "rerun the stage to write them (it resumes)")
         ids = list(h5["ids"].asstr()[:])
         row = {key: i for i, key in enumerate(ids)}
         keys = list(h5["error_ids"].asstr()[:])
@@ -152,6 +156,7 @@ def finish(tmp: Path, path: Path, provenance: dict) -> None:
         h5["error_messages"][:] = [messages[i] for i in order] if keys else []
         artifacts.stamp(h5, provenance)
         h5.attrs["complete"] = True
+    artifacts.verify_complete(tmp)
     os.replace(tmp, path)
 
 

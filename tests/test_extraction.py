@@ -109,3 +109,38 @@ def test_bad_images_are_flagged_not_fatal(tmp_path, checkpoint):
     np.testing.assert_array_equal(features["rgba.png"], features["rgb.png"])  # alpha dropped
     np.testing.assert_array_equal(features["grey.png"], features["grey_as_rgb.png"])  # grey -> RGB
     assert np.abs(features["cmyk.jpg"]).sum() > 0 and not features["corrupt.png"].any()
+
+
+def test_a_write_that_fails_mid_chunk_is_named_and_a_rerun_completes(tmp_path, checkpoint, monkeypatch):
+    """Fault injection: HDF5 raises ENOSPC while the third chunk's features are written."""
+    import errno
+    whole = extraction.extract_features(demo_config(tmp_path / "one", checkpoint))
+    cfg = demo_config(tmp_path / "full", checkpoint)
+    original, calls = h5py.Dataset.__setitem__, []
+
+    def failing(self, key, value):
+        if self.name == "/features":
+            calls.append(key)
+            if len(calls) == 3:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return original(self, key, value)
+
+    monkeypatch.setattr(h5py.Dataset, "__setitem__", failing)
+    out = store.path(cfg)
+    with pytest.raises(ValueError, match=r"writing failed \(No space left on device; [\d,.]+ MiB free there\); "
+                                         "nothing was marked complete"):
+        extraction.extract_features(cfg)
+    assert not out.exists() and store.pending_chunks(out.with_name(out.name + ".tmp")) == [2]
+    monkeypatch.setattr(h5py.Dataset, "__setitem__", original)
+    resumed = extraction.extract_features(cfg)
+    assert_same_file(whole, resumed, ignore={"config", "provenance", "fingerprint"})
+
+
+def test_extraction_refuses_to_start_without_room_for_its_store(tmp_path, checkpoint, monkeypatch):
+    import shutil
+    cfg = demo_config(tmp_path / "small", checkpoint)
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=1 << 20))
+    with pytest.raises(ValueError, match=r"will write about \d+ MiB, but only 1 MiB are free there"):
+        extraction.extract_features(cfg)
+    assert not store.path(cfg).exists()

@@ -302,3 +302,35 @@ def test_only_given_twice_adds_up_and_a_key_given_two_values_is_refused(capsys):
     with pytest.raises(SystemExit):
         extract_cli.main(["finetune", "--only", "method=ce", "--only", "method=an"])
     assert "--only gives method twice" in capsys.readouterr().err
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 64 KiB tmpfs: a disk that fills at once (needs root, as in CI; skipped otherwise)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True,
+                          text=True, check=False)
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or done.returncode}): the full-disk tests "
+                    "need root")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_a_full_disk_is_one_named_error_and_nothing_is_marked_complete(tmp_path, full_disk, capsys):
+    images = tmp_path / "images"  # the synthetic images on the roomy disk, the runs on the full one
+    config = write_config(tmp_path / "c.toml", full_disk, dataset={"n_images": 1200, "root": str(images)})
+    assert splits_cli.main(["make", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert f"{full_disk}/r/splits.h5" in err and "writing failed (No space left on device" in err
+    assert "MiB free there" in err and "Traceback" not in err
+    assert not list(full_disk.rglob("*.h5")) and not list(full_disk.rglob("*.tmp"))
+    roomy = write_config(tmp_path / "c2.toml", tmp_path / "runs", dataset={"n_images": 1200, "root": str(images)})
+    assert splits_cli.main(["make", "--config", str(roomy)]) == 0  # the same stage with room works
+
+
+def test_text_outputs_name_a_failed_write(tmp_path, full_disk):
+    with pytest.raises(ValueError, match=r"report.md: writing failed \(No space left on device"):
+        artifacts.write_text(full_disk / "report.md", "x" * 200_000)
+    assert not list(full_disk.iterdir())
