@@ -10,10 +10,11 @@ what the confidence weights exploit. Every image carries at least `MIN_LABELS` l
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
+
+import artifacts
 
 MIN_LABELS = 3
 
@@ -145,16 +146,17 @@ def write(root: str | Path, n_images: int = 2400, seed: int = 0, size: int = 96)
     done = root / "COMPLETE"
     if labels_csv.is_file() and done.is_file() and done.read_text() == stamp:
         return labels_csv
-    (root / "images").mkdir(parents=True, exist_ok=True)
+    artifacts.writable(root / "images")
     rng = np.random.default_rng([seed, 7919])
     labels = sample_labels(n_images, rng)
     rows = []
     for i in range(n_images):
         rel = f"images/{i:05d}.png"
-        Image.fromarray(render(labels[i], size, rng)).save(root / rel, compress_level=1)
+        try:
+            Image.fromarray(render(labels[i], size, rng)).save(root / rel, compress_level=1)
+        except OSError as err:
+            raise artifacts.write_failed(root / rel, err) from None
         rows.append(rel + "," + ",".join(map(str, labels[i])))
-    tmp = labels_csv.with_suffix(".tmp")
-    tmp.write_text("path," + ",".join(CLASS_NAMES) + "\n" + "\n".join(rows) + "\n")
-    os.replace(tmp, labels_csv)
-    done.write_text(stamp)
+    artifacts.write_text(labels_csv, "path," + ",".join(CLASS_NAMES) + "\n" + "\n".join(rows) + "\n")
+    artifacts.write_text(done, stamp)
     return labels_csv

@@ -304,18 +304,34 @@ def test_only_given_twice_adds_up_and_a_key_given_two_values_is_refused(capsys):
     assert "--only gives method twice" in capsys.readouterr().err
 
 
-@pytest.fixture
-def full_disk(tmp_path):
-    """A 64 KiB tmpfs: a disk that fills at once (needs root, as in CI; skipped otherwise)."""
-    mount = tmp_path / "disk"
+def mounted(mount: Path, options: str):
+    """A tmpfs at `mount` (needs root, as in CI; the test is skipped otherwise)."""
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True,
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)], capture_output=True,
                           text=True, check=False)
     if done.returncode:
-        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or done.returncode}): the full-disk tests "
-                    "need root")
-    yield mount
-    subprocess.run(["umount", str(mount)], check=False)
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or done.returncode}): the disk tests need root")
+    return mount
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 64 KiB tmpfs: a disk that fills at once."""
+    yield mounted(tmp_path / "disk", "size=64k")
+    subprocess.run(["umount", str(tmp_path / "disk")], check=False)
+
+
+@pytest.fixture
+def read_only_disk(tmp_path):
+    yield mounted(tmp_path / "ro", "size=1m,ro")
+    subprocess.run(["umount", str(tmp_path / "ro")], check=False)
+
+
+def test_a_read_only_disk_is_named_before_any_work(tmp_path, read_only_disk, capsys):
+    config = write_config(tmp_path / "c.toml", tmp_path / "runs", dataset={"root": str(read_only_disk / "data")})
+    assert splits_cli.main(["make", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write to {read_only_disk}/data/images (Read-only file system" in err and "Traceback" not in err
 
 
 def test_a_full_disk_is_one_named_error_and_nothing_is_marked_complete(tmp_path, full_disk, capsys):
