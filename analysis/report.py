@@ -41,7 +41,11 @@ def present_runs(cfg, splits_files: dict) -> tuple[dict, list]:
     has runs); ValueError naming the runs made from other splits, features or settings than the
     current ones."""
     features_path = feature_store.path(cfg)
-    features_fp = feature_store.FeatureReader(features_path).fingerprint if features_path.is_file() else ""
+    features_fp = ""
+    if features_path.is_file():
+        reader = feature_store.FeatureReader(features_path)
+        reader.check_sources()
+        features_fp = reader.fingerprint
     present, missing, stale = {}, [], []
     for (stage, run), path in grids(cfg, splits_files).items():
         if not path.is_file():

@@ -47,6 +47,25 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def file_identity(path: str | Path, sha256: str | None = None) -> dict:
+    """What identifies an input file's content: size, modification time and sha256."""
+    stat = Path(path).stat()
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha256 or file_sha256(path)}
+
+
+def same_file(path: str | Path, identity: dict) -> bool:
+    """Whether `path` still holds the content `identity` (`file_identity`) describes: the same
+    size and modification time are taken as the same file (cheap); otherwise the content is
+    hashed and compared."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    stat = path.stat()
+    if stat.st_size != identity["size"]:
+        return False
+    return stat.st_mtime_ns == identity["mtime_ns"] or file_sha256(path) == identity["sha256"]
+
+
 def changes(old: dict, new: dict) -> list[str]:
     """'key: old -> new' for every key whose value differs (absent keys read as (none))."""
     def show(value):

@@ -19,6 +19,7 @@ column and the value, before anything is written.
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -367,7 +368,9 @@ def import_features(cfg, force: bool = False) -> Path:
         sparse = scipy.sparse.issparse(table.features)
         attrs = {"backbone": "imported", "imported": True, "source": str(files[0]),
                  "source_sha256": recipe["sources"][str(files[0])], "config": configs.to_json(cfg),
-                 "labels_source": str(files[-1]), "labels_sha256": recipe["sources"][str(files[-1])]}
+                 "labels_source": str(files[-1]), "labels_sha256": recipe["sources"][str(files[-1])],
+                 "source_files": json.dumps({str(p): artifacts.file_identity(p, recipe["sources"][str(p)])
+                                             for p in sources})}
         artifacts.writable(out.parent)
         store.write_table(out, table.ids, table.features, table.labels, table.classes, attrs, recipe)
     density = table.features.nnz / np.prod(table.features.shape) if sparse else None

@@ -256,6 +256,16 @@ class FeatureReader:
         with artifacts.open_h5(self.path) as h5:
             return len(h5["features_data"])
 
+    def check_sources(self) -> None:
+        """ValueError when a file an imported store was made from has changed since the import
+        (`artifacts.same_file`: size and time, else content): a stage reading the store would
+        read the old data."""
+        for source, identity in json.loads(self.attrs.get("source_files", "{}")).items():
+            if not artifacts.same_file(source, identity):
+                raise ValueError(f"{self.path} was imported from {source}, which has changed (or gone) since; "
+                                 "rerun the import: make features FORCE=1 (python -m features import --config C "
+                                 "--force)")
+
     def positions(self, ids) -> np.ndarray:
         """(len(ids),) store rows of the given keys; ValueError naming a key the store lacks."""
         index = {key: i for i, key in enumerate(self.ids)}

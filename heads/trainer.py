@@ -241,6 +241,7 @@ def train(cfg, only: dict | None = None, n_jobs: int | None = None, force: bool 
     methods.check(cfg.heads.methods, cfg.heads.params, cfg.source)
     features = feature_store.path(cfg)
     reader = FeatureReader(features)
+    reader.check_sources()
     splits_files = {seed: splits_store.load(splits_store.path(cfg, seed)) for seed in cfg.seeds}
     protocols = predictions.configured_protocols(cfg)
     for sf in splits_files.values():

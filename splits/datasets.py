@@ -148,6 +148,7 @@ def from_table(cfg) -> Manifest:
         raise ValueError(f"{path} does not exist yet: a table dataset's labels come with its features; "
                          "run `python -m features import --config C` (make features) first")
     reader = feature_store.FeatureReader(path)
+    reader.check_sources()
     classes, labels = reader.labels()
     return Manifest(list(reader.ids), [""] * len(reader.ids), classes, labels, str(path))
 

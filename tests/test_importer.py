@@ -1,5 +1,6 @@
 """Precomputed features and labels from files: every format, every bad input, the shipped real
 sets, and a whole grid from an import with the ordinary commands."""
+import os
 import re
 
 import h5py
@@ -265,3 +266,20 @@ def test_hdf5_inputs_that_read_other_files_are_refused(tmp_path, kind):
     with pytest.raises(ValueError, match=f"{path}: .*{name}"):
         importer.import_features(cfg)
     assert not feature_store.path(cfg).exists()
+
+
+def test_a_features_file_changed_after_the_import_stops_every_later_stage(tmp_path):
+    from analysis import report
+    from heads import trainer
+    x, labels = random_table()
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", labels)
+    cfg = table_config(tmp_path, features=str(tmp_path / "x.npy"), labels=str(tmp_path / "y.npy"))
+    importer.import_features(cfg)
+    splits.make(cfg)
+    os.utime(tmp_path / "x.npy")  # touched, same content: still the same file
+    splits.make(cfg)
+    np.save(tmp_path / "x.npy", x + 1)  # same path and size, new content
+    for stage in (lambda: splits.make(cfg, force=True), lambda: trainer.train(cfg), lambda: report.report(cfg)):
+        with pytest.raises(ValueError, match=r"was imported from .*x.npy, which has changed .* rerun the import"):
+            stage()
