@@ -142,38 +142,39 @@ def report(cfg) -> Path:
     if not present:
         raise ValueError(f"no complete predictions.h5 of the config's grid under {cfg.run_dir}; run `make heads` first")
     out = artifacts.writable(cfg.run_dir / "analysis")
-    frame, per_class = tables.collect(cfg, present)
-    protocols = tables.protocols_in_order(frame)
+    with artifacts.claim(out / "report.md"):  # two reports at once: the second is refused, not mixed in
+        frame, per_class = tables.collect(cfg, present)
+        protocols = tables.protocols_in_order(frame)
 
-    # tables
-    summary = tables.summary(frame)
-    paired = tables.paired_tests(frame)
-    written = tables.write(summary, out / "summary") + tables.write(paired, out / PAIRED)
-    artifacts.write_text(out / "runs.csv", frame.drop(columns=["path", "order"]).to_csv(index=False, float_format="%.5f"))
+        # tables
+        summary = tables.summary(frame)
+        paired = tables.paired_tests(frame)
+        written = tables.write(summary, out / "summary") + tables.write(paired, out / PAIRED)
+        artifacts.write_text(out / "runs.csv", frame.drop(columns=["path", "order"]).to_csv(index=False, float_format="%.5f"))
 
-    # figures
-    figure_protocol = min((p for p in protocols if p != "single positive"), default=protocols[0],
-                          key=lambda p: abs(float(p) - cfg.analysis.figure_ratio))
-    shown = figures.focus(frame)
-    figs = {
-        "paper_panel": figures.paper_panel(shown, protocols, out / "fig1_paper_panel"),
-        "map": figures.map_lines(shown, protocols, out / "fig2_map"),
-        "true_positives": figures.true_positives(shown, per_class, sf.classes, figure_protocol,
-                                                 cfg.analysis.top_classes, out / "fig3_true_positives"),
-        "cooccurrence": figures.cooccurrence(sf.labels, sf.classes, out / "fig4_cooccurrence"),
-        "weights": figures.weight_quality(weight_curves(sf), out / "fig5_cb_weights"),
-        "loss": figures.loss_curves(histories(shown), protocols, out / "fig6_loss"),
-    }
-    if len(shown) < len(frame):
-        figs["field"] = figures.field_heatmap(frame, protocols, out / "fig7_field")
+        # figures
+        figure_protocol = min((p for p in protocols if p != "single positive"), default=protocols[0],
+                              key=lambda p: abs(float(p) - cfg.analysis.figure_ratio))
+        shown = figures.focus(frame)
+        figs = {
+            "paper_panel": figures.paper_panel(shown, protocols, out / "fig1_paper_panel"),
+            "map": figures.map_lines(shown, protocols, out / "fig2_map"),
+            "true_positives": figures.true_positives(shown, per_class, sf.classes, figure_protocol,
+                                                     cfg.analysis.top_classes, out / "fig3_true_positives"),
+            "cooccurrence": figures.cooccurrence(sf.labels, sf.classes, out / "fig4_cooccurrence"),
+            "weights": figures.weight_quality(weight_curves(sf), out / "fig5_cb_weights"),
+            "loss": figures.loss_curves(histories(shown), protocols, out / "fig6_loss"),
+        }
+        if len(shown) < len(frame):
+            figs["field"] = figures.field_heatmap(frame, protocols, out / "fig7_field")
 
-    # the report
-    lines = report_lines(cfg, frame, summary, paired, missing, splits_files, figure_protocol, "field" in figs)
-    artifacts.write_text(out / "report.md", "\n".join(lines))
-    artifacts.write_text(out / "config.json", configs.to_json(cfg))
-    print(f"{out / 'report.md'}: {len(frame)} runs, {len(missing)} missing; "
-          f"{len(written)} table files, {sum(len(v) for v in figs.values())} figure files")
-    return out / "report.md"
+        # the report
+        lines = report_lines(cfg, frame, summary, paired, missing, splits_files, figure_protocol, "field" in figs)
+        artifacts.write_text(out / "report.md", "\n".join(lines))
+        artifacts.write_text(out / "config.json", configs.to_json(cfg))
+        print(f"{out / 'report.md'}: {len(frame)} runs, {len(missing)} missing; "
+              f"{len(written)} table files, {sum(len(v) for v in figs.values())} figure files")
+        return out / "report.md"
 
 
 def smallest_p(paired: pd.DataFrame) -> str:

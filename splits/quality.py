@@ -11,12 +11,15 @@ the share of hidden positives with no evidence (weight exactly 1) and the time p
 """
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+
+import artifacts
 
 from . import store, weights
 
@@ -58,30 +61,42 @@ def weight_quality(path, estimators=None, out: Path | None = None) -> pd.DataFra
                              "roc_auc_calibrated": roc_auc_score(target, calibrated),
                              "average_precision_calibrated": average_precision_score(target, calibrated),
                              "no_evidence_share": float((w[hidden] == 1).mean()), "seconds": seconds})
-                if fold == 0 and protocol == "0.5":
-                    curves[name] = roc_curve(target, score)[:2]
+                if fold == 0:
+                    curves.setdefault(store.protocol_label(protocol), {})[name] = roc_curve(target, score)[:2]
     table = pd.DataFrame(rows)
     if out:
         out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        table.to_csv(out, index=False, float_format="%.4f")
+        artifacts.write_text(out, table.to_csv(index=False, float_format="%.4f"))
         if curves:
             _plot(curves, table, out.with_suffix(".png"))
     return table
 
 
+def figure_protocol(labels) -> str:
+    """The protocol the ROC figure draws: the ratio nearest 0.5, else single positive."""
+    ratios = [p for p in labels if p != store.protocol_label(store.SINGLE_POSITIVE)]
+    return min(ratios, key=lambda p: abs(float(p) - 0.5)) if ratios else next(iter(labels))
+
+
 def _plot(curves: dict, table: pd.DataFrame, path: Path) -> None:
+    """ROC curves of fold 1 at `figure_protocol`, whatever ratios the splits hold."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    protocol = figure_protocol(curves)
     fig, ax = plt.subplots(figsize=(5.5, 5))
-    at = table[(table["fold"] == 1) & (table["protocol"] == "0.5")].set_index("estimator")
-    for name, (fpr, tpr) in curves.items():
+    at = table[(table["fold"] == 1) & (table["protocol"] == protocol)].set_index("estimator")
+    for name, (fpr, tpr) in curves[protocol].items():
         ax.plot(fpr, tpr, label=f"{name} (AUC {at.loc[name, 'roc_auc']:.3f})")
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":")
     ax.set_xlabel("false positive rate (true negatives flagged)")
     ax.set_ylabel("true positive rate (hidden positives found)")
-    ax.set_title("Finding hidden positives, fold 1, ratio 0.5")
+    ax.set_title(f"Finding hidden positives, fold 1, {protocol}")
     ax.legend(fontsize=8)
-    fig.savefig(path, dpi=130, bbox_inches="tight")
-    plt.close(fig)
+    tmp = artifacts.temp_beside(path, ".tmp.png")
+    try:
+        fig.savefig(tmp, dpi=130, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        plt.close(fig)

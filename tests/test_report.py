@@ -8,6 +8,7 @@ from PIL import Image
 from scipy import stats
 from sklearn.metrics import average_precision_score, f1_score, recall_score
 
+import artifacts
 import configs
 import splits
 from analysis import report, tables
@@ -158,3 +159,13 @@ def test_damaged_prediction_arrays_are_refused_by_the_reader(tmp_path):
         fh.write(bytes(64))
     with pytest.raises(ValueError, match=f"{path} is damaged: its arrays differ from the checksum"):
         predictions.read(path)
+
+
+def test_a_second_report_at_once_is_refused_and_the_first_is_whole(grid):
+    cfg = grid
+    path = cfg.run_dir / "analysis" / "report.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    busy = pytest.raises(ValueError, match=r"report.md is being made by process \d+")
+    with artifacts.claim(path), busy:  # another report is being written
+        report.report(cfg)
+    assert report.report(cfg) == path and not list(path.parent.glob(".*.tmp*"))

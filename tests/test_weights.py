@@ -328,3 +328,15 @@ def test_weight_quality_sees_training_rows_only(tmp_path, monkeypatch):
     assert quality.detection(1 - weights.cb_weights(seen), seen, sf.labels[train]) == pytest.approx(expect)
     assert np.isnan(quality.detection(1 - weights.cb_weights(seen), seen, seen))  # nothing hidden
     assert (tmp_path / "q.png").is_file()
+
+
+def test_weight_quality_draws_its_figure_whatever_the_ratios(tmp_path):
+    import configs
+    import splits
+    from splits import quality
+    cfg = configs.from_dict({"experiment": {"name": "q", "runs_dir": str(tmp_path)}, "dataset": {"n_images": 200},
+                             "splits": {"ratios": [0.0, 0.3]}}, source="test")
+    quality.weight_quality(splits.make(cfg)[0], ["prior"], tmp_path / "q.csv")
+    assert (tmp_path / "q.png").is_file()
+    assert quality.figure_protocol(["0.25", "0.75", "single positive"]) == "0.25"
+    assert quality.figure_protocol(["single positive"]) == "single positive"
