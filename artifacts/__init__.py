@@ -31,6 +31,7 @@ import traceback
 from pathlib import Path
 
 import h5py
+import numpy as np
 
 FORCE_HINT = "rerun the stage with --force (make ... FORCE=1)"
 
@@ -64,6 +65,35 @@ def same_file(path: str | Path, identity: dict) -> bool:
     if stat.st_size != identity["size"]:
         return False
     return stat.st_mtime_ns == identity["mtime_ns"] or file_sha256(path) == identity["sha256"]
+
+
+def arrays_digest(arrays: dict) -> str:
+    """sha256 over named arrays (name, dtype, shape and bytes of each, by name; an array of
+    strings as its utf-8 text): what a store's reader recomputes to find damaged data."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        value = np.asarray(arrays[name])
+        text = value.dtype.kind in "OUS"
+        digest.update(f"{name}:{'str' if text else value.dtype}:{value.shape}:".encode())
+        digest.update("\0".join(map(str, value.ravel())).encode() if text else np.ascontiguousarray(value).tobytes())
+    return digest.hexdigest()
+
+
+def read_arrays(h5, names) -> dict:
+    """The named datasets of an open HDF5 file that exist, strings decoded (for `arrays_digest`)."""
+    return {name: (h5[name].asstr()[:].astype(object) if h5[name].dtype.kind == "O" else h5[name][:])
+            for name in names if name in h5}
+
+
+def verify_arrays(h5, names, path) -> dict:
+    """The named arrays of an open store, after checking them against the `arrays_sha256` written
+    with them (a store without one, from before it existed, is read as it is)."""
+    arrays = read_arrays(h5, names)
+    recorded = h5.attrs.get("arrays_sha256")
+    if recorded is not None and arrays_digest(arrays) != recorded:
+        raise ValueError(f"{path} is damaged: its arrays differ from the checksum written with them; "
+                         f"{FORCE_HINT} for its stage")
+    return arrays
 
 
 def changes(old: dict, new: dict) -> list[str]:

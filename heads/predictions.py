@@ -9,8 +9,8 @@ A run is one (seed, fold, protocol, method) of a stage ("heads" or "finetune"), 
                     val_observed (n_val, L) uint8 and val_probabilities (n_val, L) float32;
                     attributes method, protocol, ratio (NaN under single positive), fold
                     (1-based), seed, head, source (heads | finetune), config (JSON), provenance
-                    (JSON), fingerprint, arrays_sha256 (of every array, `arrays_digest`: `read`
-                    verifies it), complete
+                    (JSON), fingerprint, arrays_sha256 (of every array, `artifacts.arrays_digest`:
+                    `read` verifies it), complete
     history.csv     loss per epoch (train, and validation when there is some)
     timing.json     seconds, steps and rows
 Folds are 1-based in directory names and tables, 0-based in `splits.h5`.
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -71,19 +70,6 @@ def file(cfg, run: HeadRun, stage: str = "heads") -> Path:
 ARRAYS = ("ids", "labels", "probabilities", "val_ids", "val_observed", "val_probabilities")
 
 
-def arrays_digest(arrays: dict) -> str:
-    """sha256 over the arrays of a predictions.h5 (name, dtype, shape and bytes of each, in the
-    order of ARRAYS; the ids as their utf-8 text)."""
-    digest = hashlib.sha256()
-    for name in ARRAYS:
-        if name in arrays:
-            value = arrays[name]
-            data = "\0".join(map(str, value)).encode() if name.endswith("ids") else np.ascontiguousarray(value).tobytes()
-            digest.update(f"{name}:{value.dtype if not name.endswith('ids') else 'str'}:{value.shape}:".encode())
-            digest.update(data)
-    return digest.hexdigest()
-
-
 def write(directory: Path, *, ids, labels, probabilities, attrs: dict, provenance: dict, validation=None) -> Path:
     """Write predictions.h5 atomically (ids (n,), labels (n, L) ground truth, probabilities
     (n, L); validation: (val_ids, val_observed, val_probabilities) or None), with the checksum
@@ -100,7 +86,7 @@ def write(directory: Path, *, ids, labels, probabilities, attrs: dict, provenanc
         for name, value in arrays.items():
             h5.create_dataset(name, data=value, **({"dtype": h5py.string_dtype("utf-8")} if name.endswith("ids") else {}))
         h5.attrs.update(attrs)
-        h5.attrs["arrays_sha256"] = arrays_digest(arrays)
+        h5.attrs["arrays_sha256"] = artifacts.arrays_digest(arrays)
     return target
 
 
@@ -128,11 +114,7 @@ def read(path: Path) -> dict:
         if not h5.attrs.get("complete", False):
             raise ValueError(f"{path} is incomplete; rerun its stage")
         out = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in h5.attrs.items()}
-        arrays = {name: (h5[name].asstr()[:].astype(object) if name.endswith("ids") else h5[name][:])
-                  for name in ARRAYS if name in h5}
-        if "arrays_sha256" in out and arrays_digest(arrays) != out["arrays_sha256"]:
-            raise ValueError(f"{path} is damaged: its arrays differ from the checksum written with them; "
-                             f"{artifacts.FORCE_HINT} for its stage")
+        arrays = artifacts.verify_arrays(h5, ARRAYS, path)
         out.update({name: value for name, value in arrays.items() if not name.endswith("ids")})
         out["provenance"] = json.loads(out.get("provenance", "{}"))
     return out

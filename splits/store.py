@@ -85,16 +85,20 @@ def write(path: str | Path, *, ids, classes, image_paths, labels, test_fold, obs
     n_folds = int(test_fold.max()) + 1
     protocols = [protocol_key(r) for r in ratios] + ([SINGLE_POSITIVE] if single_positive else [])
     assert observed.shape == (n_folds, len(protocols), n, n_classes), observed.shape
+    arrays = {"ids": np.array([str(i) for i in ids], dtype=object), "classes": np.array(classes, dtype=object),
+              "image_paths": np.array(image_paths, dtype=object), "labels": labels.astype(np.uint8),
+              "test_fold": test_fold.astype(np.int8), "observed": observed.astype(np.uint8)}
+    if validation is not None:
+        arrays["validation"] = validation.astype(bool)
     with artifacts.written(path, provenance) as h5:
-        h5.create_dataset("ids", data=np.array([str(i) for i in ids], dtype=object), dtype=STR)
-        h5.create_dataset("classes", data=np.array(classes, dtype=object), dtype=STR)
-        h5.create_dataset("image_paths", data=np.array(image_paths, dtype=object), dtype=STR)
-        h5.create_dataset("labels", data=labels.astype(np.uint8), compression="gzip")
-        h5.create_dataset("test_fold", data=test_fold.astype(np.int8))
-        h5.create_dataset("observed", data=observed.astype(np.uint8), compression="gzip",
-                          chunks=(1, 1, min(n, 8192), n_classes))
+        for name in ("ids", "classes", "image_paths"):
+            h5.create_dataset(name, data=arrays[name], dtype=STR)
+        h5.create_dataset("labels", data=arrays["labels"], compression="gzip")
+        h5.create_dataset("test_fold", data=arrays["test_fold"])
+        h5.create_dataset("observed", data=arrays["observed"], compression="gzip", chunks=(1, 1, min(n, 8192), n_classes))
         if validation is not None:
-            h5.create_dataset("validation", data=validation.astype(bool))
+            h5.create_dataset("validation", data=arrays["validation"])
+        h5.attrs["arrays_sha256"] = artifacts.arrays_digest(arrays)
         h5.attrs.update(protocols=protocols, ratios=np.asarray(ratios, dtype=np.float64),
                         single_positive=bool(single_positive),
                         missing_rate=np.asarray(missing_rate, dtype=np.float64),
@@ -104,6 +108,9 @@ def write(path: str | Path, *, ids, classes, image_paths, labels, test_fold, obs
                         ground_truth=bool(ground_truth),
                         config=config_json, versions=json.dumps(versions))
     return path
+
+
+ARRAYS = ("ids", "classes", "image_paths", "labels", "test_fold", "observed", "validation")  # under arrays_sha256
 
 
 @dataclass(frozen=True)
@@ -177,13 +184,14 @@ def load(path: str | Path) -> SplitsFile:
             raise ValueError(f"{path} was written by an older version (no protocols attribute); "
                              f"{artifacts.FORCE_HINT} for splits")
         attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in h5.attrs.items()}
+        arrays = artifacts.verify_arrays(h5, ARRAYS, path)
         return SplitsFile(
             path=path,
-            ids=h5["ids"].asstr()[:],
-            classes=list(h5["classes"].asstr()[:]),
-            image_paths=h5["image_paths"].asstr()[:],
-            labels=h5["labels"][:],
-            test_fold=h5["test_fold"][:],
+            ids=arrays["ids"],
+            classes=list(arrays["classes"]),
+            image_paths=arrays["image_paths"],
+            labels=arrays["labels"],
+            test_fold=arrays["test_fold"],
             protocols=[str(p) for p in attrs["protocols"]],
             hidden_share=np.asarray(attrs["hidden_share"]),
             attrs=attrs,

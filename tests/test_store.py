@@ -76,3 +76,17 @@ def test_describe_names_a_store_of_the_other_kind(tiny_cfg, tmp_path, capsys):
     assert cli.main(["describe", str(features)]) == 2
     err = capsys.readouterr().err
     assert "is not a splits.h5" in err and "python -m features describe" in err and "older version" not in err
+
+
+def test_damaged_splits_arrays_are_refused(tiny_cfg, tmp_path):
+    import shutil
+    [path] = splits.make(tiny_cfg)
+    damaged = shutil.copy(path, tmp_path / "splits.h5")
+    with h5py.File(damaged, "r") as h5:
+        offset = h5["test_fold"].id.get_offset()
+    with open(damaged, "r+b") as fh:  # 8 bytes of the (uncompressed) test folds, the metadata untouched
+        fh.seek(offset)
+        fh.write(bytes([7] * 8))
+    assert store.load(path).fingerprint  # the original reads
+    with pytest.raises(ValueError, match=r"splits.h5 is damaged: its arrays differ from the checksum"):
+        store.load(damaged)
