@@ -1,7 +1,6 @@
 """The paper's figures and more, matplotlib only, each written as PNG and PDF."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import matplotlib
@@ -40,16 +39,11 @@ def _legend_below(fig, handles, names) -> None:
 def _save(fig, stem: Path) -> list[Path]:
     """PNG and PDF, each written to a temporary name of its own and renamed: never a half-written
     figure, and two reports at once never share a temporary file."""
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
-    for path in paths:
-        tmp = artifacts.temp_beside(path, f".tmp{path.suffix}")
-        try:
-            fig.savefig(tmp, dpi=130, bbox_inches="tight")
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-    plt.close(fig)
-    return paths
+    try:
+        return [artifacts.save_figure(fig, stem.with_suffix(suffix), dpi=130, bbox_inches="tight")
+                for suffix in (".png", ".pdf")]
+    finally:
+        plt.close(fig)
 
 
 def method_order(names) -> list[str]:

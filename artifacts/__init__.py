@@ -274,6 +274,21 @@ def temp_beside(path: Path, suffix: str = ".tmp") -> Path:
     return Path(tmp)
 
 
+def save_figure(fig, path: str | Path, **savefig) -> Path:
+    """A matplotlib figure saved atomically (a temporary name of its own, renamed into place; its
+    format from the suffix of `path`), a failed write named as `write_failed`."""
+    path = Path(path)
+    tmp = temp_beside(path, f".tmp{path.suffix}")
+    try:
+        fig.savefig(tmp, **savefig)
+        os.replace(tmp, path)
+    except OSError as err:
+        raise write_failed(path, err) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 def write_text(path: str | Path, text: str) -> Path:
     """A text file written atomically: to a temporary name of its own beside it, renamed into
     place; nothing is left behind on error."""

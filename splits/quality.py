@@ -11,7 +11,6 @@ the share of hidden positives with no evidence (weight exactly 1) and the time p
 """
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -93,10 +92,7 @@ def _plot(curves: dict, table: pd.DataFrame, path: Path) -> None:
     ax.set_ylabel("true positive rate (hidden positives found)")
     ax.set_title(f"Finding hidden positives, fold 1, {protocol}")
     ax.legend(fontsize=8)
-    tmp = artifacts.temp_beside(path, ".tmp.png")
     try:
-        fig.savefig(tmp, dpi=130, bbox_inches="tight")
-        os.replace(tmp, path)
+        artifacts.save_figure(fig, path, dpi=130, bbox_inches="tight")
     finally:
-        tmp.unlink(missing_ok=True)
         plt.close(fig)
