@@ -164,7 +164,7 @@ class Config:
 
 
 # heads.paper_exact: the published notebooks' training where it differs from our defaults
-# (README, "What the published notebooks computed"): the rate stays at 0.1 (the decay they
+# (docs/notebooks.md, "What the published notebooks computed"): the rate stays at 0.1 (the decay they
 # define is never applied) and features are Conv2d_7b_1x1 at 224 x 224, flattened. The third
 # difference, positive weights from fold 1's full labels, is applied by the heads.
 PAPER_EXACT = {"heads.learning_rate": 0.1, "heads.lr_decay": 1.0, "extract.pooling": "none"}

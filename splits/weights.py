@@ -388,9 +388,9 @@ def mixture_weights(observed, missing_rate: float | None = None, backoff: float 
     grows with the missing odds: the higher the rate, the fewer rows show two labels and the
     more those that do are the atypical ones with many true labels, so the more evidence the
     mixture needs before it is believed. With no co-occurrence seen, a row's zeros rank as the
-    prior ranks them. Chosen on the shipped real sets and the published splits (the README's
-    estimator section): 15 keeps every case within 0.001 of the prior's detection and NUS-WIDE
-    at .5 at 0.890; 3 (the count back-off's) loses 0.031 to the prior on enron at .75.
+    prior ranks them. Chosen on the shipped real sets and the published splits (docs/estimators.md,
+    `bench/weights_quality.py --backoffs`): 15 keeps every case within 0.001 of the prior's
+    detection and NUS-WIDE at .5 at 0.890; 3 (the count back-off's) loses 0.031 to the prior on enron at .75.
     `missing_rate=None` assumes r = .5."""
     observed = _dense(observed)
     rate = 0.5 if missing_rate is None else _rate(missing_rate)
