@@ -118,7 +118,7 @@ def main() -> None:
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        table.to_csv(out / "detection.csv", index=False, float_format="%.4f")
+        table.to_csv(out / "detection.csv", index=False)
         pd.read_csv(report_dir / "summary.csv").to_csv(out / "summary.csv", index=False)
 
 

@@ -82,9 +82,11 @@ def test_as_published_tables_equal_their_csvs():
         data, ratio = row[0].rsplit(" ", 1)
         at = detection[(detection["data"] == data) & (detection["protocol"] == "0" + ratio)].set_index("method")
         for method, cell in zip(order, row[1:]):
-            numbers = [f"{at.loc[method, 'roc_auc']:.4f}", f"{at.loc[method, 'ap']:.4f}",
-                       f"{at.loc[method, 'weight_hidden']:.3f}", f"{at.loc[method, 'weight_negative']:.3f}"]
-            assert NUMBER.findall(cell) == numbers, (row[0], method, cell)
+            # the CSV holds 4 decimals: a 3-decimal cell is within half its unit plus the CSV's rounding
+            columns = ("roc_auc", "ap", "weight_hidden", "weight_negative")
+            shown = [float(v) for v in NUMBER.findall(cell)]
+            limits = [5e-5 + 1e-9, 5e-5 + 1e-9, 5e-4 + 5e-5, 5e-4 + 5e-5]
+            assert all(abs(v - at.loc[method, c]) <= lim for v, c, lim in zip(shown, columns, limits)), (row[0], cell)
 
 
 def test_estimator_table_equals_its_csv():
