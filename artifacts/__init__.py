@@ -117,6 +117,14 @@ def io_error(err: Exception) -> OSError | None:
 
 _WRITING: set[str] = set()  # HDF5 files open for writing through `open_h5`, and those whose writing failed
 _LOST: dict[str, OSError] = {}  # their write errors that h5py raised only in a destructor
+_LEFT_OPEN: list[str] = []  # files whose writing failed: HDF5 could not close them
+
+
+def hdf5_left_open() -> list[str]:
+    """The HDF5 files this process failed to write and HDF5 could not close. HDF5 tries to close
+    them again when the interpreter exits and crashes doing so (a segfault, seen with h5py 3.14
+    on a full disk), so a command that reported such a failure leaves through `os._exit`."""
+    return list(_LEFT_OPEN)
 
 
 def _lost_write(error, tb) -> bool:
@@ -196,7 +204,7 @@ def _opened(path: Path, mode: str):
         if mode != "r":
             h5.flush()
     except (OSError, RuntimeError) as err:
-        _close_quietly(h5)
+        _close_quietly(h5, path)
         cause = io_error(err)
         if cause is None:
             raise
@@ -204,7 +212,7 @@ def _opened(path: Path, mode: str):
             raise write_failed(path, cause) from None
         raise ValueError(f"{path} is damaged: HDF5 failed reading it ({err}). Delete it, or {FORCE_HINT}") from None
     except BaseException:
-        _close_quietly(h5)
+        _close_quietly(h5, path)
         raise
     try:
         h5.close()
@@ -212,15 +220,20 @@ def _opened(path: Path, mode: str):
         cause = io_error(err)
         if cause is None:
             raise
+        _LEFT_OPEN.append(str(path))
         raise write_failed(path, cause) from None
 
 
-def _close_quietly(h5) -> None:
-    """Close a file that already failed: its own error is the one to report."""
+def _close_quietly(h5, path: Path) -> None:
+    """Close a file that already failed: its own error is the one to report. One that HDF5
+    cannot close stays in `hdf5_left_open`."""
+    file_id = h5.id
     try:
         h5.close()
     except (OSError, RuntimeError):
         pass
+    if file_id.valid:
+        _LEFT_OPEN.append(str(path))
 
 
 def stamp(h5, provenance: dict) -> None:

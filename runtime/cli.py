@@ -1,16 +1,26 @@
 """The error path every command shares: a user's mistake is one line and exit code 2."""
 from __future__ import annotations
 
+import os
 import sys
+
+import artifacts
 
 
 def run_cli(action) -> int:
     """Run a CLI action; a ValueError (anything a user can cause) prints its message, exit 2;
-    Ctrl-C says what a rerun does, exit 130 (as a shell reports SIGINT)."""
+    Ctrl-C says what a rerun does, exit 130 (as a shell reports SIGINT). After a failed HDF5
+    write the process exits at once with 2 (`artifacts.hdf5_left_open`: HDF5 would crash closing
+    the file again at exit)."""
+    left_open = len(artifacts.hdf5_left_open())
     try:
         action()
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
+        if len(artifacts.hdf5_left_open()) > left_open:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(2)
         return 2
     except KeyboardInterrupt:
         print("interrupted: nothing unfinished was marked complete; rerun the command to go on", file=sys.stderr)
