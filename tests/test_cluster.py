@@ -141,7 +141,8 @@ def test_the_default_config_imports_no_dask(tmp_path):
     assert done.returncode == 0 and "no dask" in done.stdout, done.stderr[-2000:]
 
 
-def test_a_forced_run_that_cannot_start_keeps_the_complete_outputs(tmp_path):
+def test_a_forced_run_that_cannot_start_keeps_the_complete_outputs(tmp_path, monkeypatch):
+    from runtime import dask_engine
     cfg = heads_config(tmp_path)
     make_features(cfg)
     trainer.train(cfg, only={"fold": "1"}, n_jobs=1)
@@ -152,6 +153,12 @@ def test_a_forced_run_that_cannot_start_keeps_the_complete_outputs(tmp_path):
         trainer.train(too_many, only={"fold": "1"}, force=True)
     with pytest.raises(ValueError, match=r"--n-jobs -1: the number of parallel stacks must be at least 1"):
         trainer.train(cfg, only={"fold": "1"}, n_jobs=-1, force=True)
+    monkeypatch.setattr(dask_engine, "CONNECT_SECONDS", 1)
+    nowhere = heads_config(tmp_path, scheduler="tcp://127.0.0.1:9")  # the discard port: nothing listens
+    with pytest.raises(ValueError, match=r"no Dask scheduler answered at cluster.scheduler = 'tcp://127.0.0.1:9' "
+                                         r"within 1 s"):
+        trainer.train(nowhere, only={"fold": "1"}, force=True)
     after = all_probabilities(cfg)
     assert after.keys() == before.keys() and all(np.array_equal(after[k], before[k]) for k in before)
     assert trainer.train(cfg, only={"fold": "1"}, n_jobs=1) == []  # still complete: nothing to redo
+
