@@ -67,33 +67,53 @@ def same_file(path: str | Path, identity: dict) -> bool:
     return stat.st_mtime_ns == identity["mtime_ns"] or file_sha256(path) == identity["sha256"]
 
 
+DIGEST_BLOCK = 64 << 20  # bytes of a dataset hashed at a time: a large store is never read whole
+
+
 def arrays_digest(arrays: dict) -> str:
     """sha256 over named arrays (name, dtype, shape and bytes of each, by name; an array of
-    strings as its utf-8 text): what a store's reader recomputes to find damaged data."""
+    strings as its utf-8 text): what a store's reader recomputes to find damaged data. A value
+    may be an HDF5 dataset, hashed a block of rows at a time."""
     digest = hashlib.sha256()
     for name in sorted(arrays):
-        value = np.asarray(arrays[name])
+        value = arrays[name]
         text = value.dtype.kind in "OUS"
         digest.update(f"{name}:{'str' if text else value.dtype}:{value.shape}:".encode())
-        digest.update("\0".join(map(str, value.ravel())).encode() if text else np.ascontiguousarray(value).tobytes())
+        if text:
+            strings = value.asstr()[()] if isinstance(value, h5py.Dataset) else np.asarray(value)
+            digest.update("\0".join(map(str, strings.ravel())).encode())
+            continue
+        rows = max(1, DIGEST_BLOCK // max(1, value.nbytes // max(1, len(value)))) if value.ndim else 1
+        for start in range(0, max(1, len(value)) if value.ndim else 1, rows):
+            block = value[start:start + rows] if value.ndim else value[()]
+            digest.update(np.ascontiguousarray(block).tobytes())
     return digest.hexdigest()
 
 
+def write_arrays(h5, arrays: dict, options: dict | None = None) -> None:
+    """Create a dataset per named array (strings as utf-8; `options`: name -> create_dataset
+    keywords such as compression) and record their `arrays_sha256` for `check_arrays`."""
+    for name, value in arrays.items():
+        text = {"dtype": h5py.string_dtype("utf-8")} if np.asarray(value).dtype.kind in "OUS" else {}
+        h5.create_dataset(name, data=value, **text, **(options or {}).get(name, {}))
+    h5.attrs["arrays_sha256"] = arrays_digest(arrays)
+
+
 def read_arrays(h5, names) -> dict:
-    """The named datasets of an open HDF5 file that exist, strings decoded (for `arrays_digest`)."""
+    """The named datasets of an open HDF5 file that exist, strings decoded."""
     return {name: (h5[name].asstr()[:].astype(object) if h5[name].dtype.kind == "O" else h5[name][:])
             for name in names if name in h5}
 
 
-def verify_arrays(h5, names, path) -> dict:
-    """The named arrays of an open store, after checking them against the `arrays_sha256` written
-    with them (a store without one, from before it existed, is read as it is)."""
-    arrays = read_arrays(h5, names)
+def check_arrays(h5, names, path, read: dict | None = None) -> None:
+    """ValueError when the named datasets of an open store differ from the `arrays_sha256`
+    written with them (a store without one, from before it existed, passes). `read`: those
+    already in memory; the others are hashed from the file a block at a time."""
     recorded = h5.attrs.get("arrays_sha256")
+    arrays = {name: (read or {}).get(name, h5[name]) for name in names if name in h5}
     if recorded is not None and arrays_digest(arrays) != recorded:
         raise ValueError(f"{path} is damaged: its arrays differ from the checksum written with them; "
                          f"{FORCE_HINT} for its stage")
-    return arrays
 
 
 def changes(old: dict, new: dict) -> list[str]:

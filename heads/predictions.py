@@ -9,8 +9,8 @@ A run is one (seed, fold, protocol, method) of a stage ("heads" or "finetune"), 
                     val_observed (n_val, L) uint8 and val_probabilities (n_val, L) float32;
                     attributes method, protocol, ratio (NaN under single positive), fold
                     (1-based), seed, head, source (heads | finetune), config (JSON), provenance
-                    (JSON), fingerprint, arrays_sha256 (of every array, `artifacts.arrays_digest`:
-                    `read` verifies it), complete
+                    (JSON), fingerprint, arrays_sha256 (of every array, `artifacts.write_arrays`:
+                    `read` checks it), complete
     history.csv     loss per epoch (train, and validation when there is some)
     timing.json     seconds, steps and rows
 Folds are 1-based in directory names and tables, 0-based in `splits.h5`.
@@ -24,7 +24,6 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 import artifacts
@@ -83,10 +82,8 @@ def write(directory: Path, *, ids, labels, probabilities, attrs: dict, provenanc
         arrays.update(val_ids=np.array(val_ids, dtype=object), val_observed=val_observed.astype(np.uint8),
                       val_probabilities=val_probabilities.astype(np.float32))
     with artifacts.written(target, provenance) as h5:
-        for name, value in arrays.items():
-            h5.create_dataset(name, data=value, **({"dtype": h5py.string_dtype("utf-8")} if name.endswith("ids") else {}))
+        artifacts.write_arrays(h5, arrays)
         h5.attrs.update(attrs)
-        h5.attrs["arrays_sha256"] = artifacts.arrays_digest(arrays)
     return target
 
 
@@ -114,7 +111,8 @@ def read(path: Path) -> dict:
         if not h5.attrs.get("complete", False):
             raise ValueError(f"{path} is incomplete; rerun its stage")
         out = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in h5.attrs.items()}
-        arrays = artifacts.verify_arrays(h5, ARRAYS, path)
+        arrays = artifacts.read_arrays(h5, ARRAYS)
+        artifacts.check_arrays(h5, ARRAYS, path, arrays)
         out.update({name: value for name, value in arrays.items() if not name.endswith("ids")})
         out["provenance"] = json.loads(out.get("provenance", "{}"))
     return out

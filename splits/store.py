@@ -29,12 +29,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 import artifacts
 
-STR = h5py.string_dtype("utf-8")
 SINGLE_POSITIVE = "single_positive"
 
 
@@ -91,14 +89,8 @@ def write(path: str | Path, *, ids, classes, image_paths, labels, test_fold, obs
     if validation is not None:
         arrays["validation"] = validation.astype(bool)
     with artifacts.written(path, provenance) as h5:
-        for name in ("ids", "classes", "image_paths"):
-            h5.create_dataset(name, data=arrays[name], dtype=STR)
-        h5.create_dataset("labels", data=arrays["labels"], compression="gzip")
-        h5.create_dataset("test_fold", data=arrays["test_fold"])
-        h5.create_dataset("observed", data=arrays["observed"], compression="gzip", chunks=(1, 1, min(n, 8192), n_classes))
-        if validation is not None:
-            h5.create_dataset("validation", data=arrays["validation"])
-        h5.attrs["arrays_sha256"] = artifacts.arrays_digest(arrays)
+        artifacts.write_arrays(h5, arrays, {"labels": {"compression": "gzip"},
+                                            "observed": {"compression": "gzip", "chunks": (1, 1, min(n, 8192), n_classes)}})
         h5.attrs.update(protocols=protocols, ratios=np.asarray(ratios, dtype=np.float64),
                         single_positive=bool(single_positive),
                         missing_rate=np.asarray(missing_rate, dtype=np.float64),
@@ -184,7 +176,8 @@ def load(path: str | Path) -> SplitsFile:
             raise ValueError(f"{path} was written by an older version (no protocols attribute); "
                              f"{artifacts.FORCE_HINT} for splits")
         attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in h5.attrs.items()}
-        arrays = artifacts.verify_arrays(h5, ARRAYS, path)
+        arrays = artifacts.read_arrays(h5, ("ids", "classes", "image_paths", "labels", "test_fold"))
+        artifacts.check_arrays(h5, ARRAYS, path, arrays)  # observed and validation hashed from the file
         return SplitsFile(
             path=path,
             ids=arrays["ids"],
