@@ -307,38 +307,37 @@ def temp_beside(path: Path, suffix: str = ".tmp") -> Path:
     return Path(tmp)
 
 
-def save_figure(fig, path: str | Path, **savefig) -> Path:
-    """A matplotlib figure saved atomically (a temporary name of its own, renamed into place; its
-    format from the suffix of `path`), a failed write named as `write_failed`."""
+@contextlib.contextmanager
+def replaced(path: str | Path, suffix: str = ".tmp"):
+    """Yields a temporary file of its own beside `path` (`temp_beside`), renamed over `path`
+    when the block ends without error; removed in any case; a failed write is `write_failed`."""
     path = Path(path)
-    tmp = temp_beside(path, f".tmp{path.suffix}")
     try:
-        fig.savefig(tmp, **savefig)
+        tmp = temp_beside(path, suffix)
+    except OSError as err:
+        raise write_failed(path, err) from None
+    try:
+        yield tmp
         os.replace(tmp, path)
     except OSError as err:
         raise write_failed(path, err) from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def save_figure(fig, path: str | Path, **savefig) -> Path:
+    """A matplotlib figure saved atomically (`replaced`; its format from the suffix of `path`)."""
+    path = Path(path)
+    with replaced(path, f".tmp{path.suffix}") as tmp:
+        fig.savefig(tmp, **savefig)
     return path
 
 
 def write_text(path: str | Path, text: str) -> Path:
-    """A text file written atomically: to a temporary name of its own beside it, renamed into
-    place; nothing is left behind on error."""
+    """A text file written atomically (`replaced`): nothing is left behind on error."""
     path = Path(path)
-    try:
-        tmp = temp_beside(path)
-    except OSError as err:
-        raise write_failed(path, err) from None
-    try:
+    with replaced(path) as tmp:
         tmp.write_text(text)
-        os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise write_failed(path, err) from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
 
 
@@ -358,11 +357,8 @@ def recorded(path: str | Path) -> tuple[bool, dict]:
 
 def record(path: str | Path, provenance: dict) -> None:
     """The provenance of an output that is not an HDF5 file (a checkpoint), as JSON, written last."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"complete": True, "provenance": provenance, "fingerprint": fingerprint(provenance)},
-                              sort_keys=True, default=str))
-    os.replace(tmp, path)
+    write_text(path, json.dumps({"complete": True, "provenance": provenance, "fingerprint": fingerprint(provenance)},
+                                sort_keys=True, default=str))
 
 
 def remove(path: Path) -> None:
