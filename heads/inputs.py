@@ -41,22 +41,18 @@ class Needs(NamedTuple):
     oracle: bool  # it reads ground truth beyond the observed labels
 
 
-class Constant(NamedTuple):
-    """A per-head input: whether a head's loss receives it, and its value for a head whose loss
-    does not take it (so that every head of a stack has one)."""
-    given: Callable[[Needs], bool]
-    filler: float
-
-
-HEAD_CONSTANTS = {  # the `heads.losses.Inputs` field each fills, with its leading head axis
-    "pos_weight": Constant(lambda kind: kind.class_weights, 1.0),  # (L,) class weights of observed positives
-    "k": Constant(lambda kind: True, 0.0),  # () expected positives per row (EPR, ROLE)
+# Per-head inputs: the `heads.losses.Inputs` field each fills (with a leading head axis) and
+# whether a loss of a method's `Needs` receives it. Every head has a value (`head_inputs` gives
+# one that the method's loss ignores where it takes none), so a stack can hold them all.
+HEAD_CONSTANTS: dict[str, Callable[[Needs], bool]] = {
+    "pos_weight": lambda kind: kind.class_weights,  # (L,) class weights of observed positives; ones if none
+    "k": lambda kind: True,  # () expected positives per row (EPR, ROLE); 0 where the method takes none
 }
 
 
 def given_constants(kind: Needs, constants: dict) -> dict:
     """The entries of `constants` (name -> value) that a loss of `kind` receives."""
-    return {name: value for name, value in constants.items() if HEAD_CONSTANTS[name].given(kind)}
+    return {name: value for name, value in constants.items() if HEAD_CONSTANTS[name](kind)}
 
 
 def needs(name: str) -> Needs:
@@ -139,7 +135,7 @@ class HeadInputs:
     method: str
     needs: Needs
     params: dict  # resolved parameters (published defaults, [heads.params] on top)
-    constants: dict  # HEAD_CONSTANTS name -> float32 value (its filler where the method takes none)
+    constants: dict  # HEAD_CONSTANTS name -> float32 value (one its loss ignores where the method takes none)
     negatives: np.ndarray | None  # (n, L) float32 negative weights, None when the method has none
     val_negatives: np.ndarray | None  # (m, L) float32, from the same estimate
     missing_rate: float
@@ -200,8 +196,7 @@ def stack(heads: list[HeadInputs], targets: np.ndarray, target_of, n_val: int = 
         else:
             negatives_of.append(len(negatives))
             negatives.append(head.negatives)
-            val_negatives.append(head.val_negatives if head.val_negatives is not None
-                                 else np.zeros((n_val, n_classes), np.float32))
+            val_negatives.append(head.val_negatives)
 
     def stacked(rows, count):
         return np.stack(rows) if rows else np.zeros((0, count, n_classes), np.float32)
