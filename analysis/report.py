@@ -16,7 +16,7 @@ import pandas as pd
 import artifacts
 import configs
 from features import store as feature_store
-from heads import methods, predictions
+from heads import methods, predictions, search
 from splits import store as splits_store
 from splits import weights
 
@@ -136,6 +136,7 @@ def key_table(summary: pd.DataFrame) -> pd.DataFrame:
 def report(cfg) -> Path:
     # inputs: the splits of every seed, the runs of the grids, made from them
     methods.check(cfg.heads.methods, cfg.heads.params, cfg.source)
+    search.check(cfg)
     splits_files = {seed: splits_store.load(splits_store.path(cfg, seed)) for seed in cfg.seeds}
     sf = splits_files[cfg.seeds[0]]
     present, missing = present_runs(cfg, splits_files)

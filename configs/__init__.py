@@ -85,6 +85,22 @@ class Extract:
     pretrain_epochs: int = 6
 
 
+class GridTables(dict):
+    """[heads.search.params.<method>] parameter = [values]: the grids a search tries."""
+
+
+@dataclass(frozen=True)
+class Search:
+    """[heads.search]: every method's learning rates and declared parameter grids trained as heads
+    of one stack, the winner per (seed, fold, protocol, method) chosen on validation rows. The
+    table being present turns it on (`enabled = false` keeps it written but off)."""
+    enabled: bool = False
+    lr: tuple[float, ...] = ()  # () = heads.methods.LR_FACTORS x heads.learning_rate
+    methods: tuple[str, ...] = ()  # the methods searched; () = every method of heads.methods
+    select: str = "observed"  # observed: validation rows' observed labels (what a user has) | clean: their truth (an oracle)
+    params: GridTables = field(default_factory=GridTables)  # overrides of the registry's grids
+
+
 @dataclass(frozen=True)
 class Heads:
     head: str = "paper_mlp"  # paper_mlp | linear
@@ -102,6 +118,7 @@ class Heads:
     shuffle_buffer: int = 65536  # stream: rows read at once; an epoch shuffles windows, then rows in each
     params: dict = field(default_factory=dict)  # [heads.params.<method>] parameter = value (heads.methods)
     paper_exact: bool = False  # the notebooks' training where it differs from ours (PAPER_EXACT)
+    search: Search = field(default_factory=Search)  # [heads.search]
 
 
 @dataclass(frozen=True)
@@ -175,6 +192,12 @@ def _coerce(value, kind, where: str):
     """`value` as the annotated `kind`, or a ValueError naming `where` and what is allowed."""
     if kind is dict:
         return _parameter_tables(value, where)
+    if kind is GridTables:
+        return _grid_tables(value, where)
+    if dataclasses.is_dataclass(kind):
+        if not isinstance(value, dict):
+            raise ConfigTypeError(f"{where}: expected a table, got {value!r}")
+        return _section(kind, {"enabled": True, **value}, where)
     origin = typing.get_origin(kind)
     if origin is tuple:
         item = typing.get_args(kind)[0]
@@ -197,6 +220,21 @@ def _parameter_tables(value, where: str) -> dict:
         if not isinstance(table, dict):
             raise ConfigTypeError(f"{where}.{name}: expected a table of parameter = number, got {table!r}")
         out[name] = {key: _coerce(number, float, f"{where}.{name}.{key}") for key, number in table.items()}
+    return out
+
+
+def _grid_tables(value, where: str) -> GridTables:
+    """{name: {parameter: (numbers, ...)}}, as [heads.search.params.<name>] tables give it."""
+    if not isinstance(value, dict):
+        raise ConfigTypeError(f"{where}: expected tables [heads.search.params.<method>], got {value!r}")
+    out = GridTables()
+    for name, table in value.items():
+        if not isinstance(table, dict):
+            raise ConfigTypeError(f"{where}.{name}: expected a table of parameter = [values], got {table!r}")
+        out[name] = {key: _coerce(values, tuple[float, ...], f"{where}.{name}.{key}") for key, values in table.items()}
+        for key, values in out[name].items():
+            if not values:
+                raise ValueError(f"{where}.{name}.{key} is empty; list at least one value")
     return out
 
 
@@ -266,6 +304,7 @@ def _check_choices(cfg: Config) -> None:
         "heads.head": (cfg.heads.head, {"paper_mlp", "linear"}),
         "heads.optimizer": (cfg.heads.optimizer, {"adadelta", "adam", "sgd"}),
         "heads.features": (cfg.heads.features, {"auto", "ram", "stream"}),
+        "heads.search.select": (cfg.heads.search.select, {"observed", "clean"}),
         "finetune.optimizer": (cfg.finetune.optimizer, {"adam", "momentum", "sgd"}),
         "finetune.batch_norm": (cfg.finetune.batch_norm, {"train", "frozen"}),
     }
@@ -333,6 +372,17 @@ def _check_lists(cfg: Config) -> None:
         repeated = sorted({v for v in values if values.count(v) > 1})
         if repeated:
             raise ValueError(f"{where}: {key} names {repeated[0]!r} twice; each may appear once")
+    search = cfg.heads.search
+    for rate in search.lr:
+        if not rate > 0:
+            raise ValueError(f"{where}: heads.search.lr holds {rate!r}; every learning rate must be > 0")
+    for key, values in (("heads.search.lr", search.lr), ("heads.search.methods", search.methods)):
+        repeated = sorted({v for v in values if values.count(v) > 1})
+        if repeated:
+            raise ValueError(f"{where}: {key} names {repeated[0]!r} twice; each may appear once")
+    for name in (*search.methods, *search.params):
+        if name not in cfg.heads.methods:
+            raise ValueError(f"{where}: [heads.search] names method {name!r}, which is not in heads.methods")
     for key in ("heads.methods", "finetune.methods"):
         if not lists[key]:
             raise ValueError(f"{where}: {key} is empty; name at least one method")

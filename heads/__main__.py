@@ -7,15 +7,17 @@ import sys
 import configs
 from runtime.cli import run_cli
 
-from . import methods
+from . import methods, search
 from .predictions import MergeOnly, parse_only
 
 
 def check(cfg) -> None:
-    """The whole config against the registries: methods and their parameters (heads and
-    finetune); the rest was checked when it loaded. What `make check` runs before any stage."""
+    """The whole config against the registries: methods, their parameters and search grids
+    (heads and finetune); the rest was checked when it loaded. What `make check` runs before any
+    stage."""
     methods.check(cfg.heads.methods, cfg.heads.params, cfg.source)
     methods.check(cfg.finetune.methods, {}, cfg.source, "finetune.methods")
+    search.check(cfg)
     print(f"{cfg.source}: valid")
 
 
@@ -25,8 +27,9 @@ def list_methods() -> None:
     for method in methods.METHODS.values():
         params = ", ".join(f"{k}={methods.PARAMETER_NOTES.get((method.name, k), v)}" if v is None else f"{k}={v}"
                            for k, v in method.params.items()) or "-"
+        grid = ", ".join(f"{k} in {list(v)}" for k, v in method.search.items()) or "lr only"
         print(f"{method.name:28s} {method.display:26s} {'oracle ' if method.oracle else '       '}"
-              f"params: {params}  [{method.source}]")
+              f"params: {params}; searched: {grid}  [{method.source}]")
 
 
 def main(argv=None) -> int:

@@ -18,6 +18,7 @@ reads which positives were hidden; "notebook" reads the ground truth of every im
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -123,6 +124,20 @@ def fold_negative_weights(name: str, labels: np.ndarray, observed: np.ndarray, t
     return estimate[:len(train)], estimate[len(train):]
 
 
+def zero_likely_hidden(negatives: np.ndarray, observed: np.ndarray, share: float, rate: float) -> np.ndarray:
+    """`negatives` (n, L) with the o = 0 entries of lowest weight set to 0, as many as `share` x
+    the expected hidden count (observed positives x rate / (1 - rate), rate = the share of true
+    positives missing), ties broken by position; unchanged when that count rounds to 0."""
+    count = int(np.rint(share * observed.sum() * rate / (1.0 - rate)))
+    if count <= 0:
+        return negatives
+    zeros = np.flatnonzero(observed.ravel() == 0)
+    pick = zeros[np.argsort(negatives.ravel()[zeros], kind="stable")[:count]]
+    out = negatives.copy()
+    out.ravel()[pick] = 0.0
+    return out
+
+
 def expected_positives(observed: np.ndarray, missing_rate: float | None) -> float:
     """The expected number of true positives per row, from observed labels (n, L) and the share
     of positives missing: mean observed count / (1 - missing rate)."""
@@ -142,16 +157,20 @@ class HeadInputs:
 
 
 def head_inputs(cfg, sf, fold: int, protocol: str, method: str, train: np.ndarray, validation: np.ndarray,
-                observed: np.ndarray | None = None) -> HeadInputs:
+                observed: np.ndarray | None = None, params: dict | None = None) -> HeadInputs:
     """A head's inputs for `method` on (fold, protocol) of splits file `sf`, over the `train` and
     `validation` rows. Class weights come from the observed training labels, or from fold 1's
     full labels under heads.paper_exact (as the notebooks). `observed`: the protocol's (N, L)
-    observed labels when the caller has them read already."""
+    observed labels when the caller has them read already; `params`: the resolved parameters
+    (a grid point's), else the method's ([heads.params] on its defaults)."""
     kind = needs(method)
     seen = sf.observed(fold, protocol) if observed is None else observed
     rate = missing_rate(cfg, sf, fold, protocol)
-    params = methods.parameters(method, cfg.heads.params.get(method))
+    params = methods.parameters(method, cfg.heads.params.get(method)) if params is None else dict(params)
     negatives, val_negatives = fold_negative_weights(method, sf.labels, seen, train, validation, rate)
+    if negatives is not None and params.get("zero"):
+        negatives = zero_likely_hidden(negatives, seen[train], params["zero"], rate)
+        val_negatives = zero_likely_hidden(val_negatives, seen[validation], params["zero"], rate)
     class_rows = sf.labels[sf.test_fold != 0] if cfg.heads.paper_exact else seen[train]
     pos_weight = weights.pos_weight(class_rows) if kind.class_weights else np.ones(len(sf.classes), np.float32)
     k = 0.0
@@ -159,6 +178,21 @@ def head_inputs(cfg, sf, fold: int, protocol: str, method: str, train: np.ndarra
         k = params["k"] if params["k"] is not None else expected_positives(seen[train], rate)
     constants = {"pos_weight": pos_weight.astype(np.float32), "k": np.float32(k)}
     return HeadInputs(method, kind, params, constants, negatives, val_negatives, rate)
+
+
+def with_params(head: HeadInputs, params: dict, observed: np.ndarray, train: np.ndarray,
+                validation: np.ndarray) -> HeadInputs:
+    """`head` (made at its method's own parameters) at other `params` (a grid point): the same
+    arrays, except negative weights with another `zero` share, re-derived from `head`'s (which
+    must have been made at zero = 0)."""
+    share = params.get("zero", 0.0)
+    if head.negatives is None or not share:
+        return dataclasses.replace(head, params=dict(params))
+    assert not head.params.get("zero")
+    return dataclasses.replace(
+        head, params=dict(params),
+        negatives=zero_likely_hidden(head.negatives, observed[train], share, head.missing_rate),
+        val_negatives=zero_likely_hidden(head.val_negatives, observed[validation], share, head.missing_rate))
 
 
 @dataclass
@@ -175,16 +209,22 @@ class StackInputs:
     constants: dict  # HEAD_CONSTANTS name -> (H, ...) float32: pos_weight (H, L), k (H,)
     negatives: np.ndarray  # (W, n, L) float32 negative weights
     negatives_of: np.ndarray  # (H,) int: the head's row of `negatives`, -1 for none
+    lr_scale: np.ndarray | None = None  # (H,) each head's learning rate / the stack's; None = all 1
 
 
-def stack(heads: list[HeadInputs], targets: np.ndarray, target_of, n_val: int = 0):
+def stack(heads: list[HeadInputs], targets: np.ndarray, target_of, n_val: int = 0, lr_scale=None):
     """(StackInputs, validation negatives (W, m, L)) of `heads`, whose observed labels are rows
     `target_of` of `targets` (P, n, L). Heads of a weighted loss without weights of their own
-    share one row of ones; heads of other losses get none (-1)."""
+    share one row of ones; heads of other losses get none (-1); heads given the same weights
+    array (grid points of one run) share its row. lr_scale: (H,) learning rate / the stack's."""
     n, n_classes = targets.shape[1:]
     negatives, val_negatives, negatives_of = [], [], []
     ones = None
+    shared: dict = {}
     for head in heads:
+        if head.negatives is not None and id(head.negatives) in shared:
+            negatives_of.append(shared[id(head.negatives)])
+            continue
         if head.negatives is None and head.needs.weighted:
             if ones is None:
                 ones = len(negatives)
@@ -194,6 +234,7 @@ def stack(heads: list[HeadInputs], targets: np.ndarray, target_of, n_val: int = 
         elif head.negatives is None:
             negatives_of.append(-1)
         else:
+            shared[id(head.negatives)] = len(negatives)
             negatives_of.append(len(negatives))
             negatives.append(head.negatives)
             val_negatives.append(head.val_negatives)
@@ -205,5 +246,6 @@ def stack(heads: list[HeadInputs], targets: np.ndarray, target_of, n_val: int = 
         methods=[h.method for h in heads], needs=[h.needs for h in heads], params=[h.params for h in heads],
         targets=targets, target_of=np.asarray(target_of),
         constants={name: np.stack([h.constants[name] for h in heads]).astype(np.float32) for name in HEAD_CONSTANTS},
-        negatives=stacked(negatives, n), negatives_of=np.array(negatives_of))
+        negatives=stacked(negatives, n), negatives_of=np.array(negatives_of),
+        lr_scale=None if lr_scale is None else np.asarray(lr_scale, np.float64))
     return inputs, stacked(val_negatives, n_val)

@@ -60,14 +60,16 @@ def _split(observed, positive, negative):
     return _mean(observed * positive + (1.0 - observed) * negative)
 
 
-def weighted_ce(logits, observed, inputs, **_):
-    """The paper's weighted CE: -w+_j log p | -w_ij log(1 - p), p clipped to [1e-7, 1 - 1e-7]
+def weighted_ce(logits, observed, inputs, power=1.0, zero=0.0):
+    """The paper's weighted CE: -w+_j log p | -w_ij^power log(1 - p), p clipped to [1e-7, 1 - 1e-7]
     (applied to the logs). w+ = `pos_weight` (1 when absent), w = `neg_weight` (1 when absent:
-    plain CE)."""
+    plain CE). `zero` (a share of the expected hidden entries set to w = 0) is applied to the
+    weights before they reach the loss (`heads.inputs.zero_likely_hidden`)."""
     log_p = tf.clip_by_value(_log_p(logits), LOG_LOW, LOG_HIGH)
     log_not_p = tf.clip_by_value(_log_not_p(logits), LOG_LOW, LOG_HIGH)
     positive = -log_p if inputs.pos_weight is None else -log_p * inputs.pos_weight[:, None, :]
-    negative = -log_not_p if inputs.neg_weight is None else -log_not_p * inputs.neg_weight
+    neg_weight = inputs.neg_weight if inputs.neg_weight is None or power == 1.0 else inputs.neg_weight ** power
+    negative = -log_not_p if neg_weight is None else -log_not_p * neg_weight
     return Terms(_split(observed, positive, negative))
 
 

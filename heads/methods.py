@@ -18,6 +18,12 @@ Flags (read by `heads.inputs.needs`):
     state          per-training-row state kept by the stack: "estimates" (ROLE's label
                    estimates, logits) or "corrections" (LL-Cp's corrected labels)
 Parameters set to None have a data-derived default, said in `PARAMETER_NOTES`.
+
+Search (`[heads.search]`, `heads.search`): each entry's `search` maps some of its parameters to
+the values tried, centred on the published default (our grids: the papers publish defaults, and
+Cole'21 / Kim'22 say they searched, not over what for every loss); the learning rate is searched
+for every method (`LR_FACTORS` x [heads] learning_rate unless the config lists rates). Every
+value of a parameter, searched or set, must lie in its `RANGES` entry.
 """
 from __future__ import annotations
 
@@ -43,6 +49,7 @@ class Method:
     order: int = 3  # rows and legends: by order, then by display name
     colour: str = ""  # its colour in figures; "" = the next of the shared palette
     represents: bool = False  # stands for its family in the paper's figures when it is in the grid
+    search: dict = field(default_factory=dict)  # parameter -> the values [heads.search] tries
 
 
 PAPER = "Ibrahim et al., ICMR 2020"
@@ -50,29 +57,37 @@ COLE = "Cole et al., CVPR 2021"
 KIM = "Kim et al., CVPR 2022"
 ZHANG = "Zhang et al., arXiv 2112.07368 (2021)"
 LL = {"delta": 0.002}  # Kim'22's delta_rel 0.2 (percent in their code)
+LL_GRID = {"delta": (0.001, 0.002, 0.004)}
+# how a confidence method's negative weights w enter its loss: w ** power, and the `zero` share of
+# the expected hidden count (observed positives x r / (1 - r)) set to 0 where w is lowest
+WEIGHTING = {"power": 1.0, "zero": 0.0}
+WEIGHTING_GRID = {"power": (1.0, 3.0), "zero": (0.0, 1.0)}
 
 _FIXED = [
     Method("ce", "CE", "weighted_ce", PAPER, class_weights=True, family="paper", order=0, colour="#4C72B0"),
     Method("ignore_missing", "IM-WCE", "weighted_ce", PAPER, negatives="oracle", class_weights=True, oracle=True,
            family="paper", order=1, colour="#55A868"),
     Method("confidence", "CB-WCE", "weighted_ce", PAPER, negatives="cb", class_weights=True, family="paper",
-           order=2, colour="#C44E52"),
+           order=2, colour="#C44E52", params=WEIGHTING, search=WEIGHTING_GRID),
     Method("confidence_notebook", "CB-WCE (as published)", "weighted_ce",
            "the paper's notebook MSCOCO-preprocessing, cells 11-12 (docs/notebooks.md)",
            negatives="notebook", class_weights=True, oracle=True, family="paper"),
     Method("an", "AN", "an", COLE),
-    Method("an_ls", "AN-LS", "an_ls", COLE, params={"epsilon": 0.1}),
+    Method("an_ls", "AN-LS", "an_ls", COLE, params={"epsilon": 0.1}, search={"epsilon": (0.05, 0.1, 0.2)}),
     Method("wan", "WAN", "wan", COLE, params={"gamma": None}),
     Method("epr", "EPR", "epr", COLE, params={"k": None}),
     Method("role", "ROLE", "role", COLE, params={"k": None, "lr_mult": 10.0}, state="estimates"),
-    Method("em", "EM", "em", "Zhou et al., ECCV 2022", params={"alpha": 0.1}),
-    Method("focal", "Focal", "focal", "Lin et al., ICCV 2017", params={"gamma": 2.0}),
-    Method("asl", "ASL", "asl", "Ridnik et al., ICCV 2021", params={"gamma_pos": 0.0, "gamma_neg": 4.0, "clip": 0.05}),
-    Method("hill", "Hill", "hill", ZHANG, params={"margin": 1.0, "gamma": 2.0, "lam": 1.5}),
-    Method("splc", "SPLC", "splc", ZHANG, params={"tau": 0.6, "margin": 1.0, "gamma": 2.0}),
-    Method("ll_r", "LL-R", "ll_r", KIM, params=LL),
-    Method("ll_ct", "LL-Ct", "ll_ct", KIM, params=LL),
-    Method("ll_cp", "LL-Cp", "ll_cp", KIM, params=LL, state="corrections"),
+    Method("em", "EM", "em", "Zhou et al., ECCV 2022", params={"alpha": 0.1}, search={"alpha": (0.05, 0.1, 0.2)}),
+    Method("focal", "Focal", "focal", "Lin et al., ICCV 2017", params={"gamma": 2.0}, search={"gamma": (1.0, 2.0, 4.0)}),
+    Method("asl", "ASL", "asl", "Ridnik et al., ICCV 2021", params={"gamma_pos": 0.0, "gamma_neg": 4.0, "clip": 0.05},
+           search={"gamma_neg": (2.0, 4.0), "clip": (0.0, 0.05)}),
+    Method("hill", "Hill", "hill", ZHANG, params={"margin": 1.0, "gamma": 2.0, "lam": 1.5},
+           search={"margin": (0.5, 1.0)}),
+    Method("splc", "SPLC", "splc", ZHANG, params={"tau": 0.6, "margin": 1.0, "gamma": 2.0},
+           search={"tau": (0.6, 0.7, 0.8)}),
+    Method("ll_r", "LL-R", "ll_r", KIM, params=LL, search=LL_GRID),
+    Method("ll_ct", "LL-Ct", "ll_ct", KIM, params=LL, search=LL_GRID),
+    Method("ll_cp", "LL-Cp", "ll_cp", KIM, params=LL, state="corrections", search=LL_GRID),
 ]
 
 PARAMETER_NOTES = {
@@ -88,7 +103,7 @@ def _registry() -> dict[str, Method]:
         name = f"confidence_{estimator}"
         methods[name] = Method(name, f"CB-WCE[{estimator}]", "weighted_ce", "this project (splits.weights)",
                                negatives="estimator", estimator=estimator, class_weights=True, family="estimator",
-                               represents=estimator == "auto")
+                               represents=estimator == "auto", params=WEIGHTING, search=WEIGHTING_GRID)
     return methods
 
 
@@ -97,6 +112,34 @@ BASELINE = "ce"  # what the paired tests compare every method with
 FAMILIES = {"paper": "CE and its weighted variants", "estimator": "the confidence estimators",
             "field": "the field's losses"}
 FIGURE_FAMILIES = ("paper", "estimator")  # the families the paper's figures draw (the rest: a heatmap)
+
+
+def _at_least(low, strict=False):
+    return (lambda v: v > low, f"> {low}") if strict else (lambda v: v >= low, f">= {low}")
+
+
+def _share(closed_high=False):
+    return (lambda v: 0 <= v <= 1, "in [0, 1]") if closed_high else (lambda v: 0 <= v < 1, "in [0, 1)")
+
+
+# parameter -> (test, what is allowed): every value set or searched (None: the data-derived default)
+RANGES = {
+    "epsilon": (lambda v: 0 <= v < 0.5, "in [0, 0.5)"), "gamma": _at_least(0), "k": _at_least(0, strict=True),
+    "lr_mult": _at_least(0, strict=True), "alpha": _at_least(0), "gamma_pos": _at_least(0),
+    "gamma_neg": _at_least(0), "clip": _share(), "margin": _at_least(0), "lam": _at_least(0, strict=True),
+    "tau": (lambda v: 0 < v < 1, "in (0, 1)"), "delta": (lambda v: 0 < v < 1, "in (0, 1)"),
+    "power": _at_least(0, strict=True), "zero": _share(closed_high=True),
+}
+LR_FACTORS = (0.1, 0.3, 1.0, 3.0, 10.0)  # the learning rates searched: these x [heads] learning_rate
+
+
+def check_value(name: str, parameter: str, value) -> None:
+    """ValueError naming the method, parameter and value when `value` is outside its range."""
+    if value is None:
+        return
+    test, allowed = RANGES[parameter]
+    if not test(value):
+        raise ValueError(f"method {name!r}: parameter {parameter} = {value!r}; it must be {allowed}")
 
 
 def get(name: str) -> Method:
@@ -125,6 +168,8 @@ def parameters(name: str, overrides: dict | None = None) -> dict:
     if unknown:
         allowed = ", ".join(method.params) or "none"
         raise ValueError(f"method {name!r} has no parameter {unknown[0]!r}; its parameters: {allowed}")
+    for parameter, value in overrides.items():
+        check_value(name, parameter, value)
     return {**method.params, **overrides}
 
 

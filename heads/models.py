@@ -10,6 +10,14 @@ so a head trained in a stack equals the same head trained alone.
 The head types, their initialisation and the optimisers' constants are `heads.network`'s
 (shared with finetune); a stack's inputs are `heads.inputs.StackInputs`.
 
+Per-head learning rates (a search's grid points, `heads.search`) keep the fused optimiser
+kernels, which take one rate: head h with rate a_h x the stack's rate stores its weights as
+theta = w / a_h, computes with w = a_h theta (each layer's pre-activation scaled by a_h) and
+adds its loss / a_h to the total. Its gradient in theta is then exactly its gradient in w, so
+the optimiser's state (Adam's moments, Adadelta's accumulators) is that of w, and its step on
+theta, times a_h, is the step on w at rate a_h x the stack's: the head trains as alone at its
+rate. ROLE's estimates are reparameterised the same way, with lr_mult folded into a_h.
+
 Per-head state: ROLE's label estimates, logits (n_train, R, L), trained with the head's
 optimiser at `lr_mult` x its learning rate, updated on the batch's rows only (a lazy update;
 the reference's dense Adam also drifts rows outside the batch); LL-Cp's corrected labels
@@ -27,7 +35,7 @@ import numpy as np
 
 from runtime.tf_quiet import tf
 
-from . import losses, network
+from . import losses, network, search
 from .inputs import Needs, StackInputs, given_constants
 
 ADADELTA, ADAM = network.OPTIMIZERS["adadelta"], network.OPTIMIZERS["adam"]
@@ -140,15 +148,20 @@ class HeadStack:
         # and its gradient, with no transpose of the largest weights (see _logits)
         weights = [np.empty((a, n_heads, b) if layer == 0 else (n_heads, a, b), np.float32)
                    for layer, (a, b) in enumerate(itertools.pairwise(sizes))]
+        scale = self._scale
         for h, key in enumerate(self.head_keys):
             rng = np.random.default_rng(head_seed(self.seed, key))
             for layer, (a, b) in enumerate(itertools.pairwise(sizes)):
-                (weights[0][:, h] if layer == 0 else weights[layer][h])[...] = truncated_normal(rng, (a, b),
-                                                                                                network.WEIGHT_STD)
+                start = truncated_normal(rng, (a, b), network.WEIGHT_STD)
+                (weights[0][:, h] if layer == 0 else weights[layer][h])[...] = start if scale is None else \
+                    start / np.float32(scale[h])
         self._w = []
         while weights:  # one layer's NumPy copy at a time beside the variables
             self._w.append(tf.Variable(weights.pop(0)))
-        self._b = [tf.Variable(np.full((len(self.head_keys), 1, b), network.BIAS_INIT, np.float32)) for b in sizes[1:]]
+        bias = np.full((n_heads, 1, 1), network.BIAS_INIT, np.float32)
+        if scale is not None:
+            bias = bias / scale.astype(np.float32)[:, None, None]
+        self._b = [tf.Variable(np.broadcast_to(bias, (n_heads, 1, b)).copy()) for b in sizes[1:]]
         self._slots = [(tf.Variable(tf.zeros_like(v)), tf.Variable(tf.zeros_like(v))) for v in self._w + self._b]
         self._step = tf.Variable(0, dtype=tf.int64)
         self._init_state(inputs)
@@ -158,47 +171,62 @@ class HeadStack:
         stateful = {name: [h for h, kind in enumerate(inputs.needs) if kind.state == name]
                     for name in ("estimates", "corrections")}
         self._role, self._cp = stateful["estimates"], stateful["corrections"]
+        self._state_index = {h: i for rows in (self._role, self._cp) for i, h in enumerate(rows)}
+        self._role_lr = float(inputs.params[self._role[0]]["lr_mult"]) if self._role else 1.0
+        # ROLE head h's estimates step at a_h x lr_mult_h x the stack's rate: a_h lr_mult_h / (the first's lr_mult)
+        role_scale = np.array([(1.0 if self._scale is None else self._scale[h])
+                               * float(inputs.params[h]["lr_mult"]) / self._role_lr for h in self._role], np.float32)
+        self._role_scale = None if np.all(role_scale == 1) else tf.constant(role_scale[:, None, None])
+        # the estimates' gradient in theta is (lr_mult_h / the first's) x theirs in u: divided back
+        ratio = np.array([float(inputs.params[h]["lr_mult"]) / self._role_lr for h in self._role], np.float32)
+        self._role_ratio = None if np.all(ratio == 1) else tf.constant(ratio[None, :, None])
         starts = [role_start(inputs.targets[inputs.target_of[h]],
                              np.random.default_rng(head_seed(self.seed, self.head_keys[h] + "/estimates")))
-                  for h in self._role]
+                  / (1.0 if self._role_scale is None else role_scale[i])
+                  for i, h in enumerate(self._role)]
         n, n_classes = inputs.targets.shape[1:]
         self._estimates = tf.Variable(np.stack(starts, axis=1) if starts else np.zeros((n, 0, n_classes), np.float32))
         self._estimate_slots = (tf.Variable(tf.zeros_like(self._estimates)), tf.Variable(tf.zeros_like(self._estimates)))
         self._corrections = tf.Variable(tf.zeros((n, len(self._cp), n_classes), tf.float32))
-        self._role_lr = float(inputs.params[self._role[0]]["lr_mult"]) if self._role else 1.0
 
     def _logits(self, x):
         """x: (n, d) shared by all heads -> (H, n, L) logits."""
         d_in, n_heads, d_out = self._w[0].shape
         flat = tf.matmul(x, tf.reshape(self._w[0], [d_in, n_heads * d_out]))  # (n, H * d_out)
-        net = tf.transpose(tf.reshape(flat, [-1, n_heads, d_out]), [1, 0, 2]) + self._b[0]
+        net = self._scaled(tf.transpose(tf.reshape(flat, [-1, n_heads, d_out]), [1, 0, 2]) + self._b[0])
         for w, b in zip(self._w[1:], self._b[1:]):
-            net = tf.matmul(tf.sigmoid(net), w) + b
+            net = self._scaled(tf.matmul(tf.sigmoid(net), w) + b)
         return net
+
+    def _scaled(self, net):
+        """A layer's (H, n, d) pre-activation of theta times each head's a_h (its w's)."""
+        return net if self._scale is None else net * self._scale_t
 
     def _head_losses(self, logits, targets, negatives, epoch, estimates, corrections):
         """(H,) loss per head and the (Q, n, L) LL-Cp entries corrected in this batch (or None).
 
         targets (H, n, L); negatives (W, n, L); estimates (R, n, L) for the ROLE heads;
         corrections (Q, n, L) for the LL-Cp heads, added to their observed labels."""
-        order, values, corrected = [], [], None
+        order, values, fixed, corrected = [], [], [], []
         for group in self._groups:
             heads = list(group.heads)
             spec = group.needs
             observed = tf.gather(targets, heads)
+            mine = [self._state_index.get(h, -1) for h in heads]  # the group's rows of its state (ROLE / LL-Cp)
             if spec.state == "corrections":
-                observed = tf.maximum(observed, corrections)
+                observed = tf.maximum(observed, tf.gather(corrections, mine))
             weighted = self._negatives_of[heads] >= 0  # all or none of a group's heads (`groups`)
             constants = {name: tf.gather(value, heads) for name, value in given_constants(spec, self._constants).items()}
             inputs = losses.Inputs(
                 neg_weight=tf.gather(negatives, self._negatives_of[heads]) if weighted.all() else None,
-                epoch=epoch, estimates=estimates if spec.state == "estimates" else None, **constants)
+                epoch=epoch, estimates=tf.gather(estimates, mine) if spec.state == "estimates" else None, **constants)
             terms = losses.terms(spec.loss, tf.gather(logits, heads), observed, inputs, dict(group.params))
             order.append(heads)
             values.append(terms.loss)
             if terms.corrected is not None:
-                corrected = terms.corrected
-        return tf.dynamic_stitch(order, values), corrected
+                fixed.append(mine)
+                corrected.append(terms.corrected)
+        return tf.dynamic_stitch(order, values), tf.dynamic_stitch(fixed, corrected) if corrected else None
 
     def _learning_rate(self):
         return self.learning_rate * self.lr_decay ** tf.cast(self._step // self.decay_steps, tf.float32)
@@ -223,6 +251,8 @@ class HeadStack:
         lr = self._learning_rate() * self._role_lr
         var, (slot_a, slot_b) = self._estimates, self._estimate_slots
         rows, g = grad.indices, grad.values
+        if self._role_ratio is not None:
+            g = g / self._role_ratio
         if self.optimizer == "adadelta":
             tf.raw_ops.ResourceSparseApplyAdadelta(var=var.handle, accum=slot_a.handle, accum_update=slot_b.handle,
                                                    lr=lr, rho=ADADELTA["rho"], epsilon=ADADELTA["epsilon"], grad=g, indices=rows)
@@ -239,10 +269,12 @@ class HeadStack:
 
     def _state_rows(self, rows):
         """ROLE estimates (R, b, L) and LL-Cp corrections (Q, b, L) of the batch's rows."""
-        return (tf.transpose(tf.gather(self._estimates, rows), [1, 0, 2]),
-                tf.transpose(tf.gather(self._corrections, rows), [1, 0, 2]))
+        estimates = tf.transpose(tf.gather(self._estimates, rows), [1, 0, 2])
+        if self._role_scale is not None:
+            estimates = estimates * self._role_scale
+        return estimates, tf.transpose(tf.gather(self._corrections, rows), [1, 0, 2])
 
-    def fit(self, batches, inputs: StackInputs, validation=None, d_in=None):
+    def fit(self, batches, inputs: StackInputs, validation=None, d_in=None, select=None):
         """Train on `batches()`: a callable yielding (rows, x) per step for one epoch, where x
         is (batch, d) float32 and rows index the n training rows of `inputs`.
 
@@ -250,18 +282,25 @@ class HeadStack:
         (positions, x) over the m validation rows, for the validation loss per epoch (observed
         labels only) and, when `patience` > 0, early stopping on it: training ends once no head
         improved for `patience` epochs, and each head keeps its weights from its best epoch.
+        select: optional (labels (S, m, L), labels_of (H,)): each head then keeps the weights of
+        the epoch with its best validation mAP against its row of `labels` (`heads.search`),
+        recorded in `val_score_` and `best_epoch_`; patience then counts epochs without a better score.
         """
         # setup: variables, state and the compiled step
         assert len(self.head_keys) == len(inputs.methods)
         self._groups = groups(inputs)
+        scale = None if inputs.lr_scale is None else np.asarray(inputs.lr_scale, np.float64)
+        self._scale = None if scale is None or np.all(scale == 1) else scale
+        self._scale_t = None if self._scale is None else tf.constant(self._scale.astype(np.float32)[:, None, None])
         self._init(d_in, inputs)
         self._constants = {name: tf.constant(value, tf.float32) for name, value in inputs.constants.items()}
         self._negatives_of = np.asarray(inputs.negatives_of)
         step = self._compiled_step(inputs)
-        best = BestEpochs(self._w + self._b) if validation is not None and self.patience else None
+        best = BestEpochs(self._w + self._b) if validation is not None and (self.patience or select) else None
 
-        # loop: epochs of steps, the validation loss after each
+        # loop: epochs of steps, the validation loss (and score) after each
         self.history_ = []
+        self.best_epoch_ = np.zeros(len(self.head_keys), int)
         start = time.perf_counter()
         for epoch in range(1, self.epochs + 1):
             sums, count = np.zeros(len(self.head_keys)), 0
@@ -271,19 +310,34 @@ class HeadStack:
                 count += 1
             record = {"epoch": epoch, "train_loss": sums / max(count, 1)}
             if validation is not None:
-                record["val_loss"] = self._validation_loss(validation, inputs, epoch)
+                record["val_loss"], probabilities = self._validation_pass(validation, inputs, epoch, select is not None)
+                if select is not None:
+                    labels, labels_of = select
+                    record["val_score"] = search.mean_average_precision(labels[labels_of], probabilities)
             self.history_.append(record)
-            if best is not None and best.update(record["val_loss"], self.patience):
-                break
+            if best is not None:
+                criterion = -np.nan_to_num(record["val_score"], nan=-1.0) if select is not None else record["val_loss"]
+                improved = criterion < best.loss
+                self.best_epoch_[improved] = epoch
+                if best.update(criterion, self.patience) and self.patience:
+                    break
 
-        # learned state: each head's best epoch under early stopping, else its last
+        # learned state: each head's best epoch under early stopping or selection, else its last
         if best is not None:
             best.restore()
+        else:
+            self.best_epoch_[:] = len(self.history_)
+        if select is not None:
+            self.val_score_ = -best.loss
         self.fit_seconds_ = time.perf_counter() - start
-        self.weights_ = [np.moveaxis(self._w[0].numpy(), 1, 0)] + [w.numpy() for w in self._w[1:]]
-        self.biases_ = [b.numpy() for b in self._b]
+        scale = np.ones(len(self.head_keys)) if self._scale is None else self._scale
+        self.weights_ = [np.moveaxis(self._w[0].numpy(), 1, 0) * scale[:, None, None].astype(np.float32)] + \
+            [w.numpy() * scale[:, None, None].astype(np.float32) for w in self._w[1:]]
+        self.biases_ = [b.numpy() * scale[:, None, None].astype(np.float32) for b in self._b]
         self.corrections_ = self._corrections.numpy()
-        self.estimates_ = self._estimates.numpy()
+        estimates = self._estimates.numpy()
+        self.estimates_ = estimates if self._role_scale is None else \
+            estimates * self._role_scale.numpy().transpose(1, 0, 2)
         return self
 
     def _compiled_step(self, inputs: StackInputs):
@@ -299,7 +353,7 @@ class HeadStack:
                 estimates, corrections = self._state_rows(rows)
                 per_head, corrected = self._head_losses(self._logits(x), observed, negatives, epoch, estimates,
                                                         corrections)
-                total = tf.reduce_sum(per_head)
+                total = tf.reduce_sum(per_head if self._scale is None else per_head / self._scale_t[:, 0, 0])
             grads = tape.gradient(total, [*variables, self._estimates])
             self._apply(grads[:-1])
             if self._role:
@@ -312,21 +366,25 @@ class HeadStack:
 
         return step
 
-    def _validation_loss(self, validation, inputs: StackInputs, epoch: int) -> np.ndarray:
-        """(H,) mean loss per head over every validation row, block by block; ROLE's estimates
-        of validation rows are their starting values without noise, LL-Cp corrects none."""
+    def _validation_pass(self, validation, inputs: StackInputs, epoch: int, probabilities: bool = False):
+        """((H,) mean loss per head over every validation row, block by block; (H, m, L) float32
+        probabilities when asked, else None). ROLE's estimates of validation rows are their
+        starting values without noise, LL-Cp corrects none."""
         blocks, targets, negatives = validation
         total = np.zeros(len(self.head_keys))
+        kept = np.empty((len(self.head_keys), targets.shape[1], targets.shape[2]), np.float32) if probabilities else None
         for positions, x in blocks():
             observed = targets[inputs.target_of][:, positions].astype(np.float32)
             estimates = np.stack([role_start(observed[h], None) for h in self._role]) if self._role else \
                 np.zeros((0, *observed.shape[1:]), np.float32)
             corrections = np.zeros((len(self._cp), *observed.shape[1:]), np.float32)
-            mean, _ = self._head_losses(self._logits(tf.constant(x)), tf.constant(observed),
-                                        tf.constant(negatives[:, positions]), epoch, tf.constant(estimates),
-                                        tf.constant(corrections))
+            logits = self._logits(tf.constant(x))
+            mean, _ = self._head_losses(logits, tf.constant(observed), tf.constant(negatives[:, positions]), epoch,
+                                        tf.constant(estimates), tf.constant(corrections))
             total += mean.numpy() * len(positions)
-        return total / targets.shape[1]
+            if kept is not None:
+                kept[:, positions] = tf.sigmoid(logits).numpy()
+        return total / targets.shape[1], kept
 
     def predict_proba(self, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
         """(H, n, L) float32 probabilities for features x (n, d)."""

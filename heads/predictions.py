@@ -10,8 +10,11 @@ A run is one (seed, fold, protocol, method) of a stage ("heads" or "finetune"), 
                     attributes method, protocol, ratio (NaN under single positive), fold
                     (1-based), seed, head, source (heads | finetune), config (JSON), provenance
                     (JSON), fingerprint, arrays_sha256 (of every array, `artifacts.write_arrays`:
-                    `read` checks it), complete
-    history.csv     loss per epoch (train, and validation when there is some)
+                    `read` checks it), complete; under a search also `search` (JSON: the
+                    winning point's lr, searched parameters, epoch and validation scores)
+    history.csv     loss per epoch (train, and validation when there is some; the validation
+                    score under a search)
+    search.csv      under a search: every grid point's settings, epoch, scores, and the winner
     timing.json     seconds, steps and rows
 Folds are 1-based in directory names and tables, 0-based in `splits.h5`.
 """
@@ -30,7 +33,7 @@ import artifacts
 import configs
 from splits import store as splits_store
 
-from . import methods
+from . import methods, search
 
 STAGES = ("heads", "finetune")
 
@@ -66,21 +69,23 @@ def file(cfg, run: HeadRun, stage: str = "heads") -> Path:
     return run_dir(cfg, run, stage) / "predictions.h5"
 
 
-ARRAYS = ("ids", "labels", "probabilities", "val_ids", "val_observed", "val_probabilities")
+ARRAYS = ("ids", "labels", "probabilities", "val_ids", "val_observed", "val_probabilities", "val_labels")
 
 
 def write(directory: Path, *, ids, labels, probabilities, attrs: dict, provenance: dict, validation=None) -> Path:
     """Write predictions.h5 atomically (ids (n,), labels (n, L) ground truth, probabilities
-    (n, L); validation: (val_ids, val_observed, val_probabilities) or None), with the checksum
-    of its arrays."""
+    (n, L); validation: (val_ids, val_observed, val_probabilities[, val_labels]) or None, the
+    validation rows' truth where the splits hold it), with the checksum of its arrays."""
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / "predictions.h5"
     arrays = {"ids": np.array(ids, dtype=object), "labels": np.asarray(labels).astype(np.uint8),
               "probabilities": np.asarray(probabilities).astype(np.float32)}
     if validation is not None:
-        val_ids, val_observed, val_probabilities = validation
+        val_ids, val_observed, val_probabilities, *truth = validation
         arrays.update(val_ids=np.array(val_ids, dtype=object), val_observed=val_observed.astype(np.uint8),
                       val_probabilities=val_probabilities.astype(np.float32))
+        if truth and truth[0] is not None:
+            arrays["val_labels"] = np.asarray(truth[0]).astype(np.uint8)
     with artifacts.written(target, provenance) as h5:
         artifacts.write_arrays(h5, arrays)
         h5.attrs.update(attrs)
@@ -99,9 +104,10 @@ def write_history(directory: Path, history: list[dict], head: int | None = None)
         return record[key] if head is None else record[key][head]
 
     has_val = bool(history) and "val_loss" in history[0]
-    lines = ["epoch,train_loss" + (",val_loss" if has_val else "")]
+    has_score = bool(history) and "val_score" in history[0]
+    lines = ["epoch,train_loss" + (",val_loss" if has_val else "") + (",val_score" if has_score else "")]
     lines += [f"{rec['epoch']},{value(rec, 'train_loss'):.6f}" + (f",{value(rec, 'val_loss'):.6f}" if has_val else "")
-              for rec in history]
+              + (f",{value(rec, 'val_score'):.6f}" if has_score else "") for rec in history]
     (directory / "history.csv").write_text("\n".join(lines) + "\n")
 
 
@@ -228,7 +234,10 @@ def head_provenance(cfg, run: HeadRun, splits_fingerprint: str, features_fingerp
     """What a frozen-feature head's predictions are made from: [heads] (how the grid runs aside),
     the method and its parameters, the seed / fold / protocol, the input files' fingerprints and
     the batch order (`window`: 0 = one permutation of the fold; else streamed windows)."""
-    heads = configs.section(cfg, "heads", exclude=("methods", "params", "n_jobs", "features", "shuffle_buffer"))
+    heads = configs.section(cfg, "heads", exclude=("methods", "params", "n_jobs", "features", "shuffle_buffer",
+                                                   "search"))
+    if search.enabled(cfg):
+        heads["search"] = search.describe(cfg, run.method)
     return {**heads, "method": run.method, "params": methods.parameters(run.method, cfg.heads.params.get(run.method)),
             "dataset.natural_missing_rate": cfg.dataset.natural_missing_rate, "seed": run.seed, "fold": run.fold + 1,
             "protocol": run.protocol, "splits": splits_fingerprint, "features": features_fingerprint,

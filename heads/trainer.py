@@ -11,6 +11,7 @@ import os
 from typing import NamedTuple
 
 import numpy as np
+import pandas as pd
 
 import artifacts
 from features import store as feature_store
@@ -19,7 +20,7 @@ from runtime import cluster
 from splits import store as splits_store
 
 from . import inputs as run_inputs
-from . import methods, models, predictions
+from . import methods, models, predictions, search
 
 RAM_FRACTION = 0.5  # features load into RAM when they take at most this share of free memory
 
@@ -95,16 +96,31 @@ class Streamed:
             yield np.arange(start, min(start + self.window, len(self.rows))), dense(self._read(start))
 
 
+def base_params(cfg, method: str) -> dict:
+    """The parameters a run's shared inputs are made at: its own, with no `zero` share (each grid
+    point applies its own, `heads.inputs.with_params`)."""
+    params = methods.parameters(method, cfg.heads.params.get(method))
+    return {**params, "zero": 0.0} if "zero" in params else params
+
+
 def stack_inputs(cfg, sf, fold: int, runs: list, train: np.ndarray, validation: np.ndarray):
-    """(StackInputs over `train`, validation targets (P, m, L), validation negatives (W, m, L))
-    of a fold's runs: each head's inputs from `heads.inputs`, targets per protocol."""
+    """(StackInputs over `train`, validation targets (P, m, L), validation negatives (W, m, L),
+    run_of (H,)) of a fold's runs, one head per grid point of each run (`heads.search.points`):
+    each run's inputs from `heads.inputs` once, at each point's parameters and learning rate."""
     protocols = list(dict.fromkeys(run.protocol for run in runs))
     observed = {p: sf.observed(fold, p) for p in protocols}
-    heads = [run_inputs.head_inputs(cfg, sf, fold, run.protocol, run.method, train, validation, observed[run.protocol])
-             for run in runs]
-    inputs, val_negatives = run_inputs.stack(heads, np.stack([observed[p][train] for p in protocols]),
-                                             [protocols.index(run.protocol) for run in runs], len(validation))
-    return inputs, np.stack([observed[p][validation] for p in protocols]), val_negatives
+    heads, target_of, run_of, lr_scale = [], [], [], []
+    for r, run in enumerate(runs):
+        base = run_inputs.head_inputs(cfg, sf, fold, run.protocol, run.method, train, validation,
+                                      observed[run.protocol], params=base_params(cfg, run.method))
+        for point in search.points(cfg, run.method):
+            heads.append(run_inputs.with_params(base, point.values, observed[run.protocol], train, validation))
+            target_of.append(protocols.index(run.protocol))
+            run_of.append(r)
+            lr_scale.append(point.lr / cfg.heads.learning_rate)
+    inputs, val_negatives = run_inputs.stack(heads, np.stack([observed[p][train] for p in protocols]), target_of,
+                                             len(validation), lr_scale)
+    return inputs, np.stack([observed[p][validation] for p in protocols]), val_negatives, np.array(run_of)
 
 
 class FoldData(NamedTuple):
@@ -117,6 +133,7 @@ class FoldData(NamedTuple):
     inputs: models.StackInputs
     val_targets: np.ndarray  # (P, m, L)
     val_negatives: np.ndarray  # (W, m, L)
+    run_of: np.ndarray  # (H,) the run of each head (a grid point of it)
     sources: tuple  # InMemory or Streamed over (train, validation, test)
 
 
@@ -131,14 +148,25 @@ def fold_data(cfg, splits_path: str, features_path: str, runs: list, in_ram: boo
     validation = np.flatnonzero(sf.validation(fold) & valid)
     train = np.flatnonzero((sf.test_fold != fold) & ~sf.validation(fold) & valid)
     test = np.flatnonzero((sf.test_fold == fold) & valid)
-    inputs, val_targets, val_negatives = stack_inputs(cfg, sf, fold, runs, train, validation)
+    inputs, val_targets, val_negatives, run_of = stack_inputs(cfg, sf, fold, runs, train, validation)
     window = 0 if in_ram else cfg.heads.shuffle_buffer
 
     def source(rows):
         return InMemory(reader, store_rows[rows]) if in_ram else Streamed(reader, store_rows[rows], window)
 
-    return FoldData(sf, train, validation, test, int((~valid).sum()), inputs, val_targets, val_negatives,
+    return FoldData(sf, train, validation, test, int((~valid).sum()), inputs, val_targets, val_negatives, run_of,
                     (source(train), source(validation), source(test)))
+
+
+def selection_labels(cfg, data: FoldData):
+    """What a search scores validation rows against (`heads.search`): (labels (S, m, L), labels_of
+    (H,)): each head's protocol's observed labels, or the rows' truth under select = "clean";
+    None without a search."""
+    if not search.enabled(cfg):
+        return None
+    if cfg.heads.search.select == "clean":
+        return data.sf.labels[data.validation][None], np.zeros(len(data.run_of), int)
+    return data.val_targets, np.asarray(data.inputs.target_of)
 
 
 def train_fold(cfg, splits_path: str, features_path: str, runs: list, provenance: list[dict], n_threads: int = 0,
@@ -158,8 +186,9 @@ def train_fold(cfg, splits_path: str, features_path: str, runs: list, provenance
     validation = (x_val.blocks, data.val_targets, data.val_negatives) if len(data.validation) else None
     window = 0 if in_ram else cfg.heads.shuffle_buffer
 
-    # model and loop
-    stack = models.make(cfg.heads.head, [run.key.split("/", 1)[1] for run in runs], cfg.heads, seed + fold)
+    # model and loop: one head per grid point of each run, all points of a run from the run's initial weights
+    keys = [runs[r].key.split("/", 1)[1] for r in data.run_of]
+    stack = models.make(cfg.heads.head, keys, cfg.heads, seed + fold)
     rng = np.random.default_rng([seed, fold])
 
     def batches():
@@ -168,36 +197,70 @@ def train_fold(cfg, splits_path: str, features_path: str, runs: list, provenance
     def predict(part):
         return np.concatenate([stack.predict_proba(x) for _, x in part.blocks()], axis=1)
 
-    stack.fit(batches, data.inputs, validation, d_in=x_train.n_features)
+    stack.fit(batches, data.inputs, validation, d_in=x_train.n_features, select=selection_labels(cfg, data))
     probabilities = predict(x_test)
     val_probabilities = predict(x_val) if len(data.validation) else None
 
-    # save: one run per head
+    # save: one run per (seed, fold, protocol, method), its winning grid point's head
     access = "ram" if in_ram else f"stream (window {window} rows)"
     return write_runs(cfg, runs, provenance, data, stack, probabilities, val_probabilities,
                       {"features": str(features_path), "feature_access": access})
 
 
+def search_rows(cfg, run, data: FoldData, stack, heads, chosen: int, probabilities, val_probabilities) -> list:
+    """search.csv of one run: per grid point its settings, best epoch, validation scores (observed
+    labels, and truth where the splits hold it) and test mAP, and which one won."""
+    sf = data.sf
+    searched = search.grids(cfg, run.method)
+    points = search.points(cfg, run.method)
+    val_observed = data.val_targets[data.inputs.target_of[heads[0]]]
+    rows = []
+    for point, h in zip(points, heads):
+        row = {**point.describe(searched), "epoch": int(stack.best_epoch_[h]),
+               "val_map_observed": float(search.mean_average_precision(val_observed, val_probabilities[h])),
+               "val_map_clean": float(search.mean_average_precision(sf.labels[data.validation], val_probabilities[h]))
+               if sf.ground_truth else float("nan"),
+               "test_map": float(search.mean_average_precision(sf.labels[data.test], probabilities[h])),
+               "chosen": h == chosen}
+        rows.append(row)
+    return rows
+
+
 def write_runs(cfg, runs, provenance, data: FoldData, stack, probabilities, val_probabilities, attrs: dict):
-    """predictions.h5, history.csv and timing.json of every head of a trained stack."""
+    """history.csv, timing.json and predictions.h5 (written last: it marks the run complete) of
+    every run of a trained stack: its winning grid point's head under a search, with
+    search.csv of every point."""
     sf, inputs = data.sf, data.inputs
+    winners = search.winners(stack.val_score_, data.run_of) if search.enabled(cfg) else \
+        {r: int(np.flatnonzero(data.run_of == r)[0]) for r in range(len(runs))}
     steps = len(stack.history_) * -(-len(data.train) // cfg.heads.batch_size)
-    timing = {"fold_fit_seconds": stack.fit_seconds_, "heads_in_stack": len(runs), "steps": steps,
+    timing = {"fold_fit_seconds": stack.fit_seconds_, "heads_in_stack": len(data.run_of), "steps": steps,
               "train_rows": len(data.train), "test_rows": len(data.test), "skipped_invalid": data.skipped_invalid}
     records = []
-    for h, run in enumerate(runs):
+    for r, run in enumerate(runs):
+        h = winners[r]
         directory = predictions.run_dir(cfg, run)
-        run_attrs = predictions.run_attrs(cfg, run, "heads", cfg.heads.head, features=attrs["features"],
-                                          skipped_invalid=data.skipped_invalid,
-                                          feature_access=attrs["feature_access"])
-        observed = inputs.targets[inputs.target_of[h]]
-        val = None if val_probabilities is None else \
-            (sf.ids[data.validation], data.val_targets[inputs.target_of[h]], val_probabilities[h])
-        predictions.write(directory, ids=sf.ids[data.test], labels=sf.labels[data.test],
-                          probabilities=probabilities[h], attrs=run_attrs, provenance=provenance[h], validation=val)
+        directory.mkdir(parents=True, exist_ok=True)
         predictions.write_history(directory, stack.history_, h)
         (directory / "timing.json").write_text(json.dumps(timing))
-        records.append({"run": run.label, "observed_positives": int(observed.sum()), **timing})
+        extra = {}
+        if search.enabled(cfg):
+            rows = search_rows(cfg, run, data, stack, np.flatnonzero(data.run_of == r), h, probabilities,
+                               val_probabilities)
+            artifacts.write_text(directory / "search.csv", pd.DataFrame(rows).to_csv(index=False, float_format="%.6g"))
+            point = next(row for row in rows if row["chosen"])
+            extra["search"] = json.dumps({**{k: v for k, v in point.items() if k not in ("chosen", "test_map")},
+                                          "points": len(rows), "select": cfg.heads.search.select})
+        run_attrs = predictions.run_attrs(cfg, run, "heads", cfg.heads.head, features=attrs["features"],
+                                          skipped_invalid=data.skipped_invalid,
+                                          feature_access=attrs["feature_access"], **extra)
+        val = None if val_probabilities is None else \
+            (sf.ids[data.validation], data.val_targets[inputs.target_of[h]], val_probabilities[h],
+             sf.labels[data.validation] if sf.ground_truth else None)
+        predictions.write(directory, ids=sf.ids[data.test], labels=sf.labels[data.test],
+                          probabilities=probabilities[h], attrs=run_attrs, provenance=provenance[r], validation=val)
+        records.append({"run": run.label, "observed_positives": int(inputs.targets[inputs.target_of[h]].sum()),
+                        **timing})
     return records
 
 
@@ -220,18 +283,42 @@ def row_bytes(reader: FeatureReader) -> float:
     return 4 * reader.shape[1]
 
 
-def check_memory(cfg, n_heads: int, feature_bytes: int, feat_dim: int, n_classes: int) -> None:
-    """Refuse a stack that cannot fit: weights, gradients, two optimiser slots and, while they
-    are initialised, two host copies per head (6 float32 arrays), plus the features a fold
-    holds (all of them in RAM, two windows when streamed)."""
+def stack_bytes(cfg, n_heads: int, feat_dim: int, n_classes: int, n_val: int) -> int:
+    """Memory of a stack of `n_heads` heads besides its features: weights, gradients, two
+    optimiser slots and, while they are initialised, two host copies per head (6 float32
+    arrays); under a search also each epoch's validation probabilities and the scoring's
+    temporaries (about 4 float64 copies of them)."""
     stack = models.make(cfg.heads.head, ["h"] * n_heads, cfg.heads, 0)
-    need = 6 * stack.parameter_count(feat_dim, n_classes) * 4 + feature_bytes
-    free = free_memory()
-    if need > 0.8 * free:
-        raise ValueError(f"{n_heads} {cfg.heads.head} heads on {feat_dim}-d features need about "
-                         f"{need / 2**30:.1f} GiB but {free / 2**30:.1f} GiB are free; use pooling = 'avg' "
-                         "in [extract], fewer methods or ratios per run (--only), a smaller head, or "
-                         "heads.features = 'stream' with a smaller heads.shuffle_buffer")
+    scoring = (4 + 4 * 8) * n_val * n_classes * n_heads if search.enabled(cfg) else 0
+    return 6 * stack.parameter_count(feat_dim, n_classes) * 4 + scoring
+
+
+def plan_stacks(cfg, stacks: dict, feature_bytes: int, feat_dim: int, n_classes: int, n_val: int) -> list:
+    """[(seed, fold, runs)]: each (seed, fold)'s runs in as few stacks as fit in free memory (a
+    run's grid points stay in one stack: its selection compares them); ValueError when one
+    run's grid alone cannot fit."""
+    budget = 0.8 * free_memory() - feature_bytes
+    per_head = stack_bytes(cfg, 1, feat_dim, n_classes, n_val)
+    most = int(budget // per_head) if budget > 0 else 0
+    out = []
+    for (seed, fold), runs in stacks.items():
+        part, size = [], 0
+        for run in runs:
+            points = len(search.points(cfg, run.method))
+            if points > most:
+                need = stack_bytes(cfg, points, feat_dim, n_classes, n_val) + feature_bytes
+                raise ValueError(f"{points} {cfg.heads.head} heads on {feat_dim}-d features need about "
+                                 f"{need / 2**30:.1f} GiB but {free_memory() / 2**30:.1f} GiB are free; use pooling "
+                                 "= 'avg' in [extract], fewer methods, ratios or grid points per run (--only, "
+                                 "[heads.search] lr / params), a smaller head, or heads.features = 'stream' with a "
+                                 "smaller heads.shuffle_buffer")
+            if size + points > most:
+                out.append((seed, fold, part))
+                part, size = [], 0
+            part.append(run)
+            size += points
+        out.append((seed, fold, part))
+    return out
 
 
 def train(cfg, only: dict | None = None, n_jobs: int | None = None, force: bool = False) -> list[dict]:
@@ -239,6 +326,10 @@ def train(cfg, only: dict | None = None, n_jobs: int | None = None, force: bool 
     provenance are skipped, runs made from other inputs or settings refused (unless `force`)."""
     # setup: the inputs, the grid, what is left to do
     methods.check(cfg.heads.methods, cfg.heads.params, cfg.source)
+    search.check(cfg)
+    if search.enabled(cfg) and not cfg.splits.validation:
+        raise ValueError(f"{cfg.source}: [heads.search] chooses on validation rows, and splits.validation is 0; "
+                         "set it (0.1 holds out a tenth of each fold's training rows) and rerun `make splits`")
     features = feature_store.path(cfg)
     reader = FeatureReader(features)
     reader.check_sources()
@@ -247,6 +338,9 @@ def train(cfg, only: dict | None = None, n_jobs: int | None = None, force: bool 
     for sf in splits_files.values():
         reader.positions(sf.ids)
         run_inputs.check_truth(cfg.heads.methods, sf.ground_truth, sf.path)
+        if search.enabled(cfg) and cfg.heads.search.select == "clean" and not sf.ground_truth:
+            raise ValueError(f"heads.search.select = 'clean' reads the validation rows' truth, and {sf.path} holds "
+                             "none; use select = 'observed'")
         for protocol in protocols:
             sf.column(protocol)
     n_folds = next(iter(splits_files.values())).n_folds
@@ -270,20 +364,27 @@ def _train_stacks(cfg, todo, splits_files, reader, in_ram, n_jobs, provenance) -
     stacks = {}
     for run in todo:
         stacks.setdefault((run.seed, run.fold), []).append(run)
-    per_stack = max(len(group) for group in stacks.values())
-    n_jobs = min(n_jobs, len(stacks))
     n_rows = len(reader.ids)
     feature_rows = n_rows if in_ram else 2 * min(cfg.heads.shuffle_buffer, n_rows)
     n_classes = len(next(iter(splits_files.values())).classes)
-    check_memory(cfg, per_stack, int(row_bytes(reader) * feature_rows), reader.shape[1], n_classes)
+    n_val = int(np.ceil(cfg.splits.validation * n_rows))
+    planned = plan_stacks(cfg, stacks, int(row_bytes(reader) * feature_rows), reader.shape[1], n_classes, n_val)
+    per_stack = max(sum(len(search.points(cfg, run.method)) for run in runs) for _, _, runs in planned)
+    n_jobs = min(n_jobs, len(planned))
     artifacts.writable(cfg.run_dir)
-    print(f"heads: {len(todo)} runs in {len(stacks)} stack(s) of up to {per_stack} {cfg.heads.head} heads "
-          f"(seeds x folds); {reader.shape[1]} features" + (" (sparse)" if reader.sparse else "")
-          + f"; {n_jobs} parallel job(s); features "
+    print(f"heads: {len(todo)} runs in {len(planned)} stack(s) of up to {per_stack} {cfg.heads.head} heads "
+          f"({'grid points of ' if search.enabled(cfg) else ''}seeds x folds); {reader.shape[1]} features"
+          + (" (sparse)" if reader.sparse else "") + f"; {n_jobs} parallel job(s); features "
           + ("in RAM" if in_ram else f"streamed {cfg.heads.shuffle_buffer} rows at a time")
           + f"; {int((~reader.valid).sum())} invalid rows skipped")
-    tasks = [cluster.Task(f"heads seed {seed} fold {fold + 1}", train_fold,
-                          (cfg, str(splits_files[seed].path), str(reader.path), group, [provenance(r) for r in group],
-                           cluster.threads_per_task(cfg, n_jobs), in_ram))
-             for (seed, fold), group in stacks.items()]
+    count = {}
+    for seed, fold, _ in planned:
+        count[(seed, fold)] = count.get((seed, fold), 0) + 1
+    tasks, made = [], {}
+    for seed, fold, group in planned:
+        made[(seed, fold)] = made.get((seed, fold), 0) + 1
+        part = f" stack {made[(seed, fold)]} of {count[(seed, fold)]}" if count[(seed, fold)] > 1 else ""
+        tasks.append(cluster.Task(f"heads seed {seed} fold {fold + 1}{part}", train_fold,
+                                  (cfg, str(splits_files[seed].path), str(reader.path), group,
+                                   [provenance(r) for r in group], cluster.threads_per_task(cfg, n_jobs), in_ram)))
     return [rec for fold_records in cluster.run(cfg, tasks, n_jobs) for rec in fold_records]

@@ -13,6 +13,11 @@ EPOCHS, BATCH = 3, 32
 
 @pytest.fixture(scope="module")
 def data():
+    return make_data()
+
+
+def make_data():
+    """Features x (N, D) of labels truth (N, L), and observed labels hiding about half the positives."""
     rng = np.random.default_rng(0)
     truth = (rng.random((N, L)) < 0.35).astype(np.uint8)
     truth[np.arange(N), rng.integers(0, L, N)] = 1

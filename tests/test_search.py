@@ -1,0 +1,191 @@
+"""The search: grid points as heads of one stack against each point alone, selection without
+ground truth, the planner, grid checks, and the batched AP against scikit-learn."""
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import average_precision_score
+
+import configs
+from heads import inputs as run_inputs
+from heads import methods, models, search, trainer
+from heads.predictions import HeadRun
+from splits import store as splits_store
+
+from .test_models import BATCH, EPOCHS, D, N, inputs_for, make_data
+from .test_trainer import config, make_features, probabilities
+
+BASE_LR = 0.05
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_data()
+
+
+def other_point(name: str) -> dict:
+    """A second grid point of `name`: its first searched parameter at another value (ROLE: lr_mult)."""
+    grid = methods.get(name).search
+    if name == "role":
+        return {"lr_mult": 3.0}
+    if not grid:
+        return {}
+    parameter = min(grid)
+    default = methods.get(name).params[parameter]
+    return {parameter: next(v for v in grid[parameter] if v != default)}
+
+
+def fit_points(names, points, data, optimizer):
+    """A stack of heads `names`, head h at (lr scale, parameter overrides) `points[h]`."""
+    x, truth, observed = data
+    order = np.random.default_rng(1)
+    inputs = inputs_for(names, truth, observed)
+    inputs = dataclasses.replace(
+        inputs, params=[{**p, **extra} for p, (_, extra) in zip(inputs.params, points)],
+        lr_scale=np.array([scale for scale, _ in points]))
+
+    def batches():
+        for rows in trainer.epoch_batches(N, BATCH, order):
+            yield rows, x[rows]
+
+    stack = models.HeadStack(list(names), hidden=(8,), optimizer=optimizer, learning_rate=BASE_LR, epochs=EPOCHS,
+                             seed=0)
+    stack.fit(batches, inputs, d_in=D)
+    return stack.predict_proba(x)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adadelta"])
+def test_every_grid_point_in_one_stack_equals_it_trained_alone_at_its_rate(data, optimizer):
+    names, points = [], []
+    for name in methods.METHODS:
+        names += [name, name]
+        points += [(1.0, {}), (3.0 if optimizer == "adam" else 0.4, other_point(name))]
+    together = fit_points(names, points, data, optimizer)
+    for h, (name, (scale, extra)) in enumerate(zip(names, points)):
+        alone = fit_points([name], [(1.0, extra)], data, optimizer) if scale == 1 else \
+            _alone_at(name, scale, extra, data, optimizer)
+        np.testing.assert_allclose(together[h], alone[0], atol=1e-5, err_msg=f"{name} at {scale} x lr, {extra}")
+
+
+def _alone_at(name, scale, extra, data, optimizer):
+    """One head trained by a stack whose own rate is `scale` x the base (no rescaling)."""
+    x, truth, observed = data
+    order = np.random.default_rng(1)
+    inputs = inputs_for([name], truth, observed)
+    inputs = dataclasses.replace(inputs, params=[{**inputs.params[0], **extra}])
+
+    def batches():
+        for rows in trainer.epoch_batches(N, BATCH, order):
+            yield rows, x[rows]
+
+    stack = models.HeadStack([name], hidden=(8,), optimizer=optimizer, learning_rate=BASE_LR * scale,
+                             epochs=EPOCHS, seed=0)
+    stack.fit(batches, inputs, d_in=D)
+    return stack.predict_proba(x)
+
+
+def test_batched_average_precision_equals_scikit_learn_with_ties_and_empty_columns():
+    rng = np.random.default_rng(0)
+    truth = (rng.random((3, 60, 7)) < 0.3).astype(int)
+    truth[1, :, 4] = 0
+    scores = np.round(rng.random((3, 60, 7)), 1)  # many ties
+    got = search.average_precision(truth, scores)
+    for h in range(3):
+        for c in range(7):
+            expected = average_precision_score(truth[h, :, c], scores[h, :, c]) if truth[h, :, c].any() else np.nan
+            np.testing.assert_allclose(got[h, c], expected, atol=1e-12)
+    np.testing.assert_allclose(search.mean_average_precision(truth, scores), np.nanmean(got, axis=1))
+
+
+def searched(root, **search_table):
+    cfg = config(root, methods=["ce", "an", "confidence_auto"], optimizer="adam", learning_rate=0.01)
+    table = {"lr": [0.003, 0.03], **search_table}
+    return dataclasses.replace(cfg, splits=dataclasses.replace(cfg.splits, validation=0.2),
+                               heads=dataclasses.replace(cfg.heads, search=configs.Search(
+                                   enabled=True, **{k: tuple(v) if isinstance(v, list) else v
+                                                    for k, v in table.items()})))
+
+
+def choices(cfg, runs):
+    return {run: pd.read_csv(trainer.predictions.run_dir(cfg, run) / "search.csv")["chosen"].tolist() for run in runs}
+
+
+def test_the_default_selection_reads_no_ground_truth(tmp_path, monkeypatch):
+    cfg = searched(tmp_path / "a")
+    make_features(cfg)
+    trainer.train(cfg, only={"fold": "1"}, n_jobs=1)
+    runs = [HeadRun(0, 0, p, m) for p in ("0.5", "0.75") for m in cfg.heads.methods]
+    first = choices(cfg, runs)
+    assert all(len(c) == 2 * (1 if m == "ce" or m == "an" else 4) for m, c in
+               zip([r.method for r in runs], first.values()))
+
+    # the same study with every true label inverted: observed labels (and features) unchanged
+    loaded = splits_store.load
+
+    def inverted(path):
+        sf = loaded(path)
+        return dataclasses.replace(sf, labels=1 - sf.labels)
+
+    monkeypatch.setattr(trainer.splits_store, "load", inverted)
+    trainer.train(cfg, only={"fold": "1"}, n_jobs=1, force=True)
+    assert choices(cfg, runs) == first
+    monkeypatch.undo()
+    again = searched(tmp_path / "b")
+    make_features(again)
+    trainer.train(again, only={"fold": "1"}, n_jobs=1)
+    for run in runs:
+        np.testing.assert_array_equal(probabilities(cfg, run), probabilities(again, run))
+
+
+def test_a_grid_larger_than_memory_is_split_into_stacks_with_the_same_results(tmp_path, monkeypatch, capsys):
+    whole = searched(tmp_path / "whole")
+    make_features(whole)
+    trainer.train(whole, only={"fold": "1", "ratio": "0.5"}, n_jobs=1)
+    split = searched(tmp_path / "split")
+    make_features(split)
+    per_head = trainer.stack_bytes(split, 1, 24, 16, 80)
+    monkeypatch.setattr(trainer, "free_memory", lambda: int((9 * per_head + 4 * 24 * 400) / 0.8))
+    capsys.readouterr()
+    trainer.train(split, only={"fold": "1", "ratio": "0.5"}, n_jobs=1)
+    assert "in 2 stack(s)" in capsys.readouterr().out
+    for method in whole.heads.methods:
+        run = HeadRun(0, 0, "0.5", method)
+        np.testing.assert_allclose(probabilities(whole, run), probabilities(split, run), atol=1e-6)
+    monkeypatch.setattr(trainer, "free_memory", lambda: int(3 * per_head / 0.8))
+    with pytest.raises(ValueError, match="8 paper_mlp heads .* need about"):
+        trainer.train(split, only={"fold": "1", "ratio": "0.5"}, n_jobs=1, force=True)
+
+
+@pytest.mark.parametrize("table, message", [
+    ({"params": {"asl": {"clip": [0.05, 1.5]}}}, "method 'asl': parameter clip = 1.5; it must be in \\[0, 1\\)"),
+    ({"params": {"asl": {"width": [1.0]}}}, "method 'asl' has no parameter 'width'"),
+    ({"params": {"focal": {"gamma": [1.0]}}}, "names method 'focal', which is not in heads.methods"),
+    ({"lr": [0.001, -1.0]}, "heads.search.lr holds -1.0"),
+    ({"select": "test"}, "heads.search.select = 'test'"),
+    ({"methods": ["asl"], "params": {"ce": {"power": [2.0]}}}, "'ce' is not in heads.search.methods"),
+])
+def test_a_bad_grid_is_an_error_at_load_naming_method_parameter_and_value(table, message):
+    raw = {"heads": {"methods": ["ce", "asl"], "search": table}}
+    with pytest.raises(ValueError, match=message):
+        cfg = configs.from_dict(raw, source="bad.toml")
+        methods.check(cfg.heads.methods, cfg.heads.params, cfg.source)
+        search.check(cfg)
+
+
+def test_points_cover_the_learning_rates_times_the_declared_grid():
+    cfg = configs.from_dict({"heads": {"methods": ["ce", "asl"], "learning_rate": 0.01, "search": {}}})
+    assert [p.lr for p in search.points(cfg, "ce")] == [0.001, 0.003, 0.01, 0.03, 0.1]
+    asl = search.points(cfg, "asl")
+    assert len(asl) == 5 * 4 and {(p.values["gamma_neg"], p.values["clip"]) for p in asl} == \
+        {(2.0, 0.0), (2.0, 0.05), (4.0, 0.0), (4.0, 0.05)}
+    off = configs.from_dict({"heads": {"methods": ["asl"]}})
+    assert [p.values for p in search.points(off, "asl")] == [methods.parameters("asl")]
+
+
+def test_zeroing_the_likeliest_hidden_entries_zeroes_the_expected_count():
+    weights = np.array([[0.9, 0.2, 0.5], [0.1, 0.8, 0.3]], np.float32)
+    observed = np.array([[1, 0, 0], [0, 0, 1]], np.uint8)
+    out = run_inputs.zero_likely_hidden(weights, observed, 1.0, 0.5)  # 2 positives, half missing: 2 hidden
+    np.testing.assert_array_equal(out, np.array([[0.9, 0.0, 0.5], [0.0, 0.8, 0.3]], np.float32))
+    assert run_inputs.zero_likely_hidden(weights, observed, 1.0, 0.0) is weights
