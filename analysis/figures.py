@@ -66,13 +66,13 @@ def focus(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def field_heatmap(frame: pd.DataFrame, protocols: list[str], stem: Path) -> list[Path]:
-    """Figure 7: every method x protocol, mean micro F1 and mAP over runs, written in each cell;
+    """Figure 7: every method x protocol, mean OF1 and mAP over runs, written in each cell;
     colours per column (protocol), so each protocol's best stands out."""
-    table = frame.groupby(["name", "protocol"])[["micro_f1", "mAP"]].mean()
+    table = frame.groupby(["name", "protocol"])[["OF1", "mAP"]].mean()
     names = method_order(frame["name"])
     fig, axes = plt.subplots(1, 2, figsize=(2.2 + 1.6 * len(protocols), 1.2 + 0.32 * len(names)),
                              layout="constrained")
-    for ax, (metric, label) in zip(axes, (("micro_f1", "micro F1"), ("mAP", "mAP"))):
+    for ax, (metric, label) in zip(axes, (("OF1", "OF1 at 0.5"), ("mAP", "mAP"))):
         values = np.array([[table[metric].get((n, p), np.nan) for p in protocols] for n in names])
         low, high = np.nanmin(values, 0), np.nanmax(values, 0)
         ax.imshow((values - low) / np.where(high > low, high - low, 1), cmap="viridis", aspect="auto", vmin=0, vmax=1)
@@ -88,10 +88,11 @@ def field_heatmap(frame: pd.DataFrame, protocols: list[str], stem: Path) -> list
 
 
 def paper_panel(frame: pd.DataFrame, protocols: list[str], stem: Path) -> list[Path]:
-    """Figure 1: micro recall, precision, F1, AUC box plots over all runs (seeds x folds); x =
-    protocol, a box per method; a method with one run per protocol is drawn as dots."""
-    metrics = [("micro_recall", "micro recall"), ("micro_precision", "micro precision"),
-               ("micro_f1", "micro F1"), ("micro_auc", "micro ROC-AUC")]
+    """Figure 1: overall recall, precision, F1 (OR, OP, OF1 at 0.5) and micro ROC-AUC box plots
+    over all runs (seeds x folds); x = protocol, a box per method; a method with one run per
+    protocol is drawn as dots."""
+    metrics = [("OR", "OR (overall recall)"), ("OP", "OP (overall precision)"),
+               ("OF1", "OF1"), ("micro_auc", "micro ROC-AUC")]
     names = method_order(frame["name"])
     colors = _colors(names)
     fig, axes = plt.subplots(1, 4, figsize=(18, 4.8), layout="constrained")
@@ -218,4 +219,30 @@ def loss_curves(histories: dict, protocols: list[str], stem: Path) -> list[Path]
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("training loss (fold 1)")
     _legend_below(fig, [plt.Line2D([], [], color=colors[n]) for n in names], names)
+    return _save(fig, stem)
+
+
+def search_scatter(points: pd.DataFrame, protocols: list[str], stem: Path) -> list[Path]:
+    """Figure 8: every grid point of every run, validation mAP on observed labels (what selects)
+    against test mAP, a panel per method, a colour per protocol; each run's pick ringed."""
+    names = method_order(points["name"])
+    cols = min(6, len(names))
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.4 * rows + 0.6), layout="constrained", squeeze=False)
+    palette = plt.get_cmap("viridis")(np.linspace(0, 0.9, len(protocols)))
+    for ax, name in zip(axes.flat, names):
+        mine = points[points["name"] == name]
+        for colour, protocol in zip(palette, protocols):
+            at = mine[mine["protocol"] == protocol]
+            ax.scatter(at["val_map_observed"], at["test_map"], s=8, color=colour, alpha=0.6)
+            chosen = at[at["chosen"].astype(bool)]
+            ax.scatter(chosen["val_map_observed"], chosen["test_map"], s=30, facecolors="none", edgecolors=colour)
+        ax.set_title(name, fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(names):]:
+        ax.set_visible(False)
+    _legend_below(fig, [plt.Line2D([], [], marker="o", linestyle="", color=c) for c in palette], protocols)
+    fig.supxlabel("validation mAP, observed labels (what the selection sees)")
+    fig.supylabel("test mAP")
     return _save(fig, stem)

@@ -20,7 +20,7 @@ from heads import methods, predictions, search
 from splits import store as splits_store
 from splits import weights
 
-from . import figures, tables
+from . import figures, leaderboard, tables
 from .metrics import roc_auc
 
 PAIRED = f"paired_vs_{methods.BASELINE}"  # the paired tests' file: every method against the baseline
@@ -108,27 +108,27 @@ def findings(summary: pd.DataFrame, paired: pd.DataFrame) -> list[str]:
         def series(column, rows=rows):
             return " / ".join(f"{v:.3f}" for v in rows[column])
 
-        line = (f"- **{name}**{' (oracle)' if rows['oracle'].iloc[0] else ''} at {protocols}: micro recall "
-                f"{series('micro_recall mean')}, micro precision {series('micro_precision mean')}, mAP {series('mAP mean')}")
+        line = (f"- **{name}**{' (oracle)' if rows['oracle'].iloc[0] else ''} at {protocols}: OR "
+                f"{series('OR mean')}, OP {series('OP mean')}, mAP {series('mAP mean')}")
         ratios = [p for p in rows["protocol"] if p != "single positive"]
         top = ratios[-1] if ratios else rows["protocol"].iloc[-1]
         at = paired[(paired["name"] == name) & (paired["protocol"] == top)].set_index("metric") if len(paired) else None
         if at is not None and len(at):
             parts = [f"{label} {at.loc[m, 'mean difference']:+.3f} ({at.loc[m, 'better']} of {at.loc[m, 'pairs']} "
                      f"pairs better, p = {at.loc[m, 'wilcoxon p']:.3g}{'' if at.loc[m, 'holds'] == 'no' else ', holds'})"
-                     for m, label in (("micro_recall", "recall"), ("mAP", "mAP")) if m in at.index]
+                     for m, label in (("OR", "OR"), ("mAP", "mAP")) if m in at.index]
             line += f"; at {top} against {tables.baseline_name(name)}: " + ", ".join(parts)
         lines.append(line + ".")
     return lines
 
 
 def key_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """The report's summary: micro F1 and mAP (mean and 95% interval), recall and precision."""
+    """The report's summary: OF1 and mAP (mean and 95% interval), OR, OP and micro ROC-AUC."""
     table = summary[["name", "protocol", "oracle", "runs"]].copy()
-    for metric in ("micro_f1", "mAP"):
+    for metric in ("OF1", "mAP"):
         table[metric] = [f"{m:.3f} ± {c:.3f}" if not np.isnan(c) else f"{m:.3f}"
                          for m, c in zip(summary[f"{metric} mean"], summary[f"{metric} ci95"])]
-    for metric in ("micro_recall", "micro_precision", "micro_auc"):
+    for metric in ("OR", "OP", "micro_auc"):
         table[metric] = [f"{m:.3f}" for m in summary[f"{metric} mean"]]
     return table
 
@@ -147,10 +147,17 @@ def report(cfg) -> Path:
         frame, per_class = tables.collect(cfg, present)
         protocols = tables.protocols_in_order(frame)
 
-        # tables
+        # tables: the leaderboards first, what the search chose, then the long ones
+        boards = leaderboard.boards(frame)
+        points = leaderboard.collect_search(present)
+        chosen = leaderboard.selection(points, cfg) if len(points) else pd.DataFrame()
         summary = tables.summary(frame)
         paired = tables.paired_tests(frame)
         written = tables.write(summary, out / "summary") + tables.write(paired, out / PAIRED)
+        artifacts.write_text(out / "leaderboard.csv", boards.drop(columns=["order"]).to_csv(index=False, float_format="%.6g"))
+        if len(points):
+            artifacts.write_text(out / "search.csv", points.to_csv(index=False, float_format="%.6g"))
+            written += tables.write(chosen, out / "selection")
         artifacts.write_text(out / "runs.csv", frame.drop(columns=["path", "order"]).to_csv(index=False, float_format="%.5f"))
 
         # figures
@@ -168,9 +175,12 @@ def report(cfg) -> Path:
         }
         if len(shown) < len(frame):
             figs["field"] = figures.field_heatmap(frame, protocols, out / "fig7_field")
+        if len(points):
+            figs["search"] = figures.search_scatter(points, protocols, out / "fig8_search")
 
         # the report
-        lines = report_lines(cfg, frame, summary, paired, missing, splits_files, figure_protocol, "field" in figs)
+        lines = [*board_lines(cfg, frame, boards, protocols), *selection_lines(chosen),
+                 *report_lines(cfg, frame, summary, paired, missing, splits_files, figure_protocol, "field" in figs)]
         artifacts.write_text(out / "report.md", "\n".join(lines))
         artifacts.write_text(out / "config.json", configs.to_json(cfg))
         print(f"{out / 'report.md'}: {len(frame)} runs, {len(missing)} missing; "
@@ -194,27 +204,75 @@ def represented() -> str:
                      if m.represents)
 
 
+def board_lines(cfg, frame, boards, protocols) -> list[str]:
+    """report.md's first screen: what was run, and a leaderboard per metric."""
+    sf_rows = frame.groupby(["seed", "fold"]).ngroups
+    pairs = frame.groupby(["name", "protocol"]).size().min()
+    searched = "every method's grid searched (`[heads.search]`), " if cfg.heads.search.enabled else ""
+    lines = [
+        f"# Report: {cfg.experiment.name}",
+        "",
+        (f"{len(frame)} runs from `{cfg.run_dir}` ({sf_rows} seed x fold splits; {searched}selection and thresholds "
+         f"on validation rows' {'truth' if cfg.heads.search.select == 'clean' else 'observed labels'}). "
+         "Metrics are defined in `analysis/metrics.py` and the README: mAP, CP / CR / CF1 (per class), "
+         "OP / OR / OF1 (overall); a suffix names the decision rule: none = 0.5, `_global` = one threshold "
+         "from validation, `_class` = one per class from validation, `_top3` = each row's 3 highest."),
+        "",
+        "## Leaderboard",
+        "",
+        (f"Mean ± 95% interval over runs; **bold**: the best non-oracle method of the column; {leaderboard.MARK_TIED}: "
+         "not significantly below it (paired Wilcoxon over seeds x folds, Holm over the column, p >= 0.05). "
+         f"With {pairs} pairs the smallest possible p is {2 / 2 ** pairs:.3g}"
+         + (": no difference can be significant at 0.05 with so few splits. " if 2 / 2 ** pairs >= 0.05 else ". ")
+         + "All cells: `leaderboard.csv`."),
+        "",
+    ]
+    for title, column in leaderboard.BOARDS:
+        shown = leaderboard.column_of(frame, title, column)
+        lines += [f"### {title}" + ("" if shown == title else f" (`{shown}`)"), "",
+                  leaderboard.markdown(boards, title, protocols), ""]
+    return lines
+
+
+def selection_lines(chosen: pd.DataFrame) -> list[str]:
+    """What the search chose: test mAP of each selection rule's pick against the unsearched setting."""
+    if not len(chosen):
+        return []
+    return [
+        "## What the search chose",
+        "",
+        ("Mean test mAP of the grid point each rule picks: `observed` (validation mAP on observed labels: the "
+         "default, what a user has), `clean` (on the validation rows' truth: an oracle rule), `test` (the best "
+         "test mAP: a bound no rule reaches), and the unsearched setting (`default`). Epochs were chosen by the "
+         "configured rule. Every grid point: `search.csv`, figure 8."),
+        "",
+        tables.to_markdown(chosen),
+        "",
+        "![search](fig8_search.png)",
+        "Validation against test mAP over every grid point; each run's pick ringed.",
+        "",
+    ]
+
+
 def report_lines(cfg, frame, summary, paired, missing, splits_files, figure_protocol, field: bool) -> list[str]:
-    """report.md: what was run, the summary and findings, the paired tests, the figures, what is
-    missing, and the inputs it was made from."""
+    """report.md after the leaderboards: the summary and findings, the paired tests, the
+    figures, what is missing, and the inputs it was made from."""
     sf = splits_files[cfg.seeds[0]]
     base = methods.display_name(methods.BASELINE)
     excluded = frame["classes_without_positives"].max()
-    shown = paired[paired["metric"].isin(["micro_f1", "mAP"])] if len(paired) else paired
+    shown = paired[paired["metric"].isin(["OF1", "mAP"])] if len(paired) else paired
     seeds = ", ".join(map(str, cfg.seeds))
     return [
-        f"# Report: {cfg.experiment.name}",
+        "## The data",
         "",
-        (f"{len(frame)} runs from `{cfg.run_dir}`; {sf.labels.shape[0]} rows x {len(sf.classes)} classes, "
-         f"{sf.n_folds} folds x seeds {seeds}. Metrics at threshold 0.5 unless marked `_valthr` (per-class "
-         "thresholds from validation rows). Classes without a positive in a test fold are excluded from macro "
-         f"averages (at most {excluded} per fold here)."),
+        (f"{sf.labels.shape[0]} rows x {len(sf.classes)} classes, {sf.n_folds} folds x seeds {seeds}. Classes "
+         f"without a positive in a test fold are excluded from class averages (at most {excluded} per fold here)."),
         "",
         "## Summary (mean over runs, ± the 95% interval of the mean)",
         "",
-        ("Micro F1 and mAP with their 95% t-interval over all seeds x folds, micro recall, precision and ROC-AUC "
-        "(means); `oracle` marks methods that read ground truth. The full table with std is "
-        "`summary.csv` / `.md` / `.tex`."),
+        ("OF1 (at 0.5) and mAP with their 95% t-interval over all seeds x folds, OR, OP and micro ROC-AUC "
+         "(means); `oracle` marks methods that read ground truth. The full table with std, every metric at "
+         "every rule: `summary.csv` / `.md` / `.tex`."),
         "",
         tables.to_markdown(key_table(summary)),
         "",

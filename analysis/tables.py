@@ -14,6 +14,8 @@ independent draws: the p-values say how consistent a difference is over the spli
 """
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -25,9 +27,10 @@ from splits import store as splits_store
 
 from .metrics import evaluate
 
-SCALARS = ["micro_precision", "micro_recall", "micro_f1", "macro_precision", "macro_recall", "macro_f1",
-           "micro_auc", "macro_auc", "mAP"]
-KEY_METRICS = ["micro_f1", "micro_recall", "micro_auc", "mAP"]
+FIELD = ["CP", "CR", "CF1", "OP", "OR", "OF1"]  # `analysis.metrics`
+RULES = ["", "_global", "_class", "_top3"]  # the decision rules, as column suffixes
+SCALARS = ["mAP", *[f"{m}{rule}" for rule in RULES for m in FIELD], "micro_auc", "macro_auc"]
+KEY_METRICS = ["mAP", "CF1", "OF1", "OR", "micro_auc", "CF1_class", "OF1_global"]  # paired tests (those present)
 SIGNIFICANCE = 0.05
 
 
@@ -61,10 +64,13 @@ def collect(cfg, runs: dict) -> tuple[pd.DataFrame, dict]:
     rows, per_class = [], {}
     for (stage, run), path in runs.items():
         data = predictions.read(path)
-        val = (data["val_observed"], data["val_probabilities"]) if "val_probabilities" in data else (None, None)
+        chosen = json.loads(data.get("search", "{}"))
+        clean = chosen.get("select") == "clean"
+        val = (data["val_labels" if clean else "val_observed"], data["val_probabilities"]) \
+            if "val_probabilities" in data else (None, None)
         metrics = evaluate(data["labels"], data["probabilities"], *val)
         rows.append({"stage": stage, "method": run.method, "name": run_name(run.method, stage),
-                     "oracle": needs(run.method).oracle, "protocol": splits_store.protocol_label(run.protocol),
+                     "oracle": needs(run.method).oracle or clean, "protocol": splits_store.protocol_label(run.protocol),
                      "order": splits_store.protocol_order(run.protocol), "seed": run.seed, "fold": run.fold + 1,
                      **{k: v for k, v in metrics.items() if np.isscalar(v)}, "path": str(path),
                      "fingerprint": data.get("fingerprint", "")})
@@ -86,7 +92,7 @@ def interval(values: np.ndarray) -> float:
 
 def summary(frame: pd.DataFrame) -> pd.DataFrame:
     """Mean, std and 95% CI half-width over all runs per (name, protocol) of every scalar metric."""
-    metrics = [m for m in frame.columns if m in SCALARS or m.endswith("_valthr")]
+    metrics = [m for m in SCALARS if m in frame.columns]
     out = []
     for (name, protocol), group in frame.groupby(["name", "protocol"], sort=False):
         row = {"name": name, "protocol": protocol, "oracle": bool(group["oracle"].iloc[0]), "runs": len(group),
@@ -134,7 +140,7 @@ def paired_tests(frame: pd.DataFrame) -> pd.DataFrame:
         paired = group.set_index(["seed", "fold"]).join(base, rsuffix="_base", how="inner")
         if paired.empty:
             continue
-        for metric in KEY_METRICS:
+        for metric in (m for m in KEY_METRICS if m in frame.columns):
             diff = (paired[metric] - paired[f"{metric}_base"]).to_numpy()
             p = float(stats.wilcoxon(diff).pvalue) if len(diff) > 1 and np.any(diff != 0) else float("nan")
             out.append({"name": name, "protocol": protocol, "order": group["order"].iloc[0], "metric": metric,

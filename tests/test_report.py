@@ -72,14 +72,15 @@ def test_report_tables_match_direct_computation(grid):
     assert row["mAP mean"] == pytest.approx(np.mean(maps), abs=1e-4)
     assert row["mAP std"] == pytest.approx(np.std(maps, ddof=1), abs=1e-4)
     assert row["mAP ci95"] == pytest.approx(stats.t.ppf(0.975, 3) * np.std(maps, ddof=1) / 2, abs=1e-4)
-    assert row["micro_recall mean"] == pytest.approx(np.mean(recalls), abs=1e-4)
+    assert row["OR mean"] == pytest.approx(np.mean(recalls), abs=1e-4)
     assert bool(row["oracle"]) and row["runs"] == 4
     paired = pd.read_csv(path.parent / "paired_vs_ce.csv", dtype={"protocol": str})
     assert set(paired["name"]) == {"IM-WCE", "CB-WCE"}
     assert "| protocol |" in text and "| 0.25 |" in text and "0.2500" not in text.split("## Paired")[0]
+    assert text.index("## Leaderboard") < text.index("## Summary")
     im = summary[summary["name"] == "IM-WCE"]
     line = next(line for line in text.splitlines() if line.startswith("- **IM-WCE** (oracle)"))
-    assert f"micro recall {' / '.join(f'{v:.3f}' for v in im['micro_recall mean'])}" in line
+    assert f"OR {' / '.join(f'{v:.3f}' for v in im['OR mean'])}" in line
 
 
 def test_every_figure_is_written_and_not_blank(grid):
@@ -100,7 +101,7 @@ def test_seeds_times_folds_give_paired_tests_with_real_p_values(tmp_path):
     write_grid(cfg)
     path = report.report(cfg)
     paired = pd.read_csv(path.parent / "paired_vs_ce.csv", dtype={"protocol": str})
-    row = paired[(paired["name"] == "IM-WCE") & (paired["protocol"] == "0.5") & (paired["metric"] == "micro_f1")].iloc[0]
+    row = paired[(paired["name"] == "IM-WCE") & (paired["protocol"] == "0.5") & (paired["metric"] == "OF1")].iloc[0]
     ce, im = [], []
     for seed in (0, 1, 2):
         for k in range(4):

@@ -1,0 +1,152 @@
+"""Leaderboards (one per metric: methods as rows, protocols as columns) and what a search chose.
+
+Said once: a cell is the mean over a method's runs (seeds x folds) with the half-width of its
+95% t-interval. Per column the best non-oracle mean is the leader; every other non-oracle
+method is compared with it by the (seed, fold)-paired two-sided Wilcoxon signed-rank test,
+Holm-adjusted over the column's comparisons, and marked `tied` when the adjusted p is not
+below 0.05 (or when there are too few pairs to test): "not significantly below the best".
+Oracles (methods that read ground truth, and any run selected on clean validation labels)
+are ranked in a block of their own and never lead. With n pairs the smallest possible
+Wilcoxon p is 2 / 2^n: with 4 pairs nothing can be told apart, and the board says so.
+
+Search tables read each run's `search.csv` (`heads.trainer`): per (method, protocol) the mean
+test mAP of the point each rule picks (`observed`: best validation mAP on observed labels, the
+default; `clean`: on the validation rows' truth; `test`: the best test mAP, an upper bound no
+rule can reach) and of the method's unsearched setting ([heads] learning_rate, its defaults).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from heads import methods
+
+from . import tables
+
+# (title, column): each metric at the decision rule that targets it, 0.5 where no validation rows exist
+BOARDS = (("mAP", "mAP"), ("CF1", "CF1_class"), ("OF1", "OF1_global"))
+MARK_BEST, MARK_TIED = "**", "°"
+
+
+def column_of(frame: pd.DataFrame, title: str, column: str) -> str:
+    """The frame's column for a board: `column`, or the metric at 0.5 without validation rows."""
+    return column if column in frame.columns else title
+
+
+def board(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+    """One row per (name, protocol): runs, mean, ci95, oracle, and per column of non-oracles
+    `best`, `tied` and the Holm-adjusted p of the difference to the best."""
+    rows = []
+    for (name, protocol), group in frame.groupby(["name", "protocol"], sort=False):
+        values = group[column].to_numpy(np.float64)
+        rows.append({"name": name, "protocol": protocol, "oracle": bool(group["oracle"].iloc[0]), "runs": len(values),
+                     "mean": values.mean(), "ci95": tables.interval(values), "order": group["order"].iloc[0]})
+    table = pd.DataFrame(rows)
+    table["best"], table["tied"], table["holm p"] = False, False, np.nan
+    for protocol, members in table[~table["oracle"]].groupby("protocol"):
+        leader = members["mean"].idxmax()
+        table.loc[leader, "best"] = True
+        best = paired_values(frame, table.loc[leader, "name"], protocol, column)
+        others = [i for i in members.index if i != leader]
+        p = [difference_p(best, paired_values(frame, table.loc[i, "name"], protocol, column)) for i in others]
+        adjusted = tables.holm(np.array(p, np.float64)) if p else []
+        for i, value in zip(others, adjusted):
+            table.loc[i, "holm p"] = value
+            table.loc[i, "tied"] = bool(np.isnan(value) or value >= tables.SIGNIFICANCE)
+    return table
+
+
+def paired_values(frame: pd.DataFrame, name: str, protocol: str, column: str) -> pd.Series:
+    runs = frame[(frame["name"] == name) & (frame["protocol"] == protocol)]
+    return runs.set_index(["seed", "fold"])[column]
+
+
+def difference_p(best: pd.Series, other: pd.Series) -> float:
+    """Two-sided Wilcoxon p of the paired differences (NaN when untestable: < 2 pairs or all equal)."""
+    joined = pd.concat([best, other], axis=1, join="inner").to_numpy()
+    diff = joined[:, 0] - joined[:, 1] if len(joined) else np.array([])
+    if len(diff) < 2 or not np.any(diff != 0):
+        return float("nan")
+    return float(stats.wilcoxon(diff).pvalue)
+
+
+def boards(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every board as one long table (column `metric` names the board, `column` its frame column)."""
+    parts = []
+    for title, column in BOARDS:
+        column = column_of(frame, title, column)
+        parts.append(board(frame, column).assign(metric=title, column=column))
+    return pd.concat(parts, ignore_index=True)
+
+
+def markdown(long: pd.DataFrame, metric: str, protocols: list[str]) -> str:
+    """One board as Markdown: methods in the registry's order, oracles in a block below."""
+    table = long[long["metric"] == metric]
+    names = sorted(set(table["name"]), key=tables.order_key)
+    regular = [n for n in names if not table[table["name"] == n]["oracle"].any()]
+    oracles = [n for n in names if n not in regular]
+    lines = ["| method | " + " | ".join(protocols) + " |", "|---|" + "---|" * len(protocols)]
+    for name in regular:
+        lines.append(f"| {name} | " + " | ".join(_cell(table, name, p) for p in protocols) + " |")
+    if oracles:
+        lines.append("| *oracles (read ground truth)* |" + " |" * len(protocols))
+        lines += [f"| {name} | " + " | ".join(_cell(table, name, p) for p in protocols) + " |" for name in oracles]
+    return "\n".join(lines)
+
+
+def _cell(table: pd.DataFrame, name: str, protocol: str) -> str:
+    row = table[(table["name"] == name) & (table["protocol"] == protocol)]
+    if row.empty:
+        return ""
+    row = row.iloc[0]
+    text = f"{row['mean']:.3f}" + ("" if np.isnan(row["ci95"]) else f" ± {row['ci95']:.3f}")
+    if row["best"]:
+        return f"{MARK_BEST}{text}{MARK_BEST}"
+    return text + (f" {MARK_TIED}" if row["tied"] else "")
+
+
+def collect_search(present: dict) -> pd.DataFrame:
+    """Every grid point of every present heads run (its search.csv), with the run's keys."""
+    parts = []
+    for (stage, run), path in present.items():
+        csv = Path(path).parent / "search.csv"
+        if stage != "heads" or not csv.is_file():
+            continue
+        points = pd.read_csv(csv)
+        parts.append(points.assign(name=tables.run_name(run.method, stage), method=run.method, seed=run.seed,
+                                   fold=run.fold + 1, protocol=tables.splits_store.protocol_label(run.protocol),
+                                   point=range(len(points))))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def selection(points: pd.DataFrame, cfg) -> pd.DataFrame:
+    """Per (name, protocol): mean test mAP of each rule's pick over the runs, of the unsearched
+    setting ([heads] learning_rate and parameters), and how many grid points a run tried."""
+    rows = []
+    for (name, protocol), group in points.groupby(["name", "protocol"], sort=False):
+        picks = {"observed": [], "clean": [], "test": [], "default": []}
+        for _, run in group.groupby(["seed", "fold"]):
+            picks["observed"].append(run.loc[run["val_map_observed"].idxmax(), "test_map"])
+            if run["val_map_clean"].notna().any():
+                picks["clean"].append(run.loc[run["val_map_clean"].idxmax(), "test_map"])
+            picks["test"].append(run["test_map"].max())
+            default = run[np.isclose(run["lr"], cfg.heads.learning_rate) & _at_defaults(run, cfg, name)]
+            if len(default):
+                picks["default"].append(default["test_map"].iloc[0])
+        rows.append({"name": name, "protocol": protocol, "points": int(group.groupby(["seed", "fold"]).size().max()),
+                     **{f"test mAP ({rule} pick)": float(np.mean(v)) if v else np.nan for rule, v in picks.items()}})
+    return pd.DataFrame(rows)
+
+
+def _at_defaults(run: pd.DataFrame, cfg, name: str) -> np.ndarray:
+    """Rows of `run` whose searched parameters are the method's own ([heads.params] on its defaults)."""
+    method = tables.method_of(name).name
+    defaults = methods.parameters(method, cfg.heads.params.get(method))
+    keep = np.ones(len(run), bool)
+    for column in run.columns:
+        if column in defaults and defaults[column] is not None:
+            keep &= np.isclose(run[column].to_numpy(np.float64), float(defaults[column]))
+    return keep

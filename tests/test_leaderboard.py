@@ -1,0 +1,58 @@
+"""The leaderboard against a direct computation, and a searched study's report end to end."""
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from analysis import leaderboard, report, tables
+from heads import trainer
+
+from .test_search import searched
+from .test_trainer import make_features
+
+
+def frame_of(means: dict, oracle=(), n=8, seed=0):
+    """Runs of methods (display name -> mean mAP) over n (seed, fold) pairs, with shared noise per pair."""
+    rng = np.random.default_rng(seed)
+    shared = rng.normal(0, 0.02, n)
+    rows = []
+    for name, mean in means.items():
+        for i in range(n):
+            rows.append({"name": name, "protocol": "0.5", "order": 0.5, "oracle": name in oracle, "seed": i // 4,
+                         "fold": i % 4 + 1, "mAP": mean + shared[i] + rng.normal(0, 0.002)})
+    return pd.DataFrame(rows)
+
+
+def test_the_best_is_bold_the_tied_are_marked_and_oracles_never_lead():
+    frame = frame_of({"CE": 0.60, "AN": 0.601, "EM": 0.55, "IM-WCE": 0.70}, oracle={"IM-WCE"})
+    board = leaderboard.board(frame, "mAP").set_index("name")
+    assert board.loc["AN", "best"] and not board.loc["IM-WCE", "best"]
+    ce = frame[frame["name"] == "CE"]["mAP"].to_numpy()
+    an = frame[frame["name"] == "AN"]["mAP"].to_numpy()
+    em = frame[frame["name"] == "EM"]["mAP"].to_numpy()
+    p = tables.holm(np.array([stats.wilcoxon(an - ce).pvalue, stats.wilcoxon(an - em).pvalue]))
+    assert board.loc["CE", "holm p"] == pytest.approx(p[0]) and board.loc["EM", "holm p"] == pytest.approx(p[1])
+    assert board.loc["CE", "tied"] == (p[0] >= 0.05) and not board.loc["EM", "tied"]
+    assert board.loc["AN", "mean"] == pytest.approx(an.mean())
+    assert board.loc["AN", "ci95"] == pytest.approx(tables.interval(an))
+    text = leaderboard.markdown(frame.pipe(lambda f: leaderboard.board(f, "mAP").assign(metric="mAP")), "mAP",
+                                ["0.5"])
+    assert f"| AN | **{an.mean():.3f} ± {tables.interval(an):.3f}** |" in text
+    assert text.index("oracles") < text.index("IM-WCE")
+
+
+def test_a_searched_study_reports_its_leaderboard_choices_and_grid(tmp_path):
+    cfg = searched(tmp_path / "s")
+    make_features(cfg)
+    trainer.train(cfg, only={"ratio": "0.5"}, n_jobs=1)
+    path = report.report(cfg)
+    text = path.read_text()
+    assert text.index("## Leaderboard") < text.index("## What the search chose") < text.index("## Summary")
+    chosen = pd.read_csv(path.parent / "selection.csv", dtype={"protocol": str})
+    points = pd.read_csv(path.parent / "search.csv", dtype={"protocol": str})
+    ce = points[(points["name"] == "CE")]
+    picks = [run.loc[run["val_map_observed"].idxmax(), "test_map"] for _, run in ce.groupby(["seed", "fold"])]
+    assert chosen.set_index("name").loc["CE", "test mAP (observed pick)"] == pytest.approx(np.mean(picks), abs=1e-5)
+    assert (path.parent / "fig8_search.png").stat().st_size > 1000
+    boards = pd.read_csv(path.parent / "leaderboard.csv", dtype={"protocol": str})
+    assert set(boards["metric"]) == {"mAP", "CF1", "OF1"} and set(boards["column"]) >= {"CF1_class", "OF1_global"}
