@@ -148,5 +148,6 @@ def _at_defaults(run: pd.DataFrame, cfg, name: str) -> np.ndarray:
     keep = np.ones(len(run), bool)
     for column in run.columns:
         if column in defaults and defaults[column] is not None:
-            keep &= np.isclose(run[column].to_numpy(np.float64), float(defaults[column]))
+            values = run[column].to_numpy(np.float64)  # NaN: a column of another method's grid
+            keep &= np.isnan(values) | np.isclose(values, float(defaults[column]))
     return keep

@@ -43,6 +43,7 @@ class Dataset:
     min_labels: int = 3
     n_images: int = 2400  # synthetic only
     image_size: int = 96  # synthetic only
+    difficulty: float = 0.0  # synthetic only: 0 (clean drawings) to 1 (small, dim, noisy, with confusers)
     path_column: str = "path"  # csv only
     allow_outside_root: bool = False  # csv / coco / nuswide: accept image paths that leave `root` (.., links)
     natural_missing_rate: float = 0.0  # share of true positives the annotations lack (0: complete)
@@ -328,6 +329,7 @@ def _check_ranges(cfg: Config) -> None:
         ("dataset.min_labels", cfg.dataset.min_labels, lambda v: v >= 0, "must be >= 0"),
         ("dataset.n_images", cfg.dataset.n_images, lambda v: v >= cfg.splits.n_folds, "must be >= splits.n_folds"),
         ("dataset.image_size", cfg.dataset.image_size, lambda v: v >= 8, "must be >= 8"),
+        ("dataset.difficulty", cfg.dataset.difficulty, lambda v: 0 <= v <= 1, "must lie in [0, 1]"),
         ("dataset.n_labels", cfg.dataset.n_labels, lambda v: v >= 0, "must be >= 0"),
         ("extract.image_size", cfg.extract.image_size, lambda v: v == 0 or v >= 8, "must be 0 (the backbone's) or >= 8"),
         ("extract.batch_size", cfg.extract.batch_size, lambda v: v >= 1, at_least_one),

@@ -40,6 +40,7 @@ def provenance(cfg) -> dict:
     """What the demo checkpoint is made from: its set (size, seed, image size) and schedule."""
     return {"extract.pretrain_images": cfg.extract.pretrain_images, "extract.pretrain_epochs": cfg.extract.pretrain_epochs,
             "dataset.image_size": cfg.dataset.image_size, "seed": cfg.experiment.seed + PRETRAIN_SEED_OFFSET,
+            **({"dataset.difficulty": cfg.dataset.difficulty} if cfg.dataset.difficulty else {}),
             "versions": artifacts.versions("tensorflow", "tf-slim")}
 
 
@@ -62,7 +63,8 @@ def _pretrain(cfg, prefix: Path) -> None:
     ex = cfg.extract
     seed = cfg.experiment.seed + PRETRAIN_SEED_OFFSET
     root = cfg.run_dir / "pretrain_data"
-    manifest = datasets.from_csv(synthetic.write(root, ex.pretrain_images, seed, cfg.dataset.image_size))
+    manifest = datasets.from_csv(synthetic.write(root, ex.pretrain_images, seed, cfg.dataset.image_size,
+                                                 cfg.dataset.difficulty))
     size = registry.get("demo_cnn").defaults.image_size
     pixels = load_images(manifest.paths, size)
     labels = manifest.labels.astype(np.float32)

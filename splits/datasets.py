@@ -161,7 +161,7 @@ def source_files(cfg) -> list[Path]:
     """The files a dataset's labels are read from (their hashes enter the splits' provenance)."""
     ds = cfg.dataset
     if ds.adapter == "synthetic":
-        return [synthetic.write(synthetic_root(cfg), ds.n_images, cfg.experiment.seed, ds.image_size)]
+        return [synthetic.write(synthetic_root(cfg), ds.n_images, cfg.experiment.seed, ds.image_size, ds.difficulty)]
     if ds.adapter == "nuswide":
         return [_require(Path(ds.annotations) / name, "NUS-WIDE file") for name in NUSWIDE_FILES]
     if ds.adapter == "table":

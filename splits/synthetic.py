@@ -5,8 +5,14 @@ scene's probability for it, and one common class (like MSCOCO's "person") appear
 scenes. That gives strong, concentrated co-occurrence and imbalanced class frequencies, which is
 what the confidence weights exploit. Every image carries at least `MIN_LABELS` labels.
 
-`write(root, n_images, seed)` writes `images/%05d.png` (RGB, size x size) and `labels.csv`
-(columns `path`, then one 0/1 column per class: the `csv` adapter's format).
+`difficulty` (0 to 1; 0 draws today's images exactly) makes the task harder the way real
+photographs are: smaller objects, lower contrast, more sensor noise, and confusers, objects
+that carry one class's shape in another class's colour (a red square is no class: red discs and
+blue squares are), drawn over the true objects and never labelled, so a model must bind shape
+and colour instead of detecting either.
+
+`write(root, n_images, seed, size, difficulty)` writes `images/%05d.png` (RGB, size x size) and
+`labels.csv` (columns `path`, then one 0/1 column per class: the `csv` adapter's format).
 """
 from __future__ import annotations
 
@@ -108,8 +114,30 @@ def _texture(texture: str, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     raise ValueError(f"unknown texture {texture!r}")
 
 
-def render(label_row: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    """(size, size, 3) uint8 image of the row's objects over a cluttered background."""
+def _draw(image, xx, yy, shape, colour, texture, r, rng, shade_low):
+    """One object of radius r at a random place (in place)."""
+    cx, cy = rng.uniform(r, xx.shape[0] - r, 2)
+    xs, ys = xx - cx, yy - cy
+    mask = _shape_mask(shape, xs, ys, r)
+    lit = _texture(texture, xs, ys)
+    shade = rng.uniform(shade_low, 1.1)
+    image[mask & lit] = np.clip(np.array(colour) * shade, 0, 255)
+    image[mask & ~lit] = (40, 40, 40) if colour[0] > 128 else (230, 230, 230)
+
+
+def confuser(rng: np.random.Generator) -> tuple:
+    """(shape, colour): one class's shape in another class's colour, a pair no class has."""
+    real = {(c[1], c[2]) for c in CLASSES}
+    while True:
+        a, b = rng.integers(0, len(CLASSES), 2)
+        pair = (CLASSES[a][1], CLASSES[b][2])
+        if pair not in real:
+            return pair
+
+
+def render(label_row: np.ndarray, size: int, rng: np.random.Generator, difficulty: float = 0.0) -> np.ndarray:
+    """(size, size, 3) uint8 image of the row's objects over a cluttered background (with
+    `difficulty` > 0: smaller, dimmer, noisier, and confusers on top)."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     base = rng.uniform(60, 200, size=3)
     tilt = rng.uniform(-40, 40, size=(2, 3))
@@ -122,27 +150,25 @@ def render(label_row: np.ndarray, size: int, rng: np.random.Generator) -> np.nda
         across = -(xx - x0) * np.sin(angle) + (yy - y0) * np.cos(angle)
         stroke = (np.abs(across) < 0.8) & (along > 0) & (along < length)
         image[stroke] = rng.uniform(40, 220)
+    scale, shade_low = 1.0 - 0.4 * difficulty, 0.85 - 0.35 * difficulty
     for c in rng.permutation(np.flatnonzero(label_row)):
         _, shape, colour, texture = CLASSES[c]
-        r = rng.uniform(0.09, 0.17) * size
-        cx, cy = rng.uniform(r, size - r, 2)
-        xs, ys = xx - cx, yy - cy
-        mask = _shape_mask(shape, xs, ys, r)
-        lit = _texture(texture, xs, ys)
-        shade = rng.uniform(0.85, 1.1)
-        image[mask & lit] = np.clip(np.array(colour) * shade, 0, 255)
-        image[mask & ~lit] = (40, 40, 40) if colour[0] > 128 else (230, 230, 230)
-    image += rng.normal(0, 8, size=image.shape)
+        _draw(image, xx, yy, shape, colour, texture, rng.uniform(0.09, 0.17) * scale * size, rng, shade_low)
+    if difficulty > 0:
+        for _ in range(rng.poisson(3.0 * difficulty)):
+            shape, colour = confuser(rng)
+            _draw(image, xx, yy, shape, colour, "solid", rng.uniform(0.09, 0.17) * scale * size, rng, shade_low)
+    image += rng.normal(0, 8 * (1 + 2 * difficulty), size=image.shape)
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
-def write(root: str | Path, n_images: int = 2400, seed: int = 0, size: int = 96) -> Path:
+def write(root: str | Path, n_images: int = 2400, seed: int = 0, size: int = 96, difficulty: float = 0.0) -> Path:
     """Write the synthetic set under `root`; return the labels.csv path. Idempotent per content."""
     from PIL import Image
 
     root = Path(root)
     labels_csv = root / "labels.csv"
-    stamp = f"n_images={n_images} seed={seed} size={size}"
+    stamp = f"n_images={n_images} seed={seed} size={size}" + (f" difficulty={difficulty:g}" if difficulty else "")
     done = root / "COMPLETE"
     if labels_csv.is_file() and done.is_file() and done.read_text() == stamp:
         return labels_csv
@@ -153,7 +179,7 @@ def write(root: str | Path, n_images: int = 2400, seed: int = 0, size: int = 96)
     for i in range(n_images):
         rel = f"images/{i:05d}.png"
         try:
-            Image.fromarray(render(labels[i], size, rng)).save(root / rel, compress_level=1)
+            Image.fromarray(render(labels[i], size, rng, difficulty)).save(root / rel, compress_level=1)
         except OSError as err:
             raise artifacts.write_failed(root / rel, err) from None
         rows.append(rel + "," + ",".join(map(str, labels[i])))
