@@ -21,6 +21,9 @@ once) at that bandwidth: the two happen one after the other, so the bound is the
    pass and the optimiser's update, each timed alone.
 5. The Adadelta update of as many values as 12 paper heads hold: TensorFlow's kernel (what the
    stack runs) against the same formula as TensorFlow ops, plain and compiled by XLA.
+6. A searched stack (`heads.search`): n heads at n different learning rates (and every
+   method's declared grid) against the same n heads at one setting, per step (goal <= 1.1x):
+   n CE heads (the cost of per-head rates alone), and every method's grid points at 5 rates.
 """
 from __future__ import annotations
 
@@ -68,8 +71,9 @@ def stack_inputs(names: list[str], targets, weights) -> models.StackInputs:
         constants={"pos_weight": np.ones((len(names), N_CLASSES), np.float32), "k": np.full(len(names), 3.0, np.float32)})
 
 
-def step_seconds(names, hidden, x, targets, weights, batch: int, steps: int) -> float:
-    """Median seconds per step of one stack over heads `names`, after a warm-up."""
+def step_seconds(names, hidden, x, targets, weights, batch: int, steps: int, points=None) -> float:
+    """Median seconds per step of one stack over heads `names`, after a warm-up; `points`: each
+    head's (learning-rate factor, parameters), else one rate and the registry's defaults."""
     gc.collect()  # the previous stack's variables go before this one's are made
     stack = models.HeadStack([f"h{i}" for i in range(len(names))], hidden=hidden, epochs=1, seed=0)
     rng = np.random.default_rng(0)
@@ -81,7 +85,11 @@ def step_seconds(names, hidden, x, targets, weights, batch: int, steps: int) -> 
             times.append(time.perf_counter())
             yield rows, x[rows]
 
-    stack.fit(batches, stack_inputs(names, targets, weights), d_in=x.shape[1])
+    inputs = stack_inputs(names, targets, weights)
+    if points is not None:
+        inputs.params = [dict(params) for _, params in points]
+        inputs.lr_scale = np.array([scale for scale, _ in points])
+    stack.fit(batches, inputs, d_in=x.shape[1])
     return float(np.median(np.diff(times[3:])))
 
 
@@ -201,6 +209,28 @@ def adadelta_update(n: int, trials: int = 7) -> None:
         print(f"  {name}: {np.median(times) * 1e3:.0f} ms")
 
 
+def searched(x, targets, weights, steps) -> None:
+    """Per-head learning rates and parameters against one setting, the same heads otherwise."""
+    factors = methods.LR_FACTORS
+    ce = ["ce"] * 60
+    spread = [(factors[i % len(factors)], methods.parameters("ce")) for i in range(len(ce))]
+    grid_names, grid_points = [], []
+    for name in methods.METHODS:
+        grid = methods.get(name).search
+        keys = sorted(grid)
+        for factor in factors:
+            for values in itertools.product(*(grid[k] for k in keys)):
+                grid_names.append(name)
+                grid_points.append((factor, {**methods.parameters(name), **dict(zip(keys, values))}))
+    part = np.ascontiguousarray(x[:, :FIELD_DIM])
+    for label, names, points in (("CE heads at 5 rates", ce, spread),
+                                 ("grid points of every method (5 rates x its grid)", grid_names, grid_points)):
+        one = step_seconds(names, (256,), part, targets, weights, 32, steps)
+        many = step_seconds(names, (256,), part, targets, weights, 32, steps, points)
+        print(f"{len(names)} {label}, one-layer 256 heads on {FIELD_DIM}-d features, batch 32: "
+              f"{many * 1e3:.0f} ms/step against {one * 1e3:.0f} ms at one setting: {many / one:.2f}x (goal <= 1.1x)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=12)
@@ -222,6 +252,7 @@ def main() -> None:
     adadelta_update(parameters(PAPER, 12), trials=2 if args.smoke else 7)
     if not args.skip_all_methods:
         every_method(x, targets, weights, steps)
+    searched(x, targets, weights, steps)
 
 
 if __name__ == "__main__":
