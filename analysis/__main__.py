@@ -1,4 +1,4 @@
-"""python -m analysis report --config C"""
+"""python -m analysis report --config C | compare BEFORE.csv AFTER.csv [--metric mAP] [--out CSV]"""
 from __future__ import annotations
 
 import argparse
@@ -13,8 +13,18 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("report", help="metrics, tables, figures and report.md under runs/<name>/analysis")
     p.add_argument("--config", default=None)
+    c = sub.add_parser("compare", help="two studies' leaderboards (e.g. one recipe, then searched): means and ranks")
+    c.add_argument("before")
+    c.add_argument("after")
+    c.add_argument("--metric", default="mAP", help="mAP | CF1 | OF1")
+    c.add_argument("--out", default=None, help="a CSV to write (default: print Markdown)")
     args = parser.parse_args(argv)
+
     def action():
+        if args.command == "compare":
+            from .leaderboard import compare_files
+            compare_files(args.before, args.after, args.metric, args.out)
+            return
         from .report import report
         report(configs.load(args.config))
 

@@ -242,7 +242,8 @@ def search_scatter(points: pd.DataFrame, protocols: list[str], stem: Path) -> li
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(names):]:
         ax.set_visible(False)
-    _legend_below(fig, [plt.Line2D([], [], marker="o", linestyle="", color=c) for c in palette], protocols)
+    fig.legend([plt.Line2D([], [], marker="o", linestyle="", color=c) for c in palette], protocols,
+               loc="outside upper center", ncol=len(protocols), frameon=False)
     fig.supxlabel("validation mAP, observed labels (what the selection sees)")
     fig.supylabel("test mAP")
     return _save(fig, stem)

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+import artifacts
 from heads import methods
 
 from . import tables
@@ -106,6 +107,41 @@ def _cell(table: pd.DataFrame, name: str, protocol: str) -> str:
     if row["best"]:
         return f"{MARK_BEST}{text}{MARK_BEST}"
     return text + (f" {MARK_TIED}" if row["tied"] else "")
+
+
+def compare(before: pd.DataFrame, after: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Two studies' boards of `metric` (leaderboard.csv frames, e.g. one recipe and searched):
+    per (name, protocol) both means and each method's rank among the non-oracles of its column
+    (1 = best), and the change; a method in only one study is left out."""
+    parts = []
+    for label, board_ in (("before", before), ("after", after)):
+        rows = board_[(board_["metric"] == metric) & ~board_["oracle"].astype(bool)].copy()
+        rows[f"rank {label}"] = rows.groupby("protocol")["mean"].rank(ascending=False, method="min").astype(int)
+        parts.append(rows.set_index(["name", "protocol"])[["mean", f"rank {label}"]]
+                     .rename(columns={"mean": f"{metric} {label}"}))
+    table = parts[0].join(parts[1], how="inner").reset_index()
+    table["rank change"] = table["rank before"] - table["rank after"]
+    return table
+
+
+def compare_files(before: Path, after: Path, metric: str, out: Path | None) -> pd.DataFrame:
+    """`python -m analysis compare`: `compare` of two leaderboard.csv files, printed or written."""
+    frames = []
+    for path in (before, after):
+        if not Path(path).is_file():
+            raise ValueError(f"{path} does not exist; run `make figures` for that study first")
+        frame = pd.read_csv(path, dtype={"protocol": str})
+        if "metric" not in frame.columns or metric not in set(frame["metric"]):
+            raise ValueError(f"{path} is no leaderboard.csv with metric {metric!r} (its metrics: "
+                             f"{', '.join(sorted(set(frame.get('metric', []))))})")
+        frames.append(frame)
+    table = compare(*frames, metric)
+    if out is None:
+        print(tables.to_markdown(table))
+    else:
+        artifacts.write_text(Path(out), table.to_csv(index=False, float_format="%.6g"))
+        print(f"{out}: {len(table)} rows")
+    return table
 
 
 def collect_search(present: dict) -> pd.DataFrame:

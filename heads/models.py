@@ -346,7 +346,7 @@ class HeadStack:
         variables = self._w + self._b
         target_of = tf.constant(inputs.target_of, tf.int32)
 
-        @tf.function(reduce_retracing=True)
+        @tf.function(reduce_retracing=True, autograph=False)  # Python control flow only: no autograph files in the temp dir
         def step(x, rows, targets, negatives, epoch):
             observed = tf.gather(tf.cast(targets, tf.float32), target_of)
             with tf.GradientTape() as tape:

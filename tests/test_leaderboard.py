@@ -56,3 +56,18 @@ def test_a_searched_study_reports_its_leaderboard_choices_and_grid(tmp_path):
     assert (path.parent / "fig8_search.png").stat().st_size > 1000
     boards = pd.read_csv(path.parent / "leaderboard.csv", dtype={"protocol": str})
     assert set(boards["metric"]) == {"mAP", "CF1", "OF1"} and set(boards["column"]) >= {"CF1_class", "OF1_global"}
+
+
+def test_compare_ranks_each_method_before_and_after_among_non_oracles(tmp_path):
+    before = leaderboard.board(frame_of({"CE": 0.60, "AN": 0.58, "EM": 0.50, "IM-WCE": 0.7}, {"IM-WCE"}), "mAP")
+    after = leaderboard.board(frame_of({"CE": 0.60, "AN": 0.62, "EM": 0.65, "IM-WCE": 0.7}, {"IM-WCE"}), "mAP")
+    paths = []
+    for name, board in (("before", before), ("after", after)):
+        paths.append(tmp_path / f"{name}.csv")
+        board.assign(metric="mAP").to_csv(paths[-1], index=False)
+    table = leaderboard.compare_files(*paths, "mAP", tmp_path / "ranks.csv").set_index("name")
+    assert table["rank before"].to_dict() == {"CE": 1, "AN": 2, "EM": 3}
+    assert table["rank after"].to_dict() == {"EM": 1, "AN": 2, "CE": 3}
+    assert table.loc["EM", "rank change"] == 2 and "IM-WCE" not in table.index
+    with pytest.raises(ValueError, match="no leaderboard.csv with metric 'CF1'"):
+        leaderboard.compare_files(*paths, "CF1", None)

@@ -1,5 +1,9 @@
 """The stack of every method against each method trained alone; the stateful methods' state."""
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -95,3 +99,18 @@ def test_ll_cp_corrections_persist_and_grow_by_k_per_batch(data):
         counts.append(int(corrections.sum()))
     per_epoch = sum(math.ceil(len(b) * L * 0.02) for b in np.array_split(np.arange(N), math.ceil(N / BATCH)))
     assert counts == [0, per_epoch, 2 * per_epoch]  # epoch 1 is plain AN; every later batch adds k, none is undone
+
+
+def test_training_leaves_no_autograph_files_in_the_temp_dir(tmp_path):
+    """The step is traced without autograph (its control flow is Python's): nothing is written
+    to the temp dir, which a worker that exits at once (`runtime.cli`) would leave behind."""
+    code = ("import os, tempfile\n"
+            "from tests.test_models import fit, make_data\n"
+            "fit(['ce', 'role', 'll_cp'], make_data())\n"
+            "print(sum(n.startswith('__autograph') for n in os.listdir(tempfile.gettempdir())))\n"
+            "os._exit(0)\n")  # as a failed worker leaves: no atexit clean-up
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, check=True, capture_output=True, text=True,
+                          env={**os.environ, "TMPDIR": str(tmp_path), "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert done.stdout.split()[-1] == "0"
+    assert not list(tmp_path.glob("__autograph_generated_file*"))
