@@ -60,7 +60,7 @@ figures: check
 demo:
 	$(MAKE) heads finetune figures CONFIG=configs/demo.toml
 
-BENCHES = splits extract heads weights_quality weights_limits importer cluster as_published
+BENCHES = splits extract heads search weights_quality weights_limits importer cluster as_published
 
 # Every benchmark in full (minutes each; reads ../shared/data); never part of `make test`.
 bench: setup
