@@ -58,15 +58,18 @@ def summary_expected(csv: str, metrics, with_ci: bool) -> dict:
     return expected
 
 
-@pytest.mark.parametrize("csv, marker, with_ci, protocols", [
-    ("corel5k_summary.csv", "**Corel5k** (4,592", True, ["0", "0.25", "0.5", "0.75"]),
-    ("enron_summary.csv", "**enron**", True, ["0", "0.25", "0.5", "0.75"]),
-    ("demo_summary.csv", "**Demo**", False, ["0", "0.25", "0.5", "0.75", "single positive"]),
+OLD = ("micro_f1", "mAP")  # the CSVs made before the field's metric names (micro F1 = today's OF1 at 0.5)
+
+
+@pytest.mark.parametrize("csv, marker, with_ci, protocols, metrics", [
+    ("corel5k_summary.csv", "**Corel5k** (4,592", True, ["0", "0.25", "0.5", "0.75"], OLD),
+    ("enron_summary.csv", "**enron**", True, ["0", "0.25", "0.5", "0.75"], OLD),
+    ("demo_summary.csv", "**Demo**", False, ["0", "0.25", "0.5", "0.75", "single positive"], ("mAP", "CF1_class")),
     ("corel5k_field_summary.csv", "**Corel5k** (`time make heads figures", False,
-     ["0", "0.25", "0.5", "0.75", "single positive"]),
+     ["0", "0.25", "0.5", "0.75", "single positive"], OLD),
 ])
-def test_results_tables_equal_their_csv(csv, marker, with_ci, protocols):
-    check(table_after("results.md", marker), protocols, summary_expected(csv, ("micro_f1", "mAP"), with_ci))
+def test_results_tables_equal_their_csv(csv, marker, with_ci, protocols, metrics):
+    check(table_after("results.md", marker), protocols, summary_expected(csv, metrics, with_ci))
 
 
 def test_as_published_tables_equal_their_csvs():
