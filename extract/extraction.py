@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,10 +75,21 @@ def checkpoint_identity(cfg, spec) -> tuple[Path, str]:
     return prefix, (checkpoints.sha256(prefix) if cfg.extract.checkpoint else f"official:{spec.url}")
 
 
+def image_identity(path: str) -> str:
+    """An image file's size and modification time (the cheap identity: hashing every image of
+    a large set at every run would cost more than reading it); "missing" when it is absent."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return "missing"
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
 def provenance(cfg, ids, paths, checkpoint: str) -> dict:
     """What a feature store is made from: the resolved network settings, the checkpoint, the
-    image list (keys and paths) and the packages that run the network."""
-    listing = hashlib.sha256("\n".join(f"{i}\t{p}" for i, p in zip(ids, paths)).encode()).hexdigest()
+    image list (keys, paths, and each image's size and modification time: an image replaced in
+    place changes it) and the packages that run the network."""
+    listing = hashlib.sha256("\n".join(f"{i}\t{p}\t{image_identity(p)}" for i, p in zip(ids, paths)).encode()).hexdigest()
     network = {k: v for k, v in configs.section(cfg, "extract").items()
                if k.split(".")[1] in ("backbone", "endpoint", "image_size", "preprocessing", "pooling", "dtype")}
     return {**network, "checkpoint": checkpoint, "images": listing, "rows": len(ids),

@@ -16,7 +16,8 @@ Attributes: layout (dense | csr), feat_dim, backbone, endpoint, pooling, image_s
 preprocessing, checkpoint, checkpoint_sha256, feat_shape, config (JSON), versions (JSON),
 provenance (JSON) and fingerprint (artifacts), row_offset / n_total / shard (shards
 only); imported stores: imported = True, source, source_sha256, labels_source, labels_sha256;
-complete (written last).
+arrays_sha256 (`artifacts.arrays_digest` of `ARRAYS`, written when the store completes; the
+reader's `check_data` recomputes it); complete (written last).
 
 A shard file holds rows [row_offset, row_offset + n_rows) of the n_total rows; `merge` joins
 shards into the single-file layout, byte for byte what one run writes.
@@ -36,6 +37,8 @@ import artifacts
 STR = h5py.string_dtype("utf-8")
 SHARD_ATTRS = ("row_offset", "n_total", "shard")
 CSR = ("features_data", "features_indices", "features_indptr")
+# the arrays a complete store's `arrays_sha256` covers (`finish`, `write_table`; `FeatureReader.check_data`)
+ARRAYS = ("features", *CSR, "ids", "valid", "labels", "classes", "error_ids", "error_messages")
 
 
 def tag(cfg) -> str:
@@ -94,6 +97,7 @@ def write_table(path: Path, ids, features, labels, classes, attrs: dict, provena
         h5.create_dataset("labels", data=labels.astype(np.uint8), compression="gzip")
         h5.create_dataset("classes", data=np.array(classes, dtype=object), dtype=STR)
         h5.attrs.update(attrs, layout=layout, feat_dim=features.shape[1], chunk_rows=n, imported=True)
+        h5.attrs["arrays_sha256"] = artifacts.arrays_digest({name: h5[name] for name in ARRAYS if name in h5})
     return path
 
 
@@ -155,6 +159,7 @@ def finish(tmp: Path, path: Path, provenance: dict) -> None:
         h5["error_ids"][:] = [keys[i] for i in order] if keys else []
         h5["error_messages"][:] = [messages[i] for i in order] if keys else []
         artifacts.stamp(h5, provenance)
+        h5.attrs["arrays_sha256"] = artifacts.arrays_digest({name: h5[name] for name in ARRAYS if name in h5})
         h5.attrs["complete"] = True
     artifacts.verify_complete(tmp)
     os.replace(tmp, path)
@@ -256,10 +261,18 @@ class FeatureReader:
         with artifacts.open_h5(self.path) as h5:
             return len(h5["features_data"])
 
+    def check_data(self) -> None:
+        """ValueError when the store's arrays differ from the checksum written when it was
+        completed (damaged on disk; a store from before checksums passes): hashed a block at a
+        time, about a second per 500 MB."""
+        with artifacts.open_h5(self.path) as h5:
+            artifacts.check_arrays(h5, ARRAYS, self.path)
+
     def check_sources(self) -> None:
         """ValueError when a file an imported store was made from has changed since the import
-        (`artifacts.same_file`: size and time, else content): a stage reading the store would
-        read the old data."""
+        (`artifacts.same_file`: size and time, else content), or when the store itself is
+        damaged (`check_data`): a stage reading the store would read the wrong data."""
+        self.check_data()
         for source, identity in json.loads(self.attrs.get("source_files", "{}")).items():
             if not artifacts.same_file(source, identity):
                 raise ValueError(f"{self.path} was imported from {source}, which has changed (or gone) since; "

@@ -4,6 +4,7 @@ import pytest
 
 import configs
 import splits
+from features import store as feature_store
 from splits import __main__ as cli
 from splits import store
 
@@ -90,3 +91,16 @@ def test_damaged_splits_arrays_are_refused(tiny_cfg, tmp_path):
     assert store.load(path).fingerprint  # the original reads
     with pytest.raises(ValueError, match=r"splits.h5 is damaged: its arrays differ from the checksum"):
         store.load(damaged)
+
+
+def test_a_damaged_store_is_named_by_every_reader_that_checks_it(tmp_path):
+    """Values changed inside a complete store (a disk's damage: the checksum is not rewritten)
+    make `check_sources`, which heads, splits and the report call, a named error."""
+    path = tmp_path / "f.h5"
+    feature_store.write_table(path, ["a", "b", "c"], np.arange(12, dtype=np.float32).reshape(3, 4),
+                      np.eye(3, dtype=np.uint8), ["x", "y", "z"], {}, {"recipe": 1})
+    feature_store.FeatureReader(path).check_sources()
+    with h5py.File(path, "r+") as h5:
+        h5["features"][1, 2] = 99.0
+    with pytest.raises(ValueError, match="f.h5 is damaged: its arrays differ from the checksum"):
+        feature_store.FeatureReader(path).check_sources()
