@@ -17,19 +17,33 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, as_completed
 from typing import Any
 
 from .tasks import Outcome, Task, outcome, perform, report
 
 
+def _in_this_process(tasks: list[Task], environment: dict | None) -> list[Outcome]:
+    """The tasks one after the other in this process's main thread, so that Ctrl-C stops the
+    one running at once (a worker thread would be waited for, and every queued task with it)."""
+    started, outcomes = time.perf_counter(), []
+    for task in tasks:
+        future = Future()
+        try:
+            future.set_result(perform(task, None, environment))
+        except Exception as err:  # noqa: BLE001 (as an executor does: reported with its label once all have ended)
+            future.set_exception(err)
+        outcomes.append(outcome(task, future, started))
+        report(outcomes[-1], len(tasks) - len(outcomes))
+    return outcomes
+
+
 def _local(tasks: list[Task], n_jobs: int, environment: dict | None) -> list[Outcome]:
     """Processes on this machine (loky, joblib's), or this process when n_jobs is 1."""
     if n_jobs == 1 or len(tasks) == 1:
-        executor = ThreadPoolExecutor(max_workers=1)
-    else:
-        from joblib.externals.loky import get_reusable_executor
-        executor = get_reusable_executor(max_workers=min(n_jobs, len(tasks)))
+        return _in_this_process(tasks, environment)
+    from joblib.externals.loky import get_reusable_executor
+    executor = get_reusable_executor(max_workers=min(n_jobs, len(tasks)))
     started = time.perf_counter()
     futures = {executor.submit(perform, task, os.getpid(), environment): task for task in tasks}
     outcomes = []
@@ -40,8 +54,6 @@ def _local(tasks: list[Task], n_jobs: int, environment: dict | None) -> list[Out
         for future in as_completed(futures):
             outcomes.append(outcome(futures[future], future, started))
             report(outcomes[-1], len(tasks) - len(outcomes))
-    if n_jobs == 1 or len(tasks) == 1:
-        executor.shutdown()
     return outcomes
 
 

@@ -156,6 +156,49 @@ def test_killing_a_parallel_heads_run_leaves_no_worker_and_a_second_run_is_refus
     assert not list(cfg.run_dir.glob("heads/**/predictions.h5"))  # nothing was written after the kill
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_ctrl_c_in_a_terminal_ends_the_run_at_once_and_the_rerun_completes(tmp_path, jobs):
+    """SIGINT to the whole process group, as a terminal's Ctrl-C sends it, while the first fold
+    trains: exit 130 within seconds with one line and no traceback, no worker left, no run of
+    the interrupted folds complete, and the rerun finishes. (One job ran its folds in a worker
+    thread, which the interpreter waited for, every queued fold with it: a run that was meant
+    to stop finished instead.)"""
+    config = write_config(tmp_path / "a.toml", tmp_path, dataset={"n_images": 400}, splits={"n_folds": 4},
+                          heads={"epochs": 400, "head": "paper_mlp", "hidden": [256]})
+    cfg = configs.load(config)
+    make_features(cfg)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "heads", "train", "--config", str(config), "--n-jobs", str(jobs)]
+    parent = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and len([p for p in children(parent.pid) if alive(p)]) < (2 if jobs > 1 else 0):
+        time.sleep(0.5)
+    workers = children(parent.pid) if jobs > 1 else set()
+    assert len(workers) >= (2 if jobs > 1 else 0), "the parallel workers did not start"
+    time.sleep(4)
+    os.killpg(parent.pid, signal.SIGINT)
+    sent = time.time()
+    _, stderr = parent.communicate(timeout=120)
+    assert time.time() - sent < 15, "the interrupted run went on"
+    assert parent.returncode == 130, stderr
+    assert "Traceback" not in stderr and stderr.strip().splitlines()[-1].startswith("interrupted:"), stderr
+    deadline = time.time() + 15
+    while time.time() < deadline and any(alive(p) for p in workers):
+        time.sleep(0.2)
+    assert not [p for p in workers if alive(p)], "workers outlived their command"
+    assert len(list(cfg.run_dir.glob("heads/**/predictions.h5"))) < 4 * 2 * 2
+    if jobs > 1:
+        return  # the rerun after an interrupt: once (below) is enough
+    short = write_config(tmp_path / "a.toml", tmp_path, dataset={"n_images": 400}, splits={"n_folds": 4},
+                         heads={"epochs": 1, "head": "paper_mlp", "hidden": [256]})
+    rerun = subprocess.run([*command[:5], str(short), "--n-jobs", "2"], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=300, check=False)
+    assert rerun.returncode == 0, rerun.stderr
+    assert len(list(cfg.run_dir.glob("heads/**/predictions.h5"))) == 4 * 2 * 2
+
+
 @pytest.mark.parametrize("change, message", [
     ({"heads": {"epochs": 0}}, "heads.epochs = 0; must be >= 1"),
     ({"heads": {"batch_size": 0}}, "heads.batch_size = 0; must be >= 1"),
