@@ -193,7 +193,7 @@ def test_ctrl_c_in_a_terminal_ends_the_run_at_once_and_the_rerun_completes(tmp_p
         return  # the rerun after an interrupt: once (below) is enough
     short = write_config(tmp_path / "a.toml", tmp_path, dataset={"n_images": 400}, splits={"n_folds": 4},
                          heads={"epochs": 1, "head": "paper_mlp", "hidden": [256]})
-    rerun = subprocess.run([*command[:5], str(short), "--n-jobs", "2"], cwd=ROOT, env=env,
+    rerun = subprocess.run([*command[:5], str(short), "--n-jobs", "2", "--force"], cwd=ROOT, env=env,
                            capture_output=True, text=True, timeout=300, check=False)
     assert rerun.returncode == 0, rerun.stderr
     assert len(list(cfg.run_dir.glob("heads/**/predictions.h5"))) == 4 * 2 * 2
