@@ -337,6 +337,12 @@ def test_ctrl_c_is_one_line_and_exit_130(capsys):
     assert capsys.readouterr().err.startswith("interrupted: nothing unfinished was marked complete")
 
 
+def test_a_listing_piped_into_head_ends_quietly():
+    done = subprocess.run(f"{sys.executable} -m heads methods | head -1", shell=True, cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.stdout.startswith("ce ") and "Traceback" not in done.stderr, done.stderr
+
+
 def test_only_given_twice_adds_up_and_a_key_given_two_values_is_refused(capsys):
     from extract import __main__ as extract_cli
     with pytest.raises(SystemExit):
