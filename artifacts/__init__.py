@@ -150,11 +150,12 @@ def hdf5_left_open() -> list[str]:
 def _lost_write(error, tb) -> bool:
     """Whether `error` is a write error of a file being written, raised in an h5py destructor
     (kept in _LOST for `open_h5` to raise as `write_failed`)."""
-    if not isinstance(error, OSError) or "__dealloc__" not in "".join(traceback.format_tb(tb)):
+    cause = io_error(error) if isinstance(error, Exception) else None  # h5py raises OSError, or RuntimeError with errno
+    if cause is None or "__dealloc__" not in "".join(traceback.format_tb(tb)):
         return False
     name = next((n for n in _WRITING if n in str(error)), None)
     if name is not None:
-        _LOST.setdefault(name, error)
+        _LOST.setdefault(name, cause)
     return name is not None
 
 
@@ -221,7 +222,8 @@ def _opened(path: Path, mode: str):
         raise ValueError(f"{path} is damaged: HDF5 cannot read it ({err}). Delete it, or {FORCE_HINT}") from None
     try:
         yield h5
-        if mode != "r":
+        lost = _LOST.pop(str(path), None) if mode != "r" else None
+        if lost is None and mode != "r":
             h5.flush()
     except (OSError, RuntimeError) as err:
         _close_quietly(h5, path)
@@ -234,6 +236,11 @@ def _opened(path: Path, mode: str):
     except BaseException:
         _close_quietly(h5, path)
         raise
+    if lost is not None:
+        # a write inside the block failed, and h5py said so only from a destructor: flushing or
+        # closing the file now would crash HDF5, so it is left open (`hdf5_left_open`) and named
+        _LEFT_OPEN.append(str(path))
+        raise write_failed(path, lost)
     try:
         h5.close()
     except (OSError, RuntimeError) as err:

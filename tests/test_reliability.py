@@ -1,5 +1,6 @@
 """Outputs that know what made them: one test per probe of the reliability issue, each on the
 demo config made small, in a temporary directory."""
+import argparse
 import os
 import signal
 import subprocess
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pandas as pd
 import pytest
 
 import artifacts
@@ -339,7 +341,7 @@ def test_ctrl_c_is_one_line_and_exit_130(capsys):
 
 def test_a_listing_piped_into_head_ends_quietly():
     done = subprocess.run(f"{sys.executable} -m heads methods | head -1", shell=True, cwd=ROOT, capture_output=True,
-                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          text=True, timeout=120, check=False, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.stdout.startswith("ce ") and "Traceback" not in done.stderr, done.stderr
 
 
@@ -351,6 +353,10 @@ def test_only_given_twice_adds_up_and_a_key_given_two_values_is_refused(capsys):
     with pytest.raises(SystemExit):
         extract_cli.main(["finetune", "--only", "method=ce", "--only", "method=an"])
     assert "--only gives method twice" in capsys.readouterr().err
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--only", type=predictions.parse_only, action=predictions.MergeOnly, default={})
+    assert parser.parse_args(["--only", "fold=1", "--only", "method=ce,seed=2"]).only == \
+        {"fold": "1", "method": "ce", "seed": "2"}
 
 
 def mounted(mount: Path, options: str):
@@ -403,3 +409,51 @@ def test_text_outputs_name_a_failed_write(tmp_path, full_disk):
     with pytest.raises(ValueError, match=r"report.md: writing failed \(No space left on device"):
         artifacts.write_text(full_disk / "report.md", "x" * 200_000)
     assert not list(full_disk.iterdir())
+
+
+def test_features_import_on_a_full_disk_is_one_named_error_and_the_rerun_with_room_works(tmp_path, full_disk):
+    table = tmp_path / "t.csv"
+    rng = np.random.default_rng(0)
+    rows = ["a,b,c,y1,y2"] + [",".join(f"{v:.6f}" for v in rng.normal(size=3)) + f",{i % 2},{(i + 1) % 2}"
+                              for i in range(4000)]
+    table.write_text("\n".join(rows) + "\n")
+    config = write_config(tmp_path / "c.toml", full_disk, dataset={"adapter": "table", "features": str(table),
+                                                                   "n_labels": 2, "min_labels": 1})
+    done = subprocess.run([sys.executable, "-m", "features", "import", "--config", str(config)], cwd=ROOT,
+                          capture_output=True, text=True, check=False, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "No space left on device" in done.stderr and "Traceback" not in done.stderr
+    assert not list(full_disk.rglob("*.h5")) and not list(full_disk.rglob("*.tmp"))
+    roomy = write_config(tmp_path / "c2.toml", tmp_path / "runs", dataset={"adapter": "table", "features": str(table),
+                                                                          "n_labels": 2, "min_labels": 1})
+    again = subprocess.run([sys.executable, "-m", "features", "import", "--config", str(roomy)], cwd=ROOT,
+                           capture_output=True, text=True, check=False, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert again.returncode == 0, again.stderr[-2000:]
+
+
+def test_force_clears_a_damaged_temp_file_and_builds_anew(tmp_path):
+    out = tmp_path / "store.h5"
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_bytes(b"\x89HDF\r\n half a file")
+    assert artifacts.must_make(out, {"recipe": 1}, force=True)
+    assert not tmp.exists()
+
+
+def test_shard_indices_are_0_based_and_checked():
+    assert extraction.shard_rows(10, 2, (0, 2)) == (0, 4) and extraction.shard_rows(10, 2, (1, 2)) == (4, 10)
+    for bad in ((2, 2), (-1, 2)):
+        with pytest.raises(ValueError, match=f"--shard {bad[0]}/2: need 0 <= i < n"):
+            extraction.shard_rows(10, 2, bad)
+
+
+def test_zero_jobs_is_refused(tmp_path):
+    cfg = configs.load(write_config(tmp_path / "c.toml", tmp_path))
+    make_features(cfg)
+    with pytest.raises(ValueError, match="--n-jobs 0: the number of parallel stacks must be at least 1"):
+        trainer.train(cfg, n_jobs=0)
+
+
+def test_the_report_counts_the_pairs_it_has():
+    paired = pd.DataFrame({"pairs": [12, 12, 3]})
+    assert report.smallest_p(paired) == ("With 12 pairs the smallest possible p is 0.000488; "
+                                         "with 3 pairs the smallest possible p is 0.25. ")
