@@ -285,7 +285,7 @@ def finetune_run(cfg, run: HeadRun, on_epoch=None, devices=None, force: bool = F
     save(cfg, run, network, sf, state, observed, validation_rows)
     timing = {"train_seconds_this_session": seconds, "epochs": cfg.finetune.epochs, "resumed_after_epoch": done,
               "steps_per_epoch": steps, "train_rows": len(train), "test_rows": int((sf.test_fold == run.fold).sum())}
-    (path / "timing.json").write_text(json.dumps(timing))
+    artifacts.write_text(path / "timing.json", json.dumps(timing))
     network.session.close()
     return {"run": run.label, **timing}
 
@@ -306,7 +306,7 @@ def train_epochs(cfg, run, network: Network, sf, state: RunState, data, done: in
         progress.close()
         network.save(state.path / "checkpoints", epoch + 1)
         state.history.append(f"{epoch + 1},{total / max(count, 1):.6f}")
-        (state.path / "history.csv").write_text("epoch,train_loss\n" + "\n".join(state.history) + "\n")
+        artifacts.write_text(state.path / "history.csv", "epoch,train_loss\n" + "\n".join(state.history) + "\n")
         if on_epoch:
             on_epoch(epoch + 1)
 

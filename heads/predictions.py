@@ -108,7 +108,7 @@ def write_history(directory: Path, history: list[dict], head: int | None = None)
     lines = ["epoch,train_loss" + (",val_loss" if has_val else "") + (",val_score" if has_score else "")]
     lines += [f"{rec['epoch']},{value(rec, 'train_loss'):.6f}" + (f",{value(rec, 'val_loss'):.6f}" if has_val else "")
               + (f",{value(rec, 'val_score'):.6f}" if has_score else "") for rec in history]
-    (directory / "history.csv").write_text("\n".join(lines) + "\n")
+    artifacts.write_text(directory / "history.csv", "\n".join(lines) + "\n")
 
 
 def read(path: Path) -> dict:

@@ -242,7 +242,7 @@ def write_runs(cfg, runs, provenance, data: FoldData, stack, probabilities, val_
         directory = predictions.run_dir(cfg, run)
         directory.mkdir(parents=True, exist_ok=True)
         predictions.write_history(directory, stack.history_, h)
-        (directory / "timing.json").write_text(json.dumps(timing))
+        artifacts.write_text(directory / "timing.json", json.dumps(timing))
         extra = {}
         if search.enabled(cfg):
             rows = search_rows(cfg, run, data, stack, np.flatnonzero(data.run_of == r), h, probabilities,
