@@ -457,3 +457,13 @@ def test_the_report_counts_the_pairs_it_has():
     paired = pd.DataFrame({"pairs": [12, 12, 3]})
     assert report.smallest_p(paired) == ("With 12 pairs the smallest possible p is 0.000488; "
                                          "with 3 pairs the smallest possible p is 0.25. ")
+
+
+def test_ratios_a_thousandth_apart_train_side_by_side_in_one_command(tmp_path, capsys):
+    cfg = configs.load(write_config(tmp_path / "c.toml", tmp_path, splits={"n_folds": 2, "ratios": [0.121, 0.124]}))
+    make_features(cfg)
+    trainer.train(cfg, n_jobs=1)
+    out = capsys.readouterr().out
+    assert "being made by process" not in out
+    assert {p.parent.parent.name for p in cfg.run_dir.glob("heads/fold1/*/*/predictions.h5")} == \
+        {"ratio0.121", "ratio0.124"}

@@ -170,3 +170,22 @@ def test_a_second_report_at_once_is_refused(grid):
     with artifacts.claim(path), busy:  # another report is being written
         report.report(cfg)
     assert not list(path.parent.glob(".*.tmp*"))
+
+
+def test_the_report_over_a_damaged_prediction_file_exits_non_zero_naming_it(grid, capsys):
+    from analysis import __main__ as analysis_cli
+    path = predictions.file(grid, HeadRun(0, 2, "0.5", "ce"))
+    with h5py.File(path, "r") as h5:
+        offset = h5["probabilities"].id.get_offset()
+    original = path.read_bytes()
+    try:
+        with open(path, "r+b") as fh:
+            fh.seek(offset + 8)
+            fh.write(bytes(64))
+        config = grid.run_dir.parent / "grid.toml"
+        config.write_text(f'[experiment]\nname = "{grid.experiment.name}"\nruns_dir = "{grid.run_dir.parent}"\n'
+                          f'[dataset]\nn_images = {grid.dataset.n_images}\n')
+        assert analysis_cli.main(["report", "--config", str(config)]) == 2
+        assert f"{path} is damaged" in capsys.readouterr().err
+    finally:
+        path.write_bytes(original)
