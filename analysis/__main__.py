@@ -1,4 +1,5 @@
-"""python -m analysis report --config C | compare BEFORE.csv AFTER.csv [--metric mAP] [--out CSV]"""
+"""python -m analysis report --config C | compare BEFORE.csv AFTER.csv [--metric mAP] [--out CSV]
+| pairs RUNS.csv --pairs ROLE:AN,LL-R:AN [--metric mAP] [--out CSV]"""
 from __future__ import annotations
 
 import argparse
@@ -18,9 +19,18 @@ def main(argv=None) -> int:
     c.add_argument("after")
     c.add_argument("--metric", default="mAP", help="mAP | CF1 | OF1")
     c.add_argument("--out", default=None, help="a CSV to write (default: print Markdown)")
+    h = sub.add_parser("pairs", help="chosen methods against each other, paired over a report's runs.csv")
+    h.add_argument("runs")
+    h.add_argument("--pairs", required=True, help="A:B[,C:D...], run names as in the report (ROLE:AN)")
+    h.add_argument("--metric", default="mAP")
+    h.add_argument("--out", default=None, help="a CSV to write (default: print Markdown)")
     args = parser.parse_args(argv)
 
     def action():
+        if args.command == "pairs":
+            from .leaderboard import head_to_head_file
+            head_to_head_file(args.runs, args.pairs, args.metric, args.out)
+            return
         if args.command == "compare":
             from .leaderboard import compare_files
             compare_files(args.before, args.after, args.metric, args.out)

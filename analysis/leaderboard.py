@@ -144,6 +144,53 @@ def compare_files(before: Path, after: Path, metric: str, out: Path | None) -> p
     return table
 
 
+def head_to_head(frame: pd.DataFrame, pairs: list[tuple[str, str]], metric: str) -> pd.DataFrame:
+    """Per protocol and pair (a, b) of run names: the (seed, fold)-paired difference a - b of
+    `metric` in a runs.csv frame, its 95% interval, how many pairs favour a, and the two-sided
+    Wilcoxon p (Holm over every row of the table)."""
+    rows = []
+    for a, b in pairs:
+        for name in (a, b):
+            if name not in set(frame["name"]):
+                raise ValueError(f"no runs named {name!r}; named: {', '.join(sorted(set(frame['name'])))}")
+        for protocol in tables.protocols_in_order(frame.assign(order=frame["protocol"].map(_protocol_order))):
+            left, right = paired_values(frame, a, protocol, metric), paired_values(frame, b, protocol, metric)
+            joined = pd.concat([left, right], axis=1, join="inner").to_numpy()
+            if not len(joined):
+                continue
+            diff = joined[:, 0] - joined[:, 1]
+            rows.append({"a": a, "b": b, "protocol": protocol, "metric": metric, "pairs": len(diff),
+                         "mean difference": float(diff.mean()), "ci95": tables.interval(diff),
+                         "a better": int((diff > 0).sum()), "wilcoxon p": difference_p(left, right)})
+    table = pd.DataFrame(rows)
+    if len(table):
+        table["holm p"] = tables.holm(table["wilcoxon p"].to_numpy())
+    return table
+
+
+def _protocol_order(label: str) -> float:
+    return 2.0 if label == "single positive" else float(label)
+
+
+def head_to_head_file(runs: Path, pairs: str, metric: str, out: Path | None) -> pd.DataFrame:
+    """`python -m analysis pairs`: `head_to_head` over a report's runs.csv, printed or written."""
+    if not Path(runs).is_file():
+        raise ValueError(f"{runs} does not exist; run `make figures` for that study first")
+    frame = pd.read_csv(runs, dtype={"protocol": str})
+    if metric not in frame.columns:
+        raise ValueError(f"{runs} has no metric {metric!r}; its metrics: {', '.join(tables.SCALARS)}")
+    parsed = [tuple(part.split(":", 1)) for part in pairs.split(",") if part]
+    if not parsed or any(len(p) != 2 for p in parsed):
+        raise ValueError(f"--pairs {pairs!r}: expected A:B[,C:D...] of run names, e.g. ROLE:AN")
+    table = head_to_head(frame, parsed, metric)
+    if out is None:
+        print(tables.to_markdown(table))
+    else:
+        artifacts.write_text(Path(out), table.to_csv(index=False, float_format="%.6g"))
+        print(f"{out}: {len(table)} rows")
+    return table
+
+
 def collect_search(present: dict) -> pd.DataFrame:
     """Every grid point of every present heads run (its search.csv), with the run's keys."""
     parts = []

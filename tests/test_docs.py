@@ -128,3 +128,22 @@ def test_label_statistics_table_equals_its_csvs():
     assert [cell.split(" / ")[0] for cell in shown["labels per image: mean / median / max"]] == means
     assert shown["Gini of class frequencies"] == [f"{demo['Gini of class frequencies']:.2f}",
                                                    f"{coco['Gini of class frequencies']:.2f}"]
+
+
+def test_the_readme_search_table_equals_its_csv():
+    """README "Results: every method searched": mAP (rank) before and after, from yeast_ranks_mAP.csv."""
+    text = (DOCS.parent / "README.md").read_text()
+    start = text.index("## Results: every method searched")
+    rows = [line for line in text[start:].split("\n\n")[2].splitlines() if line.startswith("| ") and "---" not in line]
+    frame = pd.read_csv(RESULTS / "yeast_ranks_mAP.csv", dtype={"protocol": str})
+    shown = {}
+    for line in rows[1:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        shown[cells[0]] = cells[1:]
+    assert set(shown) == set(frame["name"])
+    for name, cells in shown.items():
+        expected = []
+        for protocol in ("0.75", "single positive"):
+            row = frame[(frame["name"] == name) & (frame["protocol"] == protocol)].iloc[0]
+            expected += [f"{row['mAP before']:.3f} ({row['rank before']})", f"{row['mAP after']:.3f} ({row['rank after']})"]
+        assert cells == expected, name

@@ -71,3 +71,18 @@ def test_compare_ranks_each_method_before_and_after_among_non_oracles(tmp_path):
     assert table.loc["EM", "rank change"] == 2 and "IM-WCE" not in table.index
     with pytest.raises(ValueError, match="no leaderboard.csv with metric 'CF1'"):
         leaderboard.compare_files(*paths, "CF1", None)
+
+
+def test_head_to_head_pairs_runs_by_seed_and_fold(tmp_path):
+    frame = frame_of({"ROLE": 0.62, "AN": 0.60})
+    table = leaderboard.head_to_head(frame, [("ROLE", "AN")], "mAP")
+    role = frame[frame["name"] == "ROLE"]["mAP"].to_numpy()
+    an = frame[frame["name"] == "AN"]["mAP"].to_numpy()
+    row = table.iloc[0]
+    assert row["pairs"] == 8 and row["a better"] == int((role > an).sum())
+    assert row["mean difference"] == pytest.approx((role - an).mean())
+    assert row["wilcoxon p"] == pytest.approx(stats.wilcoxon(role - an).pvalue)
+    runs = tmp_path / "runs.csv"
+    frame.to_csv(runs, index=False)
+    with pytest.raises(ValueError, match="no runs named 'LL-R'"):
+        leaderboard.head_to_head_file(runs, "LL-R:AN", "mAP", None)
