@@ -179,7 +179,7 @@ def test_ctrl_c_in_a_terminal_ends_the_run_at_once_and_the_rerun_completes(tmp_p
         time.sleep(0.5)
     workers = children(parent.pid) if jobs > 1 else set()
     assert len(workers) >= (2 if jobs > 1 else 0), "the parallel workers did not start"
-    time.sleep(4)
+    time.sleep(2)
     os.killpg(parent.pid, signal.SIGINT)
     sent = time.time()
     _, stderr = parent.communicate(timeout=120)

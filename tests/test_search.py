@@ -55,10 +55,13 @@ def fit_points(names, points, data, optimizer):
     return stack.predict_proba(x)
 
 
+ADADELTA_CASES = ["ce", "confidence_auto", "asl", "role", "ll_cp"]  # Adadelta: its state is not scale-free
+
+
 @pytest.mark.parametrize("optimizer", ["adam", "adadelta"])
 def test_every_grid_point_in_one_stack_equals_it_trained_alone_at_its_rate(data, optimizer):
     names, points = [], []
-    for name in methods.METHODS:
+    for name in methods.METHODS if optimizer == "adam" else ADADELTA_CASES:
         names += [name, name]
         points += [(1.0, {}), (3.0 if optimizer == "adam" else 0.4, other_point(name))]
     together = fit_points(names, points, data, optimizer)
