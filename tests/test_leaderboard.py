@@ -44,7 +44,7 @@ def test_the_best_is_bold_the_tied_are_marked_and_oracles_never_lead():
 def test_a_searched_study_reports_its_leaderboard_choices_and_grid(tmp_path):
     cfg = searched(tmp_path / "s")
     make_features(cfg)
-    trainer.train(cfg, only={"ratio": "0.5"}, n_jobs=2)
+    trainer.train(cfg, only={"ratio": "0.5"}, n_jobs=1)
     path = report.report(cfg)
     text = path.read_text()
     assert text.index("## Leaderboard") < text.index("## What the search chose") < text.index("## Summary")
