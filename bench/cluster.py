@@ -54,10 +54,18 @@ def demo_config(root: str, scheduler: str, smoke: bool = False):
     return configs.from_dict(demo_raw(root, scheduler, smoke), source=f"demo ({scheduler or 'joblib'})")
 
 
-def toml_text(raw: dict) -> str:
-    """A config dict of plain tables as TOML (JSON's scalars and lists are TOML's)."""
-    return "\n".join(f"[{section}]\n" + "\n".join(f"{key} = {json.dumps(value)}" for key, value in table.items())
-                     for section, table in raw.items()) + "\n"
+def toml_text(raw: dict, prefix: str = "") -> str:
+    """A config dict of tables as TOML (JSON's scalars and lists are TOML's; a table inside a
+    table, such as [heads.search], under its dotted header)."""
+    parts = []
+    for section, table in raw.items():
+        name = f"{prefix}{section}"
+        plain = {k: v for k, v in table.items() if not isinstance(v, dict)}
+        parts.append(f"[{name}]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in plain.items()))
+        nested = {k: v for k, v in table.items() if isinstance(v, dict)}
+        if nested:
+            parts.append(toml_text(nested, f"{name}."))
+    return "".join(parts)
 
 
 def features(cfg, dim: int = 128) -> None:

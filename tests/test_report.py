@@ -1,5 +1,10 @@
 """Tables against a direct computation from the prediction files; every figure written and not
 blank; statistics over seeds x folds; runs made from other inputs are refused."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import h5py
 import numpy as np
 import pandas as pd
@@ -189,3 +194,23 @@ def test_the_report_over_a_damaged_prediction_file_exits_non_zero_naming_it(grid
         assert f"{path} is damaged" in capsys.readouterr().err
     finally:
         path.write_bytes(original)
+
+
+@pytest.mark.slow
+def test_two_reports_started_at_once_never_crash_or_mix(grid):
+    """Two `analysis report` processes at once (the probe: one crashed on a shared temp figure
+    name, 2 of 3 trials): each either finishes or is refused by name, and what is left is one
+    whole report with no temp files."""
+    root = Path(__file__).resolve().parents[1]
+    config = grid.run_dir.parent / "grid.toml"
+    config.write_text(f'[experiment]\nname = "{grid.experiment.name}"\nruns_dir = "{grid.run_dir.parent}"\n'
+                      f'[dataset]\nn_images = {grid.dataset.n_images}\n')
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    both = [subprocess.Popen([sys.executable, "-m", "analysis", "report", "--config", str(config)], cwd=root, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    ended = [(p.wait(timeout=300), p.stderr.read()) for p in both]
+    for code, err in ended:
+        assert code == 0 or (code == 2 and "report.md is being made by process" in err), err[-1500:]
+    assert any(code == 0 for code, _ in ended)
+    out = grid.run_dir / "analysis"
+    assert (out / "report.md").read_text().startswith("# Report") and not list(out.glob(".*.tmp*"))
