@@ -135,13 +135,7 @@ def compare_files(before: Path, after: Path, metric: str, out: Path | None) -> p
             raise ValueError(f"{path} is no leaderboard.csv with metric {metric!r} (its metrics: "
                              f"{', '.join(sorted(set(frame.get('metric', []))))})")
         frames.append(frame)
-    table = compare(*frames, metric)
-    if out is None:
-        print(tables.to_markdown(table))
-    else:
-        artifacts.write_text(Path(out), table.to_csv(index=False, float_format="%.6g"))
-        print(f"{out}: {len(table)} rows")
-    return table
+    return shown(compare(*frames, metric), out)
 
 
 def head_to_head(frame: pd.DataFrame, pairs: list[tuple[str, str]], metric: str) -> pd.DataFrame:
@@ -182,7 +176,11 @@ def head_to_head_file(runs: Path, pairs: str, metric: str, out: Path | None) -> 
     parsed = [tuple(part.split(":", 1)) for part in pairs.split(",") if part]
     if not parsed or any(len(p) != 2 for p in parsed):
         raise ValueError(f"--pairs {pairs!r}: expected A:B[,C:D...] of run names, e.g. ROLE:AN")
-    table = head_to_head(frame, parsed, metric)
+    return shown(head_to_head(frame, parsed, metric), out)
+
+
+def shown(table: pd.DataFrame, out: Path | None) -> pd.DataFrame:
+    """A command's table: printed as Markdown, or written to the CSV `out`."""
     if out is None:
         print(tables.to_markdown(table))
     else:
