@@ -10,8 +10,8 @@
    ground truth of every image), `confidence` (the paper's formula on a fold's observed training
    labels) and `confidence_auto` (this project's estimator, chosen without ground truth).
 2. Heads of CE, IM-WCE, CB-WCE, CB-WCE (as published) and CB-WCE[auto] trained through the
-   pipeline on a real set (default Corel5k: seeds x 4 folds x the paper's ratios): micro recall,
-   precision, F1 and mAP, each mean and 95% interval over runs; and CB-WCE (as published)
+   pipeline on a real set (default Corel5k: seeds x 4 folds x the paper's ratios): OR, OP, OF1
+   (overall recall, precision, F1 at 0.5) and mAP, each mean and 95% interval over runs; and CB-WCE (as published)
    against IM-WCE, paired by (seed, fold).
 """
 from __future__ import annotations
@@ -81,9 +81,8 @@ def heads(config: Path, seeds: list[int], data: Path, smoke: bool) -> Path:
     print(f"\n{config.name}, {len(seeds)} seed(s) x 4 folds, {time.perf_counter() - start:.0f} s; test metrics at 0.5:")
     summary = pd.read_csv(out / "summary.csv", dtype={"protocol": str})
     for _, row in summary.iterrows():
-        cells = [f"{row[m + ' mean']:.3f} ± {row[m + ' ci95']:.3f}" for m in ("micro_recall", "micro_precision",
-                                                                           "micro_f1", "mAP")]
-        print(f"  {row['protocol']:5s} {row['name']:22s} recall {cells[0]}  precision {cells[1]}  F1 {cells[2]}  "
+        cells = [f"{row[m + ' mean']:.3f} ± {row[m + ' ci95']:.3f}" for m in ("OR", "OP", "OF1", "mAP")]
+        print(f"  {row['protocol']:5s} {row['name']:22s} OR {cells[0]}  OP {cells[1]}  OF1 {cells[2]}  "
               f"mAP {cells[3]}")
     print(f"paired tests against CE: {out / 'paired_vs_ce.md'}")
     paired_against(pd.read_csv(out / "runs.csv", dtype={"protocol": str}), "CB-WCE (as published)", "IM-WCE")
@@ -95,7 +94,7 @@ def paired_against(runs: pd.DataFrame, name: str, baseline: str) -> None:
     two-sided Wilcoxon p."""
     print(f"\n{name} against {baseline}, paired by (seed, fold):")
     for protocol in runs["protocol"].unique():
-        for metric in ("micro_recall", "micro_f1", "mAP"):
+        for metric in ("OR", "OF1", "mAP"):
             values = [runs[(runs["name"] == n) & (runs["protocol"] == protocol)].set_index(["seed", "fold"])[metric]
                       for n in (name, baseline)]
             diff = (values[0] - values[1]).dropna()
