@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 import artifacts
 from heads import methods
+from splits import store as splits_store
 
 from . import tables
 
@@ -52,7 +52,8 @@ def board(frame: pd.DataFrame, column: str) -> pd.DataFrame:
         table.loc[leader, "best"] = True
         best = paired_values(frame, table.loc[leader, "name"], protocol, column)
         others = [i for i in members.index if i != leader]
-        p = [difference_p(best, paired_values(frame, table.loc[i, "name"], protocol, column)) for i in others]
+        p = [tables.wilcoxon_p(differences(best, paired_values(frame, table.loc[i, "name"], protocol, column)))
+             for i in others]
         adjusted = tables.holm(np.array(p, np.float64)) if p else []
         for i, value in zip(others, adjusted):
             table.loc[i, "holm p"] = value
@@ -65,13 +66,10 @@ def paired_values(frame: pd.DataFrame, name: str, protocol: str, column: str) ->
     return runs.set_index(["seed", "fold"])[column]
 
 
-def difference_p(best: pd.Series, other: pd.Series) -> float:
-    """Two-sided Wilcoxon p of the paired differences (NaN when untestable: < 2 pairs or all equal)."""
-    joined = pd.concat([best, other], axis=1, join="inner").to_numpy()
-    diff = joined[:, 0] - joined[:, 1] if len(joined) else np.array([])
-    if len(diff) < 2 or not np.any(diff != 0):
-        return float("nan")
-    return float(stats.wilcoxon(diff).pvalue)
+def differences(a: pd.Series, b: pd.Series) -> np.ndarray:
+    """a - b over the (seed, fold) pairs both have."""
+    joined = pd.concat([a, b], axis=1, join="inner").to_numpy(np.float64)
+    return joined[:, 0] - joined[:, 1] if len(joined) else np.array([])
 
 
 def boards(frame: pd.DataFrame) -> pd.DataFrame:
@@ -147,23 +145,18 @@ def head_to_head(frame: pd.DataFrame, pairs: list[tuple[str, str]], metric: str)
         for name in (a, b):
             if name not in set(frame["name"]):
                 raise ValueError(f"no runs named {name!r}; named: {', '.join(sorted(set(frame['name'])))}")
-        for protocol in tables.protocols_in_order(frame.assign(order=frame["protocol"].map(_protocol_order))):
-            left, right = paired_values(frame, a, protocol, metric), paired_values(frame, b, protocol, metric)
-            joined = pd.concat([left, right], axis=1, join="inner").to_numpy()
-            if not len(joined):
+        for protocol in sorted(set(frame["protocol"]),
+                               key=lambda p: splits_store.protocol_order(splits_store.protocol_key(p))):
+            diff = differences(paired_values(frame, a, protocol, metric), paired_values(frame, b, protocol, metric))
+            if not len(diff):
                 continue
-            diff = joined[:, 0] - joined[:, 1]
             rows.append({"a": a, "b": b, "protocol": protocol, "metric": metric, "pairs": len(diff),
                          "mean difference": float(diff.mean()), "ci95": tables.interval(diff),
-                         "a better": int((diff > 0).sum()), "wilcoxon p": difference_p(left, right)})
+                         "a better": int((diff > 0).sum()), "wilcoxon p": tables.wilcoxon_p(diff)})
     table = pd.DataFrame(rows)
     if len(table):
         table["holm p"] = tables.holm(table["wilcoxon p"].to_numpy())
     return table
-
-
-def _protocol_order(label: str) -> float:
-    return 2.0 if label == "single positive" else float(label)
 
 
 def head_to_head_file(runs: Path, pairs: str, metric: str, out: Path | None) -> pd.DataFrame:
@@ -198,7 +191,7 @@ def collect_search(present: dict) -> pd.DataFrame:
             continue
         points = pd.read_csv(csv)
         parts.append(points.assign(name=tables.run_name(run.method, stage), method=run.method, seed=run.seed,
-                                   fold=run.fold + 1, protocol=tables.splits_store.protocol_label(run.protocol),
+                                   fold=run.fold + 1, protocol=splits_store.protocol_label(run.protocol),
                                    point=range(len(points))))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 

@@ -194,7 +194,8 @@ def smallest_p(paired: pd.DataFrame) -> str:
     if not len(paired):
         return ""
     counts = sorted({int(n) for n in paired["pairs"]}, reverse=True)
-    said = "; ".join(f"with {n} pair{'s' if n != 1 else ''} the smallest possible p is {2 / 2 ** n:.3g}" for n in counts)
+    said = "; ".join(f"with {n} pair{'s' if n != 1 else ''} the smallest possible p is {tables.smallest_p(n):.3g}"
+                     for n in counts)
     return said[0].upper() + said[1:] + ". "
 
 
@@ -222,8 +223,9 @@ def board_lines(cfg, frame, boards, protocols) -> list[str]:
         "",
         (f"Mean ± 95% interval over runs; **bold**: the best non-oracle method of the column; {leaderboard.MARK_TIED}: "
          "not significantly below it (paired Wilcoxon over seeds x folds, Holm over the column, p >= 0.05). "
-         f"With {pairs} pairs the smallest possible p is {2 / 2 ** pairs:.3g}"
-         + (": no difference can be significant at 0.05 with so few splits. " if 2 / 2 ** pairs >= 0.05 else ". ")
+         f"With {pairs} pairs the smallest possible p is {tables.smallest_p(pairs):.3g}"
+         + (": no difference can be significant at 0.05 with so few splits. "
+            if tables.smallest_p(pairs) >= tables.SIGNIFICANCE else ". ")
          + "All cells: `leaderboard.csv`."),
         "",
     ]

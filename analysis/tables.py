@@ -129,6 +129,20 @@ def holm(p_values: np.ndarray) -> np.ndarray:
     return adjusted
 
 
+def wilcoxon_p(diff: np.ndarray) -> float:
+    """Two-sided Wilcoxon signed-rank p of paired differences; NaN when untestable (fewer than
+    two pairs, or every difference 0)."""
+    diff = np.asarray(diff, np.float64)
+    if len(diff) < 2 or not np.any(diff != 0):
+        return float("nan")
+    return float(stats.wilcoxon(diff).pvalue)
+
+
+def smallest_p(pairs: int) -> float:
+    """The smallest two-sided Wilcoxon p that `pairs` pairs allow: 2 / 2^n (every difference of one sign)."""
+    return 2 / 2 ** pairs
+
+
 def paired_tests(frame: pd.DataFrame) -> pd.DataFrame:
     """Per protocol and method, the (seed, fold)-paired difference to the baseline of the same stage."""
     out = []
@@ -142,7 +156,7 @@ def paired_tests(frame: pd.DataFrame) -> pd.DataFrame:
             continue
         for metric in (m for m in KEY_METRICS if m in frame.columns):
             diff = (paired[metric] - paired[f"{metric}_base"]).to_numpy()
-            p = float(stats.wilcoxon(diff).pvalue) if len(diff) > 1 and np.any(diff != 0) else float("nan")
+            p = wilcoxon_p(diff)
             out.append({"name": name, "protocol": protocol, "order": group["order"].iloc[0], "metric": metric,
                         "pairs": len(diff), "mean difference": float(diff.mean()), "ci95": interval(diff),
                         "better": int((diff > 0).sum()), "worse": int((diff < 0).sum()), "wilcoxon p": p})
