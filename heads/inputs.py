@@ -168,16 +168,20 @@ def head_inputs(cfg, sf, fold: int, protocol: str, method: str, train: np.ndarra
     rate = missing_rate(cfg, sf, fold, protocol)
     params = methods.parameters(method, cfg.heads.params.get(method)) if params is None else dict(params)
     negatives, val_negatives = fold_negative_weights(method, sf.labels, seen, train, validation, rate)
-    if negatives is not None and params.get("zero"):
-        negatives = zero_likely_hidden(negatives, seen[train], params["zero"], rate)
-        val_negatives = zero_likely_hidden(val_negatives, seen[validation], params["zero"], rate)
     class_rows = sf.labels[sf.test_fold != 0] if cfg.heads.paper_exact else seen[train]
     pos_weight = weights.pos_weight(class_rows) if kind.class_weights else np.ones(len(sf.classes), np.float32)
     k = 0.0
     if kind.k:
         k = params["k"] if params["k"] is not None else expected_positives(seen[train], rate)
     constants = {"pos_weight": pos_weight.astype(np.float32), "k": np.float32(k)}
-    return HeadInputs(method, kind, params, constants, negatives, val_negatives, rate)
+    return with_params(HeadInputs(method, kind, unzeroed(params), constants, negatives, val_negatives, rate), params,
+                       seen, train, validation)
+
+
+def unzeroed(params: dict) -> dict:
+    """`params` with no `zero` share: what a run's shared arrays are made at (`with_params` then
+    applies each grid point's)."""
+    return {**params, "zero": 0.0} if "zero" in params else params
 
 
 def with_params(head: HeadInputs, params: dict, observed: np.ndarray, train: np.ndarray,

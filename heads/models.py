@@ -173,13 +173,12 @@ class HeadStack:
         self._role, self._cp = stateful["estimates"], stateful["corrections"]
         self._state_index = {h: i for rows in (self._role, self._cp) for i, h in enumerate(rows)}
         self._role_lr = float(inputs.params[self._role[0]]["lr_mult"]) if self._role else 1.0
-        # ROLE head h's estimates step at a_h x lr_mult_h x the stack's rate: a_h lr_mult_h / (the first's lr_mult)
-        role_scale = np.array([(1.0 if self._scale is None else self._scale[h])
-                               * float(inputs.params[h]["lr_mult"]) / self._role_lr for h in self._role], np.float32)
+        # ROLE head h's lr_mult against the first's; its estimates step at a_h x that x the stack's rate
+        ratio = np.array([float(inputs.params[h]["lr_mult"]) / self._role_lr for h in self._role])
+        role_scale = (ratio if self._scale is None else ratio * self._scale[self._role]).astype(np.float32)
         self._role_scale = None if np.all(role_scale == 1) else tf.constant(role_scale[:, None, None])
-        # the estimates' gradient in theta is (lr_mult_h / the first's) x theirs in u: divided back
-        ratio = np.array([float(inputs.params[h]["lr_mult"]) / self._role_lr for h in self._role], np.float32)
-        self._role_ratio = None if np.all(ratio == 1) else tf.constant(ratio[None, :, None])
+        # the estimates' gradient in theta is `ratio` x theirs in u: divided back
+        self._role_ratio = None if np.all(ratio == 1) else tf.constant(ratio.astype(np.float32)[None, :, None])
         starts = [role_start(inputs.targets[inputs.target_of[h]],
                              np.random.default_rng(head_seed(self.seed, self.head_keys[h] + "/estimates")))
                   / (1.0 if self._role_scale is None else role_scale[i])
@@ -330,10 +329,9 @@ class HeadStack:
         if select is not None:
             self.val_score_ = -best.loss
         self.fit_seconds_ = time.perf_counter() - start
-        scale = np.ones(len(self.head_keys)) if self._scale is None else self._scale
-        self.weights_ = [np.moveaxis(self._w[0].numpy(), 1, 0) * scale[:, None, None].astype(np.float32)] + \
-            [w.numpy() * scale[:, None, None].astype(np.float32) for w in self._w[1:]]
-        self.biases_ = [b.numpy() * scale[:, None, None].astype(np.float32) for b in self._b]
+        scale = (np.ones(len(self.head_keys)) if self._scale is None else self._scale).astype(np.float32)[:, None, None]
+        self.weights_ = [np.moveaxis(self._w[0].numpy(), 1, 0) * scale] + [w.numpy() * scale for w in self._w[1:]]
+        self.biases_ = [b.numpy() * scale for b in self._b]
         self.corrections_ = self._corrections.numpy()
         estimates = self._estimates.numpy()
         self.estimates_ = estimates if self._role_scale is None else \

@@ -96,13 +96,6 @@ class Streamed:
             yield np.arange(start, min(start + self.window, len(self.rows))), dense(self._read(start))
 
 
-def base_params(cfg, method: str) -> dict:
-    """The parameters a run's shared inputs are made at: its own, with no `zero` share (each grid
-    point applies its own, `heads.inputs.with_params`)."""
-    params = methods.parameters(method, cfg.heads.params.get(method))
-    return {**params, "zero": 0.0} if "zero" in params else params
-
-
 def stack_inputs(cfg, sf, fold: int, runs: list, train: np.ndarray, validation: np.ndarray):
     """(StackInputs over `train`, validation targets (P, m, L), validation negatives (W, m, L),
     run_of (H,)) of a fold's runs, one head per grid point of each run (`heads.search.points`):
@@ -111,8 +104,9 @@ def stack_inputs(cfg, sf, fold: int, runs: list, train: np.ndarray, validation: 
     observed = {p: sf.observed(fold, p) for p in protocols}
     heads, target_of, run_of, lr_scale = [], [], [], []
     for r, run in enumerate(runs):
+        own = methods.parameters(run.method, cfg.heads.params.get(run.method))
         base = run_inputs.head_inputs(cfg, sf, fold, run.protocol, run.method, train, validation,
-                                      observed[run.protocol], params=base_params(cfg, run.method))
+                                      observed[run.protocol], params=run_inputs.unzeroed(own))
         for point in search.points(cfg, run.method):
             heads.append(run_inputs.with_params(base, point.values, observed[run.protocol], train, validation))
             target_of.append(protocols.index(run.protocol))
