@@ -99,6 +99,18 @@ def write_arrays(h5, arrays: dict, options: dict | None = None) -> None:
     h5.attrs["arrays_sha256"] = arrays_digest(arrays)
 
 
+def datasets(h5, names) -> dict:
+    """The named datasets of an open HDF5 file that exist (unread: `arrays_digest` hashes them a
+    block at a time)."""
+    return {name: h5[name] for name in names if name in h5}
+
+
+def stamp_arrays(h5, names) -> None:
+    """Record the `arrays_sha256` of the named datasets already in an open file, for
+    `check_arrays` (a store written in parts; `write_arrays` for one written in one go)."""
+    h5.attrs["arrays_sha256"] = arrays_digest(datasets(h5, names))
+
+
 def read_arrays(h5, names) -> dict:
     """The named datasets of an open HDF5 file that exist, strings decoded."""
     return {name: (h5[name].asstr()[:].astype(object) if h5[name].dtype.kind == "O" else h5[name][:])
@@ -110,7 +122,8 @@ def check_arrays(h5, names, path, read: dict | None = None) -> None:
     written with them (a store without one, from before it existed, passes). `read`: those
     already in memory; the others are hashed from the file a block at a time."""
     recorded = h5.attrs.get("arrays_sha256")
-    arrays = {name: (read or {}).get(name, h5[name]) for name in names if name in h5}
+    arrays = datasets(h5, names)
+    arrays.update({name: value for name, value in (read or {}).items() if name in arrays})
     if recorded is not None and arrays_digest(arrays) != recorded:
         raise ValueError(f"{path} is damaged: its arrays differ from the checksum written with them; "
                          f"{FORCE_HINT} for its stage")

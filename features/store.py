@@ -97,7 +97,7 @@ def write_table(path: Path, ids, features, labels, classes, attrs: dict, provena
         h5.create_dataset("labels", data=labels.astype(np.uint8), compression="gzip")
         h5.create_dataset("classes", data=np.array(classes, dtype=object), dtype=STR)
         h5.attrs.update(attrs, layout=layout, feat_dim=features.shape[1], chunk_rows=n, imported=True)
-        h5.attrs["arrays_sha256"] = artifacts.arrays_digest({name: h5[name] for name in ARRAYS if name in h5})
+        artifacts.stamp_arrays(h5, ARRAYS)
     return path
 
 
@@ -159,7 +159,7 @@ def finish(tmp: Path, path: Path, provenance: dict) -> None:
         h5["error_ids"][:] = [keys[i] for i in order] if keys else []
         h5["error_messages"][:] = [messages[i] for i in order] if keys else []
         artifacts.stamp(h5, provenance)
-        h5.attrs["arrays_sha256"] = artifacts.arrays_digest({name: h5[name] for name in ARRAYS if name in h5})
+        artifacts.stamp_arrays(h5, ARRAYS)
         h5.attrs["complete"] = True
     artifacts.verify_complete(tmp)
     os.replace(tmp, path)
