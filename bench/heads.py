@@ -63,21 +63,21 @@ def data(seed: int = 0):
 
 
 def stack_inputs(names: list[str], targets, weights) -> models.StackInputs:
-    """Heads `names` spread over the protocols; every weighted-CE head shares one weights row."""
+    """Heads `names` spread over the protocols of `targets` (P, n, L); every weighted-CE head
+    shares one weights row."""
     weighted = [needs(n).weighted for n in names]
+    n_classes = targets.shape[2]
     return models.StackInputs(
         methods=list(names), needs=[needs(n) for n in names], params=[methods.parameters(n) for n in names], targets=targets,
         target_of=np.arange(len(names)) % len(targets), negatives=weights, negatives_of=np.where(weighted, 0, -1),
-        constants={"pos_weight": np.ones((len(names), N_CLASSES), np.float32), "k": np.full(len(names), 3.0, np.float32)})
+        constants={"pos_weight": np.ones((len(names), n_classes), np.float32), "k": np.full(len(names), 3.0, np.float32)})
 
 
-def step_seconds(names, hidden, x, targets, weights, batch: int, steps: int, points=None) -> float:
-    """Median seconds per step of one stack over heads `names`, after a warm-up; `points`: each
-    head's (learning-rate factor, parameters), else one rate and the registry's defaults."""
-    gc.collect()  # the previous stack's variables go before this one's are made
-    stack = models.HeadStack([f"h{i}" for i in range(len(names))], hidden=hidden, epochs=1, seed=0)
+def timed_steps(stack: models.HeadStack, inputs: models.StackInputs, x: np.ndarray, batch: int, steps: int,
+                warm: int = 3) -> float:
+    """Median seconds per step of `stack` fitted on `steps` random batches of `x`, after `warm`."""
     rng = np.random.default_rng(0)
-    order = [rng.choice(N_TRAIN, batch, replace=False) for _ in range(steps + 3)]
+    order = [rng.choice(len(x), batch, replace=False) for _ in range(steps + warm)]
     times = []
 
     def batches():
@@ -85,12 +85,20 @@ def step_seconds(names, hidden, x, targets, weights, batch: int, steps: int, poi
             times.append(time.perf_counter())
             yield rows, x[rows]
 
+    stack.fit(batches, inputs, d_in=x.shape[1])
+    return float(np.median(np.diff(times[warm:])))
+
+
+def step_seconds(names, hidden, x, targets, weights, batch: int, steps: int, points=None) -> float:
+    """Median seconds per step of one stack over heads `names`, after a warm-up; `points`: each
+    head's (learning-rate factor, parameters), else one rate and the registry's defaults."""
+    gc.collect()  # the previous stack's variables go before this one's are made
+    stack = models.HeadStack([f"h{i}" for i in range(len(names))], hidden=hidden, epochs=1, seed=0)
     inputs = stack_inputs(names, targets, weights)
     if points is not None:
         inputs.params = [dict(params) for _, params in points]
         inputs.lr_scale = np.array([scale for scale, _ in points])
-    stack.fit(batches, inputs, d_in=x.shape[1])
-    return float(np.median(np.diff(times[3:])))
+    return timed_steps(stack, inputs, x, batch, steps)
 
 
 def parameters(hidden, n_heads: int) -> int:

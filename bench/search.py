@@ -19,7 +19,6 @@ import argparse
 import dataclasses
 import resource
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +26,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import configs
+from bench.heads import stack_inputs, timed_steps
 from bench.machine import matmul_gflops
 from heads import methods, models, network, search, trainer
-from heads.inputs import needs
 from heads.predictions import HeadRun
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,31 +42,17 @@ def study(cfg, rates: int):
 
 
 def measure(cfg, names, points, n_rows, dim, n_classes, steps):
-    """Median seconds per step of a stack over `names` at their grid `points`."""
+    """Median seconds per step of a stack over `names` at their grid `points`, and the stack."""
     rng = np.random.default_rng(0)
     x = rng.normal(0, 1, (n_rows, dim)).astype(np.float32)
     targets = (rng.random((1, n_rows, n_classes)) < 0.01).astype(np.uint8)
     weights = rng.random((1, n_rows, n_classes)).astype(np.float32)
-    weighted = [needs(n).weighted for n in names]
-    inputs = models.StackInputs(
-        methods=list(names), needs=[needs(n) for n in names], params=[dict(point.params) for point in points],
-        targets=targets, target_of=np.zeros(len(names), int), negatives=weights,
-        negatives_of=np.where(weighted, 0, -1),
-        constants={"pos_weight": np.ones((len(names), n_classes), np.float32), "k": np.full(len(names), 3.0, np.float32)},
-        lr_scale=np.array([point.lr / cfg.heads.learning_rate for point in points]))
+    inputs = stack_inputs(names, targets, weights)
+    inputs.params = [dict(point.params) for point in points]
+    inputs.lr_scale = np.array([point.lr / cfg.heads.learning_rate for point in points])
     stack = models.HeadStack([f"h{i}" for i in range(len(names))], hidden=network.hidden_layers(cfg.heads.head, cfg.heads),
                              optimizer=cfg.heads.optimizer, learning_rate=cfg.heads.learning_rate, epochs=1)
-    batch = cfg.heads.batch_size
-    order = [rng.choice(n_rows, batch, replace=False) for _ in range(steps + 2)]
-    times = []
-
-    def batches():
-        for rows in order:
-            times.append(time.perf_counter())
-            yield rows, x[rows]
-
-    stack.fit(batches, inputs, d_in=dim)
-    return float(np.median(np.diff(times[2:]))), stack
+    return timed_steps(stack, inputs, x, cfg.heads.batch_size, steps, warm=2), stack
 
 
 def main() -> None:
