@@ -36,8 +36,8 @@ def other_point(name: str) -> dict:
     return {parameter: next(v for v in grid[parameter] if v != default)}
 
 
-def fit_points(names, points, data, optimizer):
-    """A stack of heads `names`, head h at (lr scale, parameter overrides) `points[h]`."""
+def fit_points(names, points, data, optimizer, learning_rate=BASE_LR):
+    """A stack of heads `names` at `learning_rate`, head h at (lr scale, parameter overrides) `points[h]`."""
     x, truth, observed = data
     order = np.random.default_rng(1)
     inputs = inputs_for(names, truth, observed)
@@ -49,8 +49,8 @@ def fit_points(names, points, data, optimizer):
         for rows in trainer.epoch_batches(N, BATCH, order):
             yield rows, x[rows]
 
-    stack = models.HeadStack(list(names), hidden=(8,), optimizer=optimizer, learning_rate=BASE_LR, epochs=EPOCHS,
-                             seed=0)
+    stack = models.HeadStack(list(names), hidden=(8,), optimizer=optimizer, learning_rate=learning_rate,
+                             epochs=EPOCHS, seed=0)
     stack.fit(batches, inputs, d_in=D)
     return stack.predict_proba(x)
 
@@ -66,26 +66,8 @@ def test_every_grid_point_in_one_stack_equals_it_trained_alone_at_its_rate(data,
         points += [(1.0, {}), (3.0 if optimizer == "adam" else 0.4, other_point(name))]
     together = fit_points(names, points, data, optimizer)
     for h, (name, (scale, extra)) in enumerate(zip(names, points)):
-        alone = fit_points([name], [(1.0, extra)], data, optimizer) if scale == 1 else \
-            _alone_at(name, scale, extra, data, optimizer)
+        alone = fit_points([name], [(1.0, extra)], data, optimizer, learning_rate=BASE_LR * scale)  # no rescaling
         np.testing.assert_allclose(together[h], alone[0], atol=1e-5, err_msg=f"{name} at {scale} x lr, {extra}")
-
-
-def _alone_at(name, scale, extra, data, optimizer):
-    """One head trained by a stack whose own rate is `scale` x the base (no rescaling)."""
-    x, truth, observed = data
-    order = np.random.default_rng(1)
-    inputs = inputs_for([name], truth, observed)
-    inputs = dataclasses.replace(inputs, params=[{**inputs.params[0], **extra}])
-
-    def batches():
-        for rows in trainer.epoch_batches(N, BATCH, order):
-            yield rows, x[rows]
-
-    stack = models.HeadStack([name], hidden=(8,), optimizer=optimizer, learning_rate=BASE_LR * scale,
-                             epochs=EPOCHS, seed=0)
-    stack.fit(batches, inputs, d_in=D)
-    return stack.predict_proba(x)
 
 
 def test_batched_average_precision_equals_scikit_learn_with_ties_and_empty_columns():
