@@ -125,13 +125,15 @@ def _draw(image, xx, yy, shape, colour, texture, r, rng, shade_low):
     image[mask & ~lit] = (40, 40, 40) if colour[0] > 128 else (230, 230, 230)
 
 
+REAL_PAIRS = {(c[1], c[2]) for c in CLASSES}  # the (shape, colour) pairs that are classes
+
+
 def confuser(rng: np.random.Generator) -> tuple:
     """(shape, colour): one class's shape in another class's colour, a pair no class has."""
-    real = {(c[1], c[2]) for c in CLASSES}
     while True:
         a, b = rng.integers(0, len(CLASSES), 2)
         pair = (CLASSES[a][1], CLASSES[b][2])
-        if pair not in real:
+        if pair not in REAL_PAIRS:
             return pair
 
 
