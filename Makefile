@@ -50,7 +50,7 @@ heads: features
 	$(PYTHON) -m heads train --config "$(CONFIG)" $(force)
 
 finetune: splits pretrain
-	$(PYTHON) -m extract finetune --config "$(CONFIG)" $(force)
+	$(PYTHON) -m finetune train --config "$(CONFIG)" $(force)
 
 figures: check
 	$(PYTHON) -m analysis report --config "$(CONFIG)"

@@ -1,3 +1,2 @@
-"""The image side: Slim backbones, checkpoints, preprocessing, feature extraction, demo
-pretraining, and the optional end-to-end finetune (heads reached through `heads.methods`,
-`heads.inputs`, `heads.network` and `heads.predictions` only)."""
+"""The image side: Slim backbones, checkpoints, preprocessing, feature extraction and demo
+pretraining. It imports no heads: heads (prediction from images) and finetune sit above it."""

@@ -1,12 +1,10 @@
-"""python -m extract {features,pretrain,finetune} --config C ..."""
+"""python -m extract {features,pretrain} --config C ..."""
 from __future__ import annotations
 
 import argparse
 import sys
 
 import configs
-from heads import methods
-from heads.predictions import MergeOnly, parse_only
 from runtime.cli import run_cli
 
 
@@ -26,28 +24,18 @@ def main(argv=None) -> int:
     p.add_argument("--shard", type=parse_shard, default=(0, 1), help="i/n: the i-th of n shards (0-based)")
     p.add_argument("--scheduler", default=None, help="local, or a Dask scheduler address (overrides [cluster])")
     p.add_argument("--force", action="store_true")
-    p = sub.add_parser("finetune", help="train backbone and head end to end from the images ([finetune] grid)")
-    p.add_argument("--config", default=None)
-    p.add_argument("--only", type=parse_only, action=MergeOnly, default={},
-                   help="fold=K,ratio=R,method=M,seed=S (any of them; repeatable)")
-    p.add_argument("--scheduler", default=None, help="local, or a Dask scheduler address (overrides [cluster])")
-    p.add_argument("--force", action="store_true")
     p = sub.add_parser("pretrain", help="pretrain demo_cnn on a separate synthetic set (demo only)")
     p.add_argument("--config", default=None)
     p.add_argument("--force", action="store_true")
     args = parser.parse_args(argv)
     def action():
         cfg = configs.with_scheduler(configs.load(args.config), getattr(args, "scheduler", None))
-        methods.check(cfg.finetune.methods, cfg.heads.params, cfg.source, "finetune.methods")
         if args.command == "features" and cfg.dataset.adapter == "table":
             from features.importer import import_features
             import_features(cfg, force=args.force)
         elif args.command == "features":
             from .extraction import extract_features
             extract_features(cfg, shard=args.shard, force=args.force)
-        elif args.command == "finetune":
-            from .finetune import finetune
-            finetune(cfg, only=args.only, force=args.force)
         elif cfg.extract.backbone != "demo_cnn" or cfg.dataset.adapter == "table":
             print(f"{cfg.source}: nothing to pretrain (backbone {cfg.extract.backbone}, dataset adapter "
                   f"{cfg.dataset.adapter}); only the demo's demo_cnn is pretrained here")

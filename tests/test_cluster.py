@@ -12,8 +12,9 @@ import pytest
 
 import configs
 import splits
-from extract import extraction, finetune
+from extract import extraction
 from features import store as feature_store
+from finetune import train as finetune
 from heads import predictions, trainer
 from tests.conftest import ROOT
 from tests.helpers import save_random_checkpoint

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 import configs
 import splits
-from extract import finetune
+from finetune import train as finetune
 from heads.inputs import HeadInputs, needs
 from heads.predictions import HeadRun, run_dir
 from splits import store
@@ -108,7 +108,7 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 sys.path.insert(0, {str(ROOT)!r})
 sys.path.insert(0, {str(ROOT / 'tests')!r})
 import splits
-from extract import finetune
+from finetune import train as finetune
 from test_finetune import RUN, config, predictions
 out = []
 for name, devices in (("one", ["/cpu:0"]), ("two", ["/cpu:0", "/cpu:1"])):

@@ -346,12 +346,12 @@ def test_a_listing_piped_into_head_ends_quietly():
 
 
 def test_only_given_twice_adds_up_and_a_key_given_two_values_is_refused(capsys):
-    from extract import __main__ as extract_cli
+    from finetune import __main__ as finetune_cli
     with pytest.raises(SystemExit):
         heads_cli.main(["train", "--only", "fold=1", "--only", "fold=2"])
     assert "--only gives fold twice (1 and 2)" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        extract_cli.main(["finetune", "--only", "method=ce", "--only", "method=an"])
+        finetune_cli.main(["train", "--only", "method=ce", "--only", "method=an"])
     assert "--only gives method twice" in capsys.readouterr().err
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", type=predictions.parse_only, action=predictions.MergeOnly, default={})

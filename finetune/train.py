@@ -31,6 +31,9 @@ from typing import NamedTuple
 import numpy as np
 
 import artifacts
+from extract import checkpoints, images, preprocessing, registry
+from extract.extraction import Plan, checkpoint_identity
+from extract.slim_compat import slim
 from heads import inputs as run_inputs
 from heads import network as head_network
 from heads import predictions
@@ -39,10 +42,6 @@ from runtime import cluster
 from runtime.progress import bar
 from runtime.tf_quiet import tf
 from splits import store as splits_store
-
-from . import checkpoints, images, preprocessing, registry
-from .extraction import Plan, checkpoint_identity
-from .slim_compat import slim
 
 STAGE = "finetune"
 
