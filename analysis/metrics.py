@@ -15,7 +15,7 @@ each at four decision rules, the column suffix naming the rule:
     "_global"  one threshold per run, the one maximising OF1 on the validation rows
     "_class"   one threshold per class, each maximising that class's F1 on the validation rows
     "_top3"    the 3 highest-scoring classes of each row are its predictions (ML-GCN's top-3)
-The validation rules use the labels the run's selection used (`heads.search`): the
+The thresholds are `heads.thresholds`' (the final model stores the same). The validation rules use the labels the run's selection used (`heads.search`): the
 validation rows' observed labels, or their truth under select = "clean"; never test labels.
 Edge-case policy, said once: a class with no positive in the test fold has no recall, AP or
 AUC; it is excluded from every class average and counted in `classes_without_positives`.
@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from heads import search
+from heads.thresholds import best_f1_thresholds, best_global_threshold, top_k
 
 
 def _safe_div(a, b):
@@ -40,43 +41,6 @@ def roc_auc(truth: np.ndarray, scores: np.ndarray) -> float:
     n_pos = truth.sum()
     n_neg = len(truth) - n_pos
     return float((ranks[truth == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def best_f1_thresholds(truth: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """(L,) per-class thresholds maximising F1 on (validation) rows; 0.5 for a class without positives."""
-    thresholds = np.full(truth.shape[1], 0.5)
-    for c in range(truth.shape[1]):
-        if truth[:, c].sum() == 0:
-            continue
-        thresholds[c] = _best_threshold(truth[:, c], scores[:, c])
-    return thresholds
-
-
-def best_global_threshold(truth: np.ndarray, scores: np.ndarray) -> float:
-    """The one threshold maximising OF1 over every entry of (validation) rows; 0.5 without positives."""
-    if truth.sum() == 0:
-        return 0.5
-    return _best_threshold(truth.ravel(), scores.ravel())
-
-
-def _best_threshold(truth: np.ndarray, scores: np.ndarray) -> float:
-    """The score t maximising F1 of `scores >= t` against 0/1 `truth` (the lowest t on ties)."""
-    order = np.argsort(-scores, kind="stable")
-    s, t = scores[order], truth[order].astype(np.int64)
-    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # predicting down to each distinct score
-    tp = np.cumsum(t)[last]
-    f1 = 2 * tp / (last + 1 + truth.sum())
-    best = np.flatnonzero(f1 == f1.max())[-1]
-    return float(s[last[best]])
-
-
-def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """(n, L) bool: each row's k highest scores (ties by class order)."""
-    k = min(k, scores.shape[1])
-    picked = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    out = np.zeros(scores.shape, bool)
-    np.put_along_axis(out, picked, True, axis=1)
-    return out
 
 
 def threshold_metrics(truth: np.ndarray, predicted: np.ndarray, suffix: str = "") -> dict:

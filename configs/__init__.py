@@ -141,6 +141,18 @@ class Finetune:
 
 
 @dataclass(frozen=True)
+class Model:
+    """[model]: the final model of `python -m heads fit` (`heads.final`): the method trained on
+    every labelled row, with a validation share, written as a model directory (`heads.model`)."""
+    method: str = "confidence"  # a registered method, or "best": the study's mAP leader at `protocol`
+    protocol: str = ""  # "best" reads this protocol's leaderboard column; "" = the ratio nearest natural_missing_rate
+    hide: float = 0.0  # share of each row's positives hidden before training (to measure suggestions); 0 = as observed
+    validation: float = 0.1  # share of the rows held out: the search's selection, early stopping, thresholds
+    folds: int = 4  # out-of-fold predictions of every labelled row, for `heads suggest`; 0 = none
+    dir: str = ""  # "" = runs/<name>/model
+
+
+@dataclass(frozen=True)
 class Analysis:
     top_classes: int = 15
     figure_ratio: float = 0.5
@@ -163,6 +175,7 @@ class Config:
     extract: Extract = field(default_factory=Extract)
     heads: Heads = field(default_factory=Heads)
     finetune: Finetune = field(default_factory=Finetune)
+    model: Model = field(default_factory=Model)
     analysis: Analysis = field(default_factory=Analysis)
     cluster: Cluster = field(default_factory=Cluster)
     source: str = ""  # the file this was read from
@@ -170,6 +183,11 @@ class Config:
     @property
     def run_dir(self) -> Path:
         return Path(self.experiment.runs_dir) / self.experiment.name
+
+    @property
+    def model_dir(self) -> Path:
+        """Where `python -m heads fit` writes the final model: [model] dir, else runs/<name>/model."""
+        return Path(self.model.dir) if self.model.dir else self.run_dir / "model"
 
     @property
     def seeds(self) -> tuple[int, ...]:
@@ -353,6 +371,10 @@ def _check_ranges(cfg: Config) -> None:
         ("finetune.batch_size", cfg.finetune.batch_size, lambda v: v >= 1, at_least_one),
         ("finetune.epochs", cfg.finetune.epochs, lambda v: v >= 1, at_least_one),
         ("finetune.crop", cfg.finetune.crop, lambda v: 0 < v <= 1, "must lie in (0, 1]"),
+        ("model.hide", cfg.model.hide, lambda v: 0 <= v < 1, "must lie in [0, 1)"),
+        ("model.validation", cfg.model.validation, lambda v: 0 < v < 1,
+         "must lie in (0, 1): the model's thresholds and selection need validation rows"),
+        ("model.folds", cfg.model.folds, lambda v: v == 0 or v >= 2, "must be 0 (no out-of-fold predictions) or >= 2"),
         ("analysis.top_classes", cfg.analysis.top_classes, lambda v: v >= 1, at_least_one),
         ("cluster.workers", cfg.cluster.workers, lambda v: v >= 1, at_least_one),
         ("cluster.retries", cfg.cluster.retries, lambda v: v >= 0, "must be >= 0"),

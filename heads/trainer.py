@@ -131,11 +131,11 @@ class FoldData(NamedTuple):
     sources: tuple  # InMemory or Streamed over (train, validation, test)
 
 
-def fold_data(cfg, splits_path: str, features_path: str, runs: list, in_ram: bool) -> FoldData:
+def fold_data(cfg, sf, features_path: str, runs: list, in_ram: bool) -> FoldData:
     """The fold's training / validation / test rows whose features are valid, its stack inputs
-    and its feature sources (in RAM, or streamed `shuffle_buffer` rows at a time)."""
+    and its feature sources (in RAM, or streamed `shuffle_buffer` rows at a time). `sf`: a
+    `splits.store.SplitsFile`, or another source of folds with its interface (`heads.final`)."""
     fold = runs[0].fold
-    sf = splits_store.load(splits_path)
     reader = FeatureReader(features_path)
     store_rows = reader.positions(sf.ids)
     valid = reader.valid[store_rows]
@@ -163,19 +163,46 @@ def selection_labels(cfg, data: FoldData):
     return data.val_targets, np.asarray(data.inputs.target_of)
 
 
-def train_fold(cfg, splits_path: str, features_path: str, runs: list, provenance: list[dict], n_threads: int = 0,
-               in_ram: bool = True) -> list[dict]:
-    """Train one fold's heads as one stack and write their runs (a task; see `runtime.cluster`)."""
+class FoldFit(NamedTuple):
+    """A fold's trained stack with what it was trained on and what it predicted."""
+    data: FoldData
+    stack: models.HeadStack
+    probabilities: np.ndarray  # (H, n_test, L)
+    val_probabilities: np.ndarray | None  # (H, m, L), None without validation rows
+    access: str  # how the features were read: "ram", or "stream (window N rows)"
+
+    def winners(self, cfg) -> dict[int, int]:
+        """{run index: its head}: the winning grid point under a search, else the run's one head."""
+        if search.enabled(cfg):
+            return search.winners(self.stack.val_score_, self.data.run_of)
+        return {r: int(np.flatnonzero(self.data.run_of == r)[0]) for r in np.unique(self.data.run_of)}
+
+
+def use_threads(n_threads: int) -> None:
+    """TensorFlow's threads for a task (0: its default) and deterministic kernels."""
     from runtime.tf_quiet import tf
     if n_threads:
         tf.config.threading.set_intra_op_parallelism_threads(n_threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
     tf.config.experimental.enable_op_determinism()
+
+
+def train_fold(cfg, splits_path: str, features_path: str, runs: list, provenance: list[dict], n_threads: int = 0,
+               in_ram: bool = True) -> list[dict]:
+    """Train one fold's heads as one stack and write their runs (a task; see `runtime.cluster`)."""
+    use_threads(n_threads)
+    fit = fit_fold(cfg, splits_store.load(splits_path), features_path, runs, in_ram)
+    return write_runs(cfg, runs, provenance, fit, {"features": str(features_path), "feature_access": fit.access})
+
+
+def fit_fold(cfg, sf, features_path: str, runs: list, in_ram: bool = True) -> FoldFit:
+    """One fold's heads (every grid point of each run) trained as one stack on `sf`'s fold, and
+    their probabilities of the fold's test and validation rows."""
     seed, fold = runs[0].seed, runs[0].fold
     assert all((run.seed, run.fold) == (seed, fold) for run in runs)
 
     # data: the fold's rows with readable features (validation rows apart), targets and weights
-    data = fold_data(cfg, splits_path, features_path, runs, in_ram)
+    data = fold_data(cfg, sf, features_path, runs, in_ram)
     x_train, x_val, x_test = data.sources
     validation = (x_val.blocks, data.val_targets, data.val_negatives) if len(data.validation) else None
     window = 0 if in_ram else cfg.heads.shuffle_buffer
@@ -188,17 +215,15 @@ def train_fold(cfg, splits_path: str, features_path: str, runs: list, provenance
     def batches():
         return x_train.batches(epoch_batches(len(data.train), cfg.heads.batch_size, rng, window))
 
-    def predict(part):
-        return np.concatenate([stack.predict_proba(x) for _, x in part.blocks()], axis=1)
+    def predict(part, n_rows):
+        parts = [stack.predict_proba(x) for _, x in part.blocks()]
+        return np.concatenate(parts, axis=1) if parts else \
+            np.zeros((len(keys), n_rows, data.inputs.targets.shape[2]), np.float32)
 
     stack.fit(batches, data.inputs, validation, d_in=x_train.n_features, select=selection_labels(cfg, data))
-    probabilities = predict(x_test)
-    val_probabilities = predict(x_val) if len(data.validation) else None
-
-    # save: one run per (seed, fold, protocol, method), its winning grid point's head
-    access = "ram" if in_ram else f"stream (window {window} rows)"
-    return write_runs(cfg, runs, provenance, data, stack, probabilities, val_probabilities,
-                      {"features": str(features_path), "feature_access": access})
+    probabilities = predict(x_test, len(data.test))
+    val_probabilities = predict(x_val, len(data.validation)) if len(data.validation) else None
+    return FoldFit(data, stack, probabilities, val_probabilities, "ram" if in_ram else f"stream (window {window} rows)")
 
 
 def search_rows(cfg, run, data: FoldData, stack, heads, chosen: int, probabilities, val_probabilities) -> list:
@@ -220,13 +245,13 @@ def search_rows(cfg, run, data: FoldData, stack, heads, chosen: int, probabiliti
     return rows
 
 
-def write_runs(cfg, runs, provenance, data: FoldData, stack, probabilities, val_probabilities, attrs: dict):
+def write_runs(cfg, runs, provenance, fit: FoldFit, attrs: dict):
     """history.csv, timing.json and predictions.h5 (written last: it marks the run complete) of
     every run of a trained stack: its winning grid point's head under a search, with
     search.csv of every point."""
+    data, stack, probabilities, val_probabilities = fit.data, fit.stack, fit.probabilities, fit.val_probabilities
     sf, inputs = data.sf, data.inputs
-    winners = search.winners(stack.val_score_, data.run_of) if search.enabled(cfg) else \
-        {r: int(np.flatnonzero(data.run_of == r)[0]) for r in range(len(runs))}
+    winners = fit.winners(cfg)
     steps = len(stack.history_) * -(-len(data.train) // cfg.heads.batch_size)
     timing = {"fold_fit_seconds": stack.fit_seconds_, "heads_in_stack": len(data.run_of), "steps": steps,
               "train_rows": len(data.train), "test_rows": len(data.test), "skipped_invalid": data.skipped_invalid}
