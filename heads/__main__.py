@@ -1,4 +1,6 @@
-"""python -m heads {train,check,methods} --config C [--only fold=1,ratio=0.5,method=confidence] [--n-jobs N]"""
+"""python -m heads train --config C [--only fold=1,ratio=0.5,method=confidence] [--n-jobs N]
+python -m heads fit --config C [--fold K --protocol P] [--force]      the final model (heads.final)
+python -m heads {check --config C | methods}"""
 from __future__ import annotations
 
 import argparse
@@ -18,6 +20,8 @@ def check(cfg) -> None:
     methods.check(cfg.heads.methods, cfg.heads.params, cfg.source)
     methods.check(cfg.finetune.methods, {}, cfg.source, "finetune.methods")
     search.check(cfg)
+    from .final import check as check_model
+    check_model(cfg)
     print(f"{cfg.source}: valid")
 
 
@@ -42,6 +46,12 @@ def main(argv=None) -> int:
     p.add_argument("--n-jobs", type=int, default=None)
     p.add_argument("--scheduler", default=None, help="local, or a Dask scheduler address (overrides [cluster])")
     p.add_argument("--force", action="store_true")
+    p = sub.add_parser("fit", help="the final model: [model] method on every labelled row, into a model directory")
+    p.add_argument("--config", default=None)
+    p.add_argument("--fold", type=int, default=None, help="train on this fold of the study's splits instead (1-based)")
+    p.add_argument("--protocol", default=None, help="with --fold: the protocol's labels (a ratio, or single_positive)")
+    p.add_argument("--scheduler", default=None, help="local, or a Dask scheduler address (overrides [cluster])")
+    p.add_argument("--force", action="store_true")
     p = sub.add_parser("check", help="validate a config against every registry, before any stage runs")
     p.add_argument("--config", default=None)
     sub.add_parser("methods", help="list the registered methods with their published parameters")
@@ -54,6 +64,10 @@ def main(argv=None) -> int:
         cfg = configs.load(args.config)
         if args.command == "check":
             check(cfg)
+        elif args.command == "fit":
+            from .final import fit
+            fit(configs.with_scheduler(cfg, args.scheduler), fold=args.fold, protocol=args.protocol,
+                      force=args.force)
         else:
             from .trainer import train
             train(configs.with_scheduler(cfg, args.scheduler), only=args.only, n_jobs=args.n_jobs, force=args.force)

@@ -29,6 +29,16 @@ def make_folds(labels: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
     return test_fold
 
 
+def held_out(labels: np.ndarray, share: float, seed: int) -> np.ndarray:
+    """(n,) bool: a stratified `share` of the rows of `labels` (n, L), as one fold of an
+    iterative-stratification K-fold with K = round(1 / share), seeded."""
+    splitter = MultilabelStratifiedKFold(n_splits=max(2, round(1 / share)), shuffle=True, random_state=seed)
+    _, held = next(splitter.split(np.zeros(len(labels)), labels))
+    mask = np.zeros(len(labels), bool)
+    mask[held] = True
+    return mask
+
+
 def validation_rows(labels: np.ndarray, test_fold: np.ndarray, share: float, seed: int) -> np.ndarray:
     """(K, n) bool: a stratified `share` of each fold's training rows, held out for validation.
 
@@ -39,10 +49,7 @@ def validation_rows(labels: np.ndarray, test_fold: np.ndarray, share: float, see
     validation = np.zeros((n_folds, len(labels)), dtype=bool)
     for k in range(n_folds):
         train = np.flatnonzero(test_fold != k)
-        splitter = MultilabelStratifiedKFold(n_splits=max(2, round(1 / share)), shuffle=True,
-                                             random_state=seed + k)
-        _, held = next(splitter.split(np.zeros(len(train)), labels[train]))
-        validation[k, train[held]] = True
+        validation[k, train[held_out(labels[train], share, seed + k)]] = True
     return validation
 
 

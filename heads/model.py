@@ -1,0 +1,259 @@
+"""The model directory: a final model, as `python -m heads fit` (and `python -m finetune train
+--final`) writes it and `heads predict`, `heads suggest` and `heads export` read it. This module
+owns its contract; nothing else opens these files.
+
+    model.json       format = "cbwce-model", version = VERSION, complete = true (written last), and
+        method, display, params (the chosen grid point's parameters), learning_rate, epoch
+        head         {type, hidden, activation}: sigmoid hidden layers, then L logits
+        feat_dim     the width of the features the head reads
+        classes      (L,) class names, the columns of every output
+        thresholds   {"global": t, "class": [t_1 .. t_L]}: chosen on the validation rows' labels
+                     as trained (observed, never truth; `heads.thresholds`); 0.5 is the paper's
+        features     what produced the features the head was trained on: backbone, endpoint,
+                     image_size, preprocessing, pooling, checkpoint_sha256 (a finetuned model:
+                     its own backbone's), feat_shape; an imported table: backbone = "imported"
+        backbone     "" (the checkpoint named by `features`), or "backbone/model.ckpt": the
+                     trained backbone a finetuned model carries, named as the backbone's checkpoint
+        training     what the model was trained on: rows, validation rows, protocol, hide,
+                     missing_rate, fold ("all", or the study's fold it reproduces), seed, the
+                     validation score of the chosen point
+        provenance, fingerprint; files: {name: sha256} of every other file listed below
+    head.npz         w0 (d, h_1), b0 (h_1,), ..., w<n> (h_n, L), b<n> (L,) float32
+    backbone/        finetune --final only: model.ckpt.index / .data-* (tf.train.Saver, V2)
+    out_of_fold.h5   with [model] folds > 0: ids (N,) str, observed (N, L) uint8 (the labels the
+                     model trained on), labels (N, L) uint8 (the labels as given: the truth of the
+                     hidden entries when [model] hide > 0), probabilities (N, L) float32 (each row
+                     predicted by the fold model that did not train on it; NaN for rows without
+                     readable features), fold (N,) int8; attributes missing_rate, hidden (bool:
+                     `labels` hold positives `observed` lacks), estimator_rate
+A directory is written under a temporary name beside its place and renamed into place once
+complete; a complete model is replaced only with --force, and only by a complete one. Reading
+checks the format, the version, completeness and every file's sha256: a model directory that
+is incomplete, of another version or damaged is a ValueError naming it and what to do.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.special import expit
+
+import artifacts
+
+FORMAT, VERSION = "cbwce-model", 1
+MANIFEST = "model.json"
+HEAD = "head.npz"
+OUT_OF_FOLD = "out_of_fold.h5"
+BACKBONE = "backbone/model.ckpt"
+THRESHOLD_RULES = ("global", "class", "0.5")
+REFIT = "refit it: python -m heads fit --config C --force (make model FORCE=1)"
+
+
+@dataclass(frozen=True)
+class Model:
+    """A loaded model directory (see the module docstring)."""
+    path: Path
+    meta: dict  # model.json
+    weights: tuple  # (d, h_1), ..., (h_n, L) float32
+    biases: tuple  # (h_1,), ..., (L,) float32
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.meta["classes"])
+
+    @property
+    def feat_dim(self) -> int:
+        return int(self.meta["feat_dim"])
+
+    @property
+    def features(self) -> dict:
+        return dict(self.meta["features"])
+
+    @property
+    def backbone_checkpoint(self) -> Path | None:
+        """The trained backbone this model carries (finetune --final), else None."""
+        return self.path / self.meta["backbone"] if self.meta.get("backbone") else None
+
+    def probabilities(self, x: np.ndarray, batch_size: int = 8192) -> np.ndarray:
+        """(n, L) float32 for features x (n, feat_dim): sigmoid hidden layers, sigmoid of the logits."""
+        x = np.asarray(x, np.float32)
+        if x.ndim != 2 or x.shape[1] != self.feat_dim:
+            raise ValueError(f"features of shape {x.shape}; {self.path} reads (n, {self.feat_dim})")
+        out = np.empty((len(x), len(self.classes)), np.float32)
+        for start in range(0, len(x), batch_size):
+            net = x[start:start + batch_size]
+            for layer, (w, b) in enumerate(zip(self.weights, self.biases)):
+                net = net @ w + b
+                if layer < len(self.weights) - 1:
+                    net = expit(net)
+            out[start:start + batch_size] = expit(net)
+        return out
+
+    def thresholds(self, rule: str) -> np.ndarray:
+        """(L,) the thresholds of a rule: "global", "class", "0.5", or a number in (0, 1)."""
+        n_classes = len(self.classes)
+        if rule == "global":
+            return np.full(n_classes, float(self.meta["thresholds"]["global"]))
+        if rule == "class":
+            return np.asarray(self.meta["thresholds"]["class"], np.float64)
+        try:
+            value = float(rule)
+        except ValueError:
+            value = None
+        if value is None or not 0 < value < 1:
+            raise ValueError(f"--threshold {rule!r}: one of {', '.join(THRESHOLD_RULES)}, or a number in (0, 1)")
+        return np.full(n_classes, value)
+
+
+FEATURE_KEYS = ("backbone", "endpoint", "image_size", "preprocessing", "pooling", "checkpoint_sha256")
+
+
+def feature_contract(attrs: dict) -> dict:
+    """What a feature store's attributes say produced its features (`FEATURE_KEYS`, its shape per
+    row, and for an imported table its source): what a model records and a store must match."""
+    def plain(value):
+        return value.tolist() if hasattr(value, "tolist") else value
+
+    contract = {key: plain(attrs[key]) for key in FEATURE_KEYS if key in attrs}
+    if "feat_shape" in attrs:
+        contract["feat_shape"] = plain(attrs["feat_shape"])
+    if attrs.get("imported"):
+        contract.update(backbone="imported", source=str(attrs.get("source", "")))
+    return contract
+
+
+def head_arrays(weights, biases) -> dict:
+    """head.npz's arrays: w<k>, b<k> float32 per layer."""
+    arrays = {}
+    for k, (w, b) in enumerate(zip(weights, biases)):
+        arrays[f"w{k}"] = np.asarray(w, np.float32)
+        arrays[f"b{k}"] = np.asarray(b, np.float32).reshape(-1)
+    return arrays
+
+
+def write(directory: Path, meta: dict, weights, biases, provenance: dict, out_of_fold: dict | None = None,
+          backbone=None) -> Path:
+    """Write a complete model directory at `directory` (replacing a complete one only once this
+    one is complete). `meta`: model.json's content besides the contract keys; `out_of_fold`:
+    out_of_fold.h5's arrays and attributes ({"attrs": {...}, name: array}); `backbone(prefix)`:
+    saves the trained backbone's checkpoint at that prefix (finetune --final)."""
+    directory = Path(directory)
+    artifacts.writable(directory.parent)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
+    try:
+        files = {HEAD: _write_head(staging / HEAD, weights, biases)}
+        if out_of_fold is not None:
+            files[OUT_OF_FOLD] = _write_out_of_fold(staging / OUT_OF_FOLD, out_of_fold)
+        if backbone is not None:
+            (staging / BACKBONE).parent.mkdir()
+            backbone(staging / BACKBONE)
+            files.update({str(p.relative_to(staging)): artifacts.file_sha256(p)
+                          for p in sorted((staging / BACKBONE).parent.iterdir())})
+        manifest = {**meta, "backbone": BACKBONE if backbone is not None else "", "files": files,
+                    "format": FORMAT, "version": VERSION, "provenance": provenance,
+                    "fingerprint": artifacts.fingerprint(provenance), "complete": True}
+        artifacts.write_text(staging / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True, default=str))
+        _swap_in(staging, directory)
+    except OSError as err:
+        raise artifacts.write_failed(directory, err) from None
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return directory
+
+
+def _write_head(path: Path, weights, biases) -> str:
+    with open(path, "wb") as fh:
+        np.savez(fh, **head_arrays(weights, biases))
+    return artifacts.file_sha256(path)
+
+
+def _write_out_of_fold(path: Path, arrays: dict) -> str:
+    with artifacts.open_h5(path, "w") as h5:
+        artifacts.write_arrays(h5, {k: v for k, v in arrays.items() if k != "attrs"})
+        h5.attrs.update(arrays.get("attrs", {}))
+    return artifacts.file_sha256(path)
+
+
+def _swap_in(staging: Path, directory: Path) -> None:
+    """Rename the complete `staging` into place; an old model goes only once the new one is there."""
+    old = None
+    if directory.exists():
+        old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
+        os.replace(directory, old)
+    os.replace(staging, directory)
+    if old is not None:
+        shutil.rmtree(old)
+
+
+def manifest_path(directory: Path) -> Path:
+    return Path(directory) / MANIFEST
+
+
+def load(directory) -> Model:
+    """A complete model directory, checked (module docstring); ValueError naming what is wrong."""
+    meta = read_manifest(directory)
+    directory = Path(directory)
+    check_files(directory, meta)
+    with np.load(directory / HEAD, allow_pickle=False) as npz:
+        layers = sorted(int(name[1:]) for name in npz.files if name.startswith("w"))
+        weights = tuple(npz[f"w{k}"] for k in layers)
+        biases = tuple(npz[f"b{k}"] for k in layers)
+    shapes = [meta["feat_dim"], *meta["head"]["hidden"], len(meta["classes"])]
+    expected = list(itertools.pairwise(shapes))
+    if [w.shape for w in weights] != expected or [b.shape for b in biases] != [(b,) for _, b in expected]:
+        raise ValueError(f"{directory / HEAD} holds layers {[w.shape for w in weights]}, not the {expected} of "
+                         f"{directory / MANIFEST}; the directory is damaged: {REFIT}")
+    return Model(directory, meta, weights, biases)
+
+
+def read_manifest(directory) -> dict:
+    """model.json of a complete model directory of this contract version; ValueError otherwise."""
+    directory = Path(directory)
+    path = directory / MANIFEST
+    if not directory.is_dir():
+        raise ValueError(f"{directory} is no model directory (it does not exist); make one with "
+                         "python -m heads fit --config C (make model)")
+    if not path.is_file():
+        raise ValueError(f"{directory} holds no {MANIFEST}: it is not a model directory, or its fit did not finish; "
+                         f"{REFIT}")
+    try:
+        meta = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is damaged ({err}); {REFIT}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a {FORMAT} manifest (format {meta.get('format') if isinstance(meta, dict) else None!r})")
+    if meta.get("version") != VERSION:
+        raise ValueError(f"{directory} was written under model contract version {meta.get('version')!r}; this "
+                         f"version of the project reads version {VERSION}: {REFIT}")
+    if meta.get("complete") is not True:
+        raise ValueError(f"{directory} is incomplete (model.json has no complete = true); {REFIT}")
+    return meta
+
+
+def check_files(directory: Path, meta: dict) -> None:
+    """ValueError naming a file of the directory that is missing or whose sha256 changed."""
+    for name, digest in meta.get("files", {}).items():
+        path = directory / name
+        if not path.is_file():
+            raise ValueError(f"{directory}: {name} is missing; the directory is damaged: {REFIT}")
+        if artifacts.file_sha256(path) != digest:
+            raise ValueError(f"{path} differs from the sha256 recorded in {MANIFEST} (damaged or edited); {REFIT}")
+
+
+def out_of_fold(model: Model) -> dict:
+    """out_of_fold.h5 of a model as {name: array, "attrs": {...}}; ValueError when the model has none."""
+    path = model.path / OUT_OF_FOLD
+    if OUT_OF_FOLD not in model.meta.get("files", {}):
+        raise ValueError(f"{model.path} holds no out-of-fold predictions (it was fitted with [model] folds = 0); "
+                         "suggestions need them: set [model] folds = 4 and refit (make model FORCE=1)")
+    with artifacts.open_h5(path) as h5:
+        arrays = artifacts.read_arrays(h5, ("ids", "observed", "labels", "probabilities", "fold"))
+        arrays["attrs"] = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in h5.attrs.items()}
+    return arrays
