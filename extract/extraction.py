@@ -11,6 +11,7 @@ writes exactly what one uninterrupted run writes: a chunk's content depends only
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -85,15 +86,42 @@ def image_identity(path: str) -> str:
     return f"{stat.st_size}:{stat.st_mtime_ns}"
 
 
-def provenance(cfg, ids, paths, checkpoint: str) -> dict:
+def provenance(plan: Plan, ids, paths, checkpoint: str) -> dict:
     """What a feature store is made from: the resolved network settings, the checkpoint, the
     image list (keys, paths, and each image's size and modification time: an image replaced in
     place changes it) and the packages that run the network."""
     listing = hashlib.sha256("\n".join(f"{i}\t{p}\t{image_identity(p)}" for i, p in zip(ids, paths)).encode()).hexdigest()
-    network = {k: v for k, v in configs.section(cfg, "extract").items()
-               if k.split(".")[1] in ("backbone", "endpoint", "image_size", "preprocessing", "pooling", "dtype")}
+    network = {f"extract.{key}": value for key, value in dataclasses.asdict(plan).items()}
     return {**network, "checkpoint": checkpoint, "images": listing, "rows": len(ids),
             "versions": artifacts.versions("tensorflow", "tf-slim")}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One extraction: the network of `plan` restored from `checkpoint`, over a list of images,
+    into the store `out` (`features.store`): the study's images (`study_job`), or the images a
+    model predicts (`heads.predict`)."""
+    plan: Plan
+    checkpoint: Path  # the checkpoint prefix
+    identity: str  # the checkpoint as the provenance records it (`checkpoint_identity`)
+    ids: tuple  # row keys
+    paths: tuple  # image files, one per key
+    out: Path  # the single-file store; shards go beside it
+    batch_size: int = 32
+    chunk_rows: int = 256  # rows committed at once (the resume granularity): a multiple of batch_size
+    max_invalid_share: float = 1.0  # fail when more rows than this share are unreadable (1: only when all are)
+    config_json: str = "{}"  # the store's `config` attribute
+    where: str = ""  # what messages name as the image list's source
+
+
+def study_job(cfg) -> Job:
+    """The study's extraction: [extract]'s network over every image of splits.h5."""
+    plan = Plan.from_config(cfg)
+    sf = splits_store.load(splits_store.path(cfg))
+    checkpoint, identity = checkpoint_identity(cfg, registry.get(plan.backbone))
+    ex = cfg.extract
+    return Job(plan, checkpoint, identity, tuple(sf.ids), tuple(sf.image_paths), store.path(cfg), ex.batch_size,
+               ex.chunk_rows, ex.max_invalid_share, configs.to_json(cfg), f"{cfg.source}: dataset.root")
 
 
 class FeatureModel:
@@ -126,30 +154,30 @@ def extract_features(cfg, shard: tuple[int, int] = (0, 1), force: bool = False, 
 
     `on_chunk(chunk)` is called after each committed chunk (progress, tests).
     """
-    # setup: the image list from splits.h5, the checkpoint, what to compute and where
-    plan = Plan.from_config(cfg)
-    sf = splits_store.load(splits_store.path(cfg))
-    ids, paths = list(sf.ids), list(sf.image_paths)
-    spec = registry.get(plan.backbone)
-    checkpoint, identity = checkpoint_identity(cfg, spec)
-    recipe = provenance(cfg, ids, paths, identity)
-    out = store.path(cfg, shard)
+    return run(study_job(cfg), shard, force, on_chunk, cfg)
+
+
+def run(job: Job, shard: tuple[int, int] = (0, 1), force: bool = False, on_chunk=None, cfg=None) -> Path:
+    """Write (or resume) `job`'s store (or one shard of it); return its path. With `cfg` whose
+    [cluster] names a scheduler, the whole store is made as shard tasks there, then merged."""
+    # setup: what to compute and where; reused when complete
+    recipe = provenance(job.plan, job.ids, job.paths, job.identity)
+    out = store.shard_path(job.out, shard)
     with artifacts.claim(out):
         if not artifacts.must_make(out, recipe, force):
             print(f"{out}: already done (use --force to redo)")
             return out
-        check_images(paths, cfg)
-        if cfg.cluster.scheduler and shard == (0, 1):
-            return _extract_on_cluster(cfg, out, force)
-        return _extract(cfg, plan, spec, checkpoint, recipe, ids, paths, shard, out, on_chunk)
+        check_images(job.paths, job.where)
+        if cfg is not None and cfg.cluster.scheduler and shard == (0, 1):
+            return _extract_on_cluster(cfg, job, out, force)
+        return _extract(job, recipe, shard, out, on_chunk)
 
 
-def _extract_on_cluster(cfg, out: Path, force: bool) -> Path:
+def _extract_on_cluster(cfg, job: Job, out: Path, force: bool) -> Path:
     """One task per contiguous shard ([cluster] extract_shards, default one per worker), each
     writing (or resuming) its own shard file as `--shard i/n` does, then the merge."""
     count = cfg.cluster.extract_shards or cfg.cluster.workers
-    tasks = [cluster.Task(f"extract shard {i}/{count}", extract_features, (cfg, (i, count), force))
-             for i in range(count)]
+    tasks = [cluster.Task(f"extract shard {i}/{count}", run, (job, (i, count), force)) for i in range(count)]
     shards = cluster.run(cfg, tasks)
     store.merge(shards, out)
     for shard in shards:  # the shards and their claims, now that the store holds them
@@ -159,23 +187,24 @@ def _extract_on_cluster(cfg, out: Path, force: bool) -> Path:
     return out
 
 
-def check_images(paths: list[str], cfg) -> None:
-    """Fail before any work when none of the image files exists (a wrong dataset.root)."""
+def check_images(paths, where: str) -> None:
+    """Fail before any work when none of the image files exists (a wrong dataset.root); `where`
+    names what to check."""
+    paths = list(paths)
     if paths and not any(Path(p).is_file() for p in paths[:: max(1, len(paths) // 200)] + paths[:1]):
-        raise ValueError(f"{cfg.source}: none of the {len(paths)} images checked exists, e.g. {paths[0]}; "
-                         "check dataset.root")
+        raise ValueError(f"none of the {len(paths)} images checked exists, e.g. {paths[0]}; check {where}")
 
 
-def _extract(cfg, plan, spec, checkpoint, recipe, ids, paths, shard, out: Path, on_chunk) -> Path:
+def _extract(job: Job, recipe: dict, shard: tuple[int, int], out: Path, on_chunk) -> Path:
     """Build the network, then decode, run and commit chunk by chunk into `out`.tmp."""
-    ex = cfg.extract
-    start, stop = shard_rows(len(ids), ex.chunk_rows, shard)
-    model = FeatureModel(plan, checkpoint)
+    plan, ids, paths = job.plan, job.ids, job.paths
+    start, stop = shard_rows(len(ids), job.chunk_rows, shard)
+    model = FeatureModel(plan, job.checkpoint)
     device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
     attrs = {"backbone": plan.backbone, "endpoint": plan.endpoint, "pooling": plan.pooling,
              "image_size": plan.image_size, "preprocessing": plan.preprocessing,
-             "checkpoint": str(checkpoint), "checkpoint_sha256": checkpoints.sha256(checkpoint),
-             "feat_shape": list(model.feat_shape), "config": configs.to_json(cfg),
+             "checkpoint": str(job.checkpoint), "checkpoint_sha256": checkpoints.sha256(job.checkpoint),
+             "feat_shape": list(model.feat_shape), "config": job.config_json,
              "versions": json.dumps(artifacts.versions()), "fingerprint": artifacts.fingerprint(recipe)}
     if shard[1] > 1:
         attrs.update(row_offset=start, n_total=len(ids), shard=f"{shard[0]}/{shard[1]}")
@@ -184,23 +213,23 @@ def _extract(cfg, plan, spec, checkpoint, recipe, ids, paths, shard, out: Path, 
     tmp = out.with_name(out.name + ".tmp")
     artifacts.writable(out.parent)
     if not tmp.is_file() or not _same_run(tmp, attrs):
-        store.create(tmp, ids[start:stop], model.feat_dim, plan.dtype, ex.chunk_rows, attrs, recipe)
+        store.create(tmp, ids[start:stop], model.feat_dim, plan.dtype, job.chunk_rows, attrs, recipe)
     todo = store.pending_chunks(tmp)
     n_rows = stop - start
     print(f"{plan.backbone}:{plan.endpoint} at {plan.image_size}px ({plan.preprocessing}, pooling "
           f"{plan.pooling}) on {device}: {n_rows} images (rows {start}..{stop}), {model.feat_dim} "
           f"values each, {n_rows * model.feat_dim * np.dtype(plan.dtype).itemsize / 2**20:.0f} MiB; "
-          f"{len(todo)} of {-(-n_rows // ex.chunk_rows)} chunks to do")
-    artifacts.check_space(tmp, len(todo) * ex.chunk_rows * model.feat_dim * np.dtype(plan.dtype).itemsize)
+          f"{len(todo)} of {-(-n_rows // job.chunk_rows)} chunks to do")
+    artifacts.check_space(tmp, len(todo) * job.chunk_rows * model.feat_dim * np.dtype(plan.dtype).itemsize)
 
     # loop: decode, run, commit chunk by chunk
-    rows_by_chunk = [(k, np.arange(start + k * ex.chunk_rows, min(start + (k + 1) * ex.chunk_rows, stop)))
+    rows_by_chunk = [(k, np.arange(start + k * job.chunk_rows, min(start + (k + 1) * job.chunk_rows, stop)))
                      for k in todo]
     progress = bar(sum(len(r) for _, r in rows_by_chunk), "extract", "img")
     if rows_by_chunk:
         for chunk, batch, valid, errors in images.chunks(rows_by_chunk, paths, plan.image_size):
-            features = np.concatenate([model(batch[i:i + ex.batch_size])
-                                       for i in range(0, len(batch), ex.batch_size)])
+            features = np.concatenate([model(batch[i:i + job.batch_size])
+                                       for i in range(0, len(batch), job.batch_size)])
             features[~valid] = 0
             store.commit_chunk(tmp, chunk, features.astype(plan.dtype), valid, [(ids[r], m) for r, m in errors])
             progress.update(len(batch))
@@ -209,7 +238,7 @@ def _extract(cfg, plan, spec, checkpoint, recipe, ids, paths, shard, out: Path, 
     progress.close()
 
     # save, unless too many images were unreadable
-    check_invalid(tmp, n_rows, ex.max_invalid_share)
+    check_invalid(tmp, n_rows, job.max_invalid_share)
     store.finish(tmp, out, recipe)
     n_invalid, _ = store.errors(out)
     print(f"{out}: complete; {n_invalid} unreadable image(s)" + (" (see error_ids / error_messages)" if n_invalid else ""))

@@ -51,8 +51,12 @@ def tag(cfg) -> str:
 
 def path(cfg, shard: tuple[int, int] = (0, 1)) -> Path:
     """runs/<name>/features/<tag>.h5, or <tag>.shard-<i>-of-<n>.h5 for one of n shards."""
-    base = cfg.run_dir / "features" / tag(cfg)
-    return base.with_suffix(".h5") if shard[1] == 1 else Path(f"{base}.shard-{shard[0]}-of-{shard[1]}.h5")
+    return shard_path((cfg.run_dir / "features" / tag(cfg)).with_suffix(".h5"), shard)
+
+
+def shard_path(store: Path, shard: tuple[int, int]) -> Path:
+    """The file of shard i of n of the store `store` (<name>.shard-<i>-of-<n>.h5); `store` for (0, 1)."""
+    return store if shard[1] == 1 else store.with_name(f"{store.stem}.shard-{shard[0]}-of-{shard[1]}.h5")
 
 
 def create(path: Path, ids, feat_dim: int, dtype: str, chunk_rows: int, attrs: dict, provenance: dict) -> None:

@@ -256,7 +256,7 @@ def test_a_wrong_image_root_fails_and_the_fix_completes(tmp_path):
                                       dataset={"adapter": "csv", "annotations": str(tmp_path / "labels.csv"),
                                                "root": str(tmp_path / "nowhere")}))
     splits.make(wrong)
-    with pytest.raises(ValueError, match="none of the 120 images checked exists.*check dataset.root"):
+    with pytest.raises(ValueError, match="none of the 120 images checked exists.*dataset.root"):
         extraction.extract_features(wrong)
     assert not feature_store.path(wrong).exists()
     half = configs.load(write_config(tmp_path / "c.toml", tmp_path / "h", extract={**extract, "max_invalid_share": 0.2},
