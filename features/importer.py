@@ -143,8 +143,9 @@ def _arff_is_sparse(path: Path) -> bool:
     return False
 
 
-def read_arff(path: Path, ds) -> Table:
-    """A MULAN / MEKA ARFF, dense or sparse, read with liac-arff."""
+def read_arff(path: Path, ds, with_labels: bool = True) -> Table:
+    """A MULAN / MEKA ARFF, dense or sparse, read with liac-arff; without labels (a file to
+    predict) every attribute is a feature unless n_labels / MEKA's -C say some are labels."""
     import arff
 
     sparse = _arff_is_sparse(path)
@@ -157,7 +158,9 @@ def read_arff(path: Path, ds) -> Table:
     if not names:
         raise ValueError(f"{path} declares no attribute")
     meka = re.search(r"-C\s+(-?\d+)", parsed.get("relation", "") or "")
-    positions = _label_positions(len(names), ds, path, int(meka.group(1)) if meka else 0)
+    declared = ds.n_labels or meka
+    positions = _label_positions(len(names), ds, path, int(meka.group(1)) if meka else 0) \
+        if with_labels or declared else np.zeros(0, int)
     if sparse:
         values, rows, columns = parsed["data"]
         n_rows = (max(rows) + 1) if rows else 0
@@ -308,13 +311,26 @@ def read_table(cfg) -> tuple[Table, list[Path]]:
     return table, [p for p in (features_file, labels_file) if p is not None]
 
 
-def check(table: Table, features_file: Path, labels_file: Path, coding: str) -> None:
-    """Row counts, ids, finite features and the label coding; labels recoded to 0/1 uint8."""
-    labels = scipy.sparse.csr_matrix(table.labels).toarray() if scipy.sparse.issparse(table.labels) else table.labels
-    n = table.features.shape[0]
-    if labels.shape[0] != n:
-        raise ValueError(f"{features_file} has {n} rows but {labels_file} has {labels.shape[0]} label rows; "
-                         "they must describe the same rows")
+def read_features(path: Path, ds) -> Table:
+    """Features without labels (rows to predict), in any format above: a CSV's columns but the
+    id column (and the label columns `label_columns` / `n_labels` name, dropped), an ARFF's
+    attributes (labels dropped likewise), the `features_key` array of .npy / .npz / .mat / .h5."""
+    path = _require(str(path))
+    kind = suffix(path)
+    if kind == ".arff":
+        table = read_arff(path, ds, with_labels=False)
+    elif kind in CSV_SUFFIXES:
+        table = read_csv(path, ds, with_labels=bool(ds.label_columns or ds.n_labels))
+    else:
+        features = _matrix(read_arrays(path, ds, "features"), path, "features")
+        table = Table([str(i) for i in range(features.shape[0])], features, np.zeros((features.shape[0], 0)), [])
+    check_rows(table, path)
+    return table
+
+
+def check_rows(table: Table, features_file: Path) -> None:
+    """Unique row keys, and features finite and within float32's range; ValueError naming the
+    row, column and value."""
     keys = pd.Index(table.ids)
     if keys.has_duplicates:
         raise ValueError(f"{features_file}: duplicate row key {keys[keys.duplicated()][0]!r}; keys must be unique")
@@ -332,6 +348,16 @@ def check(table: Table, features_file: Path, labels_file: Path, coding: str) -> 
             value = table.features[i, j]
         raise ValueError(f"{features_file}: row {table.ids[i]!r} feature column {j} holds {float(value):g}; "
                          f"features must be finite and within float32's range (|x| <= {limit:.4g})")
+
+
+def check(table: Table, features_file: Path, labels_file: Path, coding: str) -> None:
+    """Row counts, ids, finite features and the label coding; labels recoded to 0/1 uint8."""
+    labels = scipy.sparse.csr_matrix(table.labels).toarray() if scipy.sparse.issparse(table.labels) else table.labels
+    n = table.features.shape[0]
+    if labels.shape[0] != n:
+        raise ValueError(f"{features_file} has {n} rows but {labels_file} has {labels.shape[0]} label rows; "
+                         "they must describe the same rows")
+    check_rows(table, features_file)
     allowed = (0, 1) if coding == "0/1" else (-1, 1)
     bad = ~np.isin(labels, allowed)
     if bad.any():

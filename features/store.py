@@ -253,6 +253,7 @@ class FeatureReader:
             self.attrs = dict(h5.attrs)
             self.sparse = self.attrs.get("layout", "dense") == "csr"
             self.shape = (len(self.ids), int(self.attrs.get("feat_dim", 0) or h5["features"].shape[1]))
+            self.dtype = "float32" if self.sparse else str(h5["features"].dtype)  # as stored
 
     @property
     def fingerprint(self) -> str:

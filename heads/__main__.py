@@ -1,5 +1,7 @@
 """python -m heads train --config C [--only fold=1,ratio=0.5,method=confidence] [--n-jobs N]
 python -m heads fit --config C [--fold K --protocol P] [--force]      the final model (heads.final)
+python -m heads predict --model DIR (--images FOLDER|LIST | --features FILE) [--out CSV] [--top-k K]
+python -m heads export --model DIR [--out DIR]                          a TensorFlow SavedModel of it
 python -m heads {check --config C | methods}"""
 from __future__ import annotations
 
@@ -52,6 +54,26 @@ def main(argv=None) -> int:
     p.add_argument("--protocol", default=None, help="with --fold: the protocol's labels (a ratio, or single_positive)")
     p.add_argument("--scheduler", default=None, help="local, or a Dask scheduler address (overrides [cluster])")
     p.add_argument("--force", action="store_true")
+    p = sub.add_parser("predict", help="a model's probabilities and tags for new images or features")
+    p.add_argument("--model", required=True, help="a model directory (python -m heads fit)")
+    p.add_argument("--images", default="", help="a folder of images, or a file listing image paths")
+    p.add_argument("--features", default="", help="a feature store, or a table (.npy .npz .csv .tsv .arff .mat .h5)")
+    p.add_argument("--out", default="", help="the CSV to write (default <model>/predictions/<input>.csv)")
+    p.add_argument("--threshold", default="global", help="global | class | 0.5 | a number: which scores are tags")
+    p.add_argument("--top-k", type=int, default=None, help="tag each row's K highest classes instead")
+    p.add_argument("--checkpoint", default="", help="the backbone checkpoint, if not where the model recorded it")
+    p.add_argument("--scheduler", default=None, help="extract on Dask: local, or a scheduler address")
+    p.add_argument("--force", action="store_true", help="extract the images again")
+    table = p.add_argument_group("reading a features table (as [dataset] keys)")
+    table.add_argument("--features-key", default="", help=".npz / .mat / .h5: the features' key")
+    table.add_argument("--id-column", default="", help="CSV: the column of row keys")
+    table.add_argument("--n-labels", type=int, default=0, help="CSV / ARFF: label columns to drop (last ones)")
+    table.add_argument("--labels-first", action="store_true", help="the label columns come first")
+    table.add_argument("--no-header", action="store_true", help="CSV: the first line is data")
+    p = sub.add_parser("export", help="a model as a TensorFlow SavedModel (images and features -> probabilities)")
+    p.add_argument("--model", required=True, help="a model directory (python -m heads fit)")
+    p.add_argument("--out", default="", help="the SavedModel directory (default <model>/saved_model)")
+    p.add_argument("--checkpoint", default="", help="the backbone checkpoint, if not where the model recorded it")
     p = sub.add_parser("check", help="validate a config against every registry, before any stage runs")
     p.add_argument("--config", default=None)
     sub.add_parser("methods", help="list the registered methods with their published parameters")
@@ -60,6 +82,17 @@ def main(argv=None) -> int:
     def action():
         if args.command == "methods":
             list_methods()
+            return
+        if args.command == "export":
+            from .export import export
+            export(args.model, args.out, args.checkpoint)
+            return
+        if args.command == "predict":
+            from .predict import predict
+            dataset = configs.Dataset(features_key=args.features_key, id_column=args.id_column, n_labels=args.n_labels,
+                                      labels_first=args.labels_first, header=not args.no_header)
+            predict(args.model, args.images, args.features, args.out, args.threshold, args.top_k, args.checkpoint,
+                    args.scheduler, dataset, args.force)
             return
         cfg = configs.load(args.config)
         if args.command == "check":

@@ -262,7 +262,7 @@ def manifest(cfg, method: str, why: str, final: dict, source, reader: FeatureRea
         "feat_dim": int(reader.shape[1]), "classes": list(source.classes),
         "thresholds": {"global": thresholds.best_global_threshold(val_observed, val_scores),
                        "class": thresholds.best_f1_thresholds(val_observed, val_scores).tolist()},
-        "features": model.feature_contract(reader.attrs),
+        "features": model.feature_contract(reader),
         "training": {"rows": final["train_rows"], "validation_rows": len(val_observed),
                      "protocol": run.protocol, "hide": cfg.model.hide, "fold": "all" if fold is None else fold,
                      "missing_rate": run_inputs.missing_rate(cfg, source, run.fold, run.protocol),

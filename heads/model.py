@@ -114,18 +114,31 @@ class Model:
 FEATURE_KEYS = ("backbone", "endpoint", "image_size", "preprocessing", "pooling", "checkpoint_sha256")
 
 
-def feature_contract(attrs: dict) -> dict:
-    """What a feature store's attributes say produced its features (`FEATURE_KEYS`, its shape per
-    row, and for an imported table its source): what a model records and a store must match."""
+def feature_contract(reader) -> dict:
+    """What produced a feature store's features (`FEATURE_KEYS`), with the checkpoint's path,
+    the stored dtype and shape per row, or for an imported table its source: what a model
+    records, and what a store it predicts must match (`mismatch`)."""
     def plain(value):
         return value.tolist() if hasattr(value, "tolist") else value
 
-    contract = {key: plain(attrs[key]) for key in FEATURE_KEYS if key in attrs}
-    if "feat_shape" in attrs:
-        contract["feat_shape"] = plain(attrs["feat_shape"])
+    attrs = reader.attrs
+    contract = {key: plain(attrs[key]) for key in (*FEATURE_KEYS, "checkpoint", "feat_shape") if key in attrs}
+    contract["dtype"] = reader.dtype
     if attrs.get("imported"):
         contract.update(backbone="imported", source=str(attrs.get("source", "")))
     return contract
+
+
+def mismatch(model: Model, contract: dict) -> list[str]:
+    """How a feature store's contract differs from the one `model` was trained on: "key: the
+    store's value vs the model's" for each of `FEATURE_KEYS` (an imported store: its width)."""
+    expected = model.features
+    if expected.get("backbone") == "imported" or contract.get("backbone") == "imported":
+        keys = ("backbone",)
+    else:
+        keys = FEATURE_KEYS
+    return [f"{key}: {contract.get(key)!r} vs the model's {expected.get(key)!r}" for key in keys
+            if contract.get(key) != expected.get(key)]
 
 
 def head_arrays(weights, biases) -> dict:
