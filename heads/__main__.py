@@ -1,6 +1,7 @@
 """python -m heads train --config C [--only fold=1,ratio=0.5,method=confidence] [--n-jobs N]
 python -m heads fit --config C [--fold K --protocol P] [--force]      the final model (heads.final)
 python -m heads predict --model DIR (--images FOLDER|LIST | --features FILE) [--out CSV] [--top-k K]
+python -m heads suggest (--model DIR | --config C --protocol P [--fold K] [--method M]) [--max-per-image N]
 python -m heads export --model DIR [--out DIR]                          a TensorFlow SavedModel of it
 python -m heads {check --config C | methods}"""
 from __future__ import annotations
@@ -36,6 +37,30 @@ def list_methods() -> None:
         grid = ", ".join(f"{k} in {list(v)}" for k, v in method.search.items()) or "lr only"
         print(f"{method.name:28s} {method.display:26s} {'oracle ' if method.oracle else '       '}"
               f"params: {params}; searched: {grid}  [{method.source}]")
+
+
+def suggest_command(args) -> None:
+    """`heads suggest` from a model directory, or from a study's fold."""
+    from pathlib import Path
+
+    from splits.store import protocol_dir
+
+    from . import suggest
+    if bool(args.model) == bool(args.config):
+        raise ValueError("give one annotation: --model DIR, or --config C --protocol P")
+    if args.model:
+        annotation = suggest.from_model(args.model)
+        out = Path(args.out) if args.out else Path(args.model) / "suggestions.csv"
+    else:
+        if not args.protocol:
+            raise ValueError("--config needs --protocol: which protocol's observed labels to complete")
+        cfg = configs.load(args.config)
+        if args.method:
+            methods.get(args.method)
+        annotation = suggest.from_study(cfg, args.protocol, args.fold, args.method)
+        name = f"{protocol_dir(annotation['protocol'])}_fold{args.fold}" + (f"_{args.method}" if args.method else "")
+        out = Path(args.out) if args.out else cfg.run_dir / "suggestions" / f"{name}.csv"
+    suggest.suggest(annotation, out, args.source, args.estimator, args.max_per_image, args.budget)
 
 
 def main(argv=None) -> int:
@@ -74,6 +99,18 @@ def main(argv=None) -> int:
     p.add_argument("--model", required=True, help="a model directory (python -m heads fit)")
     p.add_argument("--out", default="", help="the SavedModel directory (default <model>/saved_model)")
     p.add_argument("--checkpoint", default="", help="the backbone checkpoint, if not where the model recorded it")
+    p = sub.add_parser("suggest", help="the labels the annotation probably lacks, ranked (and how good, when known)")
+    p.add_argument("--model", default="", help="a model directory: its rows, scored out of fold")
+    p.add_argument("--config", default=None, help="or a study: one fold's training rows under --protocol")
+    p.add_argument("--protocol", default="", help="with --config: the protocol (a ratio, or single_positive)")
+    p.add_argument("--fold", type=int, default=1, help="with --config: whose training rows (1-based)")
+    p.add_argument("--method", default="", help="with --config: the study's heads of this method score the rows")
+    p.add_argument("--out", default="", help="the CSV (default <model>/suggestions.csv, or under runs/<name>/)")
+    p.add_argument("--source", default="", help="which score ranks the list: combined (default with a model), "
+                   "model, or an estimator")
+    p.add_argument("--estimator", default="auto", help="the confidence estimator (splits.weights)")
+    p.add_argument("--max-per-image", type=int, default=3)
+    p.add_argument("--budget", type=int, default=0, help="suggestions in all (0: no limit)")
     p = sub.add_parser("check", help="validate a config against every registry, before any stage runs")
     p.add_argument("--config", default=None)
     sub.add_parser("methods", help="list the registered methods with their published parameters")
@@ -82,6 +119,9 @@ def main(argv=None) -> int:
     def action():
         if args.command == "methods":
             list_methods()
+            return
+        if args.command == "suggest":
+            suggest_command(args)
             return
         if args.command == "export":
             from .export import export

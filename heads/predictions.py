@@ -119,7 +119,7 @@ def read(path: Path) -> dict:
         out = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in h5.attrs.items()}
         arrays = artifacts.read_arrays(h5, ARRAYS)
         artifacts.check_arrays(h5, ARRAYS, path, arrays)
-        out.update({name: value for name, value in arrays.items() if not name.endswith("ids")})
+        out.update(arrays)
         out["provenance"] = json.loads(out.get("provenance", "{}"))
     return out
 

@@ -1,0 +1,217 @@
+"""`python -m heads suggest`: the labels an annotation probably lacks, ranked for a person to check.
+
+The annotation is a set of labelled rows: a model's rows (`--model DIR`, its out-of-fold
+predictions: `heads.final`), or the training rows of one fold of a study (`--config C
+--protocol P [--fold K]`, the rows' observed labels under that protocol; with `--method M` the
+study's heads of M score them, each row by the fold model that held it out as a test row).
+Every unobserved entry (o = 0) gets a score, P(hidden positive | o = 0), from each source:
+
+    <estimator> 1 - w of a confidence estimator (`splits.weights`, calibrated to r) on the
+                observed labels alone; `prior` is the class prior (the same for every row: the
+                class's observed share, calibrated to r), the baseline every source must beat
+    model       the out-of-fold probability p, Platt-scaled per class against the observed
+                labels (so that it estimates P(o = 1 | x)), turned into P(hidden | x, o = 0) =
+                (r / (1 - r)) p / (1 - p) (Elkan & Noto, KDD 2008), capped at 1
+    combined    model and estimator as independent evidence beside the prior: odds(combined) =
+                odds(model) odds(estimator) / odds(prior)
+The suggestions (`--source`, default combined, or the estimator alone without a model) are the
+highest-scoring unobserved entries, at most `--max-per-image` per row and `--budget` in all.
+Where the truth of the hidden entries is known (a model fitted with [model] hide, or a study's
+simulated protocol) the quality of every source is reported beside the suggestions: per row,
+precision at 1, 5 and 20 (the share of the row's k highest-scoring unobserved entries that are
+hidden positives (all of them when it has fewer than k), over the rows with at least one
+hidden positive), the average precision over every
+unobserved entry, and the precision of the suggestion list itself.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import artifacts
+from splits import store as splits_store
+from splits import weights
+
+from . import model as model_dir
+from . import predictions, search
+from .predictions import HeadRun
+
+AT = (1, 5, 20)
+EPSILON = 1e-6
+
+
+def odds(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, EPSILON, 1 - EPSILON)
+    return p / (1 - p)
+
+
+def probability(o: np.ndarray) -> np.ndarray:
+    return o / (1 + o)
+
+
+def platt(probabilities: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """Per class, P(o = 1 | p) by logistic regression of the observed labels on logit(p) (rows
+    with a probability); a class without both labels among them keeps p."""
+    from sklearn.linear_model import LogisticRegression
+
+    out = probabilities.astype(np.float64).copy()
+    rows = ~np.isnan(probabilities).any(1)
+    z = np.log(odds(probabilities[rows]))
+    for j in range(observed.shape[1]):
+        target = observed[rows, j]
+        if 0 < target.sum() < len(target):
+            fit = LogisticRegression(C=1.0).fit(z[:, j:j + 1], target)
+            out[rows, j] = fit.predict_proba(z[:, j:j + 1])[:, 1]
+    return out
+
+
+def model_scores(probabilities: np.ndarray, observed: np.ndarray, rate: float) -> np.ndarray:
+    """(n, L) P(hidden | x, o = 0) from out-of-fold probabilities (module docstring); NaN rows stay NaN."""
+    calibrated = platt(probabilities, observed)
+    return np.minimum(odds(calibrated) * rate / (1 - rate), 1.0)
+
+
+def sources(observed: np.ndarray, rate: float, probabilities: np.ndarray | None, estimators) -> dict:
+    """{source: (n, L) P(hidden | o = 0)}: each estimator (the class prior among them), and with
+    probabilities the model and its combination with the first estimator."""
+    if not 0 < rate < 1:
+        raise ValueError(f"the missing rate is {rate:g}: suggestions need the share of true positives the labels "
+                         "lack; set [dataset] natural_missing_rate (your estimate), or [model] hide to simulate")
+    out = {}
+    for name in dict.fromkeys([*estimators, "prior"]):
+        out[name] = 1.0 - weights.estimator(name)(observed, rate).astype(np.float64)
+    if probabilities is not None:
+        out["model"] = model_scores(probabilities, observed, rate)
+        first = estimators[0]
+        out["combined"] = probability(odds(out["model"]) * odds(out[first]) / odds(out["prior"]))
+    return out
+
+
+def ranked(score: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """(n, L) the score where o = 0 and it is known, -inf elsewhere (never suggested)."""
+    return np.where((observed == 0) & ~np.isnan(score), score, -np.inf)
+
+
+def precision_at(score: np.ndarray, hidden: np.ndarray, k: int) -> float:
+    """Mean over rows with a hidden positive of the share of hidden positives among the row's k
+    highest-scoring unobserved entries (all of them when it has fewer; ties by class order)."""
+    rows = hidden.any(1)
+    if not rows.any():
+        return float("nan")
+    top = np.argsort(-score[rows], axis=1, kind="stable")[:, :k]
+    scored = np.isfinite(np.take_along_axis(score[rows], top, axis=1))
+    found = np.take_along_axis(hidden[rows], top, axis=1) & scored
+    return float((found.sum(1) / scored.sum(1)).mean())
+
+
+def quality(observed: np.ndarray, truth: np.ndarray, scores: dict, listed: dict) -> pd.DataFrame:
+    """Per source: precision at `AT` per row, average precision over every unobserved entry,
+    and the precision of its suggestion list (`listed`: source -> (rows, classes) suggested)."""
+    hidden = (truth == 1) & (observed == 0)
+    zeros = observed == 0
+    rows = []
+    for name, score in scores.items():
+        s = ranked(score, observed)
+        known = zeros & np.isfinite(s)
+        ap = search.average_precision(hidden[known][:, None], s[known][:, None])[0]
+        picked = listed[name]
+        rows.append({"source": name, **{f"P@{k}": precision_at(s, hidden, k) for k in AT},
+                     "AP": float(ap), "listed": len(picked[0]),
+                     "list precision": float(hidden[picked].mean()) if len(picked[0]) else float("nan"),
+                     "hidden positives": int(hidden.sum()), "unobserved entries": int(known.sum())})
+    return pd.DataFrame(rows)
+
+
+def pick(score: np.ndarray, observed: np.ndarray, max_per_image: int, budget: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, classes) of the suggestions: per row its `max_per_image` highest-scoring unobserved
+    entries, then the `budget` highest of those (0: all), highest first."""
+    s = ranked(score, observed)
+    per_row = min(max_per_image, s.shape[1])
+    top = np.argsort(-s, axis=1, kind="stable")[:, :per_row]
+    rows = np.repeat(np.arange(len(s)), per_row)
+    classes = top.ravel()
+    values = s[rows, classes]
+    keep = np.isfinite(values)
+    rows, classes, values = rows[keep], classes[keep], values[keep]
+    order = np.argsort(-values, kind="stable")
+    if budget:
+        order = order[:budget]
+    return rows[order], classes[order]
+
+
+def listing(keys, class_names, scores: dict, source: str, picked) -> pd.DataFrame:
+    """suggestions.csv: rank, key, class, the chosen source's score and every source's beside it."""
+    rows, classes = picked
+    frame = pd.DataFrame({"rank": np.arange(1, len(rows) + 1), "key": np.asarray(keys, object)[rows],
+                          "class": np.asarray(class_names, object)[classes], "score": scores[source][rows, classes]})
+    for name, score in scores.items():
+        if name != source:
+            frame[name] = score[rows, classes]
+    return frame
+
+
+def suggest(annotation: dict, out: Path, source: str = "", estimator: str = "auto", max_per_image: int = 3,
+            budget: int = 0) -> pd.DataFrame | None:
+    """Write `out` (suggestions.csv) for an annotation ({keys, classes, observed, truth or None,
+    probabilities or None, missing_rate}) and, when its truth is known, `out`'s quality table
+    beside it (<out>.quality.csv); the quality table, or None."""
+    # scores: every source for every unobserved entry
+    weights.estimator(estimator)  # an unknown name fails here, naming the known ones
+    estimators = [estimator, *weights.ESTIMATORS] if annotation["truth"] is not None else [estimator]
+    scores = sources(annotation["observed"], annotation["missing_rate"], annotation["probabilities"], estimators)
+    source = source or ("combined" if annotation["probabilities"] is not None else estimator)
+    if source not in scores:
+        raise ValueError(f"--source {source!r}: the sources here are {', '.join(scores)}")
+    if max_per_image < 1 or budget < 0:
+        raise ValueError(f"--max-per-image {max_per_image} / --budget {budget}: at least 1 per image, a budget >= 0 "
+                         "(0: no limit)")
+
+    # suggestions: the chosen source's list, and how good every source's list would be
+    picked = {name: pick(score, annotation["observed"], max_per_image, budget) for name, score in scores.items()}
+    table = listing(annotation["keys"], annotation["classes"], scores, source, picked[source])
+    artifacts.write_text(out, table.to_csv(index=False, float_format="%.6g"))
+    expected = annotation["observed"].sum() * annotation["missing_rate"] / (1 - annotation["missing_rate"])
+    print(f"{out}: {len(table)} suggestion(s) by {source} (at most {max_per_image} per row"
+          + (f", {budget} in all" if budget else "") + f"); about {expected:.0f} positives are expected missing")
+    if annotation["truth"] is None:
+        return None
+    report = quality(annotation["observed"], annotation["truth"], scores, picked)
+    artifacts.write_text(out.with_name(out.stem + ".quality.csv"), report.to_csv(index=False, float_format="%.6g"))
+    print(report.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    return report
+
+
+def from_model(path) -> dict:
+    """The annotation of a model directory: its rows as trained, scored out of fold."""
+    model = model_dir.load(path)
+    oof = model_dir.out_of_fold(model)
+    return {"keys": oof["ids"], "classes": model.classes, "observed": oof["observed"],
+            "truth": oof["labels"] if oof["attrs"].get("hidden") else None, "probabilities": oof["probabilities"],
+            "missing_rate": float(oof["attrs"]["missing_rate"]), "where": model.path}
+
+
+def from_study(cfg, protocol: str, fold: int = 1, method: str = "") -> dict:
+    """The annotation of a study's fold: its training (and validation) rows' observed labels
+    under `protocol`; with `method`, each row's probabilities from the study's run of the fold
+    that held it out as a test row (every other fold's run must be complete)."""
+    from .inputs import missing_rate
+
+    sf = splits_store.load(splits_store.path(cfg))
+    if not 1 <= fold <= sf.n_folds:
+        raise ValueError(f"--fold {fold}: {sf.path} has folds 1..{sf.n_folds}")
+    key = splits_store.protocol_key(protocol)
+    rows = np.flatnonzero(sf.test_fold != fold - 1)
+    observed = sf.observed(fold - 1, key)[rows]
+    probabilities = None
+    if method:
+        probabilities = np.full(observed.shape, np.nan)
+        position = {row_id: i for i, row_id in enumerate(sf.ids[rows])}
+        for other in sorted(set(sf.test_fold[rows].tolist())):
+            run = HeadRun(cfg.seeds[0], other, key, method)
+            stored = predictions.read(predictions.file(cfg, run))
+            probabilities[[position[i] for i in stored["ids"]]] = stored["probabilities"]
+    return {"keys": sf.ids[rows], "classes": sf.classes, "observed": observed,
+            "truth": sf.labels[rows] if sf.ground_truth else None, "probabilities": probabilities,
+            "missing_rate": missing_rate(cfg, sf, fold - 1, key), "where": sf.path, "protocol": key}
