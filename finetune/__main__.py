@@ -1,4 +1,5 @@
-"""python -m finetune train --config C [--only fold=1,ratio=0.5,method=ce] [--scheduler S] [--force]"""
+"""python -m finetune train --config C [--only fold=1,ratio=0.5,method=ce] [--scheduler S] [--force]
+python -m finetune train --config C --final [--force]     the final model, end to end (finetune.final)"""
 from __future__ import annotations
 
 import argparse
@@ -18,12 +19,17 @@ def main(argv=None) -> int:
     p.add_argument("--only", type=parse_only, action=MergeOnly, default={},
                    help="fold=K,ratio=R,method=M,seed=S (any of them; repeatable)")
     p.add_argument("--scheduler", default=None, help="local, or a Dask scheduler address (overrides [cluster])")
+    p.add_argument("--final", action="store_true", help="the final model ([model]) on every labelled row instead")
     p.add_argument("--force", action="store_true")
     args = parser.parse_args(argv)
 
     def action():
         cfg = configs.with_scheduler(configs.load(args.config), args.scheduler)
         methods.check(cfg.finetune.methods, cfg.heads.params, cfg.source, "finetune.methods")
+        if args.final:
+            from .final import final
+            final(cfg, force=args.force)
+            return
         from .train import finetune
         finetune(cfg, only=args.only, force=args.force)
 

@@ -81,19 +81,21 @@ class LabelledRows:
         return self.held[fold]
 
 
-def labelled_rows(cfg, sf) -> LabelledRows:
-    """The rows of splits file `sf` (every row, its labels as given) as the final fit's folds."""
+def labelled_rows(cfg, sf, n_folds: int | None = None) -> LabelledRows:
+    """The rows of splits file `sf` (every row, its labels as given) as the final fit's folds:
+    `n_folds` out-of-fold ones ([model] folds by default), then the final one."""
     seed, hide = cfg.seeds[0], cfg.model.hide
+    n_folds = cfg.model.folds if n_folds is None else n_folds
     trained = sf.labels.copy()
     if hide:
         trained[folds.hide_positives(sf.labels, hide, np.random.default_rng([seed, HIDE_KEY]))] = 0
     n = len(sf.ids)
-    test_fold = folds.make_folds(trained, cfg.model.folds, seed) if cfg.model.folds else np.full(n, -1, np.int8)
-    held = np.zeros((cfg.model.folds + 1, n), bool)
-    if cfg.model.folds:
+    test_fold = folds.make_folds(trained, n_folds, seed) if n_folds else np.full(n, -1, np.int8)
+    held = np.zeros((n_folds + 1, n), bool)
+    if n_folds:
         held[:-1] = folds.validation_rows(trained, test_fold, cfg.model.validation, seed)
-    held[-1] = folds.held_out(trained, cfg.model.validation, seed + cfg.model.folds)
-    recipe = {"splits": sf.fingerprint, "hide": hide, "folds": cfg.model.folds, "validation": cfg.model.validation,
+    held[-1] = folds.held_out(trained, cfg.model.validation, seed + n_folds)
+    recipe = {"splits": sf.fingerprint, "hide": hide, "folds": n_folds, "validation": cfg.model.validation,
               "seed": seed}
     return LabelledRows(sf.path, sf.ids, sf.classes, sf.labels, trained, test_fold, held,
                         splits_store.protocol_key(hide), artifacts.fingerprint(recipe))

@@ -151,11 +151,11 @@ def head_arrays(weights, biases) -> dict:
 
 
 def write(directory: Path, meta: dict, weights, biases, provenance: dict, out_of_fold: dict | None = None,
-          backbone=None) -> Path:
+          backbone: Path | None = None) -> Path:
     """Write a complete model directory at `directory` (replacing a complete one only once this
     one is complete). `meta`: model.json's content besides the contract keys; `out_of_fold`:
-    out_of_fold.h5's arrays and attributes ({"attrs": {...}, name: array}); `backbone(prefix)`:
-    saves the trained backbone's checkpoint at that prefix (finetune --final)."""
+    out_of_fold.h5's arrays and attributes ({"attrs": {...}, name: array}); `backbone`: the
+    prefix of a trained backbone's checkpoint (finetune --final), copied in."""
     directory = Path(directory)
     artifacts.writable(directory.parent)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
@@ -165,7 +165,9 @@ def write(directory: Path, meta: dict, weights, biases, provenance: dict, out_of
             files[OUT_OF_FOLD] = _write_out_of_fold(staging / OUT_OF_FOLD, out_of_fold)
         if backbone is not None:
             (staging / BACKBONE).parent.mkdir()
-            backbone(staging / BACKBONE)
+            for part in Path(backbone).parent.glob(Path(backbone).name + ".*"):
+                shutil.copyfile(part, (staging / BACKBONE).parent / part.name.replace(Path(backbone).name,
+                                                                                    Path(BACKBONE).name, 1))
             files.update({str(p.relative_to(staging)): artifacts.file_sha256(p)
                           for p in sorted((staging / BACKBONE).parent.iterdir())})
         manifest = {**meta, "backbone": BACKBONE if backbone is not None else "", "files": files,
