@@ -1,4 +1,4 @@
-# make demo | make test | make splits features heads finetune figures | make bench | make bench-smoke
+# make demo | make test | make splits features heads finetune figures | make model export predict suggest | make bench | make bench-smoke
 # CONFIG picks the experiment (default: the embedded synthetic demo); paths with spaces are fine.
 # FORCE=1 redoes the outputs of the targets named on the command line (not their prerequisites):
 #   make heads FORCE=1
@@ -7,8 +7,10 @@ PYTHON := .venv/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED = 0
 force = $(if $(FORCE),$(if $(filter $@,$(MAKECMDGOALS)),--force))
+model_source = $(if $(MODEL),--model "$(MODEL)",--config "$(CONFIG)")
 
-.PHONY: setup lint test check import splits features pretrain heads finetune figures demo bench bench-smoke clean
+.PHONY: setup lint test check import splits features pretrain heads finetune figures model export predict suggest \
+	demo bench bench-smoke clean
 
 setup: .venv/installed
 
@@ -55,10 +57,30 @@ finetune: splits pretrain
 figures: check
 	$(PYTHON) -m analysis report --config "$(CONFIG)"
 
+# The final model ([model]: the method, or "best" from the leaderboard, on every labelled row)
+# into its model directory (runs/<name>/model unless [model] dir), and its SavedModel.
+model: features
+	$(PYTHON) -m heads fit --config "$(CONFIG)" $(force)
+
+export: check
+	$(PYTHON) -m heads export $(model_source)
+
+# make predict IMAGES=folder-or-list (or FEATURES=file) [MODEL=dir] [OUT=file.csv]
+predict: setup
+	$(PYTHON) -m heads predict $(model_source) $(if $(IMAGES),--images "$(IMAGES)") \
+		$(if $(FEATURES),--features "$(FEATURES)") $(if $(OUT),--out "$(OUT)") $(force)
+
+# The labels the model's own rows probably lack, ranked (suggestions.csv in the model directory).
+suggest: setup
+	$(PYTHON) -m heads suggest $(model_source)
+
 # The whole pipeline on the embedded synthetic set: data, pretrain, features, splits, heads,
-# a short finetune of one fold, report.
+# a short finetune of one fold, report; then the final model, its SavedModel, its predictions
+# for 200 new synthetic images, and the labels its own rows lack.
 demo:
-	$(MAKE) heads finetune figures CONFIG=configs/demo.toml
+	$(MAKE) heads finetune figures model export CONFIG=configs/demo.toml
+	$(PYTHON) -m splits synthetic --config configs/demo.toml --out runs/demo/heldout --images 200 --seed 1
+	$(MAKE) predict suggest CONFIG=configs/demo.toml IMAGES=runs/demo/heldout/images
 
 BENCHES = splits extract heads search weights_quality weights_limits importer cluster as_published
 

@@ -145,7 +145,7 @@ class Model:
     """[model]: the final model of `python -m heads fit` (`heads.final`): the method trained on
     every labelled row, with a validation share, written as a model directory (`heads.model`)."""
     method: str = "confidence"  # a registered method, or "best": the study's mAP leader at `protocol`
-    protocol: str = ""  # "best" reads this protocol's leaderboard column; "" = the ratio nearest natural_missing_rate
+    protocol: str = ""  # "best" reads this protocol's leaderboard column; "" = the ratio nearest the labels' missing share
     hide: float = 0.0  # share of each row's positives hidden before training (to measure suggestions); 0 = as observed
     validation: float = 0.1  # share of the rows held out: the search's selection, early stopping, thresholds
     folds: int = 4  # out-of-fold predictions of every labelled row, for `heads suggest`; 0 = none

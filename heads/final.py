@@ -102,11 +102,13 @@ def labelled_rows(cfg, sf, n_folds: int | None = None) -> LabelledRows:
 
 
 def default_protocol(cfg) -> str:
-    """[model] protocol, else the configured ratio nearest [dataset] natural_missing_rate."""
+    """[model] protocol, else the configured ratio nearest the share of positives the model's
+    labels lack: 1 - (1 - [dataset] natural_missing_rate) (1 - [model] hide)."""
     if cfg.model.protocol:
         return splits_store.protocol_key(cfg.model.protocol)
+    missing = 1 - (1 - cfg.dataset.natural_missing_rate) * (1 - cfg.model.hide)
     candidates = cfg.splits.ratios or (0.0,)
-    return splits_store.protocol_key(min(candidates, key=lambda r: abs(r - cfg.dataset.natural_missing_rate)))
+    return splits_store.protocol_key(min(candidates, key=lambda r: abs(r - missing)))
 
 
 def leaderboard_path(cfg) -> Path:

@@ -1,4 +1,4 @@
-"""python -m splits {make,import-paper,describe,weight-quality} ..."""
+"""python -m splits {make,import-paper,describe,weight-quality,synthetic} ..."""
 from __future__ import annotations
 
 import argparse
@@ -52,6 +52,19 @@ def describe(path, out: str | None = None) -> None:
             print(f"  {label}: no hidden positive; mean on true negatives {cb[negative].mean():.3f}")
 
 
+def held_out(cfg, out: str, n_images: int, seed: int) -> None:
+    """`python -m splits synthetic`: images drawn as the config's synthetic set, from another seed."""
+    from . import synthetic
+    if cfg.dataset.adapter != "synthetic":
+        raise ValueError(f"{cfg.source}: dataset.adapter = {cfg.dataset.adapter!r}; held-out images are drawn for the "
+                         "synthetic set only")
+    if seed == cfg.experiment.seed or n_images < 1:
+        raise ValueError(f"--seed {seed} / --images {n_images}: a seed other than the dataset's "
+                         f"({cfg.experiment.seed}), and at least one image")
+    labels = synthetic.write(out, n_images, seed, cfg.dataset.image_size, cfg.dataset.difficulty)
+    print(f"{labels}: {n_images} images (seed {seed}) in {labels.parent / 'images'}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m splits", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -68,13 +81,21 @@ def main(argv=None) -> int:
     p.add_argument("path")
     p.add_argument("--estimators", default="", help="comma-separated names (default: all)")
     p.add_argument("--out", default=None, help="CSV path; a ROC figure is written beside it")
+    p = sub.add_parser("synthetic", help="more images like the synthetic dataset's, another seed (a held-out set)")
+    p.add_argument("--config", default=None)
+    p.add_argument("--out", required=True, help="the folder: images/ and labels.csv")
+    p.add_argument("--images", type=int, default=200)
+    p.add_argument("--seed", type=int, default=1, help="differs from the dataset's ([experiment] seed) for new images")
     args = parser.parse_args(argv)
+
     def action():
         if args.command == "make":
             make(configs.load(args.config), force=args.force)
         elif args.command == "import-paper":
             print(f"{import_to(args.directory, args.out)}: written")
             describe(args.out)
+        elif args.command == "synthetic":
+            held_out(configs.load(args.config), args.out, args.images, args.seed)
         elif args.command == "weight-quality":
             from .quality import weight_quality
             table = weight_quality(args.path, [e for e in args.estimators.split(",") if e], args.out)
