@@ -82,7 +82,7 @@ demo:
 	$(PYTHON) -m splits synthetic --config configs/demo.toml --out runs/demo/heldout --images 200 --seed 1
 	$(MAKE) predict suggest CONFIG=configs/demo.toml IMAGES=runs/demo/heldout/images
 
-BENCHES = splits extract heads search weights_quality weights_limits importer cluster as_published
+BENCHES = splits extract heads search weights_quality weights_limits importer cluster as_published predict suggest
 
 # Every benchmark in full (minutes each; reads ../shared/data); never part of `make test`.
 bench: setup

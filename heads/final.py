@@ -127,8 +127,8 @@ def resolve_method(cfg) -> tuple[str, str]:
                          "exist; run the study first (make heads figures), or name a method")
     board = pd.read_csv(path, dtype={"protocol": str})
     rows = board[(board["metric"] == "mAP") & (board["protocol"] == protocol) & ~board["oracle"].astype(bool)]
-    rows = rows[[name in {m.display for m in methods.METHODS.values()} for name in rows["name"]]]  # heads runs
-    rows = rows[[methods.by_display(name).name in cfg.heads.methods for name in rows["name"]]]
+    studied = {methods.display_name(name) for name in cfg.heads.methods}
+    rows = rows[rows["name"].isin(studied)]  # heads runs (a finetuned run's name has a prefix) of the study's methods
     if rows.empty:
         shown = ", ".join(sorted(set(board["protocol"])))
         raise ValueError(f"{path} has no heads method at protocol {protocol!r} (its protocols: {shown}); set "

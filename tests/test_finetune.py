@@ -126,3 +126,34 @@ print("replicas agree", np.abs(out[0] - out[1]).max())
                           check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "replicas agree" in done.stdout
+
+
+def test_the_final_model_finetuned_end_to_end_predicts_images_as_its_trained_network(tmp_path, checkpoint):
+    import dataclasses
+    import shutil
+    from pathlib import Path
+
+    import pandas as pd
+    from PIL import Image
+
+    from finetune import final
+    from heads import model, predict
+    cfg = config(tmp_path / "final", checkpoint, epochs=1)
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, method="ce", validation=0.25))
+    sf = store.load(splits.make(cfg)[0])
+    final.final(cfg)
+    fitted = model.load(cfg.model_dir)
+    assert fitted.backbone_checkpoint is not None and fitted.meta["training"]["finetuned"]
+    trained = tf.train.load_checkpoint(str(fitted.backbone_checkpoint)).get_tensor("DemoCNN/conv4/weights")
+    assert np.abs(trained - tf.train.load_checkpoint(str(checkpoint)).get_tensor("DemoCNN/conv4/weights")).max() > 1e-6
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for path in sf.image_paths[:4]:
+        shutil.copy(path, folder)
+    predicted = pd.read_csv(predict.predict(cfg.model_dir, images=str(folder)))
+    head = HeadInputs("ce", needs("ce"), {}, {"pos_weight": np.ones(16, np.float32), "k": np.float32(0)}, None, None,
+                      0.0)
+    network = finetune.Network(cfg, 16, head, ["/cpu:0"], 0, checkpoint)
+    network.start(cfg.run_dir / "finetune" / "final" / "ce" / "checkpoints")  # the trained state
+    x = np.stack([np.asarray(Image.open(folder / Path(key)).convert("RGB"), np.float32) for key in predicted["key"]])
+    np.testing.assert_allclose(predicted[fitted.classes].to_numpy(), network.predict(x), atol=1e-5)
