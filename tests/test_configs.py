@@ -19,7 +19,7 @@ def test_shipped_configs_load(name):
     ("[splits]\nratios = [0.5, 1.0]\n", r"ratios holds 1.0"),
     ("[splits]\nn_folds = 1\n", "at least 2 folds"),
     ("[heads]\nhead = 'transformer'\n", "heads.head = 'transformer'; allowed: linear, paper_mlp"),
-    ("[model]\n", r"unknown section \[model\]"),
+    ("[models]\n", r"unknown section \[models\]"),
     ("[dataset]\nnatural_missing_rate = 1.0\n", r"dataset.natural_missing_rate = 1.0; must lie in \[0, 1\)"),
 ])
 def test_bad_config_names_file_key_and_allowed(tmp_path, text, message):

@@ -147,3 +147,17 @@ def test_the_readme_search_table_equals_its_csv():
             row = frame[(frame["name"] == name) & (frame["protocol"] == protocol)].iloc[0]
             expected += [f"{row['mAP before']:.3f} ({row['rank before']})", f"{row['mAP after']:.3f} ({row['rank after']})"]
         assert cells == expected, name
+
+
+def test_the_readme_suggestion_table_equals_its_csv():
+    """README "Use your model": the demo's suggestion quality, from demo_suggestions_quality.csv."""
+    text = (DOCS.parent / "README.md").read_text()
+    start = text.index("What the demo's suggestions find")
+    rows = [line for line in text[start:].split("\n\n")[1].splitlines() if line.startswith("| ") and "---" not in line]
+    frame = pd.read_csv(RESULTS / "demo_suggestions_quality.csv").set_index("source")
+    for line in rows[1:]:
+        source, *cells = [c.strip() for c in line.strip("|").split("|")]
+        row = frame.loc[source]
+        assert cells == [f"{row[k]:.3f}" for k in ("P@1", "P@5", "AP", "list precision")], source
+    assert frame.loc["combined", "P@1"] >= frame.loc["prior", "P@1"] and \
+        frame.loc["combined", "P@5"] >= frame.loc["prior", "P@5"]
