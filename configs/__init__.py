@@ -25,6 +25,8 @@ DEFAULT_CONFIG = Path(__file__).resolve().parent / "demo.toml"
 class ConfigTypeError(TypeError, ValueError):
     """A config value of the wrong type: a TypeError, reported like every user error (ValueError)."""
 ADAPTERS = ("coco", "nuswide", "csv", "synthetic", "table")
+# label codings (`features.labels`): positive / negative[/ unknown] values of a label file
+LABEL_CODINGS = ("0/1", "-1/1", "1/0/-1", "1/-1/0", "1/0/nan")
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,8 @@ class Dataset:
     image_size: int = 96  # synthetic only
     difficulty: float = 0.0  # synthetic only: 0 (clean drawings) to 1 (small, dim, noisy, with confusers)
     path_column: str = "path"  # csv only
+    positive_column: str = ""  # csv: a column listing each row's positive class ids (OpenImages' data.csv: label)
+    negative_column: str = ""  # csv: a column listing its verified negative class ids (label_neg); the rest unknown
     allow_outside_root: bool = False  # csv / coco / nuswide: accept image paths that leave `root` (.., links)
     natural_missing_rate: float = 0.0  # share of true positives the annotations lack (0: complete)
     # table: precomputed features and labels from files, no images (python -m features import)
@@ -56,7 +60,7 @@ class Dataset:
     id_column: str = ""  # CSV: a column of row keys ("" = the row number)
     features_key: str = ""  # .mat / .npz / .h5: the features' key
     labels_key: str = ""  # .mat / .npz / .h5: the labels' key
-    label_coding: str = "0/1"  # 0/1 | -1/1
+    label_coding: str = "0/1"  # 0/1 | -1/1, or three states (positive/negative/unknown): 1/0/-1 | 1/-1/0 | 1/0/nan
     header: bool = True  # CSV / TSV: the first line names the columns
 
 
@@ -65,6 +69,10 @@ class Splits:
     n_folds: int = 4
     ratios: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75)
     single_positive: bool = False  # also the single-positive protocol: one observed positive per training row
+    # partial labels (three states: positive, verified negative, unknown), simulated on the training rows:
+    partial: tuple[float, ...] = ()  # keep this share of each row's labels, positives and negatives alike (Durand'19)
+    fpc: tuple[int, ...] = ()  # keep this many positives and as many negatives per class (CSL's FPC)
+    rps: tuple[float, ...] = ()  # each label unknown with this probability (CSL's RPS)
     validation: float = 0.0  # share of each fold's training rows held out; 0 = off
     import_dir: str = ""  # the paper's published splits, imported instead of made
 
@@ -315,7 +323,7 @@ def _paper_exact(cfg: Config, given: set[str]) -> Config:
 def _check_choices(cfg: Config) -> None:
     allowed = {
         "dataset.adapter": (cfg.dataset.adapter, set(ADAPTERS)),
-        "dataset.label_coding": (cfg.dataset.label_coding, {"0/1", "-1/1"}),
+        "dataset.label_coding": (cfg.dataset.label_coding, set(LABEL_CODINGS)),
         "extract.backbone": (cfg.extract.backbone, set(backbones.BACKBONES)),
         "extract.pooling": (cfg.extract.pooling, {"", *backbones.POOLING}),
         "extract.preprocessing": (cfg.extract.preprocessing, {"", *backbones.PREPROCESSING}),
@@ -410,8 +418,18 @@ def _check_lists(cfg: Config) -> None:
     for key in ("heads.methods", "finetune.methods"):
         if not lists[key]:
             raise ValueError(f"{where}: {key} is empty; name at least one method")
-    if not cfg.splits.ratios and not cfg.splits.single_positive:
+    sp = cfg.splits
+    if not (sp.ratios or sp.single_positive or sp.partial or sp.fpc or sp.rps):
         raise ValueError(f"{where}: splits.ratios is empty and splits.single_positive is off: no protocol to train")
+    for key, values, ok, allowed in (("splits.partial", sp.partial, lambda v: 0 < v <= 1, "in (0, 1]"),
+                                     ("splits.fpc", sp.fpc, lambda v: v >= 1, ">= 1"),
+                                     ("splits.rps", sp.rps, lambda v: 0 <= v < 1, "in [0, 1)")):
+        for value in values:
+            if not ok(value):
+                raise ValueError(f"{where}: {key} holds {value}; each must be {allowed}")
+        repeated = sorted({v for v in values if values.count(v) > 1})
+        if repeated:
+            raise ValueError(f"{where}: {key} names {repeated[0]!r} twice; each may appear once")
     for r in cfg.splits.ratios:
         if not 0 <= r < 1:
             raise ValueError(f"{where}: splits.ratios holds {r}; each ratio must lie in [0, 1)")
@@ -447,6 +465,12 @@ def _check_dataset(cfg: Config) -> None:
     for key in needs:
         if not getattr(ds, key):
             raise ValueError(f"{where}: dataset.adapter = {ds.adapter!r} needs dataset.{key}")
+    if bool(ds.positive_column) != bool(ds.negative_column):
+        raise ValueError(f"{where}: dataset.positive_column and dataset.negative_column come together (OpenImages' "
+                         "label and label_neg)")
+    if ds.positive_column and ds.adapter != "csv":
+        raise ValueError(f"{where}: dataset.positive_column lists class ids in a csv adapter's file; not with "
+                         f"adapter = {ds.adapter!r}")
     if ds.adapter == "table" and cfg.splits.import_dir:
         raise ValueError(f"{where}: splits.import_dir imports the paper's splits of images; not with the table adapter")
 

@@ -11,7 +11,8 @@ Each format is read with the library made for it:
     .mat             scipy.io (MATLAB v7.3 files, which are HDF5, with h5py); keys by
                      `features_key` / `labels_key`
     .h5 / .hdf5      h5py, dataset names by `features_key` / `labels_key`
-Labels are 0/1, or -1/1 when `label_coding = "-1/1"`; a label matrix stored (L, N) is recognised
+Labels are 0/1, or in another coding of `features.labels` (-1/1, or three states with unknowns:
+1/0/-1, 1/-1/0, 1/0/nan, `label_coding`); a label matrix stored (L, N) is recognised
 by its shape and transposed (and said so). Row keys: the `id_column` of a CSV, else the row
 number. The store holds every source row in source order, with its labels; `splits` then drops
 rows and classes by `min_labels`. Bad input raises one ValueError naming the file, the row or
@@ -34,6 +35,7 @@ import artifacts
 import configs
 
 from . import store
+from .labels import decode
 
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 MAT_PAIRS = (("X", "y"), ("data", "target"), ("features", "labels"), ("X", "Y"))
@@ -43,8 +45,9 @@ MAT_PAIRS = (("X", "y"), ("data", "target"), ("features", "labels"), ("X", "Y"))
 class Table:
     ids: list[str]
     features: np.ndarray | scipy.sparse.csr_matrix  # (n, D)
-    labels: np.ndarray  # (n, L) as read, before the coding is checked
+    labels: np.ndarray  # (n, L) as read, before the coding is checked; then 0/1 uint8
     classes: list[str]
+    known: np.ndarray | None = None  # (n, L) bool after the check: labels whose state is known; None: all
 
 
 def suffix(path: Path) -> str:
@@ -76,13 +79,14 @@ def _label_positions(n_columns: int, ds, where: Path, meka: int = 0) -> np.ndarr
     return np.arange(n_labels) if first else np.arange(n_columns - n_labels, n_columns)
 
 
-def _numeric(frame: pd.DataFrame, where: Path, row_names) -> np.ndarray:
+def _numeric(frame: pd.DataFrame, where: Path, row_names, empty: bool = False) -> np.ndarray:
     """A frame as float64; ValueError naming the row, column and cell that is not a number (an
-    empty cell included)."""
+    empty cell included, unless `empty`: labels, where it is NaN, an unknown label or an error
+    by the coding, `features.labels`)."""
     for column in frame.columns:
         if frame[column].dtype.kind not in "biuf" or frame[column].isna().any():
             numbers = pd.to_numeric(frame[column], errors="coerce")
-            bad = np.flatnonzero(numbers.isna().to_numpy())
+            bad = np.flatnonzero((numbers.isna() & ~(frame[column].isna() if empty else False)).to_numpy())
             if len(bad):
                 value = frame[column].iloc[bad[0]]
                 raise ValueError(f"{where}: row {row_names[bad[0]]!r} column {column!r} holds "
@@ -118,7 +122,7 @@ def read_csv(path: Path, ds, with_labels: bool) -> Table:
         label_names = list(ds.label_columns)
     else:
         label_names = [frame.columns[i] for i in _label_positions(frame.shape[1], ds, path)]
-    labels = _numeric(frame[label_names], path, row_names)
+    labels = _numeric(frame[label_names], path, row_names, empty=True)
     features = _numeric(frame.drop(columns=label_names), path, row_names)
     return Table(ids, features, labels, label_names)
 
@@ -126,7 +130,7 @@ def read_csv(path: Path, ds, with_labels: bool) -> Table:
 def read_csv_labels(path: Path, ds) -> tuple[np.ndarray, list[str]]:
     """A labels-only CSV / TSV: every column but the id column is a label."""
     _, frame, row_names = _csv(path, ds)
-    return _numeric(frame, path, row_names), list(frame.columns) if ds.header else []
+    return _numeric(frame, path, row_names, empty=True), list(frame.columns) if ds.header else []
 
 
 def _arff_is_sparse(path: Path) -> bool:
@@ -176,9 +180,8 @@ def read_arff(path: Path, ds, with_labels: bool = True) -> Table:
         if not parsed["data"]:
             raise ValueError(f"{path} holds no data rows")
         frame = pd.DataFrame(parsed["data"], columns=names, dtype=object)
-        table = _numeric(frame, path, list(range(len(frame))))
-        labels = table[:, positions]
-        features = np.delete(table, positions, axis=1)
+        labels = _numeric(frame.iloc[:, positions], path, list(range(len(frame))), empty=True)
+        features = _numeric(frame.drop(columns=frame.columns[positions]), path, list(range(len(frame))))
     ids = [str(i) for i in range(labels.shape[0])]
     return Table(ids, features, labels, [names[i] for i in positions])
 
@@ -358,14 +361,7 @@ def check(table: Table, features_file: Path, labels_file: Path, coding: str) -> 
         raise ValueError(f"{features_file} has {n} rows but {labels_file} has {labels.shape[0]} label rows; "
                          "they must describe the same rows")
     check_rows(table, features_file)
-    allowed = (0, 1) if coding == "0/1" else (-1, 1)
-    bad = ~np.isin(labels, allowed)
-    if bad.any():
-        i, j = np.argwhere(bad)[0]
-        column = table.classes[j] if j < len(table.classes) else j
-        raise ValueError(f"{labels_file}: row {table.ids[i]!r} label column {column!r} holds {float(labels[i, j]):g}; "
-                         f"labels are coded {coding} (dataset.label_coding)")
-    table.labels = (labels == 1).astype(np.uint8)
+    table.labels, table.known = decode(labels, coding, labels_file, table.ids, table.classes)
     if not table.classes:
         table.classes = [f"label_{j}" for j in range(labels.shape[1])]
 
@@ -398,7 +394,7 @@ def import_features(cfg, force: bool = False) -> Path:
                  "source_files": json.dumps({str(p): artifacts.file_identity(p, recipe["sources"][str(p)])
                                              for p in sources})}
         artifacts.writable(out.parent)
-        store.write_table(out, table.ids, table.features, table.labels, table.classes, attrs, recipe)
+        store.write_table(out, table.ids, table.features, table.labels, table.classes, attrs, recipe, table.known)
     density = table.features.nnz / np.prod(table.features.shape) if sparse else None
     print(f"{out}: {len(table.ids)} rows x {table.features.shape[1]} features"
           + (f" (sparse, {100 * density:.1f}% non-zero)" if sparse else "")

@@ -11,7 +11,8 @@ Datasets:
     error_ids     (n_errors,) utf-8 str, error_messages (n_errors,) utf-8 str
     committed     (n_chunks,) bool: chunk k (rows k*chunk_rows ...) is written (resume marker)
     labels, classes  imported stores only: (n_rows, L) uint8 0/1 and (L,) str, what the table
-                  adapter of `splits` reads
+                  adapter of `splits` reads; labels_known (n_rows, L) bool when the labels have
+                  three states (`features.labels`: False where a label is unknown)
 Attributes: layout (dense | csr), feat_dim, backbone, endpoint, pooling, image_size,
 preprocessing, checkpoint, checkpoint_sha256, feat_shape, config (JSON), versions (JSON),
 provenance (JSON) and fingerprint (artifacts), row_offset / n_total / shard (shards
@@ -38,7 +39,7 @@ STR = h5py.string_dtype("utf-8")
 SHARD_ATTRS = ("row_offset", "n_total", "shard")
 CSR = ("features_data", "features_indices", "features_indptr")
 # the arrays a complete store's `arrays_sha256` covers (`finish`, `write_table`; `FeatureReader.check_data`)
-ARRAYS = ("features", *CSR, "ids", "valid", "labels", "classes", "error_ids", "error_messages")
+ARRAYS = ("features", *CSR, "ids", "valid", "labels", "labels_known", "classes", "error_ids", "error_messages")
 
 
 def tag(cfg) -> str:
@@ -79,9 +80,10 @@ def _create_common(h5, ids, chunk_rows: int) -> None:
     h5.create_dataset("error_messages", shape=(0,), maxshape=(None,), dtype=STR)
 
 
-def write_table(path: Path, ids, features, labels, classes, attrs: dict, provenance: dict) -> Path:
+def write_table(path: Path, ids, features, labels, classes, attrs: dict, provenance: dict, known=None) -> Path:
     """Write an imported store in one go (dense (n, D) array or scipy sparse matrix), with its
-    labels, atomically; `features` stay sparse when they come sparse."""
+    labels (and which are known, for three-state labels), atomically; `features` stay sparse
+    when they come sparse."""
     path.parent.mkdir(parents=True, exist_ok=True)
     n = len(ids)
     with artifacts.written(path, provenance) as h5:
@@ -99,6 +101,8 @@ def write_table(path: Path, ids, features, labels, classes, attrs: dict, provena
         h5["valid"][:] = True
         h5["committed"][:] = True
         h5.create_dataset("labels", data=labels.astype(np.uint8), compression="gzip")
+        if known is not None:
+            h5.create_dataset("labels_known", data=np.asarray(known, bool), compression="gzip")
         h5.create_dataset("classes", data=np.array(classes, dtype=object), dtype=STR)
         h5.attrs.update(attrs, layout=layout, feat_dim=features.shape[1], chunk_rows=n, imported=True)
         artifacts.stamp_arrays(h5, ARRAYS)
@@ -318,9 +322,10 @@ class FeatureReader:
             block = h5["features"][unique]  # h5py reads increasing indices only
         return block[inverse].astype(np.float32)
 
-    def labels(self) -> tuple[list[str], np.ndarray]:
-        """An imported store's (classes, (n_rows, L) uint8 labels)."""
+    def labels(self) -> tuple[list[str], np.ndarray, np.ndarray | None]:
+        """An imported store's (classes, (n_rows, L) uint8 labels, (n_rows, L) bool known or None)."""
         with artifacts.open_h5(self.path) as h5:
             if "labels" not in h5:
                 raise ValueError(f"{self.path} holds no labels: it is not an imported store")
-            return list(h5["classes"].asstr()[:]), h5["labels"][:]
+            known = h5["labels_known"][:] if "labels_known" in h5 else None
+            return list(h5["classes"].asstr()[:]), h5["labels"][:], known

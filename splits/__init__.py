@@ -62,44 +62,62 @@ def _write(cfg, seed: int, out: Path, recipe: dict) -> None:
         labels = manifest.labels
         print(f"{manifest.source}: {labels.shape[0]} rows x {labels.shape[1]} classes (min_labels="
               f"{cfg.dataset.min_labels}; dropped {manifest.dropped_rows} rows and {len(manifest.dropped_classes)} "
-              f"classes without a positive); {sp.n_folds} folds x {len(sp.ratios) + sp.single_positive} protocols, "
-              f"seed {seed}")
+              f"classes without a positive)" + (f", {int((~manifest.known).sum())} labels unknown"
+                                               if manifest.known is not None else "")
+              + f"; {sp.n_folds} folds x {n_protocols(sp)} protocols, seed {seed}")
         test_fold = folds.make_folds(labels, sp.n_folds, seed)
-        observed, hidden_share = folds.observed_labels(labels, test_fold, sp.ratios, seed, sp.single_positive)
+        observed, hidden_share = folds.observed_labels(labels, test_fold, sp.ratios, seed, sp.single_positive,
+                                                       manifest.known, sp.partial, sp.fpc, sp.rps)
         check_something_observed(observed, test_fold, sp.ratios, cfg.source)
         parts = {"ids": manifest.ids, "classes": manifest.classes, "image_paths": manifest.paths, "labels": labels,
                  "test_fold": test_fold, "observed": observed, "ratios": list(sp.ratios),
                  "hidden_share": hidden_share, "source": manifest.source, "dropped_rows": manifest.dropped_rows,
-                 "dropped_classes": manifest.dropped_classes}
+                 "dropped_classes": manifest.dropped_classes, "known": manifest.known,
+                 "partial_protocols": folds.protocol_keys((), False, sp.partial, sp.fpc, sp.rps),
+                 "ground_truth": manifest.known is None}
     validation = folds.validation_rows(labels, test_fold, sp.validation, seed) if sp.validation > 0 else None
     store.write(out, **parts, single_positive=sp.single_positive,
-                missing_rate=missing_rates(labels, test_fold, parts["ratios"], sp.single_positive), seed=seed,
+                missing_rate=missing_rates(labels, test_fold, parts["ratios"], sp.single_positive,
+                                           parts.get("partial_protocols", ()), parts["hidden_share"]), seed=seed,
                 min_labels=cfg.dataset.min_labels, config_json=configs.to_json(cfg), versions=artifacts.versions(),
                 provenance=recipe, validation=validation)
+
+
+def n_protocols(sp) -> int:
+    return len(sp.ratios) + sp.single_positive + len(sp.partial) + len(sp.fpc) + len(sp.rps)
 
 
 def check_something_observed(observed: np.ndarray, test_fold: np.ndarray, ratios, where: str) -> None:
     """Say so when a ratio leaves no training row of a fold a single observed positive (round(r n)
     of n positives hidden: r = 0.999 hides all of up to 500): a head learns nothing from it."""
     for r, ratio in enumerate(ratios):
-        empty = [k + 1 for k in range(observed.shape[0]) if not observed[k, r][test_fold != k].any()]
+        empty = [k + 1 for k in range(observed.shape[0]) if not (observed[k, r][test_fold != k] == 1).any()]
         if empty:
             print(f"warning: {where}: splits.ratios holds {ratio}: hiding round({ratio} n) of each row's n positives "
                   f"leaves no training row of fold(s) {', '.join(map(str, empty))} an observed positive; heads "
                   "learn nothing from it (use a smaller ratio)")
 
 
-def missing_rates(labels: np.ndarray, test_fold: np.ndarray, ratios, single_positive: bool) -> np.ndarray:
+def missing_rates(labels: np.ndarray, test_fold: np.ndarray, ratios, single_positive: bool,
+                  partial_protocols=(), hidden_share=None) -> np.ndarray:
     """(K, P) the share of a training row's true positives each protocol hides, as the
     estimators should expect it: the ratio; under single positive 1 - 1 / (mean number of true
     positives of the fold's training rows), the one statistic of the truth this protocol uses
-    (Cole et al. 2021 take the data set's mean as known too)."""
+    (Cole et al. 2021 take the data set's mean as known too); `partial` q 1 - q, `rps` p p (the
+    protocol says it); `fpc` the share it hid (`hidden_share`: it depends on each class's count)."""
     n_folds = int(test_fold.max()) + 1
-    rates = np.zeros((n_folds, len(ratios) + int(single_positive)))
+    first = len(ratios) + int(single_positive)
+    rates = np.zeros((n_folds, first + len(partial_protocols)))
     rates[:, :len(ratios)] = ratios
     if single_positive:
         for k in range(n_folds):
-            rates[k, -1] = 1.0 - 1.0 / labels[test_fold != k].sum(1).mean()
+            rates[k, first - 1] = 1.0 - 1.0 / labels[test_fold != k].sum(1).mean()
+    for p, key in enumerate(partial_protocols, start=first):
+        kind, value = store.protocol_kind(key)
+        if kind == "fpc":
+            rates[:, p] = hidden_share[:, p]
+        else:
+            rates[:, p] = 1 - value if kind == "partial" else value
     return rates
 
 

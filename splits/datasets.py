@@ -1,7 +1,9 @@
 """Dataset adapters: each turns a dataset on disk into a `Manifest`.
 
 A manifest is the label side of a dataset: row keys, image paths ("" where there is no image),
-class names and the (n_rows, n_classes) uint8 0/1 ground-truth matrix. Adapters: `coco`,
+class names and the (n_rows, n_classes) uint8 0/1 ground-truth matrix, with, for three-state
+labels (positive, verified negative, unknown: `features.labels`), which labels are known.
+Adapters: `coco`,
 `nuswide`, `csv`, `synthetic`, and `table` (precomputed features with labels: it reads the
 labels that `python -m features import` stored with the features). `load` filters the rows to
 at least `min_labels` positives, then drops classes left without a positive; both are counted.
@@ -16,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from features import labels as labels_coding
 from features import store as feature_store
 
 from . import synthetic
@@ -30,10 +33,12 @@ class Manifest:
     source: str
     dropped_rows: int = 0  # rows with fewer than min_labels positives
     dropped_classes: tuple[str, ...] = ()  # classes without a positive among the kept rows
+    known: np.ndarray | None = None  # (n_rows, n_classes) bool: the labels whose state is known; None: all
 
     def __post_init__(self):
         n = len(self.ids)
-        if len(self.paths) != n or self.labels.shape != (n, len(self.classes)):
+        shape_ok = self.known is None or self.known.shape == self.labels.shape
+        if len(self.paths) != n or self.labels.shape != (n, len(self.classes)) or not shape_ok:
             raise ValueError(f"{self.source}: {n} ids, {len(self.paths)} paths and labels of shape "
                              f"{self.labels.shape} for {len(self.classes)} classes do not agree")
 
@@ -63,10 +68,12 @@ def filter_min_labels(manifest: Manifest, min_labels: int) -> Manifest:
     if present.sum() < 2:
         raise ValueError(f"{manifest.source}: {int(present.sum())} class(es) with a positive after min_labels = "
                          f"{min_labels} ({len(rows)} rows); multi-label folds and metrics need at least 2 classes")
+    known = None if manifest.known is None else manifest.known[rows][:, present]
     return Manifest([manifest.ids[i] for i in rows], [manifest.paths[i] for i in rows],
                     [c for c, kept in zip(manifest.classes, present) if kept], labels[:, present], manifest.source,
                     dropped_rows=int((~keep).sum()),
-                    dropped_classes=tuple(c for c, kept in zip(manifest.classes, present) if not kept))
+                    dropped_classes=tuple(c for c, kept in zip(manifest.classes, present) if not kept),
+                    known=None if known is None or known.all() else known)
 
 
 def _require(path: Path, what: str) -> Path:
@@ -78,29 +85,44 @@ def _require(path: Path, what: str) -> Path:
 
 
 def _label_values(frame: pd.DataFrame, classes: list[str], ids, source) -> np.ndarray:
-    """The class columns as numbers; ValueError naming the row, column and cell that is not."""
+    """The class columns as numbers (an empty cell NaN: an unknown label, or an error by the
+    coding); ValueError naming the row, column and cell that is not a number."""
     numeric = frame[classes].apply(pd.to_numeric, errors="coerce")
-    bad = numeric.isna().to_numpy()
+    bad = (numeric.isna() & (frame[classes].astype(str) != "")).to_numpy()
     if bad.any():
         i, j = np.argwhere(bad)[0]
         raise ValueError(f"{source}: row {ids[i]!r} column {classes[j]!r} holds {frame[classes[j]].iloc[i]!r}; "
-                         "class columns must hold 0 or 1 in every row")
+                         "class columns must hold a label of the coding in every row (dataset.label_coding)")
     return numeric.to_numpy()
 
 
-def from_csv(labels_csv: str | Path, image_root: str | Path = "", path_column: str = "path") -> Manifest:
-    """`labels_csv`: a path column, then one 0/1 column per class. Keys are the paths relative to
-    the image root, normalised (`./img/a.png` and `img/a.png` are one image)."""
+def from_csv(labels_csv: str | Path, image_root: str | Path = "", path_column: str = "path", coding: str = "0/1",
+             id_lists: tuple[str, str] | None = None) -> Manifest:
+    """`labels_csv`: a path column, then one column per class holding its label in `coding`
+    (`features.labels`); or, with `id_lists` (positive column, negative column), each row's
+    positive and verified negative class ids (OpenImages' data.csv; the other classes unknown).
+    Keys are the paths relative to the image root, normalised (`./img/a.png` and `img/a.png`
+    are one image)."""
     labels_csv = _require(Path(labels_csv), "labels file")
     frame = pd.read_csv(labels_csv, dtype={path_column: str}, keep_default_na=False)
     if path_column not in frame.columns:
         raise ValueError(f"{labels_csv}: no column {path_column!r}; columns are {list(frame.columns)[:6]}...")
-    classes = [c for c in frame.columns if c != path_column]
     rel = [os.path.normpath(p) for p in frame[path_column].astype(str)]
-    values = _label_values(frame, classes, rel, labels_csv)
+    if id_lists:
+        missing = [c for c in id_lists if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{labels_csv}: no column {missing[0]!r} (dataset.positive_column / negative_column); "
+                             f"columns are {list(frame.columns)[:6]}...")
+        classes, labels, known = labels_coding.from_id_lists(
+            [labels_coding.parse_ids(c) for c in frame[id_lists[0]]],
+            [labels_coding.parse_ids(c) for c in frame[id_lists[1]]], labels_csv, rel)
+    else:
+        classes = [c for c in frame.columns if c != path_column]
+        values = _label_values(frame, classes, rel, labels_csv)
+        labels, known = labels_coding.decode(values, coding, labels_csv, rel, classes)
+    labels = check_labels(labels, rel, classes, str(labels_csv))
     root = Path(image_root) if image_root else labels_csv.parent
-    labels = check_labels(values, rel, classes, str(labels_csv))
-    return Manifest(rel, [str(root / p) for p in rel], classes, labels, str(labels_csv))
+    return Manifest(rel, [str(root / p) for p in rel], classes, labels, str(labels_csv), known=known)
 
 
 def from_coco(annotations: str | Path, image_root: str | Path) -> Manifest:
@@ -149,8 +171,8 @@ def from_table(cfg) -> Manifest:
                          "run `python -m features import --config C` (make features) first")
     reader = feature_store.FeatureReader(path)
     reader.check_sources()
-    classes, labels = reader.labels()
-    return Manifest(list(reader.ids), [""] * len(reader.ids), classes, labels, str(path))
+    classes, labels, known = reader.labels()
+    return Manifest(list(reader.ids), [""] * len(reader.ids), classes, labels, str(path), known=known)
 
 
 def synthetic_root(cfg) -> Path:
@@ -187,7 +209,8 @@ def load(cfg) -> Manifest:
     if ds.adapter == "synthetic":
         manifest = from_csv(source_files(cfg)[0])
     elif ds.adapter == "csv":
-        manifest = from_csv(ds.annotations, ds.root, ds.path_column)
+        id_lists = (ds.positive_column, ds.negative_column) if ds.positive_column else None
+        manifest = from_csv(ds.annotations, ds.root, ds.path_column, ds.label_coding, id_lists)
     elif ds.adapter == "coco":
         manifest = from_coco(ds.annotations, ds.root)
     elif ds.adapter == "nuswide":

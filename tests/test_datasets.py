@@ -19,10 +19,10 @@ def test_csv_adapter_and_min_labels(tmp_path):
 
 
 @pytest.mark.parametrize("column, values, message", [
-    ("cat", [1, 2, 0], "row 'b.jpg' column 'cat' holds 2; labels must be 0 or 1"),
+    ("cat", [1, 2, 0], "row 'b.jpg' label column 'cat' holds 2; labels are coded 0/1"),
     ("path", ["a.jpg", "./a.jpg", "c.jpg"], "duplicate key 'a.jpg'"),  # one image, spelt two ways
-    ("dog", [1, "yes", 0], "row 'b.jpg' column 'dog' holds 'yes'; class columns must hold 0 or 1"),
-    ("dog", [1, "", 0], "row 'b.jpg' column 'dog' holds ''; class columns must hold 0 or 1"),
+    ("dog", [1, "yes", 0], "row 'b.jpg' column 'dog' holds 'yes'; class columns must hold a label of the coding"),
+    ("dog", [1, "", 0], "row 'b.jpg' label column 'dog' is empty .* it has no unknowns"),
 ])
 def test_csv_bad_input(tmp_path, column, values, message):
     frame = pd.DataFrame({"path": ["a.jpg", "b.jpg", "c.jpg"], "cat": [1, 1, 0], "dog": [1, 0, 1]})

@@ -85,7 +85,7 @@ def test_mulan_and_meka_arff_dense_and_sparse(tmp_path, sparse, labels_first):
     reader = imported(table_config(tmp_path, features=str(path), n_labels=4, labels_first=labels_first))
     assert reader.sparse == sparse
     np.testing.assert_allclose(reader.rows(np.arange(len(x))), x, rtol=1e-6)
-    classes, stored = reader.labels()
+    classes, stored, _ = reader.labels()
     assert classes == ["L0", "L1", "L2", "L3"]
     np.testing.assert_array_equal(stored, labels)
 
@@ -93,7 +93,7 @@ def test_mulan_and_meka_arff_dense_and_sparse(tmp_path, sparse, labels_first):
 def test_meka_header_names_the_label_count(tmp_path):
     x, labels = random_table()
     path = write_arff(tmp_path / "m.arff", x, labels, labels_first=True, relation="'t: -C 4'")
-    _, stored = imported(table_config(tmp_path, features=str(path))).labels()
+    _, stored, _ = imported(table_config(tmp_path, features=str(path))).labels()
     np.testing.assert_array_equal(stored, labels)
 
 
@@ -232,7 +232,7 @@ SHIPPED = [
 def test_every_shipped_real_set_imports(tmp_path, name, keys, shape, sparse):
     path = shared_or_skip(REAL / name)
     reader = imported(table_config(tmp_path, features=str(path), **keys))
-    _classes, labels = reader.labels()
+    _classes, labels, _ = reader.labels()
     assert (reader.shape[0], reader.shape[1], labels.shape[1]) == shape and reader.sparse == sparse
 
 
