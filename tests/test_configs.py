@@ -14,7 +14,7 @@ def test_shipped_configs_load(name):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("[splits]\nn_fold = 4\n", r"\[splits\]: unknown key 'n_fold'; allowed: import_dir, n_folds"),
+    ("[splits]\nn_fold = 4\n", r"\[splits\]: unknown key 'n_fold'; allowed: fpc, import_dir, n_folds"),
     ("[splits]\nn_folds = 'four'\n", r"splits\].n_folds: expected int, got str"),
     ("[splits]\nratios = [0.5, 1.0]\n", r"ratios holds 1.0"),
     ("[splits]\nn_folds = 1\n", "at least 2 folds"),
