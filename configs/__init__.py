@@ -127,6 +127,7 @@ class Heads:
     shuffle_buffer: int = 65536  # stream: rows read at once; an epoch shuffles windows, then rows in each
     params: dict = field(default_factory=dict)  # [heads.params.<method>] parameter = value (heads.methods)
     paper_exact: bool = False  # the notebooks' training where it differs from ours (PAPER_EXACT)
+    scores: str = ""  # Score-PL's score file: a CSV of row keys and one column per class, or an (N, L) array
     search: Search = field(default_factory=Search)  # [heads.search]
 
 

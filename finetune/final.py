@@ -45,6 +45,10 @@ def final(cfg, force: bool = False, on_epoch=None) -> Path:
     method, why = heads_final.resolve_method(cfg)
     run_inputs.check_stateless([method], cfg.source, "model.method")
     sf = splits_store.load(splits_store.path(cfg))
+    train.check_two_state(cfg, sf, set())
+    if run_inputs.needs(method).pseudo:
+        raise ValueError(f"{cfg.source}: model.method = {method!r} takes pseudo-positives from a score file, which "
+                         "finetune does not carry; fit it as a head (python -m heads fit)")
     rows = heads_final.labelled_rows(cfg, sf, n_folds=0)
     run = HeadRun(cfg.seeds[0], rows.final_fold, rows.protocol, method)
     validation = np.flatnonzero(rows.validation(run.fold))

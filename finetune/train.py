@@ -327,6 +327,21 @@ def save(cfg, run, network: Network, sf, state: RunState, observed: np.ndarray, 
                       attrs=attrs, provenance=state.recipe, validation=validation)
 
 
+def check_two_state(cfg, sf, protocols) -> None:
+    """ValueError for what finetune does not train: verified negatives (partial-label protocols,
+    three-state data) and pseudo-positives from a score file, which its input pipeline does not
+    carry; train those as heads."""
+    partial = sorted(p for p in protocols if splits_store.protocol_kind(p)[0] in splits_store.PARTIAL_KINDS)
+    if partial or sf.known is not None:
+        raise ValueError(f"{cfg.source}: finetune trains two-state labels; "
+                         + (f"protocol {partial[0]} has verified negatives" if partial else f"{sf.path} has unknown labels")
+                         + ": set finetune.ratios to the ratios, or train these as heads")
+    pseudo = [m for m in cfg.finetune.methods if run_inputs.needs(m).pseudo]
+    if pseudo:
+        raise ValueError(f"{cfg.source}: finetune.methods holds {pseudo[0]!r}, whose pseudo-positives finetune does "
+                         "not carry; train it as a head")
+
+
 def finetune(cfg, only: dict | None = None, force: bool = False) -> list[dict]:
     """Finetune every run of the [finetune] grid (or the `only` part of it): one task per run."""
     run_inputs.check_stateless(cfg.finetune.methods, cfg.source, "finetune.methods")
@@ -336,6 +351,7 @@ def finetune(cfg, only: dict | None = None, force: bool = False) -> list[dict]:
     first = next(iter(splits_files.values()))
     runs = predictions.select(predictions.grid(cfg, STAGE, first.n_folds, first.protocols), only,
                               f"[finetune] of {cfg.source}")
+    check_two_state(cfg, first, {run.protocol for run in runs})
 
     def provenance(run):
         return run_provenance(cfg, run, splits_files[run.seed])

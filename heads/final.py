@@ -54,6 +54,7 @@ class LabelledRows:
     held: np.ndarray  # (K + 1, N) bool validation rows of each fold
     protocol: str  # protocol_key of [model] hide
     fingerprint: str
+    known: np.ndarray | None = None  # (N, L) bool: a three-state dataset's known labels; None: all
     ground_truth: bool = False
 
     @property
@@ -72,6 +73,11 @@ class LabelledRows:
     def observed(self, fold: int, protocol) -> np.ndarray:
         self.column(protocol)
         return self.trained_labels
+
+    def known_negative(self, fold: int, protocol) -> np.ndarray | None:
+        """The dataset's verified negatives (three-state labels), else None."""
+        self.column(protocol)
+        return None if self.known is None else self.known & (self.labels == 0)
 
     def missing_rate(self, fold: int, protocol) -> float:
         """The share of positives [model] hide hides ([dataset] natural_missing_rate goes on top)."""
@@ -98,7 +104,7 @@ def labelled_rows(cfg, sf, n_folds: int | None = None) -> LabelledRows:
     recipe = {"splits": sf.fingerprint, "hide": hide, "folds": n_folds, "validation": cfg.model.validation,
               "seed": seed}
     return LabelledRows(sf.path, sf.ids, sf.classes, sf.labels, trained, test_fold, held,
-                        splits_store.protocol_key(hide), artifacts.fingerprint(recipe))
+                        splits_store.protocol_key(hide), artifacts.fingerprint(recipe), sf.known)
 
 
 def default_protocol(cfg) -> str:

@@ -21,10 +21,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
+import configs
 from splits import weights
 
 from . import methods
@@ -37,9 +39,11 @@ class Needs(NamedTuple):
     negatives: str  # "" | oracle | cb | estimator | notebook: where its (n, L) negative weights come from
     estimator: str  # for negatives = "estimator": the splits.weights estimator
     weighted: bool  # the loss multiplies o = 0 entries by negative weights (ones when `negatives` is "")
-    state: str  # "" | estimates (ROLE) | corrections (LL-Cp): per-training-row state kept by the stack
+    state: str  # "" | estimates (ROLE) | corrections (LL-Cp) | pseudo_negatives (EM+APL): per-row state in the stack
     k: bool  # it takes k, the expected number of positives per row
     oracle: bool  # it reads ground truth beyond the observed labels
+    prior: bool = False  # it takes the class prior (L,) of the known training labels (CSL)
+    pseudo: bool = False  # it takes pseudo-positives (n, L) from [heads] scores (Score-PL)
 
 
 # Per-head inputs: the `heads.losses.Inputs` field each fills (with a leading head axis) and
@@ -48,6 +52,7 @@ class Needs(NamedTuple):
 HEAD_CONSTANTS: dict[str, Callable[[Needs], bool]] = {
     "pos_weight": lambda kind: kind.class_weights,  # (L,) class weights of observed positives; ones if none
     "k": lambda kind: True,  # () expected positives per row (EPR, ROLE); 0 where the method takes none
+    "prior": lambda kind: kind.prior,  # (L,) class prior of the known training labels (CSL); zeros if none
 }
 
 
@@ -61,7 +66,8 @@ def needs(name: str) -> Needs:
     method = methods.get(name)
     return Needs(loss=method.loss, class_weights=method.class_weights, negatives=method.negatives,
                  estimator=method.estimator, weighted=bool(method.negatives) or method.loss == "weighted_ce",
-                 state=method.state, k="k" in method.params, oracle=method.oracle)
+                 state=method.state, k="k" in method.params, oracle=method.oracle, prior=method.prior,
+                 pseudo=method.pseudo)
 
 
 def check_truth(names, ground_truth: bool, where) -> None:
@@ -88,21 +94,26 @@ def missing_rate(cfg, sf, fold: int, protocol: str) -> float:
 
 
 def negative_weights(name: str, labels: np.ndarray, observed: np.ndarray, rows: np.ndarray,
-                     missing_rate: float | None = None) -> np.ndarray | None:
+                     missing_rate: float | None = None, known_negative: np.ndarray | None = None) -> np.ndarray | None:
     """The method's negative weights for `rows` (indices into the (N, L) `labels` / `observed`),
     None when the method takes none. Estimators see `observed[rows]` only (one estimate over
-    those rows); `missing_rate`: the share of true positives missing from `observed`."""
+    those rows); `missing_rate`: the share of true positives missing from `observed`;
+    `known_negative` (N, L) bool: verified negatives, weighted 1 (never a hidden positive)."""
     kind = needs(name)
     seen = observed[rows]
     if kind.negatives == "oracle":
-        return weights.im_weights(labels[rows], seen)
-    if kind.negatives == "cb":
-        return weights.cb_weights(seen)
-    if kind.negatives == "estimator":
-        return weights.estimator(kind.estimator)(seen, missing_rate)
-    if kind.negatives == "notebook":
-        return notebook_weights(labels)[rows]
-    return None
+        out = weights.im_weights(labels[rows], seen)
+    elif kind.negatives == "cb":
+        out = weights.cb_weights(seen)
+    elif kind.negatives == "estimator":
+        out = weights.estimator(kind.estimator)(seen, missing_rate)
+    elif kind.negatives == "notebook":
+        out = notebook_weights(labels)[rows]
+    else:
+        return None
+    if known_negative is not None:
+        out[known_negative[rows]] = 1.0
+    return out
 
 
 def notebook_weights(labels: np.ndarray) -> np.ndarray:
@@ -114,11 +125,12 @@ def notebook_weights(labels: np.ndarray) -> np.ndarray:
 
 
 def fold_negative_weights(name: str, labels: np.ndarray, observed: np.ndarray, train: np.ndarray,
-                          validation: np.ndarray, missing_rate: float | None = None):
+                          validation: np.ndarray, missing_rate: float | None = None, known_negative=None):
     """(training, validation) negative weights of one fold, or (None, None): one estimate
     (`negative_weights`) over all its rows with observed labels, `train` then `validation`,
     split back."""
-    estimate = negative_weights(name, labels, observed, np.concatenate([train, validation]), missing_rate)
+    estimate = negative_weights(name, labels, observed, np.concatenate([train, validation]), missing_rate,
+                                known_negative)
     if estimate is None:
         return None, None
     return estimate[:len(train)], estimate[len(train):]
@@ -154,6 +166,79 @@ class HeadInputs:
     negatives: np.ndarray | None  # (n, L) float32 negative weights, None when the method has none
     val_negatives: np.ndarray | None  # (m, L) float32, from the same estimate
     missing_rate: float
+    pseudo: np.ndarray | None = None  # (n, L) float32 pseudo-positives (Score-PL), None when the method takes none
+    val_pseudo: np.ndarray | None = None  # (m, L) float32
+    scores: tuple | None = None  # (training (n, L), validation (m, L)) score rows the pseudo-positives come from
+
+
+def class_prior(observed: np.ndarray, known_negative: np.ndarray | None) -> np.ndarray:
+    """(L,) each class's share of positives among its known training labels (positives and
+    verified negatives; without verified negatives, among all rows): CSL's prior, which its
+    reference takes from a first model's mean predictions instead."""
+    positives = observed.sum(0, dtype=np.float64)
+    known = positives + (known_negative.sum(0) if known_negative is not None else len(observed) - positives)
+    return np.divide(positives, known, out=np.zeros_like(positives), where=known > 0).astype(np.float32)
+
+
+def pseudo_positives(scores: np.ndarray, observed: np.ndarray, temperature: float, theta: float) -> np.ndarray:
+    """(n, L) float32: VLPL's rule on any scores: a row's softmax over classes of scores /
+    temperature, above theta on an unobserved entry, makes it a pseudo-positive."""
+    z = scores / temperature
+    z = np.exp(z - z.max(1, keepdims=True))
+    return ((z / z.sum(1, keepdims=True) > theta) & (observed == 0)).astype(np.float32)
+
+
+def score_matrix(cfg, sf) -> np.ndarray:
+    """(N, L) [heads] scores for splits file `sf`'s rows and classes: a CSV / TSV whose first
+    column holds the row keys and whose other columns are named by class (any order), or an
+    (N, L) array (.npy, .npz, .mat, .h5) in splits.h5's row and class order; ValueError naming
+    the file, row or class that does not match."""
+    from features import importer
+
+    path = cfg.heads.scores
+    if not path:
+        raise ValueError(f"{cfg.source}: Score-PL ranks pseudo-labels by a score matrix; set [heads] scores to "
+                         "its file (a CSV of row keys and one column per class)")
+    if importer.suffix(Path(path)) in importer.CSV_SUFFIXES:
+        return _score_table(path, sf)
+    table = importer.read_features(path, configs.Dataset(features_key=cfg.dataset.features_key))
+    scores = np.asarray(table.features.toarray() if hasattr(table.features, "toarray") else table.features)
+    if scores.shape != sf.labels.shape:
+        raise ValueError(f"{path}: scores of shape {scores.shape}; {sf.path} has {sf.labels.shape} (rows x classes): "
+                         "give them in its row and class order, or as a CSV keyed by row")
+    return scores.astype(np.float64)
+
+
+def _score_table(path: str, sf) -> np.ndarray:
+    import pandas as pd
+
+    frame = pd.read_csv(path, sep="\t" if path.endswith((".tsv", ".tsv.gz")) else ",", index_col=0)
+    frame.index = frame.index.astype(str)
+    missing = [c for c in sf.classes if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{path}: no column for class {missing[0]!r} ({len(missing)} of {len(sf.classes)} missing); "
+                         "its columns must be the dataset's classes")
+    absent = [key for key in sf.ids if key not in frame.index]
+    if absent:
+        raise ValueError(f"{path}: no row {absent[0]!r} ({len(absent)} of {len(sf.ids)} rows missing); its first "
+                         "column must hold the dataset's row keys")
+    scores = frame.loc[list(sf.ids), list(sf.classes)].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
+    if not np.isfinite(scores).all():
+        i, j = np.argwhere(~np.isfinite(scores))[0]
+        raise ValueError(f"{path}: row {sf.ids[i]!r} class {sf.classes[j]!r} holds "
+                         f"{frame.loc[sf.ids[i], sf.classes[j]]!r}; scores must be finite numbers")
+    return scores
+
+
+def resolved(params: dict, epochs: int) -> dict:
+    """`params` with the data-derived defaults a loss reads filled in: `epochs` ([heads] epochs)
+    and `warmup` (half of them)."""
+    out = dict(params)
+    if "epochs" in out and out["epochs"] is None:
+        out["epochs"] = float(epochs)
+    if "warmup" in out and out["warmup"] is None:
+        out["warmup"] = float(out["epochs"] // 2)
+    return out
 
 
 def head_inputs(cfg, sf, fold: int, protocol: str, method: str, train: np.ndarray, validation: np.ndarray,
@@ -165,17 +250,25 @@ def head_inputs(cfg, sf, fold: int, protocol: str, method: str, train: np.ndarra
     (a grid point's), else the method's ([heads.params] on its defaults)."""
     kind = needs(method)
     seen = sf.observed(fold, protocol) if observed is None else observed
+    verified = sf.known_negative(fold, protocol)
     rate = missing_rate(cfg, sf, fold, protocol)
     params = methods.parameters(method, cfg.heads.params.get(method)) if params is None else dict(params)
-    negatives, val_negatives = fold_negative_weights(method, sf.labels, seen, train, validation, rate)
+    params = resolved(params, cfg.heads.epochs)
+    negatives, val_negatives = fold_negative_weights(method, sf.labels, seen, train, validation, rate, verified)
     class_rows = sf.labels[sf.test_fold != 0] if cfg.heads.paper_exact else seen[train]
     pos_weight = weights.pos_weight(class_rows) if kind.class_weights else np.ones(len(sf.classes), np.float32)
     k = 0.0
     if kind.k:
         k = params["k"] if params["k"] is not None else expected_positives(seen[train], rate)
-    constants = {"pos_weight": pos_weight.astype(np.float32), "k": np.float32(k)}
-    return with_params(HeadInputs(method, kind, unzeroed(params), constants, negatives, val_negatives, rate), params,
-                       seen, train, validation)
+    prior = class_prior(seen[train], None if verified is None else verified[train]) if kind.prior else \
+        np.zeros(len(sf.classes), np.float32)
+    constants = {"pos_weight": pos_weight.astype(np.float32), "k": np.float32(k), "prior": prior}
+    scores = None
+    if kind.pseudo:
+        matrix = score_matrix(cfg, sf)
+        scores = (matrix[train], matrix[validation])
+    head = HeadInputs(method, kind, unzeroed(params), constants, negatives, val_negatives, rate, scores=scores)
+    return with_params(head, params, seen, train, validation)
 
 
 def unzeroed(params: dict) -> dict:
@@ -188,7 +281,12 @@ def with_params(head: HeadInputs, params: dict, observed: np.ndarray, train: np.
                 validation: np.ndarray) -> HeadInputs:
     """`head` (made at its method's own parameters) at other `params` (a grid point): the same
     arrays, except negative weights with another `zero` share, re-derived from `head`'s (which
-    must have been made at zero = 0)."""
+    must have been made at zero = 0), and pseudo-positives at the point's temperature and theta."""
+    params = resolved(params, int(head.params.get("epochs") or 0))  # the run's epochs, resolved in head_inputs
+    if head.scores is not None:
+        head = dataclasses.replace(
+            head, pseudo=pseudo_positives(head.scores[0], observed[train], params["temperature"], params["theta"]),
+            val_pseudo=pseudo_positives(head.scores[1], observed[validation], params["temperature"], params["theta"]))
     share = params.get("zero", 0.0)
     if head.negatives is None or not share:
         return dataclasses.replace(head, params=dict(params))
@@ -204,23 +302,29 @@ class StackInputs:
     """What the heads of a stack train on, as NumPy arrays over the n training rows.
 
     Several heads share one array (their protocol's targets, a ones row of negative weights):
-    `target_of` / `negatives_of` map each head to its row."""
+    `target_of` / `negatives_of` / `pseudo_of` map each head to its row. `negatives` is the bank
+    of every per-entry float array a head reads: negative weights and pseudo-positives."""
     methods: list[str]  # (H,)
     needs: list[Needs]  # (H,)
     params: list[dict]  # (H,) resolved parameters
     targets: np.ndarray  # (P, n, L) uint8 observed labels
     target_of: np.ndarray  # (H,) int: the head's row of `targets`
-    constants: dict  # HEAD_CONSTANTS name -> (H, ...) float32: pos_weight (H, L), k (H,)
-    negatives: np.ndarray  # (W, n, L) float32 negative weights
-    negatives_of: np.ndarray  # (H,) int: the head's row of `negatives`, -1 for none
+    constants: dict  # HEAD_CONSTANTS name -> (H, ...) float32: pos_weight (H, L), k (H,), prior (H, L)
+    negatives: np.ndarray  # (W, n, L) float32 per-entry arrays: negative weights, pseudo-positives
+    negatives_of: np.ndarray  # (H,) int: the head's row of `negatives` for its negative weights, -1 for none
     lr_scale: np.ndarray | None = None  # (H,) each head's learning rate / the stack's; None = all 1
+    known_negative: np.ndarray | None = None  # (P, n, L) uint8 verified negatives per protocol; None: none anywhere
+    pseudo_of: np.ndarray | None = None  # (H,) int: the head's row of `negatives` for its pseudo-positives, -1
 
 
-def stack(heads: list[HeadInputs], targets: np.ndarray, target_of, n_val: int = 0, lr_scale=None):
-    """(StackInputs, validation negatives (W, m, L)) of `heads`, whose observed labels are rows
-    `target_of` of `targets` (P, n, L). Heads of a weighted loss without weights of their own
-    share one row of ones; heads of other losses get none (-1); heads given the same weights
-    array (grid points of one run) share its row. lr_scale: (H,) learning rate / the stack's."""
+def stack(heads: list[HeadInputs], targets: np.ndarray, target_of, n_val: int = 0, lr_scale=None,
+          known_negative: np.ndarray | None = None):
+    """(StackInputs, validation bank (W, m, L)) of `heads`, whose observed labels are rows
+    `target_of` of `targets` (P, n, L) and verified negatives those of `known_negative` (P, n, L)
+    (None: none). Heads of a weighted loss without weights of their own share one row of ones;
+    heads of other losses get none (-1); heads given the same weights array (grid points of one
+    run) share its row; pseudo-positives follow in the bank. lr_scale: (H,) learning rate / the
+    stack's."""
     n, n_classes = targets.shape[1:]
     negatives, val_negatives, negatives_of = [], [], []
     ones = None
@@ -243,6 +347,13 @@ def stack(heads: list[HeadInputs], targets: np.ndarray, target_of, n_val: int = 
             negatives.append(head.negatives)
             val_negatives.append(head.val_negatives)
 
+    pseudo_of = []
+    for head in heads:
+        pseudo_of.append(-1 if head.pseudo is None else len(negatives))
+        if head.pseudo is not None:
+            negatives.append(head.pseudo)
+            val_negatives.append(head.val_pseudo)
+
     def stacked(rows, count):
         return np.stack(rows) if rows else np.zeros((0, count, n_classes), np.float32)
 
@@ -251,5 +362,6 @@ def stack(heads: list[HeadInputs], targets: np.ndarray, target_of, n_val: int = 
         targets=targets, target_of=np.asarray(target_of),
         constants={name: np.stack([h.constants[name] for h in heads]).astype(np.float32) for name in HEAD_CONSTANTS},
         negatives=stacked(negatives, n), negatives_of=np.array(negatives_of),
-        lr_scale=None if lr_scale is None else np.asarray(lr_scale, np.float64))
+        lr_scale=None if lr_scale is None else np.asarray(lr_scale, np.float64),
+        known_negative=known_negative, pseudo_of=np.array(pseudo_of))
     return inputs, stacked(val_negatives, n_val)

@@ -5,6 +5,15 @@
 logits and observed (0/1 observed labels) are (h, n, L): h heads of the same method side by
 side, n rows, L classes. `inputs` carries what a method needs besides them, each with the same
 leading head axis (`Inputs`); params are the method's parameters (`methods.parameters`).
+
+Three states. An o = 0 entry is unknown, unless `inputs.known_negative` marks it a verified
+negative (partial labels: `splits.store`). A verified negative is a negative for every method:
+where a method treats o = 0 as plain negatives (AN, AN-LS, focal, ASL, Hill, the weighted CE,
+whose weights are 1 there) it keeps its negative term; where it treats them as uncertain it
+takes -log(1 - p) instead (WAN's weight, EPR's nothing, ROLE's estimate, EM's entropy, GR's
+robust term, EM+APL's and Score-PL's pseudo-labels), and it is never a candidate for
+correction (SPLC, the large-loss methods, CSL's selection). Without `known_negative` (two-state
+data) every loss is what it was.
 Every loss is the mean over the n x L entries of its per-entry loss, plus a batch-level term
 where the method has one (EPR, ROLE), as Cole et al.'s reference; the references of ASL, Hill
 and SPLC sum over entries instead, which only rescales the learning rate. Logs are computed
@@ -36,6 +45,10 @@ class Inputs(NamedTuple):
     epoch: tf.Tensor | int = 1  # 1-based
     estimates: tf.Tensor | None = None  # (h, n, L) ROLE's label estimates, logits
     k: tf.Tensor | None = None  # (h,) expected positives per row (EPR, ROLE)
+    known_negative: tf.Tensor | None = None  # (h, n, L) 0/1: verified negatives among the o = 0 entries
+    prior: tf.Tensor | None = None  # (h, L) class prior (CSL's prior rule)
+    pseudo: tf.Tensor | None = None  # (h, n, L) 0/1: Score-PL's pseudo-positives among the o = 0 entries
+    pseudo_negative: tf.Tensor | None = None  # (h, n, L) EM+APL's soft pseudo-negative targets, -1 where none
 
 
 class Terms(NamedTuple):
@@ -58,6 +71,19 @@ def _mean(per_entry):
 def _split(observed, positive, negative):
     """The mean over entries of `positive` where o = 1 and `negative` where o = 0."""
     return _mean(observed * positive + (1.0 - observed) * negative)
+
+
+def _verified(inputs, unknown, logits):
+    """An o = 0 entry's loss: -log(1 - p) on verified negatives, `unknown` on the others."""
+    if inputs.known_negative is None:
+        return unknown
+    return tf.where(inputs.known_negative > 0, -_log_not_p(logits), unknown)
+
+
+def _unknown(observed, inputs):
+    """(h, n, L) 0/1: the entries neither observed positive nor verified negative."""
+    unknown = 1.0 - observed
+    return unknown if inputs.known_negative is None else unknown * (1.0 - inputs.known_negative)
 
 
 def weighted_ce(logits, observed, inputs, power=1.0, zero=0.0):
@@ -88,7 +114,7 @@ def an_ls(logits, observed, inputs, epsilon):
 def wan(logits, observed, inputs, gamma):
     """Weak AN: -log p | -g log(1 - p), g = 1 / (L - 1) by default."""
     gamma = 1.0 / (logits.shape[-1] - 1) if gamma is None else gamma
-    return Terms(_split(observed, -_log_p(logits), -gamma * _log_not_p(logits)))
+    return Terms(_split(observed, -_log_p(logits), _verified(inputs, -gamma * _log_not_p(logits), logits)))
 
 
 def expected_positives_penalty(probabilities, k):
@@ -109,7 +135,7 @@ def _k(inputs, k):
 
 def epr(logits, observed, inputs, k):
     """Expected positive regularisation: -log p | 0, plus the batch term R(p) with k positives."""
-    return Terms(_split(observed, -_log_p(logits), 0.0)
+    return Terms(_split(observed, -_log_p(logits), _verified(inputs, 0.0, logits))
                  + expected_positives_penalty(tf.sigmoid(logits), _k(inputs, k)))
 
 
@@ -129,6 +155,8 @@ def role(logits, observed, inputs, k, lr_mult):
     log_u, log_not_u = _log_p(inputs.estimates), _log_not_p(inputs.estimates)
     positives = 0.5 * observed * (-log_p - log_u)
     cross = 0.5 * (_bce(log_p, log_not_p, tf.stop_gradient(u)) + _bce(log_u, log_not_u, tf.stop_gradient(p)))
+    if inputs.known_negative is not None:  # a verified negative: target 0, its estimate untouched
+        cross = tf.where(inputs.known_negative > 0, -log_not_p, cross)
     penalty = 0.5 * (expected_positives_penalty(p, k) + expected_positives_penalty(u, k))
     return Terms(_mean(positives + cross) + penalty)
 
@@ -137,7 +165,7 @@ def em(logits, observed, inputs, alpha):
     """Entropy maximisation (Zhou'22): -log p | -alpha H(p), H(p) = -p log p - (1-p) log(1-p)."""
     p, log_p, log_not_p = tf.sigmoid(logits), _log_p(logits), _log_not_p(logits)
     entropy = -p * log_p - (1.0 - p) * log_not_p
-    return Terms(_split(observed, -log_p, -alpha * entropy))
+    return Terms(_split(observed, -log_p, _verified(inputs, -alpha * entropy, logits)))
 
 
 def focal(logits, observed, inputs, gamma):
@@ -170,7 +198,7 @@ def splc(logits, observed, inputs, tau, margin, gamma):
     on z': -(1-p')^g log p' | -p'^g log(1-p')."""
     shifted = logits - margin * observed
     late = tf.cast(tf.convert_to_tensor(inputs.epoch) >= 2, tf.float32)
-    confident = tf.cast(tf.sigmoid(logits) > tau, tf.float32) * (1.0 - observed) * late
+    confident = tf.cast(tf.sigmoid(logits) > tau, tf.float32) * _unknown(observed, inputs) * late
     target = tf.stop_gradient(observed + confident)
     p = tf.sigmoid(shifted)
     return Terms(_split(target, -((1.0 - p) ** gamma) * _log_p(shifted), -(p ** gamma) * _log_not_p(shifted)))
@@ -189,7 +217,8 @@ def large_loss_count(n_rows, n_classes: int, epoch, delta: float, permanent: boo
 
 
 def _largest_negative_losses(loss_if_negative, observed, count):
-    """(h, n, L) 0/1 float: per head the `count` largest AN losses among its o = 0 entries.
+    """(h, n, L) 0/1 float: per head the `count` largest AN losses among its o = 0 entries
+    (`observed` 1 on every entry that is no candidate: observed positives, verified negatives).
     Float, not bool: TensorFlow's graph optimiser would move a later cast behind the stack's
     transpose, and a bool transpose makes oneDNN log an error line on CPUs without AVX-512."""
     h = tf.shape(observed)[0]
@@ -206,7 +235,8 @@ def _large_loss(logits, observed, inputs, delta, mode):
     or taken with target 1 (-log p) for this batch ("temporary") or for good ("permanent")."""
     positive, negative = -_log_p(logits), -_log_not_p(logits)
     count = large_loss_count(tf.shape(logits)[1], logits.shape[-1], inputs.epoch, delta, mode == "permanent")
-    picked = _largest_negative_losses(tf.stop_gradient(negative), observed, count)
+    settled = observed if inputs.known_negative is None else 1.0 - _unknown(observed, inputs)
+    picked = _largest_negative_losses(tf.stop_gradient(negative), settled, count)
     kept = observed * positive + (1.0 - observed) * negative
     changed = tf.zeros_like(kept) if mode == "reject" else positive
     loss = _mean(tf.where(picked > 0, changed, kept))
@@ -230,8 +260,109 @@ def ll_cp(logits, observed, inputs, delta):
     return _large_loss(logits, observed, inputs, delta, "permanent")
 
 
+def partial_ignore(logits, observed, inputs, **_):
+    """Partial labels, unknowns ignored (HCP-MLR-PL's and mlcpl's BCE): -log p | -log(1 - p) on
+    verified negatives | 0 on unknowns; the mean over each head's known entries."""
+    known = 1.0 - _unknown(observed, inputs)
+    per_entry = known * (observed * -_log_p(logits) + (1.0 - observed) * -_log_not_p(logits))
+    return Terms(tf.reduce_sum(per_entry, axis=[1, 2]) / tf.maximum(tf.reduce_sum(known, axis=[1, 2]), 1.0))
+
+
+def partial_bce(logits, observed, inputs, g_alpha, g_beta, g_gamma):
+    """Durand et al. (CVPR'19) partial BCE: row i's BCE summed over its known entries, times
+    g(q_i) / L, q_i the share of its labels known, g(q) = g_alpha q^g_gamma + g_beta (defaults
+    -4.45, 5.45, 1: g(1) = 1, g(0.1) = 5; the values third-party code uses, unverified against
+    the paper); the mean over rows."""
+    known = 1.0 - _unknown(observed, inputs)
+    bce = known * (observed * -_log_p(logits) + (1.0 - observed) * -_log_not_p(logits))
+    n_classes = logits.shape[-1]
+    share = tf.reduce_sum(known, axis=2) / n_classes
+    weight = g_alpha * share ** g_gamma + g_beta
+    return Terms(tf.reduce_mean(weight * tf.reduce_sum(bce, axis=2) / n_classes, axis=1))
+
+
+def _selected_unknowns(p, unknown, count):
+    """(h, n, L) 0/1: per head the `count` unknown entries of the batch with the highest p."""
+    h = tf.shape(p)[0]
+    flat = tf.reshape(tf.where(unknown > 0, p, -math.inf), [h, -1])
+    count = tf.minimum(count, tf.shape(flat)[1])
+    _, index = tf.math.top_k(flat, k=count)
+    heads = tf.repeat(tf.range(h), count)
+    picked = tf.scatter_nd(tf.stack([heads, tf.reshape(index, [-1])], axis=1), tf.ones(h * count, tf.float32),
+                           tf.shape(flat))
+    return tf.reshape(picked, tf.shape(p)) * unknown
+
+
+def csl(logits, observed, inputs, gamma_pos, gamma_neg, gamma_unknown, clip, prior_threshold, likelihood_topk):
+    """Class-aware selective loss (Ben-Baruch et al., CVPR'22), focusing weights without gradient,
+    q = max(p - clip, 0): -(1-p)^g+ log p | -q^g- log(1-q) on verified negatives | -w q^gu log(1-q)
+    on unknowns, w = 0 on the unknowns of classes whose prior exceeds `prior_threshold` and on the
+    batch's likelihood_topk x n unknowns of highest p (pooled over rows), else 1."""
+    p = tf.sigmoid(logits)
+    shifted = tf.maximum(p - clip, 0.0)
+    log_not_shifted = tf.math.log(tf.minimum(1.0 - p + clip, 1.0)) if clip > 0 else _log_not_p(logits)
+    unknown = _unknown(observed, inputs)
+    frequent = tf.cast(inputs.prior > prior_threshold, tf.float32)[:, None, :]
+    count = tf.cast(tf.round(likelihood_topk * tf.cast(tf.shape(logits)[1], tf.float32)), tf.int32)
+    ignored = tf.maximum(unknown * frequent, _selected_unknowns(tf.stop_gradient(p), unknown, count))
+    positive = -tf.stop_gradient((1.0 - p) ** gamma_pos) * _log_p(logits)
+    negative = -tf.stop_gradient(shifted ** gamma_neg) * log_not_shifted
+    unknown_term = -(1.0 - ignored) * tf.stop_gradient(shifted ** gamma_unknown) * log_not_shifted
+    return Terms(_split(observed, positive, tf.where(unknown > 0, unknown_term, negative)))
+
+
+def schedule(start, end, epoch, epochs, first, offset):
+    """GR's linear schedule: start + (end - start) max(epoch - first - offset, 0) / (epochs - first)."""
+    t = tf.cast(epoch, tf.float32)
+    return start + (end - start) * tf.maximum(t - first - offset, 0.0) / max(epochs - first, 1)
+
+
+def gr(logits, observed, inputs, w0, w_end, b0, b_end, mu0, mu_end, sigma0, sigma_end, q2, q3, epochs, first):
+    """Generalised robust loss (Chen et al. 2024): -log p | V(p)[K(p)(1 - p^q2)/q2 + (1 - K(p))(1 -
+    (1-p)^q3)/q3] on unknowns, K = sigmoid(w p + b) and V = exp(-(p - mu)^2 / (2 sigma^2)) on p
+    without gradient; w, b from epoch first + 2 and mu, sigma from epoch first + 1 move linearly to
+    their end values at `epochs` (the reference's schedules; `first`: its linear_init epochs)."""
+    p = tf.sigmoid(logits)
+    fixed = tf.stop_gradient(p)
+    w = schedule(w0, w_end, inputs.epoch, epochs, first, 1.0)
+    b = schedule(b0, b_end, inputs.epoch, epochs, first, 1.0)
+    mu = schedule(mu0, mu_end, inputs.epoch, epochs, first, 0.0)
+    sigma = schedule(sigma0, sigma_end, inputs.epoch, epochs, first, 0.0)
+    k = tf.sigmoid(w * fixed + b)
+    v = tf.exp(-tf.square(fixed - mu) / (2.0 * tf.square(sigma)))
+    robust = v * (k * (1.0 - tf.pow(p, q2)) / q2 + (1.0 - k) * (1.0 - tf.pow(1.0 - p, q3)) / q3)
+    return Terms(_split(observed, -_log_p(logits), _verified(inputs, robust, logits)))
+
+
+def em_apl(logits, observed, inputs, alpha, beta, theta, warmup, epochs):
+    """EM with asymmetric pseudo-labelling (Zhou et al., ECCV'22): -log p | -beta [s log p + (1-s)
+    log(1-p)] on pseudo-negatives (s: the probability frozen when the entry was chosen) | -alpha
+    H(p) on the other unknowns. The stack chooses the pseudo-negatives after each epoch from
+    `warmup` on (`heads.models`); theta, warmup and epochs are its selection's."""
+    p, log_p, log_not_p = tf.sigmoid(logits), _log_p(logits), _log_not_p(logits)
+    entropy = -p * log_p - (1.0 - p) * log_not_p
+    unlabelled = -alpha * entropy
+    if inputs.pseudo_negative is not None:
+        s = inputs.pseudo_negative
+        unlabelled = tf.where(s >= 0, -beta * (tf.maximum(s, 0.0) * log_p + (1.0 - tf.maximum(s, 0.0)) * log_not_p),
+                              unlabelled)
+    return Terms(_split(observed, -log_p, _verified(inputs, unlabelled, logits)))
+
+
+def score_pl(logits, observed, inputs, alpha, beta, temperature, theta):
+    """Pseudo-labels from a score matrix (VLPL's rule for any scores, `heads.inputs.pseudo_positives`):
+    -log p | -beta [0.9 log p + 0.1 log(1-p)] on pseudo-positives | -alpha H(p) on the other
+    unknowns. temperature and theta make the pseudo-positives (a row's softmax of scores /
+    temperature above theta)."""
+    p, log_p, log_not_p = tf.sigmoid(logits), _log_p(logits), _log_not_p(logits)
+    entropy = -p * log_p - (1.0 - p) * log_not_p
+    pseudo = -beta * (0.9 * log_p + 0.1 * log_not_p)
+    unlabelled = tf.where(inputs.pseudo > 0, pseudo, -alpha * entropy) if inputs.pseudo is not None else -alpha * entropy
+    return Terms(_split(observed, -log_p, _verified(inputs, unlabelled, logits)))
+
+
 LOSSES = {fn.__name__: fn for fn in (weighted_ce, an, an_ls, wan, epr, role, em, focal, asl, hill, splc,
-                                     ll_r, ll_ct, ll_cp)}
+                                     ll_r, ll_ct, ll_cp, partial_ignore, partial_bce, csl, gr, em_apl, score_pl)}
 
 
 def terms(loss: str, logits, observed, inputs: Inputs, params: dict) -> Terms:
@@ -243,16 +374,24 @@ def terms(loss: str, logits, observed, inputs: Inputs, params: dict) -> Terms:
 
 
 def batch_loss(method: str, logits, observed, *, pos_weight=None, neg_weight=None, labels=None, epoch=1,
-               estimates=None, k=None, **params) -> tf.Tensor:
+               estimates=None, k=None, known_negative=None, prior=None, pseudo=None, pseudo_negative=None,
+               **params) -> tf.Tensor:
     """The method's batch loss (scalar) for one head: logits and observed 0/1 labels (n, L).
 
     pos_weight (L,): the paper's class weights (1 when absent); neg_weight (n, L): the method's
     negative weights (IM-WCE computes them from `labels`, the ground truth, when absent);
     epoch: 1-based; estimates (n, L): ROLE's label estimates as logits; k: expected positives
-    per row (EPR, ROLE; else parameter k); params: overrides of the published defaults.
+    per row (EPR, ROLE; else parameter k); known_negative (n, L) 0/1: verified negatives among
+    the o = 0 entries; prior (L,): CSL's class prior; pseudo (n, L) 0/1: Score-PL's
+    pseudo-positives; pseudo_negative (n, L): EM+APL's soft pseudo-negatives (-1: none);
+    params: overrides of the published defaults (GR needs `epochs`, its schedules' length).
     """
     spec = needs(method)
     params = methods.parameters(method, params)
+    if params.get("epochs", 0) is None and spec.loss == "gr":
+        raise ValueError(f"{method} needs epochs, the number of epochs its schedules span (parameter epochs)")
+    if spec.prior and prior is None:
+        raise ValueError(f"{method} needs prior, the (L,) class prior of its rule")
     if spec.negatives == "oracle" and neg_weight is None:
         if labels is None:
             raise ValueError(f"{method} is an oracle: it needs labels (the ground truth) or neg_weight")
@@ -265,6 +404,8 @@ def batch_loss(method: str, logits, observed, *, pos_weight=None, neg_weight=Non
 
     inputs = Inputs(pos_weight=head(pos_weight) if spec.class_weights else None,
                     neg_weight=head(neg_weight) if spec.negatives else None, epoch=epoch,
-                    estimates=head(estimates), k=None if k is None else tf.constant([k], tf.float32))
+                    estimates=head(estimates), k=None if k is None else tf.constant([k], tf.float32),
+                    known_negative=head(known_negative), prior=head(prior), pseudo=head(pseudo),
+                    pseudo_negative=head(pseudo_negative))
     return terms(spec.loss, tf.convert_to_tensor(logits, tf.float32)[None], tf.convert_to_tensor(observed)[None],
                  inputs, params).loss[0]

@@ -11,12 +11,16 @@ registry `splits.weights.ESTIMATORS`.
 
 Flags (read by `heads.inputs.needs`):
     class_weights  the paper's positive weight per class, (L,), from a fold's observed labels
+    prior          the class prior (L,) from a fold's known training labels (CSL)
+    pseudo         pseudo-positives (n, L) from a score file ([heads] scores: Score-PL)
     negatives      per-entry negative weights (n, L): "oracle" (IM-WCE: 0 on hidden
                    positives), "cb" (the paper's CB-WCE), "estimator" (a confidence estimator),
                    "notebook" (the paper's CB weight as its notebook computed it: on the ground
                    truth of every image)
     state          per-training-row state kept by the stack: "estimates" (ROLE's label
-                   estimates, logits) or "corrections" (LL-Cp's corrected labels)
+                   estimates, logits), "corrections" (LL-Cp's corrected labels) or
+                   "pseudo_negatives" (EM+APL's soft pseudo-negatives, chosen after each epoch)
+Every method takes verified negatives where the labels have them (`heads.losses`: three states).
 Parameters set to None have a data-derived default, said in `PARAMETER_NOTES`.
 
 Search (`[heads.search]`, `heads.search`): each entry's `search` maps some of its parameters to
@@ -42,7 +46,9 @@ class Method:
     estimator: str = ""  # for negatives = "estimator": the splits.weights estimator
     class_weights: bool = False  # observed positives weighted by the paper's pos_weight
     params: dict = field(default_factory=dict)  # name -> published default (None: data-derived)
-    state: str = ""  # "" | estimates | corrections
+    state: str = ""  # "" | estimates | corrections | pseudo_negatives
+    prior: bool = False  # takes the class prior (L,) of the training rows' known labels
+    pseudo: bool = False  # takes pseudo-positives from [heads] scores
     oracle: bool = False  # reads ground truth beyond the observed labels
     # presentation (analysis names no method): figures and tables read these
     family: str = "field"  # paper (CE and its weighted variants) | estimator (CB-WCE[estimator]) | field
@@ -55,6 +61,7 @@ class Method:
 PAPER = "Ibrahim et al., ICMR 2020"
 COLE = "Cole et al., CVPR 2021"
 KIM = "Kim et al., CVPR 2022"
+CSL = "Ben-Baruch et al., CVPR 2022"
 ZHANG = "Zhang et al., arXiv 2112.07368 (2021)"
 LL = {"delta": 0.002}  # Kim'22's delta_rel 0.2 (percent in their code)
 LL_GRID = {"delta": (0.001, 0.002, 0.004)}
@@ -88,12 +95,35 @@ _FIXED = [
     Method("ll_r", "LL-R", "ll_r", KIM, params=LL, search=LL_GRID),
     Method("ll_ct", "LL-Ct", "ll_ct", KIM, params=LL, search=LL_GRID),
     Method("ll_cp", "LL-Cp", "ll_cp", KIM, params=LL, state="corrections", search=LL_GRID),
+    # partial labels (three states) and the single-positive losses since 2022 (../shared/LOSSES.md, "Additions")
+    Method("partial_ignore", "Ignore", "partial_ignore", "HCP-MLR-PL / mlcpl partial BCE; CSL mode 'ignore'",
+           order=4),
+    Method("partial_negative", "Negative", "an", "CSL mode 'negative' (unknowns as negatives: AN)", order=4),
+    Method("partial_bce", "Partial-BCE", "partial_bce", "Durand et al., CVPR 2019",
+           params={"g_alpha": -4.45, "g_beta": 5.45, "g_gamma": 1.0}, order=4),
+    Method("csl", "CSL", "csl", CSL, prior=True, order=4,
+           params={"gamma_pos": 0.0, "gamma_neg": 1.0, "gamma_unknown": 2.0, "clip": 0.0, "prior_threshold": 0.5,
+                   "likelihood_topk": 5.0},
+           search={"gamma_neg": (1.0, 3.0), "gamma_unknown": (2.0, 4.0)}),
+    Method("gr", "GR", "gr", "Chen et al., IJCAI 2024 (arXiv 2405.03501)", order=4,
+           params={"w0": 0.0, "w_end": 2.0, "b0": -2.0, "b_end": -2.0, "mu0": 0.5, "mu_end": 0.8, "sigma0": 2.0,
+                   "sigma_end": 0.5, "q2": 0.01, "q3": 1.0, "epochs": None, "first": 0.0},
+           search={"q2": (0.01, 0.1), "mu_end": (0.5, 0.8)}),
+    Method("em_apl", "EM+APL", "em_apl", "Zhou et al., ECCV 2022", state="pseudo_negatives", order=4,
+           params={"alpha": 0.1, "beta": 0.9, "theta": 0.9, "warmup": None, "epochs": None},
+           search={"alpha": (0.05, 0.1, 0.2), "beta": (0.2, 0.9)}),
+    Method("score_pl", "Score-PL", "score_pl", "Xing et al., CVPR'24 workshop (VLPL), for any score matrix",
+           pseudo=True, order=4, params={"alpha": 0.1, "beta": 0.7, "temperature": 0.01, "theta": 0.3},
+           search={"theta": (0.2, 0.3, 0.4)}),
 ]
 
 PARAMETER_NOTES = {
     ("wan", "gamma"): "1 / (L - 1), L = number of classes",
     ("epr", "k"): "expected positives per image: the fold's observed mean / (1 - missing rate)",
     ("role", "k"): "as epr's k",
+    ("gr", "epochs"): "[heads] epochs",
+    ("em_apl", "epochs"): "[heads] epochs",
+    ("em_apl", "warmup"): "half of epochs (Zhou'22's COCO: 5 of 10)",
 }
 
 
@@ -129,6 +159,14 @@ RANGES = {
     "gamma_neg": _at_least(0), "clip": _share(), "margin": _at_least(0), "lam": _at_least(0, strict=True),
     "tau": (lambda v: 0 < v < 1, "in (0, 1)"), "delta": (lambda v: 0 < v < 1, "in (0, 1)"),
     "power": _at_least(0, strict=True), "zero": _share(closed_high=True),
+    "beta": _at_least(0), "gamma_unknown": _at_least(0), "prior_threshold": _share(closed_high=True),
+    "likelihood_topk": _at_least(0), "w0": (lambda v: True, "a number"), "w_end": (lambda v: True, "a number"),
+    "b0": (lambda v: True, "a number"), "b_end": (lambda v: True, "a number"), "mu0": _share(closed_high=True),
+    "mu_end": _share(closed_high=True), "sigma0": _at_least(0, strict=True), "sigma_end": _at_least(0, strict=True),
+    "q2": (lambda v: 0 < v <= 1, "in (0, 1]"), "q3": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "epochs": _at_least(1), "first": _at_least(0), "theta": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "warmup": _at_least(0), "temperature": _at_least(0, strict=True), "g_alpha": (lambda v: True, "a number"),
+    "g_beta": (lambda v: True, "a number"), "g_gamma": (lambda v: True, "a number"),
 }
 LR_FACTORS = (0.1, 0.3, 1.0, 3.0, 10.0)  # the learning rates searched: these x [heads] learning_rate
 

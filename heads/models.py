@@ -21,7 +21,14 @@ rate. ROLE's estimates are reparameterised the same way, with lr_mult folded int
 Per-head state: ROLE's label estimates, logits (n_train, R, L), trained with the head's
 optimiser at `lr_mult` x its learning rate, updated on the batch's rows only (a lazy update;
 the reference's dense Adam also drifts rows outside the batch); LL-Cp's corrected labels
-(n_train, Q, L), set once an entry is corrected and observed as positive ever after.
+(n_train, Q, L), set once an entry is corrected and observed as positive ever after; EM+APL's
+pseudo-negatives (n_train, E, L), -1 where none: after each epoch from `warmup` on, a forward
+pass over the training rows (`train_blocks`) picks per class the floor(theta U_j / (epochs -
+warmup)) still unlabelled entries of lowest p (U_j: the class's unknown entries at the start)
+and freezes their p as soft targets, as Zhou'22's reference does.
+
+Three states: the stack's verified negatives (`StackInputs.known_negative`, one array per
+protocol like its targets) reach each head's loss with its targets (`heads.losses`).
 """
 from __future__ import annotations
 
@@ -30,6 +37,7 @@ import math
 import time
 import zlib
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -69,6 +77,14 @@ def role_start(observed: np.ndarray, rng: np.random.Generator | None) -> np.ndar
     return start
 
 
+class BatchState(NamedTuple):
+    """What a batch's heads read besides logits, targets and the per-entry bank."""
+    estimates: object  # (R, n, L) ROLE's estimates of the rows
+    corrections: object  # (Q, n, L) LL-Cp's corrections of the rows
+    pseudo_negatives: object  # (E, n, L) EM+APL's soft pseudo-negatives, -1 where none
+    known_negative: object = None  # (H, n, L) 0/1 verified negatives of each head's protocol, or None
+
+
 @dataclass(frozen=True)
 class Group:
     """Heads trained with the same loss and parameters: one loss call over all of them."""
@@ -83,7 +99,7 @@ def groups(inputs: StackInputs) -> list[Group]:
     by_key: dict = {}
     for h, (kind, params) in enumerate(zip(inputs.needs, inputs.params)):
         key = (kind.loss, tuple(sorted(params.items())), kind.class_weights, kind.state,
-               bool(inputs.negatives_of[h] >= 0))
+               bool(inputs.negatives_of[h] >= 0), kind.prior, kind.pseudo)
         by_key.setdefault(key, (kind, []))[1].append(h)
     return [Group(kind, key[1], tuple(heads)) for key, (kind, heads) in by_key.items()]
 
@@ -167,11 +183,12 @@ class HeadStack:
         self._init_state(inputs)
 
     def _init_state(self, inputs: StackInputs) -> None:
-        """ROLE estimates (n, R, L) with their optimiser slots, LL-Cp corrections (n, Q, L)."""
+        """ROLE estimates (n, R, L) with their optimiser slots, LL-Cp corrections (n, Q, L),
+        EM+APL pseudo-negatives (n, E, L)."""
         stateful = {name: [h for h, kind in enumerate(inputs.needs) if kind.state == name]
-                    for name in ("estimates", "corrections")}
-        self._role, self._cp = stateful["estimates"], stateful["corrections"]
-        self._state_index = {h: i for rows in (self._role, self._cp) for i, h in enumerate(rows)}
+                    for name in ("estimates", "corrections", "pseudo_negatives")}
+        self._role, self._cp, self._apl = stateful["estimates"], stateful["corrections"], stateful["pseudo_negatives"]
+        self._state_index = {h: i for rows in (self._role, self._cp, self._apl) for i, h in enumerate(rows)}
         self._role_lr = float(inputs.params[self._role[0]]["lr_mult"]) if self._role else 1.0
         # ROLE head h's lr_mult against the first's; its estimates step at a_h x that x the stack's rate
         ratio = np.array([float(inputs.params[h]["lr_mult"]) / self._role_lr for h in self._role])
@@ -187,7 +204,14 @@ class HeadStack:
         self._estimates = tf.Variable(np.stack(starts, axis=1) if starts else np.zeros((n, 0, n_classes), np.float32))
         self._estimate_slots = (tf.Variable(tf.zeros_like(self._estimates)), tf.Variable(tf.zeros_like(self._estimates)))
         self._corrections = tf.Variable(tf.zeros((n, len(self._cp), n_classes), tf.float32))
+        self._pseudo_negatives = tf.Variable(tf.fill((n, len(self._apl), n_classes), -1.0))
+        self._unlabelled_start = np.stack([self._unlabelled(inputs, h) for h in self._apl]).sum(1) if self._apl else None
 
+    def _unlabelled(self, inputs: StackInputs, h: int) -> np.ndarray:
+        """(n, L) bool: head h's training entries neither observed positive nor verified negative."""
+        p = inputs.target_of[h]
+        known = inputs.known_negative[p].astype(bool) if inputs.known_negative is not None else False
+        return (inputs.targets[p] == 0) & ~known
     def _logits(self, x):
         """x: (n, d) shared by all heads -> (H, n, L) logits."""
         d_in, n_heads, d_out = self._w[0].shape
@@ -201,24 +225,29 @@ class HeadStack:
         """A layer's (H, n, d) pre-activation of theta times each head's a_h (its w's)."""
         return net if self._scale is None else net * self._scale_t
 
-    def _head_losses(self, logits, targets, negatives, epoch, estimates, corrections):
+    def _head_losses(self, logits, targets, negatives, epoch, state: BatchState):
         """(H,) loss per head and the (Q, n, L) LL-Cp entries corrected in this batch (or None).
 
-        targets (H, n, L); negatives (W, n, L); estimates (R, n, L) for the ROLE heads;
-        corrections (Q, n, L) for the LL-Cp heads, added to their observed labels."""
+        targets (H, n, L); negatives (W, n, L), the bank of per-entry arrays; `state`: ROLE's
+        estimates, LL-Cp's corrections (added to their observed labels), EM+APL's
+        pseudo-negatives, the verified negatives."""
         order, values, fixed, corrected = [], [], [], []
         for group in self._groups:
             heads = list(group.heads)
             spec = group.needs
             observed = tf.gather(targets, heads)
-            mine = [self._state_index.get(h, -1) for h in heads]  # the group's rows of its state (ROLE / LL-Cp)
+            mine = [self._state_index.get(h, -1) for h in heads]  # the group's rows of its state
             if spec.state == "corrections":
-                observed = tf.maximum(observed, tf.gather(corrections, mine))
+                observed = tf.maximum(observed, tf.gather(state.corrections, mine))
             weighted = self._negatives_of[heads] >= 0  # all or none of a group's heads (`groups`)
             constants = {name: tf.gather(value, heads) for name, value in given_constants(spec, self._constants).items()}
             inputs = losses.Inputs(
                 neg_weight=tf.gather(negatives, self._negatives_of[heads]) if weighted.all() else None,
-                epoch=epoch, estimates=tf.gather(estimates, mine) if spec.state == "estimates" else None, **constants)
+                epoch=epoch, estimates=tf.gather(state.estimates, mine) if spec.state == "estimates" else None,
+                known_negative=None if state.known_negative is None else tf.gather(state.known_negative, heads),
+                pseudo=tf.gather(negatives, self._pseudo_of[heads]) if spec.pseudo else None,
+                pseudo_negative=tf.gather(state.pseudo_negatives, mine) if spec.state == "pseudo_negatives" else None,
+                **constants)
             terms = losses.terms(spec.loss, tf.gather(logits, heads), observed, inputs, dict(group.params))
             order.append(heads)
             values.append(terms.loss)
@@ -266,34 +295,32 @@ class HeadStack:
         else:
             var.scatter_sub(tf.IndexedSlices(lr * g, rows))
 
-    def _state_rows(self, rows):
-        """ROLE estimates (R, b, L) and LL-Cp corrections (Q, b, L) of the batch's rows."""
+    def _state_rows(self, rows, known_negative) -> BatchState:
+        """The state of the batch's rows: ROLE estimates (R, b, L), LL-Cp corrections (Q, b, L),
+        EM+APL pseudo-negatives (E, b, L); `known_negative`: each head's verified negatives."""
         estimates = tf.transpose(tf.gather(self._estimates, rows), [1, 0, 2])
         if self._role_scale is not None:
             estimates = estimates * self._role_scale
-        return estimates, tf.transpose(tf.gather(self._corrections, rows), [1, 0, 2])
+        return BatchState(estimates, tf.transpose(tf.gather(self._corrections, rows), [1, 0, 2]),
+                          tf.transpose(tf.gather(self._pseudo_negatives, rows), [1, 0, 2]), known_negative)
 
-    def fit(self, batches, inputs: StackInputs, validation=None, d_in=None, select=None):
+    def fit(self, batches, inputs: StackInputs, validation=None, d_in=None, select=None, train_blocks=None):
         """Train on `batches()`: a callable yielding (rows, x) per step for one epoch, where x
         is (batch, d) float32 and rows index the n training rows of `inputs`.
 
-        validation: optional (blocks, targets (P, m, L), negatives (W, m, L)), `blocks()` yielding
-        (positions, x) over the m validation rows, for the validation loss per epoch (observed
-        labels only) and, when `patience` > 0, early stopping on it: training ends once no head
-        improved for `patience` epochs, and each head keeps its weights from its best epoch.
-        select: optional (labels (S, m, L), labels_of (H,)): each head then keeps the weights of
-        the epoch with its best validation mAP against its row of `labels` (`heads.search`),
-        recorded in `val_score_` and `best_epoch_`; patience then counts epochs without a better score.
+        validation: optional (blocks, targets (P, m, L), bank (W, m, L), verified negatives
+        (P, m, L) or None), `blocks()` yielding (positions, x) over the m validation rows, for
+        the validation loss per epoch (observed labels only) and, when `patience` > 0, early
+        stopping on it: training ends once no head improved for `patience` epochs, and each head
+        keeps its weights from its best epoch.
+        select: optional (labels (S, m, L), labels_of (H,)[, known (S, m, L)]): each head then
+        keeps the weights of the epoch with its best validation mAP against its row of `labels`
+        (over its known entries when given: `heads.search`), recorded in `val_score_` and
+        `best_epoch_`; patience then counts epochs without a better score.
+        train_blocks: `blocks()` over the n training rows in order, for EM+APL's pseudo-negatives.
         """
         # setup: variables, state and the compiled step
-        assert len(self.head_keys) == len(inputs.methods)
-        self._groups = groups(inputs)
-        scale = None if inputs.lr_scale is None else np.asarray(inputs.lr_scale, np.float64)
-        self._scale = None if scale is None or np.all(scale == 1) else scale
-        self._scale_t = None if self._scale is None else tf.constant(self._scale.astype(np.float32)[:, None, None])
-        self._init(d_in, inputs)
-        self._constants = {name: tf.constant(value, tf.float32) for name, value in inputs.constants.items()}
-        self._negatives_of = np.asarray(inputs.negatives_of)
+        self._setup(inputs, d_in)
         step = self._compiled_step(inputs)
         best = BestEpochs(self._w + self._b) if validation is not None and (self.patience or select) else None
 
@@ -302,17 +329,15 @@ class HeadStack:
         self.best_epoch_ = np.zeros(len(self.head_keys), int)
         start = time.perf_counter()
         for epoch in range(1, self.epochs + 1):
-            sums, count = np.zeros(len(self.head_keys)), 0
-            for rows, x in batches():
-                sums += step(tf.constant(x), tf.constant(rows, tf.int64), tf.constant(inputs.targets[:, rows]),
-                             tf.constant(inputs.negatives[:, rows]), tf.constant(epoch, tf.int64)).numpy()
-                count += 1
-            record = {"epoch": epoch, "train_loss": sums / max(count, 1)}
+            record = {"epoch": epoch, "train_loss": self._epoch(step, batches, inputs, epoch)}
+            if self._apl:
+                self._choose_pseudo_negatives(inputs, epoch, train_blocks)
             if validation is not None:
                 record["val_loss"], probabilities = self._validation_pass(validation, inputs, epoch, select is not None)
                 if select is not None:
-                    labels, labels_of = select
-                    record["val_score"] = search.mean_average_precision(labels[labels_of], probabilities)
+                    labels, labels_of, *known = select
+                    record["val_score"] = search.mean_average_precision(
+                        labels[labels_of], probabilities, known[0][labels_of] if known and known[0] is not None else None)
             self.history_.append(record)
             if best is not None:
                 criterion = -np.nan_to_num(record["val_score"], nan=-1.0) if select is not None else record["val_loss"]
@@ -329,28 +354,81 @@ class HeadStack:
         if select is not None:
             self.val_score_ = -best.loss
         self.fit_seconds_ = time.perf_counter() - start
+        self._learned_state()
+        return self
+
+    def _setup(self, inputs: StackInputs, d_in: int) -> None:
+        """Groups, per-head rates, variables and state, the constants the losses read."""
+        assert len(self.head_keys) == len(inputs.methods)
+        self._groups = groups(inputs)
+        scale = None if inputs.lr_scale is None else np.asarray(inputs.lr_scale, np.float64)
+        self._scale = None if scale is None or np.all(scale == 1) else scale
+        self._scale_t = None if self._scale is None else tf.constant(self._scale.astype(np.float32)[:, None, None])
+        self._init(d_in, inputs)
+        self._constants = {name: tf.constant(value, tf.float32) for name, value in inputs.constants.items()}
+        self._negatives_of = np.asarray(inputs.negatives_of)
+        self._pseudo_of = np.full(len(self.head_keys), -1) if inputs.pseudo_of is None else np.asarray(inputs.pseudo_of)
+
+    def _epoch(self, step, batches, inputs: StackInputs, epoch: int) -> np.ndarray:
+        """One epoch of steps; (H,) the mean training loss per head."""
+        sums, count = np.zeros(len(self.head_keys)), 0
+        for rows, x in batches():
+            known = None if inputs.known_negative is None else tf.constant(inputs.known_negative[:, rows])
+            sums += step(tf.constant(x), tf.constant(rows, tf.int64), tf.constant(inputs.targets[:, rows]),
+                         tf.constant(inputs.negatives[:, rows]), tf.constant(epoch, tf.int64), known).numpy()
+            count += 1
+        return sums / max(count, 1)
+
+    def _learned_state(self) -> None:
+        """weights_, biases_ (in w, not theta) and the per-row state, as NumPy arrays."""
         scale = (np.ones(len(self.head_keys)) if self._scale is None else self._scale).astype(np.float32)[:, None, None]
         self.weights_ = [np.moveaxis(self._w[0].numpy(), 1, 0) * scale] + [w.numpy() * scale for w in self._w[1:]]
         self.biases_ = [b.numpy() * scale for b in self._b]
         self.corrections_ = self._corrections.numpy()
+        self.pseudo_negatives_ = self._pseudo_negatives.numpy()
         estimates = self._estimates.numpy()
         self.estimates_ = estimates if self._role_scale is None else \
             estimates * self._role_scale.numpy().transpose(1, 0, 2)
-        return self
+
+    def _choose_pseudo_negatives(self, inputs: StackInputs, epoch: int, train_blocks) -> None:
+        """EM+APL after an epoch from its warm-up on: per head and class, the floor(theta U_j /
+        (epochs - warmup)) still unlabelled training entries of lowest p become pseudo-negatives
+        with their p as soft target (module docstring)."""
+        due = [i for i, h in enumerate(self._apl) if epoch >= inputs.params[h]["warmup"]]
+        if not due:
+            return
+        if train_blocks is None:
+            raise ValueError("EM+APL chooses pseudo-negatives over the training rows: fit needs train_blocks")
+        state = self._pseudo_negatives.numpy()
+        heads = [self._apl[i] for i in due]
+        p = np.concatenate([tf.sigmoid(tf.gather(self._logits(tf.constant(x)), heads)).numpy()
+                            for _, x in train_blocks()], axis=1)
+        for j, (i, h) in enumerate(zip(due, heads)):
+            params = inputs.params[h]
+            open_ = self._unlabelled(inputs, h) & (state[:, i] < 0)
+            share = params["theta"] / max(params["epochs"] - params["warmup"], 1.0)
+            counts = np.floor(share * self._unlabelled_start[i]).astype(int)
+            scores = np.where(open_, p[j], np.inf)
+            order = np.argsort(scores, axis=0, kind="stable")
+            for c in np.flatnonzero(counts):
+                rows = order[:min(counts[c], int(open_[:, c].sum())), c]
+                state[rows, i, c] = p[j][rows, c]
+        self._pseudo_negatives.assign(state)
 
     def _compiled_step(self, inputs: StackInputs):
-        """One training step of every head as a tf.function: (x, rows, targets, negatives, epoch)
-        -> (H,) losses; updates the weights, ROLE's estimates and LL-Cp's corrections."""
+        """One training step of every head as a tf.function: (x, rows, targets, negatives, epoch,
+        verified negatives or None) -> (H,) losses; updates the weights, ROLE's estimates and
+        LL-Cp's corrections."""
         variables = self._w + self._b
         target_of = tf.constant(inputs.target_of, tf.int32)
 
         @tf.function(reduce_retracing=True, autograph=False)  # Python control flow only: no autograph files in the temp dir
-        def step(x, rows, targets, negatives, epoch):
+        def step(x, rows, targets, negatives, epoch, known):
             observed = tf.gather(tf.cast(targets, tf.float32), target_of)
+            verified = None if known is None else tf.gather(tf.cast(known, tf.float32), target_of)
             with tf.GradientTape() as tape:
-                estimates, corrections = self._state_rows(rows)
-                per_head, corrected = self._head_losses(self._logits(x), observed, negatives, epoch, estimates,
-                                                        corrections)
+                per_head, corrected = self._head_losses(self._logits(x), observed, negatives, epoch,
+                                                        self._state_rows(rows, verified))
                 total = tf.reduce_sum(per_head if self._scale is None else per_head / self._scale_t[:, 0, 0])
             grads = tape.gradient(total, [*variables, self._estimates])
             self._apply(grads[:-1])
@@ -367,18 +445,20 @@ class HeadStack:
     def _validation_pass(self, validation, inputs: StackInputs, epoch: int, probabilities: bool = False):
         """((H,) mean loss per head over every validation row, block by block; (H, m, L) float32
         probabilities when asked, else None). ROLE's estimates of validation rows are their
-        starting values without noise, LL-Cp corrects none."""
-        blocks, targets, negatives = validation
+        starting values without noise, LL-Cp corrects none, EM+APL has no pseudo-negatives there."""
+        blocks, targets, negatives, *rest = validation
+        known = rest[0] if rest else None
         total = np.zeros(len(self.head_keys))
         kept = np.empty((len(self.head_keys), targets.shape[1], targets.shape[2]), np.float32) if probabilities else None
         for positions, x in blocks():
             observed = targets[inputs.target_of][:, positions].astype(np.float32)
             estimates = np.stack([role_start(observed[h], None) for h in self._role]) if self._role else \
                 np.zeros((0, *observed.shape[1:]), np.float32)
-            corrections = np.zeros((len(self._cp), *observed.shape[1:]), np.float32)
+            state = BatchState(tf.constant(estimates), tf.zeros((len(self._cp), *observed.shape[1:])),
+                               tf.fill((len(self._apl), *observed.shape[1:]), -1.0),
+                               None if known is None else tf.constant(known[inputs.target_of][:, positions], tf.float32))
             logits = self._logits(tf.constant(x))
-            mean, _ = self._head_losses(logits, tf.constant(observed), tf.constant(negatives[:, positions]), epoch,
-                                        tf.constant(estimates), tf.constant(corrections))
+            mean, _ = self._head_losses(logits, tf.constant(observed), tf.constant(negatives[:, positions]), epoch, state)
             total += mean.numpy() * len(positions)
             if kept is not None:
                 kept[:, positions] = tf.sigmoid(logits).numpy()

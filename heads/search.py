@@ -102,13 +102,19 @@ def check(cfg) -> None:
                     raise ValueError(f"{cfg.source}: [heads.search.params.{name}]: {err}") from None
 
 
-def average_precision(truth: np.ndarray, scores: np.ndarray) -> np.ndarray:
+def average_precision(truth: np.ndarray, scores: np.ndarray, known: np.ndarray | None = None) -> np.ndarray:
     """AP of each column: truth (..., n, L) 0/1 and scores (..., n, L) -> (..., L), NaN where a
     column has no positive. Per column: the sum over distinct scores, from the highest, of the
-    recall gained there times the precision there (tied scores enter together)."""
+    recall gained there times the precision there (tied scores enter together). `known` (bool,
+    broadcast like truth): only those entries count (partial labels: the others are ranked
+    below every known one, where they change no precision at a positive)."""
     truth = np.asarray(truth, np.float64)
     scores = np.asarray(scores, np.float64)
     truth = np.broadcast_to(truth, scores.shape)
+    if known is not None:
+        known = np.broadcast_to(np.asarray(known, bool), scores.shape)
+        truth = np.where(known, truth, 0.0)
+        scores = np.where(known, scores, -np.inf)
     order = np.argsort(-scores, axis=-2, kind="stable")
     s = np.take_along_axis(scores, order, axis=-2)
     t = np.take_along_axis(truth, order, axis=-2)
@@ -128,9 +134,10 @@ def average_precision(truth: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return np.where(positives > 0, ap, np.nan)
 
 
-def mean_average_precision(truth: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """mAP: the mean of `average_precision` over columns with a positive, (...,)."""
-    ap = average_precision(truth, scores)
+def mean_average_precision(truth: np.ndarray, scores: np.ndarray, known: np.ndarray | None = None) -> np.ndarray:
+    """mAP: the mean of `average_precision` over columns with a positive, (...,); `known`: over
+    the known entries only."""
+    ap = average_precision(truth, scores, known)
     counted = ~np.isnan(ap)
     return np.where(counted.any(-1), np.nansum(ap, -1) / np.maximum(counted.sum(-1), 1), np.nan)
 

@@ -97,11 +97,19 @@ class Streamed:
 
 
 def stack_inputs(cfg, sf, fold: int, runs: list, train: np.ndarray, validation: np.ndarray):
-    """(StackInputs over `train`, validation targets (P, m, L), validation negatives (W, m, L),
-    run_of (H,)) of a fold's runs, one head per grid point of each run (`heads.search.points`):
-    each run's inputs from `heads.inputs` once, at each point's parameters and learning rate."""
+    """(StackInputs over `train`, validation targets (P, m, L), validation bank (W, m, L),
+    run_of (H,), validation verified negatives (P, m, L) or None) of a fold's runs, one head per
+    grid point of each run (`heads.search.points`): each run's inputs from `heads.inputs` once,
+    at each point's parameters and learning rate."""
     protocols = list(dict.fromkeys(run.protocol for run in runs))
     observed = {p: sf.observed(fold, p) for p in protocols}
+    verified = {p: sf.known_negative(fold, p) for p in protocols}
+    if all(v is None for v in verified.values()):
+        known = val_known = None
+    else:
+        stacked = np.stack([np.zeros(observed[p].shape, bool) if verified[p] is None else verified[p]
+                            for p in protocols]).astype(np.uint8)
+        known, val_known = stacked[:, train], stacked[:, validation]
     heads, target_of, run_of, lr_scale = [], [], [], []
     for r, run in enumerate(runs):
         own = methods.parameters(run.method, cfg.heads.params.get(run.method))
@@ -113,8 +121,8 @@ def stack_inputs(cfg, sf, fold: int, runs: list, train: np.ndarray, validation: 
             run_of.append(r)
             lr_scale.append(point.lr / cfg.heads.learning_rate)
     inputs, val_negatives = run_inputs.stack(heads, np.stack([observed[p][train] for p in protocols]), target_of,
-                                             len(validation), lr_scale)
-    return inputs, np.stack([observed[p][validation] for p in protocols]), val_negatives, np.array(run_of)
+                                             len(validation), lr_scale, known)
+    return inputs, np.stack([observed[p][validation] for p in protocols]), val_negatives, np.array(run_of), val_known
 
 
 class FoldData(NamedTuple):
@@ -129,6 +137,7 @@ class FoldData(NamedTuple):
     val_negatives: np.ndarray  # (W, m, L)
     run_of: np.ndarray  # (H,) the run of each head (a grid point of it)
     sources: tuple  # InMemory or Streamed over (train, validation, test)
+    val_known: np.ndarray | None  # (P, m, L) uint8 verified negatives of the validation rows, None without
 
 
 def fold_data(cfg, sf, features_path: str, runs: list, in_ram: bool) -> FoldData:
@@ -142,25 +151,31 @@ def fold_data(cfg, sf, features_path: str, runs: list, in_ram: bool) -> FoldData
     validation = np.flatnonzero(sf.validation(fold) & valid)
     train = np.flatnonzero((sf.test_fold != fold) & ~sf.validation(fold) & valid)
     test = np.flatnonzero((sf.test_fold == fold) & valid)
-    inputs, val_targets, val_negatives, run_of = stack_inputs(cfg, sf, fold, runs, train, validation)
+    inputs, val_targets, val_negatives, run_of, val_known = stack_inputs(cfg, sf, fold, runs, train, validation)
     window = 0 if in_ram else cfg.heads.shuffle_buffer
 
     def source(rows):
         return InMemory(reader, store_rows[rows]) if in_ram else Streamed(reader, store_rows[rows], window)
 
     return FoldData(sf, train, validation, test, int((~valid).sum()), inputs, val_targets, val_negatives, run_of,
-                    (source(train), source(validation), source(test)))
+                    (source(train), source(validation), source(test)), val_known)
 
 
 def selection_labels(cfg, data: FoldData):
     """What a search scores validation rows against (`heads.search`): (labels (S, m, L), labels_of
-    (H,)): each head's protocol's observed labels, or the rows' truth under select = "clean";
-    None without a search."""
+    (H,), known (S, m, L) or None): each head's protocol's observed labels (over the positives
+    and verified negatives when the protocol has any), or the rows' truth under select =
+    "clean"; None without a search."""
     if not search.enabled(cfg):
         return None
     if cfg.heads.search.select == "clean":
-        return data.sf.labels[data.validation][None], np.zeros(len(data.run_of), int)
-    return data.val_targets, np.asarray(data.inputs.target_of)
+        return data.sf.labels[data.validation][None], np.zeros(len(data.run_of), int), None
+    known = None
+    if data.val_known is not None:
+        verified = data.val_known == 1
+        partial = verified.reshape(len(verified), -1).any(1)  # the protocols with verified negatives
+        known = np.where(partial[:, None, None], (data.val_targets == 1) | verified, True)
+    return data.val_targets, np.asarray(data.inputs.target_of), known
 
 
 class FoldFit(NamedTuple):
@@ -204,7 +219,7 @@ def fit_fold(cfg, sf, features_path: str, runs: list, in_ram: bool = True) -> Fo
     # data: the fold's rows with readable features (validation rows apart), targets and weights
     data = fold_data(cfg, sf, features_path, runs, in_ram)
     x_train, x_val, x_test = data.sources
-    validation = (x_val.blocks, data.val_targets, data.val_negatives) if len(data.validation) else None
+    validation = (x_val.blocks, data.val_targets, data.val_negatives, data.val_known) if len(data.validation) else None
     window = 0 if in_ram else cfg.heads.shuffle_buffer
 
     # model and loop: one head per grid point of each run, all points of a run from the run's initial weights
@@ -220,7 +235,8 @@ def fit_fold(cfg, sf, features_path: str, runs: list, in_ram: bool = True) -> Fo
         return np.concatenate(parts, axis=1) if parts else \
             np.zeros((len(keys), n_rows, data.inputs.targets.shape[2]), np.float32)
 
-    stack.fit(batches, data.inputs, validation, d_in=x_train.n_features, select=selection_labels(cfg, data))
+    stack.fit(batches, data.inputs, validation, d_in=x_train.n_features, select=selection_labels(cfg, data),
+              train_blocks=x_train.blocks)
     probabilities = predict(x_test, len(data.test))
     val_probabilities = predict(x_val, len(data.validation)) if len(data.validation) else None
     return FoldFit(data, stack, probabilities, val_probabilities, "ram" if in_ram else f"stream (window {window} rows)")
@@ -232,11 +248,14 @@ def search_rows(cfg, run, data: FoldData, stack, heads, chosen: int, probabiliti
     sf = data.sf
     searched = search.grids(cfg, run.method)
     points = search.points(cfg, run.method)
-    val_observed = data.val_targets[data.inputs.target_of[heads[0]]]
+    protocol = data.inputs.target_of[heads[0]]
+    val_observed = data.val_targets[protocol]
+    labels = selection_labels(cfg, data)
+    val_known = None if labels is None or labels[2] is None or cfg.heads.search.select == "clean" else labels[2][protocol]
     rows = []
     for point, h in zip(points, heads):
         row = {**point.describe(searched), "epoch": int(stack.best_epoch_[h]),
-               "val_map_observed": float(search.mean_average_precision(val_observed, val_probabilities[h])),
+               "val_map_observed": float(search.mean_average_precision(val_observed, val_probabilities[h], val_known)),
                "val_map_clean": float(search.mean_average_precision(sf.labels[data.validation], val_probabilities[h]))
                if sf.ground_truth else float("nan"),
                "test_map": float(search.mean_average_precision(sf.labels[data.test], probabilities[h])),

@@ -191,3 +191,126 @@ def test_large_loss_methods_change_the_formulas_k_entries(batch, method, mode, e
         assert corrected.sum() == k and not (corrected & (o == 1)).any()
     else:
         assert terms.corrected is None
+
+
+# Three states and the losses since 2022 (../shared/LOSSES.md, "Additions"): o = 1 positive, k = 1 a
+# verified negative, the other o = 0 entries unknown.
+@pytest.fixture
+def partial_batch(batch):
+    z, o = batch
+    k = ((o == 0) & (np.random.default_rng(7).random(o.shape) < 0.4)).astype(np.float32)
+    return z.astype(np.float64), o, k
+
+
+def entropy(z):
+    p = sigmoid(z)
+    return -p * log_p(z) - (1 - p) * log_not_p(z)
+
+
+def three(o, k, positive, negative, unknown):
+    """The mean over entries of the positive, verified-negative and unknown terms."""
+    return float(np.mean(o * positive + k * negative + (1 - o) * (1 - k) * unknown))
+
+
+def partial_ignore_ref(z, o, k):
+    known = o + k
+    return float((o * -log_p(z) + k * -log_not_p(z)).sum() / known.sum())
+
+
+def partial_bce_ref(z, o, k, g_alpha=-4.45, g_beta=5.45, g_gamma=1.0):
+    rows = []
+    for i in range(len(z)):
+        known = [j for j in range(z.shape[1]) if o[i, j] or k[i, j]]
+        q = len(known) / z.shape[1]
+        g = g_alpha * q ** g_gamma + g_beta
+        rows.append(g / z.shape[1] * sum(-log_p(z[i, j]) if o[i, j] else -log_not_p(z[i, j]) for j in known))
+    return float(np.mean(rows))
+
+
+def csl_ref(z, o, k, prior, gamma_pos=0.0, gamma_neg=1.0, gamma_unknown=2.0, clip=0.0, prior_threshold=0.5,
+            likelihood_topk=5.0):
+    p = sigmoid(z)
+    q = np.maximum(p - clip, 0)
+    log_not_q = np.log(np.minimum(1 - p + clip, 1)) if clip > 0 else log_not_p(z)
+    unknown = (1 - o) * (1 - k)
+    ignored = unknown * (prior > prior_threshold)[None, :]
+    count = round(likelihood_topk * len(z))
+    cells = sorted(((p[i, j], i, j) for i in range(len(z)) for j in range(z.shape[1]) if unknown[i, j]),
+                   reverse=True)[:count]
+    for _, i, j in cells:
+        ignored[i, j] = 1
+    return three(o, k, -(1 - p) ** gamma_pos * log_p(z), -(q ** gamma_neg) * log_not_q,
+                 -(1 - ignored) * q ** gamma_unknown * log_not_q)
+
+
+def gr_ref(z, o, k, epoch, epochs, w0=0.0, w_end=2.0, b0=-2.0, b_end=-2.0, mu0=0.5, mu_end=0.8, sigma0=2.0,
+           sigma_end=0.5, q2=0.01, q3=1.0, first=0.0):
+    def at(start, end, offset):
+        return start + (end - start) * max(epoch - first - offset, 0) / (epochs - first)
+    p = sigmoid(z)
+    weight = 1 / (1 + np.exp(-(at(w0, w_end, 1) * p + at(b0, b_end, 1))))
+    v = np.exp(-(p - at(mu0, mu_end, 0)) ** 2 / (2 * at(sigma0, sigma_end, 0) ** 2))
+    robust = v * (weight * (1 - p ** q2) / q2 + (1 - weight) * (1 - (1 - p) ** q3) / q3)
+    return three(o, k, -log_p(z), -log_not_p(z), robust)
+
+
+def em_apl_ref(z, o, k, s, alpha=0.1, beta=0.9):
+    pseudo = -beta * (np.maximum(s, 0) * log_p(z) + (1 - np.maximum(s, 0)) * log_not_p(z))
+    return three(o, k, -log_p(z), -log_not_p(z), np.where(s >= 0, pseudo, -alpha * entropy(z)))
+
+
+def score_pl_ref(z, o, k, pseudo, alpha=0.1, beta=0.7):
+    return three(o, k, -log_p(z), -log_not_p(z),
+                 np.where(pseudo > 0, -beta * (0.9 * log_p(z) + 0.1 * log_not_p(z)), -alpha * entropy(z)))
+
+
+def test_the_partial_label_losses_equal_their_formulas(partial_batch):
+    z, o, k = partial_batch
+    assert float(losses.batch_loss("partial_ignore", z, o, known_negative=k)) == \
+        pytest.approx(partial_ignore_ref(z, o, k), rel=1e-5)
+    assert float(losses.batch_loss("partial_bce", z, o, known_negative=k)) == \
+        pytest.approx(partial_bce_ref(z, o, k), rel=1e-5)
+    assert float(losses.batch_loss("partial_negative", z, o, known_negative=k)) == pytest.approx(an_ref(z, o), rel=1e-5)
+    prior = np.linspace(0.1, 0.9, z.shape[1]).astype(np.float32)
+    for params in ({}, {"clip": 0.05, "gamma_neg": 3.0, "gamma_unknown": 4.0, "prior_threshold": 0.3,
+                        "likelihood_topk": 1.0}):
+        got = float(losses.batch_loss("csl", z, o, known_negative=k, prior=prior, **params))
+        assert got == pytest.approx(csl_ref(z, o, k, prior, **params), rel=1e-5), params
+
+
+@pytest.mark.parametrize("epoch", [1, 2, 4, 8])
+def test_gr_follows_its_schedules(partial_batch, epoch):
+    z, o, k = partial_batch
+    got = float(losses.batch_loss("gr", z, o, known_negative=k, epoch=epoch, epochs=8))
+    assert got == pytest.approx(gr_ref(z, o, k, epoch, 8), rel=1e-4)
+    assert float(losses.batch_loss("gr", z, o, epoch=epoch, epochs=8, q2=0.1)) == \
+        pytest.approx(gr_ref(z, o, np.zeros_like(k), epoch, 8, q2=0.1), rel=1e-4)
+
+
+def test_em_apl_and_score_pl_with_their_pseudo_labels(partial_batch):
+    z, o, k = partial_batch
+    rng = np.random.default_rng(8)
+    s = np.where(rng.random(z.shape) < 0.3, rng.random(z.shape), -1.0).astype(np.float32)
+    assert float(losses.batch_loss("em_apl", z, o, known_negative=k, pseudo_negative=s)) == \
+        pytest.approx(em_apl_ref(z, o, k, s), rel=1e-5)
+    assert float(losses.batch_loss("em_apl", z, o)) == pytest.approx(em_ref(z, o), rel=1e-5)  # no pseudo-labels yet
+    pseudo = ((rng.random(z.shape) < 0.2) & (o == 0)).astype(np.float32)
+    assert float(losses.batch_loss("score_pl", z, o, known_negative=k, pseudo=pseudo)) == \
+        pytest.approx(score_pl_ref(z, o, k, pseudo), rel=1e-5)
+
+
+def test_a_verified_negative_is_a_negative_for_every_method(partial_batch):
+    z, o, k = partial_batch
+    nk = -log_not_p(z)
+    assert float(losses.batch_loss("wan", z, o, known_negative=k)) == \
+        pytest.approx(three(o, k, -log_p(z), nk, nk / 6), rel=1e-5)
+    assert float(losses.batch_loss("epr", z, o, known_negative=k, k=2.0)) == \
+        pytest.approx(three(o, k, -log_p(z), nk, 0) + penalty(sigmoid(z), 2.0), rel=1e-5)
+    assert float(losses.batch_loss("em", z, o, known_negative=k)) == \
+        pytest.approx(three(o, k, -log_p(z), nk, -0.1 * entropy(z)), rel=1e-5)
+    for method in ("an", "focal", "asl"):  # o = 0 is a negative already: unchanged
+        assert float(losses.batch_loss(method, z, o, known_negative=k)) == \
+            pytest.approx(float(losses.batch_loss(method, z, o)), rel=1e-6)
+    corrected = losses.terms("ll_cp", z[None], o[None], losses.Inputs(epoch=3, known_negative=k[None]),
+                             {"delta": 0.05}).corrected.numpy()[0]
+    assert corrected.sum() > 0 and not (corrected.astype(bool) & (k == 1)).any()

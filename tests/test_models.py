@@ -31,25 +31,38 @@ def make_data():
     return x, truth, observed
 
 
-def inputs_for(names, truth, observed):
-    """StackInputs of heads `names` on one protocol, weights as the trainer makes them."""
+def scores_of(truth):
+    """A score matrix that knows the truth a little: Score-PL's input."""
+    return truth * 2.0 + np.random.default_rng(5).normal(0, 1, truth.shape)
+
+
+def inputs_for(names, truth, observed, known=None):
+    """StackInputs of heads `names` on one protocol, weights as the trainer makes them;
+    `known`: (N, L) bool verified negatives, or None."""
     rows = np.arange(N)
-    negatives, negatives_of = [np.ones((N, L), np.float32)], []
-    for name in names:
-        weight = run_inputs.negative_weights(name, truth, observed, rows, 0.5)
+    negatives, negatives_of, pseudo_of = [np.ones((N, L), np.float32)], [], []
+    params = [run_inputs.resolved(methods.parameters(name, {"delta": 0.02} if name.startswith("ll_") else None), EPOCHS)
+              for name in names]
+    for name, p in zip(names, params):
+        weight = run_inputs.negative_weights(name, truth, observed, rows, 0.5, known)
         if weight is not None:
             negatives_of.append(len(negatives))
             negatives.append(weight)
         else:
             negatives_of.append(0 if run_inputs.needs(name).weighted else -1)
-    params = [methods.parameters(name, {"delta": 0.02} if name.startswith("ll_") else None) for name in names]
-    constants = {"pos_weight": np.full((len(names), L), 2, np.float32), "k": np.full(len(names), 2.0, np.float32)}
+        pseudo_of.append(len(negatives) if run_inputs.needs(name).pseudo else -1)
+        if run_inputs.needs(name).pseudo:
+            negatives.append(run_inputs.pseudo_positives(scores_of(truth), observed, p["temperature"], p["theta"]))
+    constants = {"pos_weight": np.full((len(names), L), 2, np.float32), "k": np.full(len(names), 2.0, np.float32),
+                 "prior": np.tile(run_inputs.class_prior(observed, known), (len(names), 1))}
     return models.StackInputs(methods=list(names), needs=[run_inputs.needs(n) for n in names], params=params,
                               targets=observed[None], target_of=np.zeros(len(names), int), constants=constants,
-                              negatives=np.stack(negatives), negatives_of=np.array(negatives_of))
+                              negatives=np.stack(negatives), negatives_of=np.array(negatives_of),
+                              known_negative=None if known is None else known[None].astype(np.uint8),
+                              pseudo_of=np.array(pseudo_of))
 
 
-def fit(names, data, optimizer="adam"):
+def fit(names, data, optimizer="adam", known=None):
     x, truth, observed = data
     order = np.random.default_rng(1)
 
@@ -57,8 +70,11 @@ def fit(names, data, optimizer="adam"):
         for rows in trainer.epoch_batches(N, BATCH, order):
             yield rows, x[rows]
 
+    def blocks():
+        yield np.arange(N), x
+
     stack = models.HeadStack(list(names), hidden=(8,), optimizer=optimizer, learning_rate=0.05, epochs=EPOCHS, seed=0)
-    stack.fit(batches, inputs_for(names, truth, observed), d_in=D)
+    stack.fit(batches, inputs_for(names, truth, observed, known), d_in=D, train_blocks=blocks)
     return stack, stack.predict_proba(x)
 
 
@@ -70,6 +86,19 @@ def test_a_stack_of_every_method_equals_each_method_alone(data):
     for h, name in enumerate(ALL):
         _, alone = fit([name], data)
         np.testing.assert_allclose(together[h], alone[0], atol=1e-5, err_msg=name)
+
+
+def test_with_verified_negatives_a_stack_of_every_method_equals_each_alone_and_they_change_it(data):
+    _, truth, _ = data
+    known = (truth == 0) & (np.random.default_rng(3).random(truth.shape) < 0.5)
+    _, together = fit(ALL, data, known=known)
+    _, without = fit(ALL, data)
+    for h, name in enumerate(ALL):
+        _, alone = fit([name], data, known=known)
+        np.testing.assert_allclose(together[h], alone[0], atol=1e-5, err_msg=name)
+    same = {name for h, name in enumerate(ALL) if np.allclose(together[h], without[h], atol=1e-6)}
+    # these take o = 0 as negatives already (IM-WCE's oracle weights are 1 on every true negative)
+    assert same == {"an", "an_ls", "focal", "asl", "hill", "partial_negative", "ce", "ignore_missing"}, same
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "adadelta", "sgd"])
@@ -114,3 +143,17 @@ def test_training_leaves_no_autograph_files_in_the_temp_dir(tmp_path):
                           env={**os.environ, "TMPDIR": str(tmp_path), "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert done.stdout.split()[-1] == "0"
     assert not list(tmp_path.glob("__autograph_generated_file*"))
+
+
+def test_em_apl_adds_its_share_of_pseudo_negatives_after_each_epoch_from_its_warm_up(data):
+    _, truth, observed = data
+    known = (truth == 0) & (np.random.default_rng(3).random(truth.shape) < 0.3)
+    stack, _ = fit(["em_apl"], data, known=known)
+    state = stack.pseudo_negatives_[:, 0]
+    chosen = state >= 0
+    unlabelled = (observed == 0) & ~known
+    assert chosen.any() and not (chosen & ~unlabelled).any()
+    warmup = EPOCHS // 2  # the data-derived default
+    per_epoch = np.floor(0.9 / (EPOCHS - warmup) * unlabelled.sum(0))
+    np.testing.assert_array_equal(chosen.sum(0), np.minimum((EPOCHS - warmup + 1) * per_epoch, unlabelled.sum(0)))
+    assert ((state[chosen] > 0) & (state[chosen] < 1)).all()  # each a probability, frozen when chosen
