@@ -19,6 +19,10 @@ The thresholds are `heads.thresholds`' (the final model stores the same). The va
 validation rows' observed labels, or their truth under select = "clean"; never test labels.
 Edge-case policy, said once: a class with no positive in the test fold has no recall, AP or
 AUC; it is excluded from every class average and counted in `classes_without_positives`.
+Partial-label evaluation (test labels with three states: a dataset that leaves some unknown,
+`known`): every metric counts the known test labels only, AP per class over its known entries
+(as CSL's AP_partial); a class without a known positive or a known negative is skipped and
+counted in `classes_skipped_partial`.
 micro_auc / macro_auc: ROC-AUC over every entry / the mean over classes with both labels.
 """
 from __future__ import annotations
@@ -60,11 +64,16 @@ def threshold_metrics(truth: np.ndarray, predicted: np.ndarray, suffix: str = ""
     }
 
 
-def evaluate(truth: np.ndarray, scores: np.ndarray, val_truth=None, val_scores=None) -> dict:
+def evaluate(truth: np.ndarray, scores: np.ndarray, val_truth=None, val_scores=None, known=None,
+             val_known=None) -> dict:
     """Every metric of one run: truth (n, L) 0/1 ground truth, scores (n, L) probabilities;
     val_truth / val_scores (m, L): the validation rows' selection labels and probabilities, for
-    the "_global" and "_class" rules."""
+    the "_global" and "_class" rules. `known` (n, L) bool: the test labels a three-state dataset
+    knows (the partial-label evaluation, module docstring); `val_known`: the validation labels
+    the selection knows (a partial-label protocol)."""
     truth = np.asarray(truth).astype(np.int64)
+    if known is not None:
+        return _evaluate_partial(truth, scores, np.asarray(known, bool), val_truth, val_scores, val_known)
     has_pos = truth.sum(0) > 0
     has_both = has_pos & (truth.sum(0) < len(truth))
     ap = search.average_precision(truth, scores)
@@ -78,12 +87,39 @@ def evaluate(truth: np.ndarray, scores: np.ndarray, val_truth=None, val_scores=N
         "class_positives": truth.sum(0),
         "classes_without_positives": int((~has_pos).sum()),
     })
-    if val_truth is not None and len(val_truth):
-        val_truth = np.asarray(val_truth).astype(np.int64)
-        threshold = best_global_threshold(val_truth, val_scores)
-        thresholds = best_f1_thresholds(val_truth, val_scores)
-        out.update(threshold_metrics(truth, scores >= threshold, suffix="_global"))
-        out.update(threshold_metrics(truth, scores >= thresholds, suffix="_class"))
-        out["threshold_global"] = threshold
-        out["class_threshold"] = thresholds
+    out.update(_validation_rules(truth, scores, val_truth, val_scores, val_known))
+    return out
+
+
+def _validation_rules(truth, scores, val_truth, val_scores, val_known, known=None) -> dict:
+    """The "_global" and "_class" metrics, thresholds chosen on the validation rows."""
+    if val_truth is None or not len(val_truth):
+        return {}
+    val_truth = np.asarray(val_truth).astype(np.int64)
+    threshold = best_global_threshold(val_truth, val_scores, val_known)
+    thresholds = best_f1_thresholds(val_truth, val_scores, val_known)
+    within = np.ones(truth.shape, bool) if known is None else known
+    return {**threshold_metrics(truth, (scores >= threshold) & within, suffix="_global"),
+            **threshold_metrics(truth, (scores >= thresholds) & within, suffix="_class"),
+            "threshold_global": threshold, "class_threshold": thresholds}
+
+
+def _evaluate_partial(truth, scores, known, val_truth, val_scores, val_known) -> dict:
+    """The partial-label evaluation: every metric over the known test labels only; a class
+    without a known positive or a known negative has no AP or AUC (skipped, and counted)."""
+    positives = (truth == 1) & known
+    scored = positives.any(0) & (known & (truth == 0)).any(0)
+    ap = search.average_precision(truth, scores, known)
+    ap[~scored] = np.nan
+    out = threshold_metrics(truth * known, (scores >= 0.5) & known)
+    out.update(threshold_metrics(truth * known, top_k(np.where(known, scores, -np.inf), 3) & known, suffix="_top3"))
+    out.update({
+        "micro_auc": roc_auc(truth[known], scores[known]),
+        "macro_auc": float(np.mean([roc_auc(truth[known[:, c], c], scores[known[:, c], c])
+                                    for c in np.flatnonzero(scored)])),
+        "mAP": float(np.nanmean(ap)), "class_ap": ap, "class_positives": positives.sum(0),
+        "classes_without_positives": int((~positives.any(0)).sum()),
+        "classes_skipped_partial": int((~scored).sum()),
+    })
+    out.update(_validation_rules(truth * known, scores, val_truth, val_scores, val_known, known))
     return out

@@ -26,6 +26,11 @@ from .metrics import roc_auc
 PAIRED = f"paired_vs_{methods.BASELINE}"  # the paired tests' file: every method against the baseline
 
 
+def ratio_of(label: str) -> float | None:
+    """A protocol's ratio from its label in the tables; None for single positive and the partial-label protocols."""
+    return splits_store.protocol_ratio(splits_store.protocol_key(label))
+
+
 def grids(cfg, splits_files: dict) -> dict:
     """{(stage, run): path} for every run of the heads and finetune grids, present or not."""
     first = next(iter(splits_files.values()))
@@ -110,7 +115,7 @@ def findings(summary: pd.DataFrame, paired: pd.DataFrame) -> list[str]:
 
         line = (f"- **{name}**{' (oracle)' if rows['oracle'].iloc[0] else ''} at {protocols}: OR "
                 f"{series('OR mean')}, OP {series('OP mean')}, mAP {series('mAP mean')}")
-        ratios = [p for p in rows["protocol"] if p != "single positive"]
+        ratios = [p for p in rows["protocol"] if ratio_of(p) is not None]
         top = ratios[-1] if ratios else rows["protocol"].iloc[-1]
         at = paired[(paired["name"] == name) & (paired["protocol"] == top)].set_index("metric") if len(paired) else None
         if at is not None and len(at):
@@ -161,8 +166,8 @@ def report(cfg) -> Path:
         artifacts.write_text(out / "runs.csv", frame.drop(columns=["path", "order"]).to_csv(index=False, float_format="%.5f"))
 
         # figures
-        figure_protocol = min((p for p in protocols if p != "single positive"), default=protocols[0],
-                              key=lambda p: abs(float(p) - cfg.analysis.figure_ratio))
+        figure_protocol = min((p for p in protocols if ratio_of(p) is not None), default=protocols[0],
+                              key=lambda p: abs(ratio_of(p) - cfg.analysis.figure_ratio))
         shown = figures.focus(frame)
         figs = {
             "paper_panel": figures.paper_panel(shown, protocols, out / "fig1_paper_panel"),

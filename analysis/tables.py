@@ -68,7 +68,8 @@ def collect(cfg, runs: dict) -> tuple[pd.DataFrame, dict]:
         clean = chosen.get("select") == "clean"
         val = (data["val_labels" if clean else "val_observed"], data["val_probabilities"]) \
             if "val_probabilities" in data else (None, None)
-        metrics = evaluate(data["labels"], data["probabilities"], *val)
+        metrics = evaluate(data["labels"], data["probabilities"], *val, known=data.get("known"),
+                           val_known=None if clean else data.get("val_known"))
         rows.append({"stage": stage, "method": run.method, "name": run_name(run.method, stage),
                      "oracle": needs(run.method).oracle or clean, "protocol": splits_store.protocol_label(run.protocol),
                      "order": splits_store.protocol_order(run.protocol), "seed": run.seed, "fold": run.fold + 1,

@@ -136,7 +136,7 @@ class Finetune:
     """End-to-end training of [extract]'s backbone (endpoint, pooling, checkpoint) with [heads]'
     head on top, from the images, per fold x ratio x method."""
     folds: tuple[int, ...] = ()  # 1-based; () = every fold
-    ratios: tuple[float, ...] = ()  # () = every protocol of the splits
+    ratios: tuple[float, ...] = ()  # () = every two-state protocol of the splits (the ratios, single positive)
     methods: tuple[str, ...] = ("ce", "ignore_missing", "confidence")
     trainable_from: str = ""  # "" = the whole backbone; else the first trainable block, e.g. Mixed_7a
     optimizer: str = "adam"  # adam | momentum | sgd

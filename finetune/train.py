@@ -349,7 +349,8 @@ def finetune(cfg, only: dict | None = None, force: bool = False) -> list[dict]:
     for sf in splits_files.values():
         run_inputs.check_truth(cfg.finetune.methods, sf.ground_truth, sf.path)
     first = next(iter(splits_files.values()))
-    runs = predictions.select(predictions.grid(cfg, STAGE, first.n_folds, first.protocols), only,
+    two_state = [p for p in first.protocols if splits_store.protocol_kind(p)[0] not in splits_store.PARTIAL_KINDS]
+    runs = predictions.select(predictions.grid(cfg, STAGE, first.n_folds, two_state), only,
                               f"[finetune] of {cfg.source}")
     check_two_state(cfg, first, {run.protocol for run in runs})
 

@@ -6,7 +6,11 @@ A run is one (seed, fold, protocol, method) of a stage ("heads" or "finetune"), 
 `splits.store.protocol_dir`: ratio0.25, single_positive), holding:
     predictions.h5  ids (n_test,) str, labels (n_test, L) uint8 ground truth,
                     probabilities (n_test, L) float32; with validation rows also val_ids,
-                    val_observed (n_val, L) uint8 and val_probabilities (n_val, L) float32;
+                    val_observed (n_val, L) uint8 and val_probabilities (n_val, L) float32
+                    (val_labels: their truth; val_known (n_val, L) bool under a partial-label
+                    protocol: the observed labels that are known, positives and verified
+                    negatives); known (n_test, L) bool when the dataset's labels have three
+                    states (the test labels it knows: the partial-label evaluation);
                     attributes method, protocol, ratio (NaN under single positive), fold
                     (1-based), seed, head, source (heads | finetune), config (JSON), provenance
                     (JSON), fingerprint, arrays_sha256 (of every array, `artifacts.write_arrays`:
@@ -69,13 +73,17 @@ def file(cfg, run: HeadRun, stage: str = "heads") -> Path:
     return run_dir(cfg, run, stage) / "predictions.h5"
 
 
-ARRAYS = ("ids", "labels", "probabilities", "val_ids", "val_observed", "val_probabilities", "val_labels")
+ARRAYS = ("ids", "labels", "probabilities", "val_ids", "val_observed", "val_probabilities", "val_labels", "val_known",
+          "known")
 
 
-def write(directory: Path, *, ids, labels, probabilities, attrs: dict, provenance: dict, validation=None) -> Path:
+def write(directory: Path, *, ids, labels, probabilities, attrs: dict, provenance: dict, validation=None,
+          known=None) -> Path:
     """Write predictions.h5 atomically (ids (n,), labels (n, L) ground truth, probabilities
-    (n, L); validation: (val_ids, val_observed, val_probabilities[, val_labels]) or None, the
-    validation rows' truth where the splits hold it), with the checksum of its arrays."""
+    (n, L); validation: (val_ids, val_observed, val_probabilities[, val_labels[, val_known]]) or
+    None, the validation rows' truth where the splits hold it and which of their observed labels
+    are known (a partial-label protocol); known (n, L): the test labels a three-state dataset
+    knows), with the checksum of its arrays."""
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / "predictions.h5"
     arrays = {"ids": np.array(ids, dtype=object), "labels": np.asarray(labels).astype(np.uint8),
@@ -86,6 +94,10 @@ def write(directory: Path, *, ids, labels, probabilities, attrs: dict, provenanc
                       val_probabilities=val_probabilities.astype(np.float32))
         if truth and truth[0] is not None:
             arrays["val_labels"] = np.asarray(truth[0]).astype(np.uint8)
+        if len(truth) > 1 and truth[1] is not None:
+            arrays["val_known"] = np.asarray(truth[1], bool)
+    if known is not None:
+        arrays["known"] = np.asarray(known, bool)
     with artifacts.written(target, provenance) as h5:
         artifacts.write_arrays(h5, arrays)
         h5.attrs.update(attrs)
@@ -215,9 +227,10 @@ def claimed(cfg, runs: list[HeadRun], provenance_of, force: bool = False, stage:
 
 
 def configured_protocols(cfg) -> list[str]:
-    """The protocols of the [heads] grid: the config's ratios, then single positive if set."""
-    return [splits_store.protocol_key(r) for r in cfg.splits.ratios] + \
-        ([splits_store.SINGLE_POSITIVE] if cfg.splits.single_positive else [])
+    """The protocols of the [heads] grid: the config's ratios, single positive if set, then the
+    partial-label protocols."""
+    sp = cfg.splits
+    return splits_store.protocol_keys(sp.ratios, sp.single_positive, sp.partial, sp.fpc, sp.rps)
 
 
 def expected_provenance(cfg, stage: str, run: HeadRun, recorded: dict, splits_fingerprint: str,
@@ -235,9 +248,12 @@ def head_provenance(cfg, run: HeadRun, splits_fingerprint: str, features_fingerp
     the method and its parameters, the seed / fold / protocol, the input files' fingerprints and
     the batch order (`window`: 0 = one permutation of the fold; else streamed windows)."""
     heads = configs.section(cfg, "heads", exclude=("methods", "params", "n_jobs", "features", "shuffle_buffer",
-                                                   "search"))
+                                                   "search", "scores"))
     if search.enabled(cfg):
         heads["search"] = search.describe(cfg, run.method)
+    if methods.get(run.method).pseudo:  # only a method that reads the score file depends on it
+        scores = Path(cfg.heads.scores)
+        heads["scores"] = {"path": str(scores), "sha256": artifacts.file_sha256(scores) if scores.is_file() else "missing"}
     return {**heads, "method": run.method, "params": methods.parameters(run.method, cfg.heads.params.get(run.method)),
             "dataset.natural_missing_rate": cfg.dataset.natural_missing_rate, "seed": run.seed, "fold": run.fold + 1,
             "protocol": run.protocol, "splits": splits_fingerprint, "features": features_fingerprint,

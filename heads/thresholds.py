@@ -12,21 +12,25 @@ from __future__ import annotations
 import numpy as np
 
 
-def best_f1_thresholds(truth: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """(L,) per-class thresholds maximising F1 on (validation) rows; 0.5 for a class without positives."""
+def best_f1_thresholds(truth: np.ndarray, scores: np.ndarray, known: np.ndarray | None = None) -> np.ndarray:
+    """(L,) per-class thresholds maximising F1 on (validation) rows (their `known` labels only,
+    when given: partial labels); 0.5 for a class without positives."""
     thresholds = np.full(truth.shape[1], 0.5)
     for c in range(truth.shape[1]):
-        if truth[:, c].sum() == 0:
+        rows = slice(None) if known is None else known[:, c]
+        if truth[rows, c].sum() == 0:
             continue
-        thresholds[c] = _best_threshold(truth[:, c], scores[:, c])
+        thresholds[c] = _best_threshold(truth[rows, c], scores[rows, c])
     return thresholds
 
 
-def best_global_threshold(truth: np.ndarray, scores: np.ndarray) -> float:
-    """The one threshold maximising OF1 over every entry of (validation) rows; 0.5 without positives."""
-    if truth.sum() == 0:
+def best_global_threshold(truth: np.ndarray, scores: np.ndarray, known: np.ndarray | None = None) -> float:
+    """The one threshold maximising OF1 over every entry of (validation) rows (the `known` ones
+    when given); 0.5 without positives."""
+    entries = np.ones(truth.shape, bool) if known is None else known
+    if truth[entries].sum() == 0:
         return 0.5
-    return _best_threshold(truth.ravel(), scores.ravel())
+    return _best_threshold(truth[entries], scores[entries])
 
 
 def _best_threshold(truth: np.ndarray, scores: np.ndarray) -> float:

@@ -170,12 +170,18 @@ def selection_labels(cfg, data: FoldData):
         return None
     if cfg.heads.search.select == "clean":
         return data.sf.labels[data.validation][None], np.zeros(len(data.run_of), int), None
-    known = None
-    if data.val_known is not None:
-        verified = data.val_known == 1
-        partial = verified.reshape(len(verified), -1).any(1)  # the protocols with verified negatives
-        known = np.where(partial[:, None, None], (data.val_targets == 1) | verified, True)
-    return data.val_targets, np.asarray(data.inputs.target_of), known
+    return data.val_targets, np.asarray(data.inputs.target_of), observed_known(data)
+
+
+def observed_known(data: FoldData) -> np.ndarray | None:
+    """(P, m, L) bool: which validation labels each protocol knows (its positives and verified
+    negatives; every label under a protocol without verified negatives); None when no protocol
+    has any."""
+    if data.val_known is None:
+        return None
+    verified = data.val_known == 1
+    partial = verified.reshape(len(verified), -1).any(1)
+    return np.where(partial[:, None, None], (data.val_targets == 1) | verified, True)
 
 
 class FoldFit(NamedTuple):
@@ -250,8 +256,8 @@ def search_rows(cfg, run, data: FoldData, stack, heads, chosen: int, probabiliti
     points = search.points(cfg, run.method)
     protocol = data.inputs.target_of[heads[0]]
     val_observed = data.val_targets[protocol]
-    labels = selection_labels(cfg, data)
-    val_known = None if labels is None or labels[2] is None or cfg.heads.search.select == "clean" else labels[2][protocol]
+    known = observed_known(data)
+    val_known = None if known is None else known[protocol]
     rows = []
     for point, h in zip(points, heads):
         row = {**point.describe(searched), "epoch": int(stack.best_epoch_[h]),
@@ -271,6 +277,7 @@ def write_runs(cfg, runs, provenance, fit: FoldFit, attrs: dict):
     data, stack, probabilities, val_probabilities = fit.data, fit.stack, fit.probabilities, fit.val_probabilities
     sf, inputs = data.sf, data.inputs
     winners = fit.winners(cfg)
+    val_known = observed_known(data)
     steps = len(stack.history_) * -(-len(data.train) // cfg.heads.batch_size)
     timing = {"fold_fit_seconds": stack.fit_seconds_, "heads_in_stack": len(data.run_of), "steps": steps,
               "train_rows": len(data.train), "test_rows": len(data.test), "skipped_invalid": data.skipped_invalid}
@@ -294,9 +301,11 @@ def write_runs(cfg, runs, provenance, fit: FoldFit, attrs: dict):
                                           feature_access=attrs["feature_access"], **extra)
         val = None if val_probabilities is None else \
             (sf.ids[data.validation], data.val_targets[inputs.target_of[h]], val_probabilities[h],
-             sf.labels[data.validation] if sf.ground_truth else None)
+             sf.labels[data.validation] if sf.ground_truth else None,
+             None if val_known is None else val_known[inputs.target_of[h]])
         predictions.write(directory, ids=sf.ids[data.test], labels=sf.labels[data.test],
-                          probabilities=probabilities[h], attrs=run_attrs, provenance=provenance[r], validation=val)
+                          probabilities=probabilities[h], attrs=run_attrs, provenance=provenance[r], validation=val,
+                          known=None if sf.known is None else sf.known[data.test])
         records.append({"run": run.label, "observed_positives": int(inputs.targets[inputs.target_of[h]].sum()),
                         **timing})
     return records
@@ -376,6 +385,8 @@ def train(cfg, only: dict | None = None, n_jobs: int | None = None, force: bool 
     for sf in splits_files.values():
         reader.positions(sf.ids)
         run_inputs.check_truth(cfg.heads.methods, sf.ground_truth, sf.path)
+        if any(run_inputs.needs(m).pseudo for m in cfg.heads.methods):
+            run_inputs.score_matrix(cfg, sf)  # a score file that does not match is named before any training
         if search.enabled(cfg) and cfg.heads.search.select == "clean" and not sf.ground_truth:
             raise ValueError(f"heads.search.select = 'clean' reads the validation rows' truth, and {sf.path} holds "
                              "none; use select = 'observed'")

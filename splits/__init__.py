@@ -73,7 +73,7 @@ def _write(cfg, seed: int, out: Path, recipe: dict) -> None:
                  "test_fold": test_fold, "observed": observed, "ratios": list(sp.ratios),
                  "hidden_share": hidden_share, "source": manifest.source, "dropped_rows": manifest.dropped_rows,
                  "dropped_classes": manifest.dropped_classes, "known": manifest.known,
-                 "partial_protocols": folds.protocol_keys((), False, sp.partial, sp.fpc, sp.rps),
+                 "partial_protocols": store.protocol_keys((), False, sp.partial, sp.fpc, sp.rps),
                  "ground_truth": manifest.known is None}
     validation = folds.validation_rows(labels, test_fold, sp.validation, seed) if sp.validation > 0 else None
     store.write(out, **parts, single_positive=sp.single_positive,

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 
-from .store import NEGATIVE, POSITIVE, partial_key, protocol_key
+from .store import NEGATIVE, POSITIVE
 
 
 def make_folds(labels: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
@@ -177,9 +177,3 @@ def observed_labels(labels: np.ndarray, test_fold: np.ndarray, ratios, seed: int
             hidden_share[k, p] = ((labels == 1) & (observed[k, p] != POSITIVE) & train[:, None]).sum() / labels[train].sum()
     return observed, hidden_share
 
-
-def protocol_keys(ratios, single_positive: bool, partial=(), fpc=(), rps=()) -> list[str]:
-    """The protocols' keys in `observed_labels`' order."""
-    return ([protocol_key(r) for r in ratios] + ([protocol_key("single_positive")] if single_positive else [])
-            + [partial_key(kind, v) for kind, values in (("partial", partial), ("fpc", fpc), ("rps", rps))
-               for v in values])

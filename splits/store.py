@@ -79,6 +79,14 @@ def partial_key(kind: str, value) -> str:
     return protocol_key(f"{kind}{value}")
 
 
+def protocol_keys(ratios, single_positive: bool, partial=(), fpc=(), rps=()) -> list[str]:
+    """The protocols' keys in their order (the columns of `observed`): the ratios, single
+    positive, then partial, fpc and rps."""
+    return ([protocol_key(r) for r in ratios] + ([SINGLE_POSITIVE] if single_positive else [])
+            + [partial_key(kind, v) for kind, values in (("partial", partial), ("fpc", fpc), ("rps", rps))
+               for v in values])
+
+
 def protocol_kind(key: str) -> tuple[str, float]:
     """(kind, value): ("ratio", r), ("single_positive", 0), ("partial" | "fpc" | "rps", value)."""
     if key == SINGLE_POSITIVE:

@@ -118,7 +118,7 @@ def test_paper_exact_keeps_the_rate_at_0_1_and_takes_fold_1s_full_labels_for_pos
         for fold in range(sf.n_folds):
             train = sf.train_rows(fold)
             runs = [trainer.predictions.HeadRun(0, fold, "0.5", m) for m in cfg.heads.methods]
-            inputs, _, _, _ = trainer.stack_inputs(cfg, sf, fold, runs, train, np.array([], int))
+            inputs = trainer.stack_inputs(cfg, sf, fold, runs, train, np.array([], int))[0]
             expected = full_fold_1 if exact_weights else weights.pos_weight(sf.observed(fold, 0.5)[train])
             np.testing.assert_array_equal(inputs.constants["pos_weight"][0], expected)  # ce
             np.testing.assert_array_equal(inputs.constants["pos_weight"][1], expected)  # IM-WCE

@@ -49,9 +49,12 @@ def fit_points(names, points, data, optimizer, learning_rate=BASE_LR):
         for rows in trainer.epoch_batches(N, BATCH, order):
             yield rows, x[rows]
 
+    def blocks():
+        yield np.arange(N), x
+
     stack = models.HeadStack(list(names), hidden=(8,), optimizer=optimizer, learning_rate=learning_rate,
                              epochs=EPOCHS, seed=0)
-    stack.fit(batches, inputs, d_in=D)
+    stack.fit(batches, inputs, d_in=D, train_blocks=blocks)
     return stack.predict_proba(x)
 
 

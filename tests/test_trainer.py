@@ -1,6 +1,7 @@
 """The batched trainer against one-head-at-a-time training, and on features that carry labels."""
 import h5py
 import numpy as np
+import pandas as pd
 import pytest
 
 import configs
@@ -197,20 +198,23 @@ def test_validation_weights_come_from_one_estimate_over_training_and_validation_
 def test_every_registered_method_trains_and_appears_in_the_report_by_its_display_name(tmp_path):
     from analysis import report
     from heads import methods
+    scores = tmp_path / "scores.csv"
     cfg = configs.from_dict({
         "experiment": {"name": "all", "runs_dir": str(tmp_path)},
         "dataset": {"n_images": 200},
-        "splits": {"ratios": [0.0, 0.5], "single_positive": True},
+        "splits": {"ratios": [0.0, 0.5], "single_positive": True, "partial": [0.5]},
         "heads": {"head": "linear", "optimizer": "adam", "learning_rate": 0.01, "epochs": 2, "batch_size": 32,
-                  "methods": list(methods.METHODS)},
+                  "methods": list(methods.METHODS), "scores": str(scores)},
     }, source="test")
-    make_features(cfg)
+    sf = make_features(cfg)
+    noisy = sf.labels + np.random.default_rng(0).normal(0, 0.5, sf.labels.shape)  # scores from elsewhere
+    pd.DataFrame(noisy, index=sf.ids, columns=sf.classes).to_csv(scores)
     trainer.train(cfg, n_jobs=1)
     text = report.report(cfg).read_text()
     summary = text.split("## Summary")[1].split("## What")[0]
     for name, method in methods.METHODS.items():
         rows = [line for line in summary.splitlines() if line.startswith(f"| {method.display} |")]
-        assert len(rows) == 3, name  # 0, 0.5 and single positive
+        assert len(rows) == 4, name  # 0, 0.5, single positive and partial 0.5
         assert all(("| yes |" in row) == method.oracle for row in rows), name
     assert "Missing runs\n\nnone" in text
     assert (cfg.run_dir / "analysis" / "fig7_field.png").is_file()
