@@ -35,8 +35,20 @@ def describe(path, out: str | None = None) -> None:
     order = np.argsort(freq)[::-1]
     print("most frequent classes:", ", ".join(f"{sf.classes[c]} {freq[c]:.3f}" for c in order[:5]))
     print("rarest classes:", ", ".join(f"{sf.classes[c]} {freq[c]:.4f}" for c in order[-3:]))
+    if sf.known is not None:
+        print(f"labels the dataset leaves unknown: {int((~sf.known).sum())} of {sf.known.size} "
+              f"({(~sf.known).mean():.3f})")
     print("hidden share of training positives (fold x protocol):")
     print(np.array2string(sf.hidden_share, precision=3))
+    partial = [p for p in sf.protocols if store.protocol_kind(p)[0] in store.PARTIAL_KINDS] or \
+        (sf.protocols if sf.known is not None else [])
+    if partial:
+        print("known share of fold 1's training labels (positives and verified negatives kept):")
+        train = sf.test_fold != 0
+        for protocol in partial:
+            states = sf.states(0, protocol)[train]
+            print(f"  {store.protocol_label(protocol)}: {(states > 0).mean():.3f} known, "
+                  f"{(states == store.NEGATIVE).mean():.3f} verified negatives")
     print("CB weights of fold 1 (mean on hidden positives / on true negatives; share of hidden at 1):")
     train = sf.train_rows(0)
     truth = sf.labels[train]

@@ -170,7 +170,7 @@ def observed_labels(labels: np.ndarray, test_fold: np.ndarray, ratios, seed: int
                  for ratio in ratios]
         if single_positive:
             draws.append(labels.astype(bool) & ~keep_one_positive(labels, np.random.default_rng([seed, k, SINGLE_POSITIVE_KEY])))
-        draws += [partial_draw(kind, value, labels, every, seed, k) for kind, value in kinds]
+        draws += [partial_draw(kind, value, labels, every & train[:, None], seed, k) for kind, value in kinds]
         verified = [known] * len(ratios) + [None] * int(single_positive) + [every] * len(kinds)
         for p, (kept, negatives) in enumerate(zip(draws, verified)):
             observed[k, p] = np.where(train[:, None], codes(labels, kept, negatives), truth)

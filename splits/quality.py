@@ -1,12 +1,16 @@
 """How well confidence weights find hidden positives: `python -m splits weight-quality PATH`.
 
 For every fold x ratio > 0 of a splits.h5 with ground truth, the estimators see only that
-fold's observed training labels; among the observed zeros, `1 - weight` is scored as a
+fold's observed training labels; among the observed zeros (on three-state data, those whose
+truth the dataset knows), `1 - weight` is scored as a
 detector of "was a hidden positive": ROC-AUC, average precision and Brier score (calibration),
 each as counted and calibrated to the split's ratio (`missing_rate`, see `splits.weights`; the
 heads train on the calibrated weights),
 the share of hidden positives with no evidence (weight exactly 1) and the time per estimator
-(of the calibrated call). For `auto`, the estimator it chose from the observed labels alone
+(of the calibrated call). Verified negatives (partial labels): the counted scores are the
+estimator's on the observed positives alone; the calibrated ones are the weights as the heads
+take them, 1 on every verified negative (so on three-state data under the ratios, where every
+known negative is verified, the calibrated detection is perfect by construction). For `auto`, the estimator it chose from the observed labels alone
 (`splits.weights.choose`), beside the detection the ground truth gives it.
 """
 from __future__ import annotations
@@ -41,15 +45,19 @@ def weight_quality(path, estimators=None, out: Path | None = None) -> pd.DataFra
         for protocol in sf.protocols:
             ratio = sf.missing_rate(fold, protocol)
             seen = sf.observed(fold, protocol)[train]
+            verified = sf.known_negative(fold, protocol)
             zeros = seen == 0
+            if sf.known is not None:
+                zeros &= sf.known[train]  # a label the dataset leaves unknown has no truth to score against
             hidden = (truth == 1) & zeros
             if not hidden.any():
                 continue
+            known = None if verified is None else verified[train]
             for name in names:
                 w = weights.estimator(name)(seen)
                 score, target = 1.0 - w[zeros], hidden[zeros]
                 start = time.perf_counter()
-                calibrated = 1.0 - weights.estimator(name)(seen, float(ratio))[zeros]
+                calibrated = 1.0 - taken_weights(name, seen, float(ratio), known)[zeros]
                 seconds = time.perf_counter() - start
                 choice = weights.choose(seen, float(ratio)).name if name == "auto" else ""
                 rows.append({"fold": fold + 1, "protocol": store.protocol_label(protocol), "ratio": ratio,
@@ -69,6 +77,14 @@ def weight_quality(path, estimators=None, out: Path | None = None) -> pd.DataFra
         if curves:
             _plot(curves, table, out.with_suffix(".png"))
     return table
+
+
+def taken_weights(name: str, seen: np.ndarray, rate: float, known_negative: np.ndarray | None) -> np.ndarray:
+    """An estimator's calibrated weights as the heads take them: 1 on verified negatives."""
+    w = weights.estimator(name)(seen, rate)
+    if known_negative is not None:
+        w[known_negative] = 1.0
+    return w
 
 
 def figure_protocol(labels) -> str:
