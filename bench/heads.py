@@ -14,9 +14,10 @@ once) at that bandwidth: the two happen one after the other, so the bound is the
 1. 12 paper heads (2048-1024-256, Adadelta), batch 32 and 256: ms per step, x the bound.
 2. The stack of n heads against a loop over n one-head stacks, n = 1, 4, 12: the loop's time
    is the sum of its heads' step times.
-3. Every registered method x every protocol (4 ratios + single positive) in one stack, for the
-   linear head and the paper head (on 256-d features: see every_method), against the same
-   number of CE heads (goal: at most 1.5x).
+3. Every registered method x every protocol (4 ratios, single positive and a partial-label
+   protocol whose verified negatives reach every loss) in one stack, for the linear head and the
+   paper head (on 256-d features: see every_method), against the same number of CE heads (goal:
+   at most 1.5x).
 4. Where a step of 12 paper heads spends its time: the forward pass, the losses, the backward
    pass and the optimiser's update, each timed alone.
 5. The Adadelta update of as many values as 12 paper heads hold: TensorFlow's kernel (what the
@@ -39,12 +40,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.machine import copy_gbps, matmul_gflops
+from heads import inputs as run_inputs
 from heads import methods, models
 from heads.inputs import needs
 from runtime.tf_quiet import tf
 
 N_TRAIN, DIM, N_CLASSES, PAPER = 24_731, 1536, 80, (2048, 1024, 256)
-PROTOCOLS = 5  # 0, .25, .5, .75, single positive
+PROTOCOLS = 6  # 0, .25, .5, .75, single positive, partial 0.5 (the last: verified negatives)
 FIELD_DIM = 256  # the paper heads' input in the every-method stack (see every_method)
 
 
@@ -55,22 +57,32 @@ def use_tiny_sizes() -> None:
 
 
 def data(seed: int = 0):
+    """Features (n, DIM); targets (P, n, L); the bank of per-entry arrays: weights (row 0) and
+    pseudo-positives (row 1)."""
     rng = np.random.default_rng(seed)
     x = rng.normal(0, 1, (N_TRAIN, DIM)).astype(np.float32)
     targets = (rng.random((PROTOCOLS, N_TRAIN, N_CLASSES)) < 0.06).astype(np.uint8)
-    weights = rng.random((1, N_TRAIN, N_CLASSES)).astype(np.float32)
-    return x, targets, weights
+    bank = np.stack([rng.random((N_TRAIN, N_CLASSES)), rng.random((N_TRAIN, N_CLASSES)) < 0.01]).astype(np.float32)
+    return x, targets, bank
 
 
-def stack_inputs(names: list[str], targets, weights) -> models.StackInputs:
-    """Heads `names` spread over the protocols of `targets` (P, n, L); every weighted-CE head
-    shares one weights row."""
+def stack_inputs(names: list[str], targets, bank, verified_last: bool = True) -> models.StackInputs:
+    """Heads `names` spread over the protocols of `targets` (P, n, L), the last protocol with
+    verified negatives (half its zeros) when `verified_last`; every weighted-CE head shares one
+    weights row (row 0 of `bank`), Score-PL's pseudo-positives are row 1."""
     weighted = [needs(n).weighted for n in names]
     n_classes = targets.shape[2]
+    known = None
+    if verified_last:
+        known = np.zeros(targets.shape, np.uint8)
+        known[-1] = (targets[-1] == 0) & (np.arange(targets.shape[1])[:, None] % 2 == 0)
     return models.StackInputs(
-        methods=list(names), needs=[needs(n) for n in names], params=[methods.parameters(n) for n in names], targets=targets,
-        target_of=np.arange(len(names)) % len(targets), negatives=weights, negatives_of=np.where(weighted, 0, -1),
-        constants={"pos_weight": np.ones((len(names), n_classes), np.float32), "k": np.full(len(names), 3.0, np.float32)})
+        methods=list(names), needs=[needs(n) for n in names],
+        params=[run_inputs.resolved(methods.parameters(n), 1) for n in names], targets=targets,
+        target_of=np.arange(len(names)) % len(targets), negatives=bank, negatives_of=np.where(weighted, 0, -1),
+        constants={"pos_weight": np.ones((len(names), n_classes), np.float32), "k": np.full(len(names), 3.0, np.float32),
+                   "prior": np.full((len(names), n_classes), 0.1, np.float32)},
+        known_negative=known, pseudo_of=np.where([needs(n).pseudo for n in names], 1, -1))
 
 
 def timed_steps(stack: models.HeadStack, inputs: models.StackInputs, x: np.ndarray, batch: int, steps: int,
@@ -85,7 +97,11 @@ def timed_steps(stack: models.HeadStack, inputs: models.StackInputs, x: np.ndarr
             times.append(time.perf_counter())
             yield rows, x[rows]
 
-    stack.fit(batches, inputs, d_in=x.shape[1])
+    def blocks():  # EM+APL's pass over the training rows after the epoch (not timed)
+        for start in range(0, len(x), 4096):
+            yield np.arange(start, min(start + 4096, len(x))), x[start:start + 4096]
+
+    stack.fit(batches, inputs, d_in=x.shape[1], train_blocks=blocks)
     return float(np.median(np.diff(times[warm:])))
 
 
@@ -96,7 +112,7 @@ def step_seconds(names, hidden, x, targets, weights, batch: int, steps: int, poi
     stack = models.HeadStack([f"h{i}" for i in range(len(names))], hidden=hidden, epochs=1, seed=0)
     inputs = stack_inputs(names, targets, weights)
     if points is not None:
-        inputs.params = [dict(params) for _, params in points]
+        inputs.params = [run_inputs.resolved(dict(params), 1) for _, params in points]
         inputs.lr_scale = np.array([scale for scale, _ in points])
     return timed_steps(stack, inputs, x, batch, steps)
 
@@ -159,7 +175,7 @@ def phases(x, targets, weights, steps) -> None:
     rows = np.arange(32)
     xb, yb = tf.constant(x[rows]), tf.constant(targets[inputs.target_of][:, rows].astype(np.float32))
     nb = tf.constant(weights[:, rows])
-    estimates, corrections = stack._state_rows(tf.constant(rows, tf.int64))
+    state = stack._state_rows(tf.constant(rows, tf.int64), None)
 
     def first_layer():
         d_in, n_heads, d_out = stack._w[0].shape
@@ -167,7 +183,7 @@ def phases(x, targets, weights, steps) -> None:
         return tf.transpose(tf.reshape(flat, [-1, n_heads, d_out]), [1, 0, 2])
 
     def loss():
-        return tf.reduce_sum(stack._head_losses(stack._logits(xb), yb, nb, 1, estimates, corrections)[0])
+        return tf.reduce_sum(stack._head_losses(stack._logits(xb), yb, nb, 1, state)[0])
 
     def gradient():
         with tf.GradientTape() as tape:

@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import configs
 from bench.heads import stack_inputs, timed_steps
 from bench.machine import matmul_gflops
+from heads import inputs as run_inputs
 from heads import methods, models, network, search, trainer
 from heads.predictions import HeadRun
 
@@ -46,9 +47,9 @@ def measure(cfg, names, points, n_rows, dim, n_classes, steps):
     rng = np.random.default_rng(0)
     x = rng.normal(0, 1, (n_rows, dim)).astype(np.float32)
     targets = (rng.random((1, n_rows, n_classes)) < 0.01).astype(np.uint8)
-    weights = rng.random((1, n_rows, n_classes)).astype(np.float32)
-    inputs = stack_inputs(names, targets, weights)
-    inputs.params = [dict(point.params) for point in points]
+    bank = np.stack([rng.random((n_rows, n_classes)), rng.random((n_rows, n_classes)) < 0.01]).astype(np.float32)
+    inputs = stack_inputs(names, targets, bank, verified_last=False)
+    inputs.params = [run_inputs.resolved(dict(point.params), 1) for point in points]
     inputs.lr_scale = np.array([point.lr / cfg.heads.learning_rate for point in points])
     stack = models.HeadStack([f"h{i}" for i in range(len(names))], hidden=network.hidden_layers(cfg.heads.head, cfg.heads),
                              optimizer=cfg.heads.optimizer, learning_rate=cfg.heads.learning_rate, epochs=1)

@@ -47,7 +47,8 @@ from . import losses, network, search
 from .inputs import Needs, StackInputs, given_constants
 
 ADADELTA, ADAM = network.OPTIMIZERS["adadelta"], network.OPTIMIZERS["adam"]
-ROLE_START = {"positive": 0.995, "spread": 0.6}  # Cole'21: logit(0.995) on positives, U(+-logit(0.6)) elsewhere
+ROLE_START = {"positive": 0.995, "spread": 0.6}
+PASS_BYTES = 1 << 28  # a forward pass without gradients holds at most this much of one layer's activations  # Cole'21: logit(0.995) on positives, U(+-logit(0.6)) elsewhere
 
 
 def head_seed(seed: int, key: str) -> np.random.SeedSequence:
@@ -159,6 +160,7 @@ class HeadStack:
     def _init(self, d_in: int, inputs: StackInputs) -> None:
         n_classes = inputs.targets.shape[2]
         sizes = (d_in, *self.hidden, n_classes)
+        self.widths_ = sizes[1:]
         n_heads = len(self.head_keys)
         # the first layer is stored (d_in, H, d_out): one plain matrix product serves every head
         # and its gradient, with no transpose of the largest weights (see _logits)
@@ -401,8 +403,7 @@ class HeadStack:
             raise ValueError("EM+APL chooses pseudo-negatives over the training rows: fit needs train_blocks")
         state = self._pseudo_negatives.numpy()
         heads = [self._apl[i] for i in due]
-        p = np.concatenate([tf.sigmoid(tf.gather(self._logits(tf.constant(x)), heads)).numpy()
-                            for _, x in train_blocks()], axis=1)
+        p = np.concatenate([self.predict_proba(x)[heads] for _, x in train_blocks()], axis=1)
         for j, (i, h) in enumerate(zip(due, heads)):
             params = inputs.params[h]
             open_ = self._unlabelled(inputs, h) & (state[:, i] < 0)
@@ -465,9 +466,11 @@ class HeadStack:
         return total / targets.shape[1], kept
 
     def predict_proba(self, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-        """(H, n, L) float32 probabilities for features x (n, d)."""
-        parts = [tf.sigmoid(self._logits(tf.constant(x[i:i + batch_size], tf.float32))).numpy()
-                 for i in range(0, len(x), batch_size)]
+        """(H, n, L) float32 probabilities for features x (n, d), at most `batch_size` rows at a
+        time and fewer when the stack's widest layer would hold more than PASS_BYTES."""
+        rows = max(1, min(batch_size, PASS_BYTES // (4 * len(self.head_keys) * max(self.widths_))))
+        parts = [tf.sigmoid(self._logits(tf.constant(x[i:i + rows], tf.float32))).numpy()
+                 for i in range(0, len(x), rows)]
         return np.concatenate(parts, axis=1)
 
 
