@@ -144,8 +144,8 @@ def add_model_commands(sub) -> None:
     p.add_argument("--fold", type=int, default=1, help="with --protocol: whose training rows (1-based)")
     p.add_argument("--method", default="", help="with --protocol: the study's heads of this method score the rows")
     p.add_argument("--out", default="", help="the CSV (default <model>/suggestions.csv, or under runs/<name>/)")
-    p.add_argument("--source", default="", help="which score ranks the list: combined (default with a model), "
-                   "model, or an estimator")
+    p.add_argument("--source", default="", help="which score ranks the list: model (the default with a model), "
+                   "combined, or an estimator (the default without)")
     p.add_argument("--estimator", default="auto", help="the confidence estimator (splits.weights)")
     p.add_argument("--max-per-image", type=int, default=3)
     p.add_argument("--budget", type=int, default=0, help="suggestions in all (0: no limit)")

@@ -264,14 +264,16 @@ def manifest(cfg, method: str, why: str, final: dict, source, reader: FeatureRea
     """model.json's content (`heads.model`) for the final stack's result `final`."""
     val_observed = source.observed(run.fold, run.protocol)[final["validation"]]
     val_scores = final["val_probabilities"]
+    verified = source.known_negative(run.fold, run.protocol)
+    val_known = None if verified is None else (val_observed == 1) | verified[final["validation"]]
     return {
         "method": method, "display": methods.display_name(method), "chosen_by": why,
         "params": final["params"], "learning_rate": final["lr"], "epoch": final["epoch"],
         "head": {"type": cfg.heads.head, "hidden": [int(w.shape[1]) for w in final["weights"][:-1]],
                  "activation": "sigmoid"},
         "feat_dim": int(reader.shape[1]), "classes": list(source.classes),
-        "thresholds": {"global": thresholds.best_global_threshold(val_observed, val_scores),
-                       "class": thresholds.best_f1_thresholds(val_observed, val_scores).tolist()},
+        "thresholds": {"global": thresholds.best_global_threshold(val_observed, val_scores, val_known),
+                       "class": thresholds.best_f1_thresholds(val_observed, val_scores, val_known).tolist()},
         "features": model.feature_contract(reader),
         "training": {"rows": final["train_rows"], "validation_rows": len(val_observed),
                      "protocol": run.protocol, "hide": cfg.model.hide, "fold": "all" if fold is None else fold,
@@ -286,7 +288,8 @@ def out_of_fold(rows: LabelledRows, results: list[dict], cfg) -> dict:
     probabilities = np.full(rows.labels.shape, np.nan, np.float32)
     for result in results:
         probabilities[result["test"]] = result["probabilities"]
+    known = {} if rows.known is None else {"known": rows.known}
     return {"ids": np.asarray(rows.ids, object), "observed": rows.trained_labels, "labels": rows.labels,
-            "probabilities": probabilities, "fold": rows.test_fold,
+            "probabilities": probabilities, "fold": rows.test_fold, **known,
             "attrs": {"missing_rate": run_inputs.missing_rate(cfg, rows, 0, rows.protocol),
                       "hidden": bool(cfg.model.hide > 0)}}

@@ -15,8 +15,9 @@ robust term, EM+APL's and Score-PL's pseudo-labels), and it is never a candidate
 correction (SPLC, the large-loss methods, CSL's selection). Without `known_negative` (two-state
 data) every loss is what it was.
 Every loss is the mean over the n x L entries of its per-entry loss, plus a batch-level term
-where the method has one (EPR, ROLE), as Cole et al.'s reference; the references of ASL, Hill
-and SPLC sum over entries instead, which only rescales the learning rate. Logs are computed
+where the method has one (EPR, ROLE), as Cole et al.'s reference; the references of ASL, Hill,
+SPLC, CSL and EM+APL sum over entries (EM+APL: divided by n L) instead, which only rescales the
+learning rate. Logs are computed
 from logits (log p = -softplus(-z), log(1 - p) = -softplus(z)): finite for any logit, where
 the references add an eps (1e-5 in Cole'21 / Zhou'22, a 1e-8 clamp in ASL).
 
@@ -155,8 +156,9 @@ def role(logits, observed, inputs, k, lr_mult):
     log_u, log_not_u = _log_p(inputs.estimates), _log_not_p(inputs.estimates)
     positives = 0.5 * observed * (-log_p - log_u)
     cross = 0.5 * (_bce(log_p, log_not_p, tf.stop_gradient(u)) + _bce(log_u, log_not_u, tf.stop_gradient(p)))
-    if inputs.known_negative is not None:  # a verified negative: target 0, its estimate untouched
+    if inputs.known_negative is not None:  # a verified negative: target 0, and its estimate 0 (untouched)
         cross = tf.where(inputs.known_negative > 0, -log_not_p, cross)
+        u = u * (1.0 - inputs.known_negative)
     penalty = 0.5 * (expected_positives_penalty(p, k) + expected_positives_penalty(u, k))
     return Terms(_mean(positives + cross) + penalty)
 
@@ -204,29 +206,37 @@ def splc(logits, observed, inputs, tau, margin, gamma):
     return Terms(_split(target, -((1.0 - p) ** gamma) * _log_p(shifted), -(p ** gamma) * _log_not_p(shifted)))
 
 
-def large_loss_count(n_rows, n_classes: int, epoch, delta: float, permanent: bool):
+def large_loss_count(n_rows, n_classes: int, epoch, delta: float, permanent: bool, verified=None):
     """Kim'22's k per batch: ceil(n L (t - 1) d) entries (reject / temporary correction), or
     ceil(n L d) from epoch 2 on (permanent correction); 0 in epoch 1. The product is rounded to
-    9 decimals before the ceiling so that an exact integer stays one."""
+    9 decimals before the ceiling so that an exact integer stays one. `verified` (h,): each
+    head's verified negatives in the batch, which leave n L (as mlcpl counts its entries):
+    then one k per head."""
     epoch = tf.cast(epoch, tf.float64)
     delta = tf.constant(delta, tf.float64)
     share = tf.where(epoch >= 2, delta if permanent else (epoch - 1) * delta, tf.constant(0.0, tf.float64))
     total = tf.cast(n_rows * n_classes, tf.float64)
+    if verified is not None:
+        total = total - tf.cast(verified, tf.float64)
     k = tf.math.ceil(tf.round(total * share * 1e9) / 1e9)
     return tf.cast(tf.minimum(k, total), tf.int32)
 
 
 def _largest_negative_losses(loss_if_negative, observed, count):
     """(h, n, L) 0/1 float: per head the `count` largest AN losses among its o = 0 entries
-    (`observed` 1 on every entry that is no candidate: observed positives, verified negatives).
-    Float, not bool: TensorFlow's graph optimiser would move a later cast behind the stack's
-    transpose, and a bool transpose makes oneDNN log an error line on CPUs without AVX-512."""
+    (`observed` 1 on every entry that is no candidate: observed positives, verified negatives;
+    `count` one for every head, or (h,) one each). Float, not bool: TensorFlow's graph optimiser
+    would move a later cast behind the stack's transpose, and a bool transpose makes oneDNN log
+    an error line on CPUs without AVX-512."""
     h = tf.shape(observed)[0]
     flat = tf.reshape(tf.where(observed > 0, -math.inf, loss_if_negative), [h, -1])
+    each = count if count.shape.rank else None
+    count = tf.reduce_max(count) if each is not None else count
     _, index = tf.math.top_k(flat, k=count)
     heads = tf.repeat(tf.range(h), count)
-    picked = tf.scatter_nd(tf.stack([heads, tf.reshape(index, [-1])], axis=1),
-                           tf.ones(h * count, tf.float32), tf.shape(flat))
+    ones = tf.ones(h * count, tf.float32) if each is None else \
+        tf.reshape(tf.cast(tf.range(count)[None, :] < each[:, None], tf.float32), [-1])
+    picked = tf.scatter_nd(tf.stack([heads, tf.reshape(index, [-1])], axis=1), ones, tf.shape(flat))
     return tf.reshape(picked, tf.shape(observed)) * (1.0 - observed)
 
 
@@ -234,7 +244,8 @@ def _large_loss(logits, observed, inputs, delta, mode):
     """AN; from epoch 2 the k largest losses among o = 0 entries are rejected (loss 0, "reject")
     or taken with target 1 (-log p) for this batch ("temporary") or for good ("permanent")."""
     positive, negative = -_log_p(logits), -_log_not_p(logits)
-    count = large_loss_count(tf.shape(logits)[1], logits.shape[-1], inputs.epoch, delta, mode == "permanent")
+    verified = None if inputs.known_negative is None else tf.reduce_sum(inputs.known_negative, axis=[1, 2])
+    count = large_loss_count(tf.shape(logits)[1], logits.shape[-1], inputs.epoch, delta, mode == "permanent", verified)
     settled = observed if inputs.known_negative is None else 1.0 - _unknown(observed, inputs)
     picked = _largest_negative_losses(tf.stop_gradient(negative), settled, count)
     kept = observed * positive + (1.0 - observed) * negative
@@ -296,13 +307,14 @@ def _selected_unknowns(p, unknown, count):
 def csl(logits, observed, inputs, gamma_pos, gamma_neg, gamma_unknown, clip, prior_threshold, likelihood_topk):
     """Class-aware selective loss (Ben-Baruch et al., CVPR'22), focusing weights without gradient,
     q = max(p - clip, 0): -(1-p)^g+ log p | -q^g- log(1-q) on verified negatives | -w q^gu log(1-q)
-    on unknowns, w = 0 on the unknowns of classes whose prior exceeds `prior_threshold` and on the
-    batch's likelihood_topk x n unknowns of highest p (pooled over rows), else 1."""
+    on unknowns, w = 0 on the unknowns of classes whose prior exceeds `prior_threshold` (0: no
+    prior rule, as the reference) and on the batch's likelihood_topk x n unknowns of highest p
+    (pooled over rows), else 1. The mean over entries, where the reference sums."""
     p = tf.sigmoid(logits)
     shifted = tf.maximum(p - clip, 0.0)
     log_not_shifted = tf.math.log(tf.minimum(1.0 - p + clip, 1.0)) if clip > 0 else _log_not_p(logits)
     unknown = _unknown(observed, inputs)
-    frequent = tf.cast(inputs.prior > prior_threshold, tf.float32)[:, None, :]
+    frequent = tf.cast(inputs.prior > prior_threshold, tf.float32)[:, None, :] if prior_threshold > 0 else 0.0
     count = tf.cast(tf.round(likelihood_topk * tf.cast(tf.shape(logits)[1], tf.float32)), tf.int32)
     ignored = tf.maximum(unknown * frequent, _selected_unknowns(tf.stop_gradient(p), unknown, count))
     positive = -tf.stop_gradient((1.0 - p) ** gamma_pos) * _log_p(logits)

@@ -102,8 +102,8 @@ _FIXED = [
     Method("partial_bce", "Partial-BCE", "partial_bce", "Durand et al., CVPR 2019",
            params={"g_alpha": -4.45, "g_beta": 5.45, "g_gamma": 1.0}, order=4),
     Method("csl", "CSL", "csl", CSL, prior=True, order=4,
-           params={"gamma_pos": 0.0, "gamma_neg": 1.0, "gamma_unknown": 2.0, "clip": 0.0, "prior_threshold": 0.5,
-                   "likelihood_topk": 5.0},
+           params={"gamma_pos": 0.0, "gamma_neg": 1.0, "gamma_unknown": 4.0, "clip": 0.0, "prior_threshold": 0.5,
+                   "likelihood_topk": 5.0},  # the README's recipe (RPS); its FPC recipe: gamma_neg 3
            search={"gamma_neg": (1.0, 3.0), "gamma_unknown": (2.0, 4.0)}),
     Method("gr", "GR", "gr", "Chen et al., IJCAI 2024 (arXiv 2405.03501)", order=4,
            params={"w0": 0.0, "w_end": 2.0, "b0": -2.0, "b_end": -2.0, "mu0": 0.5, "mu_end": 0.8, "sigma0": 2.0,

@@ -24,8 +24,9 @@ owns its contract; nothing else opens these files.
                      model trained on), labels (N, L) uint8 (the labels as given: the truth of the
                      hidden entries when [model] hide > 0), probabilities (N, L) float32 (each row
                      predicted by the fold model that did not train on it; NaN for rows without
-                     readable features), fold (N,) int8; attributes missing_rate, hidden (bool:
-                     `labels` hold positives `observed` lacks), estimator_rate
+                     readable features), fold (N,) int8, and known (N, L) bool for three-state
+                     labels (the labels the dataset knows); attributes missing_rate, hidden
+                     (bool: `labels` hold positives `observed` lacks)
 A directory is written under a temporary name beside its place and renamed into place once
 complete; a complete model is replaced only with --force, and only by a complete one. Reading
 checks the format, the version, completeness and every file's sha256: a model directory that
@@ -159,6 +160,9 @@ def write(directory: Path, meta: dict, weights, biases, provenance: dict, out_of
     directory = Path(directory)
     artifacts.writable(directory.parent)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)  # a plain new directory's permissions, not mkdtemp's 0700
     try:
         files = {HEAD: _write_head(staging / HEAD, weights, biases)}
         if out_of_fold is not None:
@@ -269,6 +273,6 @@ def out_of_fold(model: Model) -> dict:
         raise ValueError(f"{model.path} holds no out-of-fold predictions (it was fitted with [model] folds = 0); "
                          "suggestions need them: set [model] folds = 4 and refit (make model FORCE=1)")
     with artifacts.open_h5(path) as h5:
-        arrays = artifacts.read_arrays(h5, ("ids", "observed", "labels", "probabilities", "fold"))
+        arrays = artifacts.read_arrays(h5, ("ids", "observed", "labels", "probabilities", "fold", "known"))
         arrays["attrs"] = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in h5.attrs.items()}
     return arrays

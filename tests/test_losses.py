@@ -227,7 +227,7 @@ def partial_bce_ref(z, o, k, g_alpha=-4.45, g_beta=5.45, g_gamma=1.0):
     return float(np.mean(rows))
 
 
-def csl_ref(z, o, k, prior, gamma_pos=0.0, gamma_neg=1.0, gamma_unknown=2.0, clip=0.0, prior_threshold=0.5,
+def csl_ref(z, o, k, prior, gamma_pos=0.0, gamma_neg=1.0, gamma_unknown=4.0, clip=0.0, prior_threshold=0.5,
             likelihood_topk=5.0):
     p = sigmoid(z)
     q = np.maximum(p - clip, 0)
@@ -314,3 +314,77 @@ def test_a_verified_negative_is_a_negative_for_every_method(partial_batch):
     corrected = losses.terms("ll_cp", z[None], o[None], losses.Inputs(epoch=3, known_negative=k[None]),
                              {"delta": 0.05}).corrected.numpy()[0]
     assert corrected.sum() > 0 and not (corrected.astype(bool) & (k == 1)).any()
+
+
+def gradient(method, z, o, **inputs):
+    import tensorflow as tf
+    logits = tf.constant(z, tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(logits)
+        loss = losses.batch_loss(method, logits, o, **inputs)
+    return tape.gradient(loss, logits).numpy()
+
+
+def numeric_gradient(frozen, z, step=1e-4):
+    """d frozen(z, z0) / dz at z0 = z by central differences: `frozen` reads its detached factors from z0."""
+    out = np.zeros_like(z)
+    for index in np.ndindex(z.shape):
+        up, down = z.copy(), z.copy()
+        up[index] += step
+        down[index] -= step
+        out[index] = (frozen(up, z) - frozen(down, z)) / (2 * step)
+    return out
+
+
+def test_gr_and_csl_take_no_gradient_through_their_weights():
+    """K, V (GR) and the focusing weights (CSL) are constants of the gradient, as the references."""
+    rng = np.random.default_rng(9)
+    z = rng.normal(0, 1.5, (6, 5))
+    o = (rng.random((6, 5)) < 0.3).astype(np.float32)
+    k = ((o == 0) & (rng.random((6, 5)) < 0.3)).astype(np.float32)
+
+    def gr_frozen(z_, z0, epoch=3, epochs=8):
+        p, p0 = sigmoid(z_), sigmoid(z0)
+        weight = 1 / (1 + np.exp(-(2 * (epoch - 1) / epochs * p0 - 2)))
+        v = np.exp(-(p0 - (0.5 + 0.3 * epoch / epochs)) ** 2 / (2 * (2 - 1.5 * epoch / epochs) ** 2))
+        robust = v * (weight * (1 - p ** 0.01) / 0.01 + (1 - weight) * p)
+        return three(o, k, -log_p(z_), -log_not_p(z_), robust)
+
+    np.testing.assert_allclose(gradient("gr", z, o, known_negative=k, epoch=3, epochs=8),
+                               numeric_gradient(gr_frozen, z), rtol=1e-3, atol=1e-6)
+    prior = np.full(5, 0.2, np.float32)
+
+    def csl_frozen(z_, z0):
+        p, p0 = sigmoid(z_), sigmoid(z0)
+        unknown = (1 - o) * (1 - k)
+        count = round(5.0 * len(z_))
+        cells = sorted(((p0[i, j], i, j) for i in range(len(z0)) for j in range(5) if unknown[i, j]), reverse=True)
+        ignored = np.zeros_like(p)
+        for _, i, j in cells[:count]:
+            ignored[i, j] = 1
+        return three(o, k, -log_p(z_), -p0 * log_not_p(z_), -(1 - ignored) * p0 ** 4 * log_not_p(z_))
+
+    np.testing.assert_allclose(gradient("csl", z, o, known_negative=k, prior=prior), numeric_gradient(csl_frozen, z),
+                               rtol=1e-3, atol=1e-6)
+
+
+def test_role_leaves_a_verified_negatives_estimate_alone_and_large_losses_count_the_other_entries(partial_batch):
+    z, o, k = partial_batch
+    u = np.random.default_rng(2).normal(0, 2, z.shape)
+    p, est = sigmoid(z), sigmoid(u)
+    bce_p = -est * log_p(z) - (1 - est) * log_not_p(z)
+    bce_u = -p * log_p(u) - (1 - p) * log_not_p(u)
+    cross = np.where(k > 0, -log_not_p(z), 0.5 * (bce_p + bce_u))
+    expected = float((0.5 * o * (-log_p(z) - log_p(u)) + cross).mean()) + \
+        0.5 * (penalty(p, 2.0) + penalty(est * (1 - k), 2.0))
+    assert float(losses.batch_loss("role", z, o, estimates=u, k=2.0, known_negative=k)) == \
+        pytest.approx(expected, rel=1e-5)
+    n, n_classes = z.shape
+    count = math.ceil(round((n * n_classes - k.sum()) * 2 * 0.01, 9))  # epoch 3: 2 delta of the non-verified entries
+    loss = o * -log_p(z) + (1 - o) * -log_not_p(z)
+    candidates = sorted(((-log_not_p(z[i, j]), i, j) for i in range(n) for j in range(n_classes)
+                         if o[i, j] == 0 and k[i, j] == 0), reverse=True)[:count]
+    for _, i, j in candidates:
+        loss[i, j] = 0.0
+    assert float(losses.batch_loss("ll_r", z, o, epoch=3, delta=0.01, known_negative=k)) == \
+        pytest.approx(float(loss.mean()), rel=1e-5)

@@ -39,7 +39,9 @@ def test_the_model_score_follows_elkan_and_noto_on_calibrated_probabilities():
     calibrated = suggest.platt(probabilities, observed)
     assert np.corrcoef(calibrated.ravel(), probabilities.ravel())[0, 1] > 0.99
     scores = suggest.model_scores(probabilities, observed, 0.25)
-    np.testing.assert_allclose(scores, np.minimum(calibrated / (1 - calibrated) / 3, 1), rtol=1e-6)
+    hidden_odds = calibrated / (1 - calibrated) * 0.25 / 0.75  # odds(hidden) = odds(q) r / (1 - r)
+    np.testing.assert_allclose(scores, hidden_odds / (1 + hidden_odds), rtol=1e-6)
+    assert scores.max() < 1  # a probability: no ties at 1
     with pytest.raises(ValueError, match="the missing rate is 0"):
         suggest.sources(observed, 0.0, probabilities, ["auto"])
 
@@ -51,8 +53,8 @@ def test_suggestions_from_a_models_rows_beat_the_class_prior(study, tmp_path):  
     report = suggest.suggest(suggest.from_model(cfg.model_dir), tmp_path / "s.csv", max_per_image=2)
     by = report.set_index("source")
     for k in (1, 5):
-        assert by.loc["combined", f"P@{k}"] >= by.loc["prior", f"P@{k}"] + 0.05
-    assert by.loc["combined", "AP"] > by.loc["prior", "AP"] + 0.1
+        assert by.loc["model", f"P@{k}"] >= by.loc["prior", f"P@{k}"] + 0.05
+    assert by.loc["model", "AP"] > by.loc["prior", "AP"] + 0.1
     listed = pd.read_csv(tmp_path / "s.csv")
     assert list(listed.columns[:4]) == ["rank", "key", "class", "score"] and listed.groupby("key").size().max() <= 2
     assert (tmp_path / "s.quality.csv").is_file()
@@ -66,5 +68,15 @@ def test_suggestions_from_a_studys_fold_score_each_row_by_the_fold_model_that_he
     np.testing.assert_array_equal(annotation["observed"], sf.observed(1, "0.5")[rows])
     report = suggest.suggest(annotation, tmp_path / "s.csv")
     assert set(report["source"]) >= {"prior", "auto", "model", "combined"}
+    assert pd.read_csv(tmp_path / "s.csv").columns[3] == "score"
     alone = suggest.suggest(suggest.from_study(cfg, "0.5", fold=2), tmp_path / "e.csv")
     assert "model" not in set(alone["source"])
+
+
+def test_a_verified_negative_is_never_suggested_nor_scored():
+    rng = np.random.default_rng(2)
+    observed = (rng.random((40, 8)) < 0.2).astype(np.uint8)
+    verified = (observed == 0) & (rng.random((40, 8)) < 0.5)
+    score = rng.random((40, 8))
+    rows, classes = suggest.pick(score, observed, max_per_image=8, budget=0, verified=verified)
+    assert len(rows) == int(((observed == 0) & ~verified).sum()) and not verified[rows, classes].any()
