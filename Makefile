@@ -58,7 +58,7 @@ figures: check
 	$(PYTHON) -m analysis report --config "$(CONFIG)"
 
 # The final model ([model]: the method, or "best" from the leaderboard, on every labelled row)
-# into its model directory (runs/<name>/model unless [model] dir), and its SavedModel.
+# into its model directory (runs/<name>/model unless [model] dir); `make export` adds its SavedModel.
 model: features
 	$(PYTHON) -m heads fit --config "$(CONFIG)" $(force)
 
