@@ -161,3 +161,33 @@ def test_the_readme_suggestion_table_equals_its_csv():
         assert cells == [f"{row[k]:.3f}" for k in ("P@1", "P@5", "AP", "list precision")], source
     assert frame.loc["combined", "P@1"] >= frame.loc["prior", "P@1"] and \
         frame.loc["combined", "P@5"] >= frame.loc["prior", "P@5"]
+
+
+def _partial_cell(board: pd.DataFrame, name: str, protocol: str) -> str:
+    """A cell of README "Results: partial labels": mean mAP, bold when best, ° when tied with it."""
+    row = board.loc[(name, protocol)]
+    text = f"{row['mean']:.3f}"
+    return f"**{text}**" if row["best"] else text + (" °" if row["tied"] else "")
+
+
+def test_the_readme_partial_label_tables_equal_their_csvs():
+    """README "Results: partial labels": both tables, marks included, from *_partial_leaderboard.csv."""
+    text = (DOCS.parent / "README.md").read_text()
+    start = text.index("## Results: partial labels")
+    section = text[start:text.index("\n## ", start + 1)]
+    boards = {}
+    for name, shown in (("yeast", "yeast"), ("enron", "enron"), ("corel5k", "Corel5k")):
+        frame = pd.read_csv(RESULTS / f"{name}_partial_leaderboard.csv", dtype={"protocol": str})
+        boards[shown] = frame[frame["metric"] == "mAP"].set_index(["name", "protocol"])
+    blocks = [block for block in section.split("\n\n") if block.startswith("| method")]
+    assert len(blocks) == 2
+    for block in blocks:
+        header, _, *rows = [[c.strip() for c in line.strip("|").split("|")] for line in block.splitlines()]
+        columns = []
+        for title in header[1:]:
+            dataset, _, share = title.partition(" ")
+            columns.append((dataset, f"partial {int(share.rstrip('%')) / 100:g}" if share else "single positive"))
+        for shown, *cells in rows:
+            name = shown.removesuffix(" (oracle)")
+            assert (shown != name) == bool(boards["yeast"].loc[(name, columns[0][1])]["oracle"]), shown
+            assert cells == [_partial_cell(boards[d], name, p) for d, p in columns], name
