@@ -27,6 +27,7 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 import traceback
 from pathlib import Path
 
@@ -436,8 +437,7 @@ def claim(path: str | Path):
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
+            holder = _holder(handle)
             raise ValueError(f"{path} is being made by {holder}; wait for it to finish or stop it") from None
         handle.seek(0)
         handle.truncate()
@@ -447,6 +447,18 @@ def claim(path: str | Path):
             yield lock_path
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _holder(handle, tries: int = 20) -> str:
+    """Who holds a lock, as its holder wrote it ("process <pid>"); the holder writes just after
+    taking the lock, so an empty file is read again for up to 0.2 s before "another process"."""
+    for _ in range(tries):
+        handle.seek(0)
+        holder = handle.read().strip()
+        if holder:
+            return holder
+        time.sleep(0.01)
+    return "another process"
 
 
 def writable(directory: str | Path) -> Path:
