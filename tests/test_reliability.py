@@ -172,8 +172,14 @@ def test_ctrl_c_in_a_terminal_ends_the_run_at_once_and_the_rerun_completes(tmp_p
     make_features(cfg)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "heads", "train", "--config", str(config), "--n-jobs", str(jobs)]
-    parent = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              start_new_session=True)
+    # A shell that starts a job in the background (`make test &`, a CI runner) leaves SIGINT ignored
+    # and the child would inherit that; a terminal's foreground command has it handled, as here.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        parent = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True, start_new_session=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     deadline = time.time() + 120
     while time.time() < deadline and len([p for p in children(parent.pid) if alive(p)]) < (2 if jobs > 1 else 0):
         time.sleep(0.5)
