@@ -340,11 +340,25 @@ def stack_bytes(cfg, n_heads: int, feat_dim: int, n_classes: int, n_val: int) ->
     return 6 * stack.parameter_count(feat_dim, n_classes) * 4 + scoring
 
 
-def plan_stacks(cfg, stacks: dict, feature_bytes: int, feat_dim: int, n_classes: int, n_val: int) -> list:
-    """[(seed, fold, runs)]: each (seed, fold)'s runs in as few stacks as fit in free memory (a
-    run's grid points stay in one stack: its selection compares them); ValueError when one
-    run's grid alone cannot fit."""
-    budget = 0.8 * free_memory() - feature_bytes
+def stacks_at_once(cfg, stacks: dict, feature_bytes: int, per_head: int, n_jobs: int) -> int:
+    """How many stacks train at once on this machine, each with its own features and a share of
+    free memory: n_jobs processes, fewer while the largest run's grid would not fit in a share;
+    a Dask LocalCluster's workers; 1 for a remote cluster (its workers plan their own memory)."""
+    if cfg.cluster.scheduler:
+        return cfg.cluster.workers if cfg.cluster.scheduler == "local" else 1
+    largest = max(len(search.points(cfg, run.method)) for runs in stacks.values() for run in runs)
+    at_once = min(n_jobs, len(stacks))
+    while at_once > 1 and 0.8 * free_memory() / at_once - feature_bytes < largest * per_head:
+        at_once -= 1
+    return max(at_once, 1)
+
+
+def plan_stacks(cfg, stacks: dict, feature_bytes: int, feat_dim: int, n_classes: int, n_val: int,
+                at_once: int = 1) -> list:
+    """[(seed, fold, runs)]: each (seed, fold)'s runs in as few stacks as fit in free memory
+    shared by `at_once` stacks training together (a run's grid points stay in one stack: its
+    selection compares them); ValueError when one run's grid alone cannot fit."""
+    budget = 0.8 * free_memory() / at_once - feature_bytes
     per_head = stack_bytes(cfg, 1, feat_dim, n_classes, n_val)
     most = int(budget // per_head) if budget > 0 else 0
     out = []
@@ -355,7 +369,9 @@ def plan_stacks(cfg, stacks: dict, feature_bytes: int, feat_dim: int, n_classes:
             if points > most:
                 need = stack_bytes(cfg, points, feat_dim, n_classes, n_val) + feature_bytes
                 raise ValueError(f"{points} {cfg.heads.head} heads on {feat_dim}-d features need about "
-                                 f"{need / 2**30:.1f} GiB but {free_memory() / 2**30:.1f} GiB are free; use pooling "
+                                 f"{need / 2**30:.1f} GiB but {free_memory() / 2**30:.1f} GiB are free"
+                                 + (f", shared by {at_once} stacks at once (cluster.workers)" if at_once > 1 else "")
+                                 + "; use pooling "
                                  "= 'avg' in [extract], fewer methods, ratios or grid points per run (--only, "
                                  "[heads.search] lr / params), a smaller head, or heads.features = 'stream' with a "
                                  "smaller heads.shuffle_buffer")
@@ -417,13 +433,20 @@ def _train_stacks(cfg, todo, splits_files, reader, in_ram, n_jobs, provenance) -
     feature_rows = n_rows if in_ram else 2 * min(cfg.heads.shuffle_buffer, n_rows)
     n_classes = len(next(iter(splits_files.values())).classes)
     n_val = int(np.ceil(cfg.splits.validation * n_rows))
-    planned = plan_stacks(cfg, stacks, int(row_bytes(reader) * feature_rows), reader.shape[1], n_classes, n_val)
+    feature_bytes = int(row_bytes(reader) * feature_rows)
+    per_head = stack_bytes(cfg, 1, reader.shape[1], n_classes, n_val)
+    at_once = stacks_at_once(cfg, stacks, feature_bytes, per_head, n_jobs)
+    planned = plan_stacks(cfg, stacks, feature_bytes, reader.shape[1], n_classes, n_val, at_once)
     per_stack = max(sum(len(search.points(cfg, run.method)) for run in runs) for _, _, runs in planned)
+    fewer = ""
+    if not cfg.cluster.scheduler:
+        fewer = f" ({n_jobs} asked; more would not fit in free memory)" if at_once < min(n_jobs, len(stacks)) else ""
+        n_jobs = at_once
     n_jobs = min(n_jobs, len(planned))
     artifacts.writable(cfg.run_dir)
     print(f"heads: {len(todo)} runs in {len(planned)} stack(s) of up to {per_stack} {cfg.heads.head} heads "
           f"({'grid points of ' if search.enabled(cfg) else ''}seeds x folds); {reader.shape[1]} features"
-          + (" (sparse)" if reader.sparse else "") + f"; {n_jobs} parallel job(s); features "
+          + (" (sparse)" if reader.sparse else "") + f"; {n_jobs} parallel job(s){fewer}; features "
           + ("in RAM" if in_ram else f"streamed {cfg.heads.shuffle_buffer} rows at a time")
           + f"; {int((~reader.valid).sum())} invalid rows skipped")
     count = {}

@@ -145,6 +145,28 @@ def test_a_grid_larger_than_memory_is_split_into_stacks_with_the_same_results(tm
         trainer.train(split, only={"fold": "1", "ratio": "0.5"}, n_jobs=1, force=True)
 
 
+def test_stacks_trained_at_once_share_free_memory(tmp_path, monkeypatch):
+    """Two parallel jobs each hold a stack and its features: the planner gives each a half, and
+    runs fewer jobs at once when the largest grid (confidence_auto's 8 points) would not fit in one."""
+    cfg = searched(tmp_path)  # a fold's grid at one protocol: ce 2, an 2, confidence_auto 8 points
+    stacks = {(0, fold): [HeadRun(0, fold, "0.5", m) for m in cfg.heads.methods] for fold in (0, 1)}
+    per_head, feature_bytes = trainer.stack_bytes(cfg, 1, 24, 16, 80), 4 * 24 * 400
+
+    def plan(heads_in_memory, n_jobs):
+        monkeypatch.setattr(trainer, "free_memory", lambda: int((heads_in_memory + 0.5) * per_head / 0.8))
+        at_once = trainer.stacks_at_once(cfg, stacks, feature_bytes, per_head, n_jobs)
+        planned = trainer.plan_stacks(cfg, stacks, feature_bytes, 24, 16, 80, at_once)
+        sizes = [sum(len(search.points(cfg, r.method)) for r in runs) for _, _, runs in planned]
+        assert at_once * (max(sizes) * per_head + feature_bytes) <= 0.8 * trainer.free_memory()
+        return at_once, sizes
+
+    room = feature_bytes / per_head
+    assert plan(2 * (12 + room), 2) == (2, [12, 12])  # both folds whole, side by side
+    assert plan(2 * (8 + room), 2) == (2, [4, 8, 4, 8])  # each fold in two stacks
+    assert plan(12 + room, 2) == (1, [12, 12])  # one at a time rather than an out-of-memory crash
+    assert plan(12 + room, 1) == (1, [12, 12])
+
+
 @pytest.mark.parametrize("table, message", [
     ({"params": {"asl": {"clip": [0.05, 1.5]}}}, "method 'asl': parameter clip = 1.5; it must be in \\[0, 1\\)"),
     ({"params": {"asl": {"width": [1.0]}}}, "method 'asl' has no parameter 'width'"),
