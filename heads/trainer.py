@@ -340,6 +340,11 @@ def stack_bytes(cfg, n_heads: int, feat_dim: int, n_classes: int, n_val: int) ->
     return 6 * stack.parameter_count(feat_dim, n_classes) * 4 + scoring
 
 
+def stack_budget(feature_bytes: int, at_once: int) -> float:
+    """Bytes one of `at_once` stacks training together may hold besides its own features."""
+    return 0.8 * free_memory() / at_once - feature_bytes
+
+
 def stacks_at_once(cfg, stacks: dict, feature_bytes: int, per_head: int, n_jobs: int) -> int:
     """How many stacks train at once on this machine, each with its own features and a share of
     free memory: n_jobs processes, fewer while the largest run's grid would not fit in a share;
@@ -348,7 +353,7 @@ def stacks_at_once(cfg, stacks: dict, feature_bytes: int, per_head: int, n_jobs:
         return cfg.cluster.workers if cfg.cluster.scheduler == "local" else 1
     largest = max(len(search.points(cfg, run.method)) for runs in stacks.values() for run in runs)
     at_once = min(n_jobs, len(stacks))
-    while at_once > 1 and 0.8 * free_memory() / at_once - feature_bytes < largest * per_head:
+    while at_once > 1 and stack_budget(feature_bytes, at_once) < largest * per_head:
         at_once -= 1
     return max(at_once, 1)
 
@@ -358,7 +363,7 @@ def plan_stacks(cfg, stacks: dict, feature_bytes: int, feat_dim: int, n_classes:
     """[(seed, fold, runs)]: each (seed, fold)'s runs in as few stacks as fit in free memory
     shared by `at_once` stacks training together (a run's grid points stay in one stack: its
     selection compares them); ValueError when one run's grid alone cannot fit."""
-    budget = 0.8 * free_memory() / at_once - feature_bytes
+    budget = stack_budget(feature_bytes, at_once)
     per_head = stack_bytes(cfg, 1, feat_dim, n_classes, n_val)
     most = int(budget // per_head) if budget > 0 else 0
     out = []
@@ -438,11 +443,9 @@ def _train_stacks(cfg, todo, splits_files, reader, in_ram, n_jobs, provenance) -
     at_once = stacks_at_once(cfg, stacks, feature_bytes, per_head, n_jobs)
     planned = plan_stacks(cfg, stacks, feature_bytes, reader.shape[1], n_classes, n_val, at_once)
     per_stack = max(sum(len(search.points(cfg, run.method)) for run in runs) for _, _, runs in planned)
-    fewer = ""
-    if not cfg.cluster.scheduler:
-        fewer = f" ({n_jobs} asked; more would not fit in free memory)" if at_once < min(n_jobs, len(stacks)) else ""
-        n_jobs = at_once
-    n_jobs = min(n_jobs, len(planned))
+    local = not cfg.cluster.scheduler
+    fewer = f" ({n_jobs} asked; more would not fit in free memory)" if local and at_once < min(n_jobs, len(stacks)) else ""
+    n_jobs = min(at_once if local else n_jobs, len(planned))
     artifacts.writable(cfg.run_dir)
     print(f"heads: {len(todo)} runs in {len(planned)} stack(s) of up to {per_stack} {cfg.heads.head} heads "
           f"({'grid points of ' if search.enabled(cfg) else ''}seeds x folds); {reader.shape[1]} features"
