@@ -315,12 +315,19 @@ def free_memory() -> int:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
+def memory(cfg) -> int:
+    """Bytes the stacks training at once share: this machine's free memory, or on a running Dask
+    cluster the share of one task on its smallest worker (when its workers set a memory limit)."""
+    return cluster.task_memory(cfg) or free_memory()
+
+
 def features_in_ram(cfg, reader: FeatureReader, n_rows: int, n_jobs: int) -> bool:
     """heads.features, with "auto" = RAM when every parallel fold's rows (float32 dense, or the
-    stored size when sparse) fit in a share of free memory."""
+    stored size when sparse) fit in a share of free memory (a running cluster's task: its own share)."""
     if cfg.heads.features != "auto":
         return cfg.heads.features == "ram"
-    return n_jobs * row_bytes(reader) * n_rows <= RAM_FRACTION * free_memory()
+    remote = cfg.cluster.scheduler not in ("", "local")
+    return (1 if remote else n_jobs) * row_bytes(reader) * n_rows <= RAM_FRACTION * memory(cfg)
 
 
 def row_bytes(reader: FeatureReader) -> float:
@@ -340,20 +347,20 @@ def stack_bytes(cfg, n_heads: int, feat_dim: int, n_classes: int, n_val: int) ->
     return 6 * stack.parameter_count(feat_dim, n_classes) * 4 + scoring
 
 
-def stack_budget(feature_bytes: int, at_once: int) -> float:
-    """Bytes one of `at_once` stacks training together may hold besides its own features."""
-    return 0.8 * free_memory() / at_once - feature_bytes
+def stack_budget(available: int, feature_bytes: int, at_once: int) -> float:
+    """Bytes one of `at_once` stacks training together in `available` bytes may hold besides its own features."""
+    return 0.8 * available / at_once - feature_bytes
 
 
 def stacks_at_once(cfg, stacks: dict, feature_bytes: int, per_head: int, n_jobs: int) -> int:
     """How many stacks train at once on this machine, each with its own features and a share of
     free memory: n_jobs processes, fewer while the largest run's grid would not fit in a share;
-    a Dask LocalCluster's workers; 1 for a remote cluster (its workers plan their own memory)."""
+    a Dask LocalCluster's workers; 1 for a running cluster (`memory` gives each task its worker's share)."""
     if cfg.cluster.scheduler:
         return cfg.cluster.workers if cfg.cluster.scheduler == "local" else 1
     largest = max(len(search.points(cfg, run.method)) for runs in stacks.values() for run in runs)
-    at_once = min(n_jobs, len(stacks))
-    while at_once > 1 and stack_budget(feature_bytes, at_once) < largest * per_head:
+    at_once, available = min(n_jobs, len(stacks)), free_memory()
+    while at_once > 1 and stack_budget(available, feature_bytes, at_once) < largest * per_head:
         at_once -= 1
     return max(at_once, 1)
 
@@ -361,9 +368,11 @@ def stacks_at_once(cfg, stacks: dict, feature_bytes: int, per_head: int, n_jobs:
 def plan_stacks(cfg, stacks: dict, feature_bytes: int, feat_dim: int, n_classes: int, n_val: int,
                 at_once: int = 1) -> list:
     """[(seed, fold, runs)]: each (seed, fold)'s runs in as few stacks as fit in free memory
-    shared by `at_once` stacks training together (a run's grid points stay in one stack: its
-    selection compares them); ValueError when one run's grid alone cannot fit."""
-    budget = stack_budget(feature_bytes, at_once)
+    shared by `at_once` stacks training together, or in a running cluster's task share (a run's
+    grid points stay in one stack: its selection compares them); ValueError when one run's grid
+    alone cannot fit."""
+    available = memory(cfg)
+    budget = stack_budget(available, feature_bytes, at_once)
     per_head = stack_bytes(cfg, 1, feat_dim, n_classes, n_val)
     most = int(budget // per_head) if budget > 0 else 0
     out = []
@@ -374,7 +383,9 @@ def plan_stacks(cfg, stacks: dict, feature_bytes: int, feat_dim: int, n_classes:
             if points > most:
                 need = stack_bytes(cfg, points, feat_dim, n_classes, n_val) + feature_bytes
                 raise ValueError(f"{points} {cfg.heads.head} heads on {feat_dim}-d features need about "
-                                 f"{need / 2**30:.1f} GiB but {free_memory() / 2**30:.1f} GiB are free"
+                                 f"{need / 2**30:.1f} GiB but {available / 2**30:.1f} GiB are free"
+                                 + (" to a task of cluster.scheduler's smallest worker"
+                                    if cfg.cluster.scheduler not in ("", "local") else "")
                                  + (f", shared by {at_once} stacks at once (cluster.workers)" if at_once > 1 else "")
                                  + "; use pooling "
                                  "= 'avg' in [extract], fewer methods, ratios or grid points per run (--only, "

@@ -75,6 +75,15 @@ def run(cfg, tasks: list[Task], n_jobs: int = 1, environment: dict | None = None
     return [by_label[task.label] for task in tasks]
 
 
+def task_memory(cfg) -> int | None:
+    """Bytes one task may hold on a running cluster ([cluster] scheduler an address): its
+    smallest worker's memory limit per thread; None on this machine, or when a worker has no limit."""
+    if not cfg.cluster.scheduler or cfg.cluster.scheduler == "local":
+        return None
+    from . import dask_engine
+    return dask_engine.task_memory(cfg)
+
+
 def threads_per_task(cfg, n_jobs: int) -> int:
     """Threads each task may use (0: leave TensorFlow's default): this machine's cores shared by
     the n_jobs processes, or by a LocalCluster's workers; a remote worker's own."""

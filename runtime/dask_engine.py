@@ -65,6 +65,21 @@ def connect(cfg):
     return client, local
 
 
+def task_memory(cfg) -> int | None:
+    """Bytes one task may hold on a running cluster: the smallest of its workers' memory limit
+    shared by that worker's threads (each thread runs a task); None when a worker sets no limit
+    or no worker has joined yet."""
+    client, _ = connect(cfg)
+    try:
+        workers = client.scheduler_info()["workers"].values()
+        shares = [w.get("memory_limit") or 0 for w in workers]
+        if not shares or not all(shares):
+            return None
+        return min(int(w["memory_limit"]) // max(1, int(w.get("nthreads") or 1)) for w in workers)
+    finally:
+        client.close()
+
+
 def run(cfg, tasks: list, environment: dict | None) -> list:
     """Every task on the cluster, as many at a time as the workers have threads (a task goes to
     the first worker free, not to a queue decided up front); an Outcome per task, in the order

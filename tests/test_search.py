@@ -167,6 +167,24 @@ def test_stacks_trained_at_once_share_free_memory(tmp_path, monkeypatch):
     assert plan(12 + room, 1) == (1, [12, 12])
 
 
+def test_on_a_running_cluster_the_workers_memory_plans_the_stacks(tmp_path, monkeypatch):
+    """A remote scheduler's workers train the stacks: each task gets its worker's memory limit
+    shared by the worker's threads, not the free memory of the machine that plans."""
+    distributed = pytest.importorskip("distributed")
+    cfg = searched(tmp_path)
+    stacks = {(0, 0): [HeadRun(0, 0, "0.5", m) for m in cfg.heads.methods]}
+    per_head, feature_bytes = trainer.stack_bytes(cfg, 1, 24, 16, 80), 4 * 24 * 400
+    monkeypatch.setattr(trainer, "free_memory", lambda: 2**40)
+    limit = 2 * int((9 * per_head + feature_bytes) / 0.8)  # a thread's half holds 9 heads and the features
+    for memory_limit, expected, sizes in ((limit, limit // 2, [4, 8]), (0, 2**40, [12])):
+        with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None,
+                                      memory_limit=memory_limit) as local:
+            remote = configs.with_scheduler(cfg, local.scheduler_address)
+            assert trainer.memory(remote) == expected  # 0: the workers set no limit, this machine's memory
+            planned = trainer.plan_stacks(remote, stacks, feature_bytes, 24, 16, 80)
+        assert [sum(len(search.points(cfg, r.method)) for r in runs) for _, _, runs in planned] == sizes
+
+
 @pytest.mark.parametrize("table, message", [
     ({"params": {"asl": {"clip": [0.05, 1.5]}}}, "method 'asl': parameter clip = 1.5; it must be in \\[0, 1\\)"),
     ({"params": {"asl": {"width": [1.0]}}}, "method 'asl' has no parameter 'width'"),
