@@ -326,8 +326,7 @@ def features_in_ram(cfg, reader: FeatureReader, n_rows: int, n_jobs: int) -> boo
     stored size when sparse) fit in a share of free memory (a running cluster's task: its own share)."""
     if cfg.heads.features != "auto":
         return cfg.heads.features == "ram"
-    remote = cfg.cluster.scheduler not in ("", "local")
-    return (1 if remote else n_jobs) * row_bytes(reader) * n_rows <= RAM_FRACTION * memory(cfg)
+    return (1 if cluster.running_cluster(cfg) else n_jobs) * row_bytes(reader) * n_rows <= RAM_FRACTION * memory(cfg)
 
 
 def row_bytes(reader: FeatureReader) -> float:
@@ -385,7 +384,7 @@ def plan_stacks(cfg, stacks: dict, feature_bytes: int, feat_dim: int, n_classes:
                 raise ValueError(f"{points} {cfg.heads.head} heads on {feat_dim}-d features need about "
                                  f"{need / 2**30:.1f} GiB but {available / 2**30:.1f} GiB are free"
                                  + (" to a task of cluster.scheduler's smallest worker"
-                                    if cfg.cluster.scheduler not in ("", "local") else "")
+                                    if cluster.running_cluster(cfg) else "")
                                  + (f", shared by {at_once} stacks at once (cluster.workers)" if at_once > 1 else "")
                                  + "; use pooling "
                                  "= 'avg' in [extract], fewer methods, ratios or grid points per run (--only, "

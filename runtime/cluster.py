@@ -75,10 +75,15 @@ def run(cfg, tasks: list[Task], n_jobs: int = 1, environment: dict | None = None
     return [by_label[task.label] for task in tasks]
 
 
+def running_cluster(cfg) -> bool:
+    """[cluster] scheduler is an address: tasks run on another cluster's workers, not this machine."""
+    return cfg.cluster.scheduler not in ("", "local")
+
+
 def task_memory(cfg) -> int | None:
     """Bytes one task may hold on a running cluster ([cluster] scheduler an address): its
     smallest worker's memory limit per thread; None on this machine, or when a worker has no limit."""
-    if not cfg.cluster.scheduler or cfg.cluster.scheduler == "local":
+    if not running_cluster(cfg):
         return None
     from . import dask_engine
     return dask_engine.task_memory(cfg)

@@ -72,10 +72,8 @@ def task_memory(cfg) -> int | None:
     client, _ = connect(cfg)
     try:
         workers = client.scheduler_info()["workers"].values()
-        shares = [w.get("memory_limit") or 0 for w in workers]
-        if not shares or not all(shares):
-            return None
-        return min(int(w["memory_limit"]) // max(1, int(w.get("nthreads") or 1)) for w in workers)
+        shares = [int(w.get("memory_limit") or 0) // max(1, int(w.get("nthreads") or 1)) for w in workers]
+        return min(shares) if shares and all(shares) else None
     finally:
         client.close()
 
