@@ -135,6 +135,7 @@ class Heads:
 class Finetune:
     """End-to-end training of [extract]'s backbone (endpoint, pooling, checkpoint) with [heads]'
     head on top, from the images, per fold x ratio x method."""
+    seeds: tuple[int, ...] = ()  # () = every seed of [experiment]; e.g. [0]: the heads repeat, finetune runs once
     folds: tuple[int, ...] = ()  # 1-based; () = every fold
     ratios: tuple[float, ...] = ()  # () = every two-state protocol of the splits (the ratios, single positive)
     methods: tuple[str, ...] = ("ce", "ignore_missing", "confidence")
@@ -399,7 +400,8 @@ def _check_lists(cfg: Config) -> None:
     where = cfg.source
     lists = {"experiment.seeds": cfg.experiment.seeds, "splits.ratios": cfg.splits.ratios,
              "heads.methods": cfg.heads.methods, "finetune.methods": cfg.finetune.methods,
-             "finetune.folds": cfg.finetune.folds, "finetune.ratios": cfg.finetune.ratios,
+             "finetune.seeds": cfg.finetune.seeds, "finetune.folds": cfg.finetune.folds,
+             "finetune.ratios": cfg.finetune.ratios,
              "dataset.label_columns": cfg.dataset.label_columns}
     for key, values in lists.items():
         repeated = sorted({v for v in values if values.count(v) > 1})
@@ -438,6 +440,10 @@ def _check_lists(cfg: Config) -> None:
         if not any(abs(r - s) < 1e-9 for s in cfg.splits.ratios):
             raise ValueError(f"{where}: finetune.ratios holds {r}, which is not in splits.ratios "
                              f"{list(cfg.splits.ratios)}")
+    for seed in cfg.finetune.seeds:
+        if seed not in cfg.seeds:
+            raise ValueError(f"{where}: finetune.seeds holds {seed}, which is not among the experiment's seeds "
+                             f"{list(cfg.seeds)}")
     for k in cfg.finetune.folds:
         if not 1 <= k <= cfg.splits.n_folds:
             raise ValueError(f"{where}: finetune.folds holds {k}; folds are 1..{cfg.splits.n_folds}")

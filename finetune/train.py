@@ -345,7 +345,7 @@ def check_two_state(cfg, sf, protocols) -> None:
 def finetune(cfg, only: dict | None = None, force: bool = False) -> list[dict]:
     """Finetune every run of the [finetune] grid (or the `only` part of it): one task per run."""
     run_inputs.check_stateless(cfg.finetune.methods, cfg.source, "finetune.methods")
-    splits_files = {seed: splits_store.load(splits_store.path(cfg, seed)) for seed in cfg.seeds}
+    splits_files = {seed: splits_store.load(splits_store.path(cfg, seed)) for seed in cfg.finetune.seeds or cfg.seeds}
     for sf in splits_files.values():
         run_inputs.check_truth(cfg.finetune.methods, sf.ground_truth, sf.path)
     first = next(iter(splits_files.values()))

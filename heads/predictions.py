@@ -139,14 +139,15 @@ def read(path: Path) -> dict:
 def grid(cfg, stage: str, n_folds: int, protocols: list[str]) -> list[HeadRun]:
     """Every run of a stage's grid: seeds x folds x protocols x methods."""
     if stage == "heads":
-        folds, methods_ = range(n_folds), cfg.heads.methods
+        seeds, folds, methods_ = cfg.seeds, range(n_folds), cfg.heads.methods
     else:
         ft = cfg.finetune
+        seeds = ft.seeds or cfg.seeds
         folds = [k - 1 for k in ft.folds] if ft.folds else range(n_folds)
         methods_ = ft.methods
         if ft.ratios:
             protocols = [splits_store.protocol_key(r) for r in ft.ratios]
-    return [HeadRun(seed, k, p, m) for seed in cfg.seeds for k in folds for p in protocols for m in methods_]
+    return [HeadRun(seed, k, p, m) for seed in seeds for k in folds for p in protocols for m in methods_]
 
 
 ONLY_KEYS = ("seed", "fold", "ratio", "method")
