@@ -130,7 +130,7 @@ def test_label_statistics_table_equals_its_csvs():
                                                    f"{coco['Gini of class frequencies']:.2f}"]
 
 
-@pytest.mark.parametrize("name", ["yeast", "enron"])
+@pytest.mark.parametrize("name", ["yeast", "enron", "corel5k"])
 def test_the_readme_search_tables_equal_their_csvs(name):
     """README "Results: every method searched": mAP (rank) before and after, from <name>_ranks_mAP.csv."""
     lines = (DOCS.parent / "README.md").read_text().splitlines()
