@@ -127,6 +127,7 @@ class Heads:
     shuffle_buffer: int = 65536  # stream: rows read at once; an epoch shuffles windows, then rows in each
     params: dict = field(default_factory=dict)  # [heads.params.<method>] parameter = value (heads.methods)
     paper_exact: bool = False  # the notebooks' training where it differs from ours (PAPER_EXACT)
+    standardize: bool = False  # heads on stored features read each z-scored by the fold's training rows; a model folds it in
     scores: str = ""  # Score-PL's score file: a CSV of row keys and one column per class, or an (N, L) array
     search: Search = field(default_factory=Search)  # [heads.search]
 
@@ -527,7 +528,13 @@ def to_json(cfg: Config) -> str:
     return json.dumps(dataclasses.asdict(cfg), sort_keys=True)
 
 
+# Keys added after runs were made: left out of provenance at these values, so those runs stay valid.
+SILENT_DEFAULTS = {"heads.standardize": False}
+
+
 def section(cfg: Config, name: str, exclude: tuple[str, ...] = ()) -> dict:
-    """A config section as flat provenance entries {"name.key": value}."""
-    return {f"{name}.{key}": value for key, value in dataclasses.asdict(getattr(cfg, name)).items()
-            if key not in exclude}
+    """A config section as flat provenance entries {"name.key": value} (SILENT_DEFAULTS left out)."""
+    entries = {f"{name}.{key}": value for key, value in dataclasses.asdict(getattr(cfg, name)).items()
+               if key not in exclude}
+    return {key: value for key, value in entries.items()
+            if key not in SILENT_DEFAULTS or value != SILENT_DEFAULTS[key]}

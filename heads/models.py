@@ -217,6 +217,9 @@ class HeadStack:
     def _logits(self, x):
         """x: (n, d) shared by all heads -> (H, n, L) logits."""
         d_in, n_heads, d_out = self._w[0].shape
+        if self._standardize is not None:
+            mean, std = self._standardize
+            x = (x - mean) / std
         flat = tf.matmul(x, tf.reshape(self._w[0], [d_in, n_heads * d_out]))  # (n, H * d_out)
         net = self._scaled(tf.transpose(tf.reshape(flat, [-1, n_heads, d_out]), [1, 0, 2]) + self._b[0])
         for w, b in zip(self._w[1:], self._b[1:]):
@@ -306,7 +309,8 @@ class HeadStack:
         return BatchState(estimates, tf.transpose(tf.gather(self._corrections, rows), [1, 0, 2]),
                           tf.transpose(tf.gather(self._pseudo_negatives, rows), [1, 0, 2]), known_negative)
 
-    def fit(self, batches, inputs: StackInputs, validation=None, d_in=None, select=None, train_blocks=None):
+    def fit(self, batches, inputs: StackInputs, validation=None, d_in=None, select=None, train_blocks=None,
+            standardize=None):
         """Train on `batches()`: a callable yielding (rows, x) per step for one epoch, where x
         is (batch, d) float32 and rows index the n training rows of `inputs`.
 
@@ -320,9 +324,11 @@ class HeadStack:
         (over its known entries when given: `heads.search`), recorded in `val_score_` and
         `best_epoch_`; patience then counts epochs without a better score.
         train_blocks: `blocks()` over the n training rows in order, for EM+APL's pseudo-negatives.
+        standardize: optional (mean (d,), std (d,)): every head reads (x - mean) / std; the learned
+        weights_ and biases_ fold it into the first layer, so they take raw features.
         """
         # setup: variables, state and the compiled step
-        self._setup(inputs, d_in)
+        self._setup(inputs, d_in, standardize)
         step = self._compiled_step(inputs)
         best = BestEpochs(self._w + self._b) if validation is not None and (self.patience or select) else None
 
@@ -359,9 +365,11 @@ class HeadStack:
         self._learned_state()
         return self
 
-    def _setup(self, inputs: StackInputs, d_in: int) -> None:
-        """Groups, per-head rates, variables and state, the constants the losses read."""
+    def _setup(self, inputs: StackInputs, d_in: int, standardize=None) -> None:
+        """Groups, per-head rates, variables and state, the constants the losses read, the inputs' shift and scale."""
         assert len(self.head_keys) == len(inputs.methods)
+        self._standardize = None if standardize is None else \
+            tuple(tf.constant(np.asarray(v, np.float32)[None]) for v in standardize)
         self._groups = groups(inputs)
         scale = None if inputs.lr_scale is None else np.asarray(inputs.lr_scale, np.float64)
         self._scale = None if scale is None or np.all(scale == 1) else scale
@@ -386,6 +394,10 @@ class HeadStack:
         scale = (np.ones(len(self.head_keys)) if self._scale is None else self._scale).astype(np.float32)[:, None, None]
         self.weights_ = [np.moveaxis(self._w[0].numpy(), 1, 0) * scale] + [w.numpy() * scale for w in self._w[1:]]
         self.biases_ = [b.numpy() * scale for b in self._b]
+        if self._standardize is not None:  # ((x - m) / s) w + b = x (w / s) + b - (m / s) w
+            mean, std = (v.numpy()[0] for v in self._standardize)
+            self.biases_[0] -= np.einsum("d,hdo->ho", mean / std, self.weights_[0])[:, None]
+            self.weights_[0] /= std[None, :, None]
         self.corrections_ = self._corrections.numpy()
         self.pseudo_negatives_ = self._pseudo_negatives.numpy()
         estimates = self._estimates.numpy()

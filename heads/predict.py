@@ -143,7 +143,10 @@ def from_table(model: model_dir.Model, path: Path, dataset) -> Scored:
     """The model over a features table (`features.importer` formats; `dataset`: the [dataset]
     keys that say how to read it)."""
     table = importer.read_features(path, dataset)
-    check_width(model, table.features.shape[1], path)
+    extra = table.features.shape[1] - model.feat_dim
+    check_width(model, table.features.shape[1], path,
+                f"; if {extra} of its columns are labels, give --n-labels {extra} (and --labels-first when they "
+                "come first)" if extra > 0 else "")
     features = feature_store.dense(table.features)
     empty = pd.DataFrame({"key": [], "reason": []})
     return Scored(list(table.ids), model.probabilities(np.asarray(features, np.float32)), empty)
@@ -157,9 +160,9 @@ def is_feature_store(path: Path) -> bool:
         return "valid" in h5 and "ids" in h5 and "feat_dim" in h5.attrs
 
 
-def check_width(model: model_dir.Model, width: int, path: Path) -> None:
+def check_width(model: model_dir.Model, width: int, path: Path, hint: str = "") -> None:
     if width != model.feat_dim:
-        raise ValueError(f"{path} has {width} features per row; {model.path} reads {model.feat_dim}")
+        raise ValueError(f"{path} has {width} features per row; {model.path} reads {model.feat_dim}{hint}")
 
 
 def tags(model: model_dir.Model, probabilities: np.ndarray, threshold: str, top_k: int | None) -> list[str]:

@@ -23,6 +23,7 @@ from . import inputs as run_inputs
 from . import methods, models, predictions, search
 
 RAM_FRACTION = 0.5  # features load into RAM when they take at most this share of free memory
+UNIT_SCALE = 10.0  # a feature whose mean or spread exceeds this is far from what the heads' initialisation expects
 
 
 def epoch_batches(n_rows: int, batch_size: int, rng: np.random.Generator, window: int = 0):
@@ -184,6 +185,39 @@ def observed_known(data: FoldData) -> np.ndarray | None:
     return np.where(partial[:, None, None], (data.val_targets == 1) | verified, True)
 
 
+def moments(source) -> tuple[np.ndarray, np.ndarray]:
+    """Each feature's mean and standard deviation (1 where it is constant) over a source's rows,
+    block by block (Chan et al.'s pairwise update, in float64)."""
+    count, mean, squares = 0, 0.0, 0.0
+    for _, x in source.blocks():
+        x = x.astype(np.float64)
+        n, block_mean = len(x), x.mean(0)
+        delta = block_mean - mean
+        total = count + n
+        squares = squares + ((x - block_mean) ** 2).sum(0) + delta ** 2 * count * n / total
+        mean, count = mean + delta * n / total, total
+    std = np.sqrt(squares / max(count, 1))
+    constant = std <= 1e-6 * np.maximum(np.abs(mean), 1.0)
+    return np.asarray(mean, np.float32), np.where(constant, 1.0, std).astype(np.float32)
+
+
+def scale_warning(reader: FeatureReader, n_rows: int = 4096) -> str:
+    """A warning when the store's features lie far from unit scale over its first valid rows
+    (a column mean or standard deviation beyond UNIT_SCALE: raw measurements, pixel values),
+    where sigmoid layers saturate from the first step; "" otherwise."""
+    rows = np.flatnonzero(reader.valid)[:n_rows]
+    if not len(rows):
+        return ""
+    x = reader.rows(rows).astype(np.float64)
+    size = np.maximum(np.abs(x.mean(0)), x.std(0))
+    far = size > UNIT_SCALE
+    if not far.any():
+        return ""
+    return (f"heads: warning: {far.sum()} of {len(far)} features of {reader.path} lie far from unit scale (mean or "
+            f"standard deviation up to {size.max():.3g} over its first {len(rows)} rows); heads learn little from "
+            "them: set [heads] standardize = true (each feature z-scored by each fold's training rows)")
+
+
 class FoldFit(NamedTuple):
     """A fold's trained stack with what it was trained on and what it predicted."""
     data: FoldData
@@ -242,7 +276,7 @@ def fit_fold(cfg, sf, features_path: str, runs: list, in_ram: bool = True) -> Fo
             np.zeros((len(keys), n_rows, data.inputs.targets.shape[2]), np.float32)
 
     stack.fit(batches, data.inputs, validation, d_in=x_train.n_features, select=selection_labels(cfg, data),
-              train_blocks=x_train.blocks)
+              train_blocks=x_train.blocks, standardize=moments(x_train) if cfg.heads.standardize else None)
     probabilities = predict(x_test, len(data.test))
     val_probabilities = predict(x_val, len(data.validation)) if len(data.validation) else None
     return FoldFit(data, stack, probabilities, val_probabilities, "ram" if in_ram else f"stream (window {window} rows)")
@@ -411,6 +445,8 @@ def train(cfg, only: dict | None = None, n_jobs: int | None = None, force: bool 
     features = feature_store.path(cfg)
     reader = FeatureReader(features)
     reader.check_sources()
+    if not cfg.heads.standardize and (warning := scale_warning(reader)):
+        print(warning)
     splits_files = {seed: splits_store.load(splits_store.path(cfg, seed)) for seed in cfg.seeds}
     protocols = predictions.configured_protocols(cfg)
     for sf in splits_files.values():

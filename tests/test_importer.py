@@ -238,7 +238,7 @@ def test_every_shipped_real_set_imports(tmp_path, name, keys, shape, sparse):
 
 def test_shipped_real_configs_load_and_point_at_the_shared_files():
     from pathlib import Path
-    for name in ("corel5k", "yeast", "enron"):
+    for name in ("corel5k", "yeast", "enron", "emotions"):
         cfg = configs.load(Path(configs.__file__).parent / f"{name}.toml")
         assert cfg.dataset.adapter == "table" and len(cfg.experiment.seeds) == 3
         assert Path(cfg.dataset.features).name.startswith(name)

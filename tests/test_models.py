@@ -62,7 +62,7 @@ def inputs_for(names, truth, observed, known=None):
                               pseudo_of=np.array(pseudo_of))
 
 
-def fit(names, data, optimizer="adam", known=None):
+def fit(names, data, optimizer="adam", known=None, standardize=None):
     x, truth, observed = data
     order = np.random.default_rng(1)
 
@@ -74,8 +74,16 @@ def fit(names, data, optimizer="adam", known=None):
         yield np.arange(N), x
 
     stack = models.HeadStack(list(names), hidden=(8,), optimizer=optimizer, learning_rate=0.05, epochs=EPOCHS, seed=0)
-    stack.fit(batches, inputs_for(names, truth, observed, known), d_in=D, train_blocks=blocks)
+    stack.fit(batches, inputs_for(names, truth, observed, known), d_in=D, train_blocks=blocks, standardize=standardize)
     return stack, stack.predict_proba(x)
+
+
+def forward(stack, h, x):
+    """Head h's probabilities from its learned weights_ and biases_ in NumPy (sigmoid layers)."""
+    net = x.astype(np.float64)
+    for layer, (w, b) in enumerate(zip(stack.weights_, stack.biases_)):
+        net = (1 / (1 + np.exp(-net)) if layer else net) @ w[h] + b[h]
+    return 1 / (1 + np.exp(-net))
 
 
 ALL = list(methods.METHODS)
@@ -99,6 +107,35 @@ def test_with_verified_negatives_a_stack_of_every_method_equals_each_alone_and_t
     same = {name for h, name in enumerate(ALL) if np.allclose(together[h], without[h], atol=1e-6)}
     # these take o = 0 as negatives already (IM-WCE's oracle weights are 1 on every true negative)
     assert same == {"an", "an_ls", "focal", "asl", "hill", "partial_negative", "ce", "ignore_missing"}, same
+
+
+def test_standardized_inputs_equal_standardized_features_and_the_weights_fold_it_in(data):
+    x, truth, observed = data
+    rng = np.random.default_rng(4)
+    scale, shift = np.exp(rng.uniform(0, 7, D)).astype(np.float32), rng.uniform(-500, 500, D).astype(np.float32)
+    raw = x * scale + shift
+    mean, std = raw.mean(0), raw.std(0)
+    stack, on_raw = fit(ALL, (raw, truth, observed), standardize=(mean, std))
+    _, on_standardized = fit(ALL, ((raw - mean) / std, truth, observed))
+    np.testing.assert_allclose(on_raw, on_standardized, atol=1e-5)
+    for h, name in enumerate(ALL):  # what a model directory keeps takes raw features
+        np.testing.assert_allclose(forward(stack, h, raw), on_raw[h], atol=1e-5, err_msg=name)
+
+
+def test_moments_over_blocks_equal_numpy_and_constant_features_keep_scale_one():
+    x = np.random.default_rng(2).normal(1e4, 3.0, (1000, 5)).astype(np.float32)
+    x[:, 2] = 7.0
+
+    class Blocks:
+        def blocks(self):
+            for start in range(0, len(x), 300):
+                yield np.arange(start, min(start + 300, len(x))), x[start:start + 300]
+
+    mean, std = trainer.moments(Blocks())
+    np.testing.assert_allclose(mean, x.astype(np.float64).mean(0), rtol=1e-7)
+    expected = x.astype(np.float64).std(0)
+    expected[2] = 1.0
+    np.testing.assert_allclose(std, expected, rtol=1e-5)
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "adadelta", "sgd"])

@@ -122,6 +122,9 @@ def test_bad_input_is_one_named_error_and_nothing_is_left_as_complete(fitted, tm
     np.save(tmp_path / "narrow.npy", np.zeros((3, 5), np.float32))
     code, err = cli(capsys, "predict", "--model", model_dir, "--features", str(tmp_path / "narrow.npy"))
     assert code == 2 and "narrow.npy has 5 features per row" in err and "reads 128" in err
+    pd.DataFrame(np.zeros((3, 131))).to_csv(tmp_path / "labelled.csv", index=False)  # 128 features, 3 label columns
+    code, err = cli(capsys, "predict", "--model", model_dir, "--features", str(tmp_path / "labelled.csv"))
+    assert code == 2 and "has 131 features per row" in err and "give --n-labels 3" in err
     code, err = cli(capsys, "predict", "--model", model_dir, "--images", str(folder), "--top-k", "17")
     assert code == 2 and "--top-k 17: the model has 16 classes" in err
     code, err = cli(capsys, "predict", "--model", model_dir, "--images", str(folder), "--threshold", "high")

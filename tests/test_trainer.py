@@ -1,4 +1,6 @@
 """The batched trainer against one-head-at-a-time training, and on features that carry labels."""
+import json
+
 import h5py
 import numpy as np
 import pandas as pd
@@ -12,14 +14,17 @@ from heads import predictions, trainer
 from heads.predictions import HeadRun
 
 
-def make_features(cfg, n_features=24, noise=0.6, seed=0):
-    """A splits.h5 from the config's synthetic labels and a feature store of a noisy linear map."""
+def make_features(cfg, n_features=24, noise=0.6, seed=0, scale=None):
+    """A splits.h5 from the config's synthetic labels and a feature store of a noisy linear map
+    (`scale`: each feature's (factor, offset), raw measurements' units)."""
     [sf_path] = splits.make(cfg)
     from splits import store
     sf = store.load(sf_path)
     rng = np.random.default_rng(seed)
     mixing = rng.normal(0, 1, (sf.labels.shape[1], n_features))
     x = sf.labels @ mixing + rng.normal(0, noise, (len(sf.ids), n_features))
+    if scale is not None:
+        x = x * scale[0] + scale[1]
     path = feature_store.path(cfg)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -85,6 +90,27 @@ def test_heads_learn_and_the_oracle_recovers_hidden_positives(tmp_path):
         assert average_precision_score(truth, probs, average="macro") > 2 * truth.mean()  # far above chance
         recall[method] = ((probs > 0.5) & (truth == 1)).sum() / truth.sum()
     assert recall["ignore_missing"] > recall["ce"] + 0.1
+
+
+def test_features_far_from_unit_scale_are_named_and_standardize_learns_from_them(tmp_path, capsys):
+    from sklearn.metrics import average_precision_score
+    rng = np.random.default_rng(3)
+    units = np.exp(rng.uniform(0, 6, 24)), rng.uniform(-300, 300, 24)  # factors 1-400, offsets +-300
+    scores, provenance = {}, {}
+    for standardize in (False, True):
+        cfg = config(tmp_path / str(standardize), hidden=[16], optimizer="adam", learning_rate=0.01, epochs=10,
+                     methods=["ce"], standardize=standardize)
+        sf = make_features(cfg, noise=0.4, scale=units)
+        trainer.train(cfg, only={"fold": "1", "ratio": "0"}, n_jobs=1)
+        warned = "set [heads] standardize = true" in capsys.readouterr().out
+        assert warned != standardize
+        run = HeadRun(0, 0, "0", "ce")
+        scores[standardize] = average_precision_score(sf.labels[sf.test_fold == 0], probabilities(cfg, run))
+        with h5py.File(predictions.file(cfg, run), "r") as h5:
+            provenance[standardize] = json.loads(h5.attrs["provenance"])
+    assert scores[True] > scores[False] + 0.1, scores
+    # off, the key stays out of the provenance: runs made before it existed stay complete
+    assert "heads.standardize" not in provenance[False] and provenance[True]["heads.standardize"] is True
 
 
 def test_bad_input_is_named(tmp_path):
