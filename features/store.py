@@ -307,6 +307,9 @@ class FeatureReader:
         """Rows (sorted, unique) read as one contiguous slice from the first to the last, then
         picked: the streaming read, sequential on disk. -> (len(rows), feat_dim) float32, a CSR
         matrix in the CSR layout."""
+        if not len(rows):  # a part without rows: the final model has no held-out ones
+            empty = np.zeros((0, self.shape[1]), np.float32)
+            return scipy.sparse.csr_matrix(empty) if self.sparse else empty
         with artifacts.open_h5(self.path) as h5:
             if self.sparse:
                 return self._csr(h5, int(rows[0]), int(rows[-1]) + 1)[rows - rows[0]]

@@ -111,6 +111,8 @@ def test_sparse_npz_stays_sparse_until_a_batch(tmp_path):
     np.testing.assert_allclose(batch, x[[3, 2]])
     [(_, streamed)] = list(Streamed(reader, np.arange(50), 16).batches([np.array([1, 20, 40])]))
     np.testing.assert_allclose(streamed, x[[1, 20, 40]])
+    none = InMemory(reader, np.array([], int))  # the final model's held-out part
+    assert none.x.shape == (0, 40) and not list(none.blocks())
 
 
 def test_csv_with_named_label_columns_an_id_column_and_no_header(tmp_path):
