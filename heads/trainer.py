@@ -208,8 +208,8 @@ def scale_warning(reader: FeatureReader, n_rows: int = 4096) -> str:
     rows = np.flatnonzero(reader.valid)[:n_rows]
     if not len(rows):
         return ""
-    x = reader.rows(rows).astype(np.float64)
-    size = np.maximum(np.abs(x.mean(0)), x.std(0))
+    mean, std = moments(InMemory(reader, rows))
+    size = np.maximum(np.abs(mean), std)
     far = size > UNIT_SCALE
     if not far.any():
         return ""
