@@ -31,6 +31,7 @@ test: setup
 # The whole config against the method registry, before any stage runs.
 check: setup
 	$(PYTHON) -m heads check --config "$(CONFIG)"
+	$(PYTHON) -m model check --config "$(CONFIG)"
 
 # A table dataset (precomputed features with labels) is imported before its splits; a no-op for images.
 import: check
@@ -60,19 +61,19 @@ figures: check
 # The final model ([model]: the method, or "best" from the leaderboard, on every labelled row)
 # into its model directory (runs/<name>/model unless [model] dir); `make export` adds its SavedModel.
 model: features
-	$(PYTHON) -m heads fit --config "$(CONFIG)" $(force)
+	$(PYTHON) -m model fit --config "$(CONFIG)" $(force)
 
 export: check
-	$(PYTHON) -m heads export $(model_source)
+	$(PYTHON) -m model export $(model_source)
 
 # make predict IMAGES=folder-or-list (or FEATURES=file) [MODEL=dir] [OUT=file.csv]
 predict: setup
-	$(PYTHON) -m heads predict $(model_source) $(if $(IMAGES),--images "$(IMAGES)") \
+	$(PYTHON) -m model predict $(model_source) $(if $(IMAGES),--images "$(IMAGES)") \
 		$(if $(FEATURES),--features "$(FEATURES)") $(if $(OUT),--out "$(OUT)") $(force)
 
 # The labels the model's own rows probably lack, ranked (suggestions.csv in the model directory).
 suggest: setup
-	$(PYTHON) -m heads suggest $(model_source)
+	$(PYTHON) -m model suggest $(model_source)
 
 # The whole pipeline on the embedded synthetic set: data, pretrain, features, splits, heads,
 # a short finetune of one fold, report; then the final model, its SavedModel, its predictions

@@ -17,11 +17,11 @@ import artifacts
 import configs
 from features import store as feature_store
 from heads import methods, predictions, search
+from metrics import roc_auc
 from splits import store as splits_store
 from splits import weights
 
 from . import figures, leaderboard, tables
-from .metrics import roc_auc
 
 PAIRED = f"paired_vs_{methods.BASELINE}"  # the paired tests' file: every method against the baseline
 

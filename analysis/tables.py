@@ -23,11 +23,10 @@ from scipy import stats
 import artifacts
 from heads import methods, predictions
 from heads.inputs import needs
+from metrics import evaluate
 from splits import store as splits_store
 
-from .metrics import evaluate
-
-FIELD = ["CP", "CR", "CF1", "OP", "OR", "OF1"]  # `analysis.metrics`
+FIELD = ["CP", "CR", "CF1", "OP", "OR", "OF1"]  # `metrics.multilabel`
 RULES = ["", "_global", "_class", "_top3"]  # the decision rules, as column suffixes
 SCALARS = ["mAP", *[f"{m}{rule}" for rule in RULES for m in FIELD], "micro_auc", "macro_auc"]
 KEY_METRICS = ["mAP", "CF1", "OF1", "OR", "micro_auc", "CF1_class", "OF1_global"]  # paired tests (those present)

@@ -2,11 +2,11 @@
 
     .venv/bin/python bench/predict.py [--images 96] [--backbone inception_resnet_v2] [--rows 200000] [--smoke]
 
-From images: `heads predict --images` over a folder of 640 x 480 JPEGs (the backbone at its
+From images: `model predict --images` over a folder of 640 x 480 JPEGs (the backbone at its
 default settings, random weights: speed does not depend on them; a model directory with a
 random paper_mlp head on its features) against the extraction of the same images into a store
 (`extract.extraction.run`, what prediction builds on), both timed end to end in this run: the
-rate ratio is the goal (>= 90% of extraction's own rate). From features: `heads predict
+rate ratio is the goal (>= 90% of extraction's own rate). From features: `model predict
 --features` over a .npy of `--rows` rows of 1536 features (rows/s, reading and the CSV
 included) beside the limit the matrix products of its head set at this machine's matmul rate.
 """
@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.machine import matmul_gflops
 from extract import checkpoints, extraction, registry
-from heads import model as model_dir
-from heads import predict
+from model import directory as model_dir
+from model import predict
 from runtime.tf_quiet import tf
 
 HIDDEN = (2048, 1024, 256)  # the paper's head

@@ -4,7 +4,7 @@
 
 The annotation is fold 1's training rows as published at the ratio (their hidden positives
 known from the published ground truth); the published splits come without images or features,
-so the suggestions are the confidence estimators' (`heads.suggest`, each estimator alone, and
+so the suggestions are the confidence estimators' (`model.suggest`, each estimator alone, and
 `prior`, the class prior). Per source: precision at 1, 5 and 20 per image (over the images with
 a hidden positive), AP over every unobserved entry, and the seconds the scoring took. The
 issue's goal: the suggestions above the class prior at every k.
@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import splits
 from bench import tiny
-from heads import suggest
+from model import suggest
 from splits import weights
 
 FOLDERS = {"mscoco": "labels_balanced_4labels", "nuswide": "labels_balanced_nus"}

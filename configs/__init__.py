@@ -153,13 +153,13 @@ class Finetune:
 
 @dataclass(frozen=True)
 class Model:
-    """[model]: the final model of `python -m heads fit` (`heads.final`): the method trained on
-    every labelled row, with a validation share, written as a model directory (`heads.model`)."""
+    """[model]: the final model of `python -m model fit` (`model.final`): the method trained on
+    every labelled row, with a validation share, written as a model directory (`model.directory`)."""
     method: str = "confidence"  # a registered method, or "best": the study's mAP leader at `protocol`
     protocol: str = ""  # "best" reads this protocol's leaderboard column; "" = the ratio nearest the labels' missing share
     hide: float = 0.0  # share of each row's positives hidden before training (to measure suggestions); 0 = as observed
     validation: float = 0.1  # share of the rows held out: the search's selection, early stopping, thresholds
-    folds: int = 4  # out-of-fold predictions of every labelled row, for `heads suggest`; 0 = none
+    folds: int = 4  # out-of-fold predictions of every labelled row, for `model suggest`; 0 = none
     dir: str = ""  # "" = runs/<name>/model
 
 
@@ -197,7 +197,7 @@ class Config:
 
     @property
     def model_dir(self) -> Path:
-        """Where `python -m heads fit` writes the final model: [model] dir, else runs/<name>/model."""
+        """Where `python -m model fit` writes the final model: [model] dir, else runs/<name>/model."""
         return Path(self.model.dir) if self.model.dir else self.run_dir / "model"
 
     @property

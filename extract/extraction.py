@@ -100,7 +100,7 @@ def provenance(plan: Plan, ids, paths, checkpoint: str) -> dict:
 class Job:
     """One extraction: the network of `plan` restored from `checkpoint`, over a list of images,
     into the store `out` (`features.store`): the study's images (`study_job`), or the images a
-    model predicts (`heads.predict`)."""
+    model predicts (`model.predict`)."""
     plan: Plan
     checkpoint: Path  # the checkpoint prefix
     identity: str  # the checkpoint as the provenance records it (`checkpoint_identity`)

@@ -1,11 +1,11 @@
 """`python -m finetune train --final`: the final model trained end to end, backbone and head.
 
-As `python -m heads fit` (`heads.final`) but from the images: [model] method (or "best") on
+As `python -m model fit` (`model.final`) but from the images: [model] method (or "best") on
 every labelled row, a stratified [model] validation share held out for the thresholds, the
-[finetune] recipe (its epochs, rates, augmentation). The model directory (`heads.model`) then
-carries the trained backbone (`backbone/model.ckpt`), so `heads predict` and `heads export` run
+[finetune] recipe (its epochs, rates, augmentation). The model directory (`model.directory`) then
+carries the trained backbone (`backbone/model.ckpt`), so `model predict` and `model export` run
 the finetuned network; it holds no out-of-fold predictions (K more end-to-end trainings):
-`heads suggest` wants a model from `heads fit`. Its working state (a checkpoint per epoch, so a
+`model suggest` wants a model from `model fit`. Its working state (a checkpoint per epoch, so a
 rerun resumes; history.csv) lives under runs/<name>/finetune/final/<method>/.
 """
 from __future__ import annotations
@@ -18,13 +18,14 @@ import numpy as np
 
 import artifacts
 import configs
+import metrics
 from extract import checkpoints, registry
 from extract.extraction import checkpoint_identity
-from heads import final as heads_final
 from heads import inputs as run_inputs
-from heads import methods, thresholds
-from heads import model as model_dir
+from heads import methods
 from heads.predictions import HeadRun, finetune_provenance
+from model import directory
+from model import final as model_final
 from runtime.tf_quiet import tf
 from splits import store as splits_store
 
@@ -41,15 +42,15 @@ def provenance(cfg, method: str, rows, checkpoint: str) -> dict:
 def final(cfg, force: bool = False, on_epoch=None) -> Path:
     """Write the config's model directory from an end-to-end training (module docstring)."""
     # setup: the method, the rows (no out-of-fold folds), the run's inputs as the heads get them
-    heads_final.check(cfg)
-    method, why = heads_final.resolve_method(cfg)
+    model_final.check(cfg)
+    method, why = model_final.resolve_method(cfg)
     run_inputs.check_stateless([method], cfg.source, "model.method")
     sf = splits_store.load(splits_store.path(cfg))
     train.check_two_state(cfg, sf, set())
     if run_inputs.needs(method).pseudo:
         raise ValueError(f"{cfg.source}: model.method = {method!r} takes pseudo-positives from a score file, which "
-                         "finetune does not carry; fit it as a head (python -m heads fit)")
-    rows = heads_final.labelled_rows(cfg, sf, n_folds=0)
+                         "finetune does not carry; fit it as a head (python -m model fit)")
+    rows = model_final.labelled_rows(cfg, sf, n_folds=0)
     run = HeadRun(cfg.seeds[0], rows.final_fold, rows.protocol, method)
     validation = np.flatnonzero(rows.validation(run.fold))
     train_rows = np.flatnonzero(~rows.validation(run.fold))
@@ -58,7 +59,7 @@ def final(cfg, force: bool = False, on_epoch=None) -> Path:
     recipe = provenance(cfg, method, rows, identity)
     out = cfg.model_dir
     with artifacts.claim(out):
-        if not artifacts.must_make(model_dir.manifest_path(out), recipe, force):
+        if not artifacts.must_make(directory.manifest_path(out), recipe, force):
             print(f"{out}: already done (use --force to redo)")
             return out
         # train: the [finetune] recipe over every labelled row but the validation share, resumable
@@ -71,7 +72,7 @@ def final(cfg, force: bool = False, on_epoch=None) -> Path:
         weights, biases = _head_weights(network)
         meta = _manifest(cfg, method, why, network, rows, run, observed, probabilities, weights, prefix,
                          len(train_rows))
-        model_dir.write(out, meta, weights, biases, recipe, backbone=prefix)
+        directory.write(out, meta, weights, biases, recipe, backbone=prefix)
         network.session.close()
     print(f"{out}: {meta['display']} finetuned end to end ({cfg.finetune.epochs} epochs), thresholds: global "
           f"{meta['thresholds']['global']:.3f}")
@@ -139,8 +140,8 @@ def _manifest(cfg, method, why, network, rows, run, observed, probabilities, wei
         "params": methods.parameters(method, cfg.heads.params.get(method)), "learning_rate": cfg.finetune.head_lr, "epoch": cfg.finetune.epochs,
         "head": {"type": cfg.heads.head, "hidden": [int(w.shape[1]) for w in weights[:-1]], "activation": "sigmoid"},
         "feat_dim": int(weights[0].shape[0]), "classes": list(rows.classes),
-        "thresholds": {"global": thresholds.best_global_threshold(observed, probabilities),
-                       "class": thresholds.best_f1_thresholds(observed, probabilities).tolist()},
+        "thresholds": {"global": metrics.best_global_threshold(observed, probabilities),
+                       "class": metrics.best_f1_thresholds(observed, probabilities).tolist()},
         "features": {"backbone": plan.backbone, "endpoint": plan.endpoint, "image_size": plan.image_size,
                      "preprocessing": plan.preprocessing, "pooling": plan.pooling, "dtype": "float32",
                      "checkpoint_sha256": checkpoints.sha256(prefix), "checkpoint": "finetuned: backbone/"},

@@ -1,14 +1,10 @@
 """python -m heads train --config C [--only fold=1,ratio=0.5,method=confidence] [--n-jobs N]
-python -m heads fit --config C [--fold K --protocol P] [--force]      the final model (heads.final)
-python -m heads predict (--model DIR | --config C) (--images FOLDER|LIST | --features FILE) [--top-k K]
-python -m heads suggest (--model DIR | --config C [--protocol P --fold K --method M]) [--max-per-image N]
-python -m heads export (--model DIR | --config C) [--out DIR]           a TensorFlow SavedModel of it
-python -m heads {check --config C | methods}"""
+python -m heads {check --config C | methods}
+(fit, predict, suggest and export moved to `python -m model`)"""
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import configs
 from runtime.cli import run_cli
@@ -16,16 +12,16 @@ from runtime.cli import run_cli
 from . import methods, search
 from .predictions import MergeOnly, parse_only
 
+MOVED = ("fit", "predict", "suggest", "export")  # now `python -m model <command>`
+
 
 def check(cfg) -> None:
-    """The whole config against the registries: methods, their parameters and search grids
-    (heads and finetune), [model]; the rest was checked when it loaded. What `make check` runs
-    before any stage."""
+    """The study's config against the registries: methods, their parameters and search grids
+    (heads and finetune); the rest was checked when it loaded. What `make check` runs before
+    any stage (with `python -m model check` for [model])."""
     methods.check(cfg.heads.methods, cfg.heads.params, cfg.source)
     methods.check(cfg.finetune.methods, {}, cfg.source, "finetune.methods")
     search.check(cfg)
-    from .final import check as check_model
-    check_model(cfg)
     print(f"{cfg.source}: valid")
 
 
@@ -40,54 +36,10 @@ def list_methods() -> None:
               f"params: {params}; searched: {grid}  [{method.source}]")
 
 
-def model_path(args) -> Path:
-    """The model directory a command reads: --model, else the [model] dir of --config."""
-    if args.model:
-        return Path(args.model)
-    return configs.load(args.config).model_dir
-
-
-def predict_command(args) -> None:
-    from .predict import predict
-    dataset = configs.Dataset(features_key=args.features_key, id_column=args.id_column, n_labels=args.n_labels,
-                              labels_first=args.labels_first, header=not args.no_header)
-    predict(model_path(args), args.images, args.features, args.out, args.threshold, args.top_k, args.checkpoint,
-            args.scheduler, dataset, args.force)
-
-
-def export_command(args) -> None:
-    from .export import export
-    export(model_path(args), args.out, args.checkpoint)
-
-
-def suggest_command(args) -> None:
-    """`heads suggest` from a model directory, or from a study's fold (--protocol)."""
-    from splits.store import protocol_dir
-
-    from . import suggest
-    if args.protocol:
-        if not args.config:
-            raise ValueError("--protocol names a study's protocol: give the study's --config")
-        cfg = configs.load(args.config)
-        if args.method:
-            methods.get(args.method)
-        annotation = suggest.from_study(cfg, args.protocol, args.fold, args.method)
-        name = f"{protocol_dir(annotation['protocol'])}_fold{args.fold}" + (f"_{args.method}" if args.method else "")
-        out = Path(args.out) if args.out else cfg.run_dir / "suggestions" / f"{name}.csv"
-    else:
-        directory = model_path(args)
-        annotation = suggest.from_model(directory)
-        out = Path(args.out) if args.out else directory / "suggestions.csv"
-    suggest.suggest(annotation, out, args.source, args.estimator, args.max_per_image, args.budget)
-
-
 def study_command(args) -> None:
     cfg = configs.with_scheduler(configs.load(args.config), getattr(args, "scheduler", None))
     if args.command == "check":
         check(cfg)
-    elif args.command == "fit":
-        from .final import fit
-        fit(cfg, fold=args.fold, protocol=args.protocol, force=args.force)
     else:
         from .trainer import train
         train(cfg, only=args.only, n_jobs=args.n_jobs, force=args.force)
@@ -101,54 +53,16 @@ def add_study_commands(sub) -> None:
     p.add_argument("--n-jobs", type=int, default=None)
     p.add_argument("--scheduler", default=None, help="local, or a Dask scheduler address (overrides [cluster])")
     p.add_argument("--force", action="store_true")
-    p = sub.add_parser("fit", help="the final model: [model] method on every labelled row, into a model directory")
-    p.add_argument("--config", default=None)
-    p.add_argument("--fold", type=int, default=None, help="train on this fold of the study's splits instead (1-based)")
-    p.add_argument("--protocol", default=None, help="with --fold: the protocol's labels (a ratio, or single_positive)")
-    p.add_argument("--scheduler", default=None, help="local, or a Dask scheduler address (overrides [cluster])")
-    p.add_argument("--force", action="store_true")
-    p = sub.add_parser("check", help="validate a config against every registry, before any stage runs")
+    p = sub.add_parser("check", help="the study's config against the method registry, before any stage runs")
     p.add_argument("--config", default=None)
     sub.add_parser("methods", help="list the registered methods with their published parameters")
 
 
-def add_model_source(p) -> None:
-    p.add_argument("--model", default="", help="a model directory (python -m heads fit)")
-    p.add_argument("--config", default=None, help="instead of --model: the config whose [model] dir to read")
-
-
-def add_model_commands(sub) -> None:
-    p = sub.add_parser("predict", help="a model's probabilities and tags for new images or features")
-    add_model_source(p)
-    p.add_argument("--images", default="", help="a folder of images, or a file listing image paths")
-    p.add_argument("--features", default="", help="a feature store, or a table (.npy .npz .csv .tsv .arff .mat .h5)")
-    p.add_argument("--out", default="", help="the CSV to write (default <model>/predictions/<input>.csv)")
-    p.add_argument("--threshold", default="global", help="global | class | 0.5 | a number: which scores are tags")
-    p.add_argument("--top-k", type=int, default=None, help="tag each row's K highest classes instead")
-    p.add_argument("--checkpoint", default="", help="the backbone checkpoint, if not where the model recorded it")
-    p.add_argument("--scheduler", default=None, help="extract on Dask: local, or a scheduler address")
-    p.add_argument("--force", action="store_true", help="extract the images again")
-    table = p.add_argument_group("reading a features table (as [dataset] keys)")
-    table.add_argument("--features-key", default="", help=".npz / .mat / .h5: the features' key")
-    table.add_argument("--id-column", default="", help="CSV: the column of row keys")
-    table.add_argument("--n-labels", type=int, default=0, help="CSV / ARFF: label columns to drop (last ones)")
-    table.add_argument("--labels-first", action="store_true", help="the label columns come first")
-    table.add_argument("--no-header", action="store_true", help="CSV: the first line is data")
-    p = sub.add_parser("export", help="a model as a TensorFlow SavedModel (images and features -> probabilities)")
-    add_model_source(p)
-    p.add_argument("--out", default="", help="the SavedModel directory (default <model>/saved_model)")
-    p.add_argument("--checkpoint", default="", help="the backbone checkpoint, if not where the model recorded it")
-    p = sub.add_parser("suggest", help="the labels the annotation probably lacks, ranked (and how good, when known)")
-    add_model_source(p)
-    p.add_argument("--protocol", default="", help="a study instead: its fold's rows under this protocol (--config)")
-    p.add_argument("--fold", type=int, default=1, help="with --protocol: whose training rows (1-based)")
-    p.add_argument("--method", default="", help="with --protocol: the study's heads of this method score the rows")
-    p.add_argument("--out", default="", help="the CSV (default <model>/suggestions.csv, or under runs/<name>/)")
-    p.add_argument("--source", default="", help="which score ranks the list: model (the default with a model), "
-                   "combined, or an estimator (the default without)")
-    p.add_argument("--estimator", default="auto", help="the confidence estimator (splits.weights)")
-    p.add_argument("--max-per-image", type=int, default=3)
-    p.add_argument("--budget", type=int, default=0, help="suggestions in all (0: no limit)")
+def add_moved_commands(sub) -> None:
+    """fit, predict, suggest and export: moved to `python -m model`; each says so."""
+    for name in MOVED:
+        p = sub.add_parser(name, help=f"moved: python -m model {name}", add_help=False)
+        p.add_argument("rest", nargs=argparse.REMAINDER)
 
 
 def main(argv=None) -> int:
@@ -156,15 +70,17 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     add_study_commands(sub)
-    add_model_commands(sub)
+    add_moved_commands(sub)
     args = parser.parse_args(argv)
-    commands = {"methods": lambda _: list_methods(), "predict": predict_command, "export": export_command,
-                "suggest": suggest_command}
 
     def action():
-        if args.command in ("predict", "export", "suggest") and bool(args.model) == bool(args.config):
-            raise ValueError(f"heads {args.command}: give the model: --model DIR, or --config C (its [model] dir)")
-        commands.get(args.command, study_command)(args)
+        if args.command in MOVED:
+            raise ValueError(f"heads {args.command} is now `python -m model {args.command}` (same options; "
+                             "make targets unchanged)")
+        if args.command == "methods":
+            list_methods()
+            return
+        study_command(args)
 
     return run_cli(action)
 

@@ -41,9 +41,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+import metrics
 from runtime.tf_quiet import tf
 
-from . import losses, network, search
+from . import losses, network
 from .inputs import Needs, StackInputs, given_constants
 
 ADADELTA, ADAM = network.OPTIMIZERS["adadelta"], network.OPTIMIZERS["adam"]
@@ -344,7 +345,7 @@ class HeadStack:
                 record["val_loss"], probabilities = self._validation_pass(validation, inputs, epoch, select is not None)
                 if select is not None:
                     labels, labels_of, *known = select
-                    record["val_score"] = search.mean_average_precision(
+                    record["val_score"] = metrics.mean_average_precision(
                         labels[labels_of], probabilities, known[0][labels_of] if known and known[0] is not None else None)
             self.history_.append(record)
             if best is not None:

@@ -8,7 +8,8 @@ they train in the fold's one stack (`heads.models.HeadStack`: per-head learning 
 parameters). Without the search a run has one point: [heads] learning_rate and its parameters.
 
 Selection, said once: each head keeps the epoch of its best validation score; per run the point
-with the best score wins (ties: the earlier point of `points`). The score is the mean AP over
+with the best score wins (ties: the earlier point of `points`). The score is the mean AP
+(`metrics.mean_average_precision`) over
 classes with a positive among the validation rows' labels: their observed labels under
 `select = "observed"` (the default: what a user has; a hidden positive counts as a negative),
 their ground truth under `select = "clean"` (an oracle, as Cole'21's clean-validation variant).
@@ -100,46 +101,6 @@ def check(cfg) -> None:
                     methods.check_value(name, parameter, value)
                 except ValueError as err:
                     raise ValueError(f"{cfg.source}: [heads.search.params.{name}]: {err}") from None
-
-
-def average_precision(truth: np.ndarray, scores: np.ndarray, known: np.ndarray | None = None) -> np.ndarray:
-    """AP of each column: truth (..., n, L) 0/1 and scores (..., n, L) -> (..., L), NaN where a
-    column has no positive. Per column: the sum over distinct scores, from the highest, of the
-    recall gained there times the precision there (tied scores enter together). `known` (bool,
-    broadcast like truth): only those entries count (partial labels: the others are ranked
-    below every known one, where they change no precision at a positive)."""
-    truth = np.asarray(truth, np.float64)
-    scores = np.asarray(scores, np.float64)
-    truth = np.broadcast_to(truth, scores.shape)
-    if known is not None:
-        known = np.broadcast_to(np.asarray(known, bool), scores.shape)
-        truth = np.where(known, truth, 0.0)
-        scores = np.where(known, scores, -np.inf)
-    order = np.argsort(-scores, axis=-2, kind="stable")
-    s = np.take_along_axis(scores, order, axis=-2)
-    t = np.take_along_axis(truth, order, axis=-2)
-    n = s.shape[-2]
-    # the last row of each run of tied scores closes a threshold
-    last = np.ones(s.shape, bool)
-    last[..., :-1, :] = s[..., 1:, :] != s[..., :-1, :]
-    tp = np.cumsum(t, axis=-2)
-    positives = tp[..., -1, :]
-    # tp at the previous closing row: the running maximum of closing rows' tp, shifted one row
-    closed = np.maximum.accumulate(np.where(last, tp, 0.0), axis=-2)
-    previous = np.concatenate([np.zeros_like(closed[..., :1, :]), closed[..., :-1, :]], axis=-2)
-    seen = np.arange(1, n + 1, dtype=np.float64)[:, None]
-    gained = np.where(last, tp - previous, 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ap = (gained * tp / seen).sum(axis=-2) / positives
-    return np.where(positives > 0, ap, np.nan)
-
-
-def mean_average_precision(truth: np.ndarray, scores: np.ndarray, known: np.ndarray | None = None) -> np.ndarray:
-    """mAP: the mean of `average_precision` over columns with a positive, (...,); `known`: over
-    the known entries only."""
-    ap = average_precision(truth, scores, known)
-    counted = ~np.isnan(ap)
-    return np.where(counted.any(-1), np.nansum(ap, -1) / np.maximum(counted.sum(-1), 1), np.nan)
 
 
 def winners(scores: np.ndarray, run_of: np.ndarray) -> dict[int, int]:

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 import artifacts
+import metrics
 from features import store as feature_store
 from features.store import FeatureReader, dense
 from runtime import cluster
@@ -144,7 +145,7 @@ class FoldData(NamedTuple):
 def fold_data(cfg, sf, features_path: str, runs: list, in_ram: bool) -> FoldData:
     """The fold's training / validation / test rows whose features are valid, its stack inputs
     and its feature sources (in RAM, or streamed `shuffle_buffer` rows at a time). `sf`: a
-    `splits.store.SplitsFile`, or another source of folds with its interface (`heads.final`)."""
+    `splits.store.SplitsFile`, or another source of folds with its interface (`model.final`)."""
     fold = runs[0].fold
     reader = FeatureReader(features_path)
     store_rows = reader.positions(sf.ids)
@@ -295,10 +296,10 @@ def search_rows(cfg, run, data: FoldData, stack, heads, chosen: int, probabiliti
     rows = []
     for point, h in zip(points, heads):
         row = {**point.describe(searched), "epoch": int(stack.best_epoch_[h]),
-               "val_map_observed": float(search.mean_average_precision(val_observed, val_probabilities[h], val_known)),
-               "val_map_clean": float(search.mean_average_precision(sf.labels[data.validation], val_probabilities[h]))
+               "val_map_observed": float(metrics.mean_average_precision(val_observed, val_probabilities[h], val_known)),
+               "val_map_clean": float(metrics.mean_average_precision(sf.labels[data.validation], val_probabilities[h]))
                if sf.ground_truth else float("nan"),
-               "test_map": float(search.mean_average_precision(sf.labels[data.test], probabilities[h])),
+               "test_map": float(metrics.mean_average_precision(sf.labels[data.test], probabilities[h])),
                "chosen": h == chosen}
         rows.append(row)
     return rows

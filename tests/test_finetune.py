@@ -137,12 +137,12 @@ def test_the_final_model_finetuned_end_to_end_predicts_images_as_its_trained_net
     from PIL import Image
 
     from finetune import final
-    from heads import model, predict
+    from model import directory, predict
     cfg = config(tmp_path / "final", checkpoint, epochs=1)
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, method="ce", validation=0.25))
     sf = store.load(splits.make(cfg)[0])
     final.final(cfg)
-    fitted = model.load(cfg.model_dir)
+    fitted = directory.load(cfg.model_dir)
     assert fitted.backbone_checkpoint is not None and fitted.meta["training"]["finetuned"]
     trained = tf.train.load_checkpoint(str(fitted.backbone_checkpoint)).get_tensor("DemoCNN/conv4/weights")
     assert np.abs(trained - tf.train.load_checkpoint(str(checkpoint)).get_tensor("DemoCNN/conv4/weights")).max() > 1e-6

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk
 
-from analysis import metrics
+import metrics
 
 
 @pytest.fixture(params=[0, 1, 2])

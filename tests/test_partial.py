@@ -8,8 +8,8 @@ import pytest
 from sklearn.metrics import average_precision_score
 
 import configs
+import metrics
 import splits
-from analysis import metrics
 from features import labels as labels_coding
 from heads import inputs as run_inputs
 from heads import predictions, trainer

@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from extract import extraction
-from heads import __main__ as heads_cli
-from heads import export, final, model, predict
+from model import __main__ as model_cli
+from model import directory, export, final, predict
 from splits import store as splits_store
 from tests.helpers import demo_config, save_random_checkpoint
 
@@ -47,7 +47,7 @@ def test_predictions_from_images_equal_predictions_from_their_extracted_features
     cfg, store, folder, sf = fitted
     from_images = frame(predict.predict(cfg.model_dir, images=str(folder), out=str(tmp_path / "i.csv")))
     from_features = frame(predict.predict(cfg.model_dir, features=str(store), out=str(tmp_path / "f.csv")))
-    classes = model.load(cfg.model_dir).classes
+    classes = directory.load(cfg.model_dir).classes
     assert len(from_images) == 10 and set(from_images["key"]) >= {"00000.png", "sub/00001.png"}
     names = {Path(path).name: key for key, path in zip(sf.ids, sf.image_paths)}
     keys = [names[Path(key).name] for key in from_images["key"]]
@@ -55,7 +55,7 @@ def test_predictions_from_images_equal_predictions_from_their_extracted_features
     np.testing.assert_allclose(from_images[classes].to_numpy(), expected, atol=2e-6)  # the CSV's 6 digits
     unreadable = frame(tmp_path / "i.unreadable.csv")
     assert list(unreadable["key"]) == ["broken.png"] and "cannot identify" in unreadable["reason"][0]
-    thresholds = model.load(cfg.model_dir).thresholds("global")
+    thresholds = directory.load(cfg.model_dir).thresholds("global")
     predicted = from_images[classes].to_numpy() >= thresholds[None]
     assert [";".join(np.array(classes)[row]) for row in predicted] == list(from_images["tags"].fillna(""))
     top = frame(predict.predict(cfg.model_dir, images=str(folder), out=str(tmp_path / "t.csv"), top_k=2))
@@ -71,7 +71,7 @@ def test_a_list_file_and_a_features_table_predict_the_same_rows(fitted, tmp_path
     x = reader.rows(np.arange(4))
     np.save(tmp_path / "x.npy", x)
     table = frame(predict.predict(cfg.model_dir, features=str(tmp_path / "x.npy"), out=str(tmp_path / "x.csv")))
-    classes = model.load(cfg.model_dir).classes
+    classes = directory.load(cfg.model_dir).classes
     np.testing.assert_allclose(table[classes].to_numpy()[:2], listed[classes].to_numpy(), atol=2e-6)
 
 
@@ -99,7 +99,7 @@ for name in ("images", "features"):
     done = subprocess.run([sys.executable, "-I", "-c", code], cwd=tmp_path, capture_output=True, text=True,
                           timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
-    fitted_model = model.load(cfg.model_dir)
+    fitted_model = directory.load(cfg.model_dir)
     np.testing.assert_allclose(np.load(tmp_path / "out_images.npy"), predicted[fitted_model.classes].to_numpy(),
                                atol=1e-5)
     np.testing.assert_allclose(np.load(tmp_path / "out_features.npy"), fitted_model.probabilities(features), atol=1e-5)
@@ -107,7 +107,7 @@ for name in ("images", "features"):
 
 
 def cli(capsys, *argv):
-    code = heads_cli.main(list(argv))
+    code = model_cli.main(list(argv))
     return code, capsys.readouterr().err
 
 

@@ -8,6 +8,7 @@ import pytest
 from sklearn.metrics import average_precision_score
 
 import configs
+import metrics
 from heads import inputs as run_inputs
 from heads import methods, models, search, trainer
 from heads.predictions import HeadRun
@@ -78,12 +79,12 @@ def test_batched_average_precision_equals_scikit_learn_with_ties_and_empty_colum
     truth = (rng.random((3, 60, 7)) < 0.3).astype(int)
     truth[1, :, 4] = 0
     scores = np.round(rng.random((3, 60, 7)), 1)  # many ties
-    got = search.average_precision(truth, scores)
+    got = metrics.average_precision(truth, scores)
     for h in range(3):
         for c in range(7):
             expected = average_precision_score(truth[h, :, c], scores[h, :, c]) if truth[h, :, c].any() else np.nan
             np.testing.assert_allclose(got[h, c], expected, atol=1e-12)
-    np.testing.assert_allclose(search.mean_average_precision(truth, scores), np.nanmean(got, axis=1))
+    np.testing.assert_allclose(metrics.mean_average_precision(truth, scores), np.nanmean(got, axis=1))
 
 
 def searched(root, **search_table):

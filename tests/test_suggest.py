@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score
 
-from heads import final, suggest
-from tests.test_final import study  # noqa: F401 (the module's fixture)
+from model import final, suggest
+from tests.test_final_model import study  # noqa: F401 (the module's fixture)
 
 
 def test_precision_at_k_and_the_list_against_plain_loops():

@@ -1,8 +1,8 @@
-"""The final model: `python -m heads fit --config C` (`make model`).
+"""The final model: `python -m model fit --config C` (`make model`).
 
 It trains [model] method (or "best": the study's leaderboard leader in mAP at [model] protocol)
 on every labelled row of the dataset, its labels as they are (`[model] hide` hides a share of
-each row's positives first, to measure what `heads suggest` finds), holding out a stratified
+each row's positives first, to measure what `model suggest` finds), holding out a stratified
 [model] validation share for the search's selection, early stopping and the thresholds. Under
 [heads.search] the method's grid is searched as in the study. The heads are the study's
 (`heads.trainer.fit_fold` on the folds of `LabelledRows`): with `--fold K --protocol P` the
@@ -11,9 +11,9 @@ study's run did.
 
 With [model] folds = K > 0 the labelled rows are also cut into K stratified folds, each
 predicted by a model of the same recipe trained on the others: the out-of-fold predictions
-`heads suggest` ranks the missing labels with. All K + 1 stacks are tasks of
+`model suggest` ranks the missing labels with. All K + 1 stacks are tasks of
 `runtime.cluster` ([heads] n_jobs processes, or the Dask cluster of [cluster]).
-Writes the model directory (`heads.model`) at [model] dir, default runs/<name>/model.
+Writes the model directory (`model.directory`) at [model] dir, default runs/<name>/model.
 """
 from __future__ import annotations
 
@@ -25,15 +25,17 @@ import pandas as pd
 
 import artifacts
 import configs
+import metrics
 from features import store as feature_store
 from features.store import FeatureReader
+from heads import inputs as run_inputs
+from heads import methods, search
+from heads.predictions import HeadRun
 from runtime import cluster
 from splits import folds
 from splits import store as splits_store
 
-from . import inputs as run_inputs
-from . import methods, model, search, thresholds
-from .predictions import HeadRun
+from . import directory
 
 HIDE_KEY = 30_000  # the seed key of [model] hide's draw (the splits' ratios use < 10,000, single positive 20,000)
 
@@ -177,7 +179,7 @@ def fit(cfg, fold: int | None = None, protocol: str | None = None, force: bool =
     train on that fold of the study's splits instead of every labelled row. A complete model of
     the same provenance is kept ("already done"); one of another is refused unless `force`."""
     # setup: the method, the rows and their folds, the features (TensorFlow only from here: `check` stays light)
-    from . import trainer
+    from heads import trainer
     method, why = _checked_method(cfg)
     reader = FeatureReader(feature_store.path(cfg))
     reader.check_sources()
@@ -192,7 +194,7 @@ def fit(cfg, fold: int | None = None, protocol: str | None = None, force: bool =
     recipe = provenance(cfg, method, source.fingerprint, reader.fingerprint,
                         "all" if fold is None else {"fold": fold, "protocol": runs[0].protocol})
     with artifacts.claim(out):
-        if not artifacts.must_make(model.manifest_path(out), recipe, force):
+        if not artifacts.must_make(directory.manifest_path(out), recipe, force):
             print(f"{out}: already done (use --force to redo)")
             return out
         # train: one stack per fold (the out-of-fold models, then the final one), each a task
@@ -212,7 +214,7 @@ def fit(cfg, fold: int | None = None, protocol: str | None = None, force: bool =
         final = results[-1]
         meta = manifest(cfg, method, why, final, source, reader, fold, runs[-1])
         oof = out_of_fold(source, results[:-1], cfg) if fold is None and cfg.model.folds else None
-        model.write(out, meta, final["weights"], final["biases"], recipe, out_of_fold=oof)
+        directory.write(out, meta, final["weights"], final["biases"], recipe, out_of_fold=oof)
     print(f"{out}: {meta['display']} at lr {meta['learning_rate']:g}, epoch {meta['epoch']}; thresholds: global "
           f"{meta['thresholds']['global']:.3f}, per class {np.min(meta['thresholds']['class']):.3f}.."
           f"{np.max(meta['thresholds']['class']):.3f}" + ("; out-of-fold predictions of every row" if oof else ""))
@@ -247,7 +249,7 @@ def _study_run(cfg, sf, fold: int, protocol: str | None, method: str) -> HeadRun
 def fit_task(cfg, source, features_path: str, run: HeadRun, n_threads: int, in_ram: bool) -> dict:
     """One fold's stack of `run`'s grid points (a task): the winning head's weights, its
     setting, and its probabilities of the fold's validation and held-out rows."""
-    from . import trainer
+    from heads import trainer
     trainer.use_threads(n_threads)
     fit = trainer.fit_fold(cfg, source, features_path, [run], in_ram)
     head = fit.winners(cfg)[0]
@@ -261,7 +263,7 @@ def fit_task(cfg, source, features_path: str, run: HeadRun, n_threads: int, in_r
 
 
 def manifest(cfg, method: str, why: str, final: dict, source, reader: FeatureReader, fold, run: HeadRun) -> dict:
-    """model.json's content (`heads.model`) for the final stack's result `final`."""
+    """model.json's content (`model.directory`) for the final stack's result `final`."""
     val_observed = source.observed(run.fold, run.protocol)[final["validation"]]
     val_scores = final["val_probabilities"]
     verified = source.known_negative(run.fold, run.protocol)
@@ -272,9 +274,9 @@ def manifest(cfg, method: str, why: str, final: dict, source, reader: FeatureRea
         "head": {"type": cfg.heads.head, "hidden": [int(w.shape[1]) for w in final["weights"][:-1]],
                  "activation": "sigmoid"},
         "feat_dim": int(reader.shape[1]), "classes": list(source.classes),
-        "thresholds": {"global": thresholds.best_global_threshold(val_observed, val_scores, val_known),
-                       "class": thresholds.best_f1_thresholds(val_observed, val_scores, val_known).tolist()},
-        "features": model.feature_contract(reader),
+        "thresholds": {"global": metrics.best_global_threshold(val_observed, val_scores, val_known),
+                       "class": metrics.best_f1_thresholds(val_observed, val_scores, val_known).tolist()},
+        "features": directory.feature_contract(reader),
         "training": {"rows": final["train_rows"], "validation_rows": len(val_observed),
                      "protocol": run.protocol, "hide": cfg.model.hide, "fold": "all" if fold is None else fold,
                      "missing_rate": run_inputs.missing_rate(cfg, source, run.fold, run.protocol),
@@ -283,7 +285,7 @@ def manifest(cfg, method: str, why: str, final: dict, source, reader: FeatureRea
 
 
 def out_of_fold(rows: LabelledRows, results: list[dict], cfg) -> dict:
-    """out_of_fold.h5's arrays (`heads.model`): each row's probabilities from the fold model
+    """out_of_fold.h5's arrays (`model.directory`): each row's probabilities from the fold model
     that held it out (NaN where its features were unreadable)."""
     probabilities = np.full(rows.labels.shape, np.nan, np.float32)
     for result in results:

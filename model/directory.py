@@ -1,5 +1,5 @@
-"""The model directory: a final model, as `python -m heads fit` (and `python -m finetune train
---final`) writes it and `heads predict`, `heads suggest` and `heads export` read it. This module
+"""The model directory: a final model, as `python -m model fit` (and `python -m finetune train
+--final`) writes it and `model predict`, `model suggest` and `model export` read it. This module
 owns its contract; nothing else opens these files.
 
     model.json       format = "cbwce-model", version = VERSION, complete = true (written last), and
@@ -8,7 +8,7 @@ owns its contract; nothing else opens these files.
         feat_dim     the width of the features the head reads
         classes      (L,) class names, the columns of every output
         thresholds   {"global": t, "class": [t_1 .. t_L]}: chosen on the validation rows' labels
-                     as trained (observed, never truth; `heads.thresholds`); 0.5 is the paper's
+                     as trained (observed, never truth; `metrics.thresholds`); 0.5 is the paper's
         features     what produced the features the head was trained on: backbone, endpoint,
                      image_size, preprocessing, pooling, checkpoint_sha256 (a finetuned model:
                      its own backbone's), feat_shape; an imported table: backbone = "imported"
@@ -53,7 +53,7 @@ HEAD = "head.npz"
 OUT_OF_FOLD = "out_of_fold.h5"
 BACKBONE = "backbone/model.ckpt"
 THRESHOLD_RULES = ("global", "class", "0.5")
-REFIT = "refit it: python -m heads fit --config C --force (make model FORCE=1)"
+REFIT = "refit it: python -m model fit --config C --force (make model FORCE=1)"
 
 
 @dataclass(frozen=True)
@@ -238,7 +238,7 @@ def read_manifest(directory) -> dict:
     path = directory / MANIFEST
     if not directory.is_dir():
         raise ValueError(f"{directory} is no model directory (it does not exist); make one with "
-                         "python -m heads fit --config C (make model)")
+                         "python -m model fit --config C (make model)")
     if not path.is_file():
         raise ValueError(f"{directory} holds no {MANIFEST}: it is not a model directory, or its fit did not finish; "
                          f"{REFIT}")

@@ -9,8 +9,9 @@ import pytest
 
 import configs
 from features import store as feature_store
-from heads import final, model, predict, predictions, trainer
+from heads import predictions, trainer
 from heads.predictions import HeadRun
+from model import directory, final, predict
 from tests.test_trainer import make_features
 
 
@@ -40,12 +41,12 @@ def test_a_model_fitted_on_a_study_fold_predicts_its_test_rows_as_the_studys_run
         fitted = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, method=method))
         final.fit(fitted, fold=2, protocol=protocol, force=True)
         reader = feature_store.FeatureReader(feature_store.path(cfg))
-        scored = predict.from_store(model.load(cfg.model_dir), reader.path)
+        scored = predict.from_store(directory.load(cfg.model_dir), reader.path)
         with h5py.File(predictions.file(cfg, HeadRun(0, 1, protocol, method)), "r") as h5:
             ids, expected = h5["ids"].asstr()[:], h5["probabilities"][:]
         rows = pd.Index(scored.keys).get_indexer(ids)
         np.testing.assert_allclose(scored.probabilities[rows], expected, atol=1e-5)
-        meta = model.load(cfg.model_dir).meta
+        meta = directory.load(cfg.model_dir).meta
         assert meta["training"]["fold"] == 2 and meta["training"]["protocol"] == protocol
 
 
@@ -53,11 +54,11 @@ def test_the_final_fit_holds_out_validation_rows_and_predicts_every_row_out_of_f
     cfg, sf = study
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, dir=str(tmp_path / "m"), hide=0.5, folds=3))
     final.fit(cfg)
-    fitted = model.load(cfg.model_dir)
+    fitted = directory.load(cfg.model_dir)
     training = fitted.meta["training"]
     assert training["rows"] + training["validation_rows"] == len(sf.ids) and training["validation_rows"] == 40  # [model] validation 0.1
     assert fitted.meta["classes"] == sf.classes and len(fitted.meta["thresholds"]["class"]) == len(sf.classes)
-    oof = model.out_of_fold(fitted)
+    oof = directory.out_of_fold(fitted)
     assert not np.isnan(oof["probabilities"]).any() and sorted(set(oof["fold"])) == [0, 1, 2]
     hidden = (oof["labels"] == 1) & (oof["observed"] == 0)
     assert abs(hidden.sum() / oof["labels"].sum() - 0.5) < 0.1 and oof["attrs"]["hidden"]
@@ -101,8 +102,8 @@ def test_bad_model_settings_are_named(tmp_path):
 def test_a_damaged_incomplete_or_foreign_model_directory_is_named_and_a_refit_mends_it(study, tmp_path):
     cfg, _ = study
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, dir=str(tmp_path / "m"), folds=0))
-    directory = final.fit(cfg)
-    manifest = directory / "model.json"
+    made = final.fit(cfg)
+    manifest = made / "model.json"
     meta = json.loads(manifest.read_text())
     for edit, message in ((lambda m: m.update(version=99), "contract version 99"),
                           (lambda m: m.update(complete=False), "is incomplete"),
@@ -111,21 +112,21 @@ def test_a_damaged_incomplete_or_foreign_model_directory_is_named_and_a_refit_me
         edit(changed)
         manifest.write_text(json.dumps(changed))
         with pytest.raises(ValueError, match=message):
-            model.load(directory)
+            directory.load(made)
     manifest.write_text(json.dumps(meta))
-    with open(directory / "head.npz", "r+b") as fh:
+    with open(made / "head.npz", "r+b") as fh:
         fh.seek(200)
         fh.write(b"\xff\xff")
     with pytest.raises(ValueError, match="head.npz differs from the sha256"):
-        model.load(directory)
+        directory.load(made)
     manifest.write_text("{not json")
     with pytest.raises(ValueError, match="model.json is damaged"):
-        model.load(directory)
+        directory.load(made)
     with pytest.raises(ValueError, match="is damaged"):
         final.fit(cfg)
     final.fit(cfg, force=True)
-    assert model.load(directory).meta["complete"]
+    assert directory.load(made).meta["complete"]
     with pytest.raises(ValueError, match="no out-of-fold predictions"):
-        model.out_of_fold(model.load(directory))
+        directory.out_of_fold(directory.load(made))
     with pytest.raises(ValueError, match="does not exist"):
-        model.load(tmp_path / "absent")
+        directory.load(tmp_path / "absent")

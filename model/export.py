@@ -1,4 +1,4 @@
-"""`python -m heads export --model DIR`: a model as a TensorFlow SavedModel for other tools.
+"""`python -m model export --model DIR`: a model as a TensorFlow SavedModel for other tools.
 
 The SavedModel (default <model>/saved_model) needs TensorFlow only, not this project:
 
@@ -27,7 +27,7 @@ import numpy as np
 import artifacts
 from runtime.tf_quiet import tf
 
-from . import model as model_dir
+from . import directory
 from .predict import checkpoint_for
 
 EXPORT = "saved_model"
@@ -42,7 +42,7 @@ def _head(x, variables):
     return net
 
 
-def _images_branch(model: model_dir.Model, images):
+def _images_branch(model: directory.Model, images):
     """(n, h, w, 3) [0, 255] -> (n, feat_dim) features as the model's store held them."""
     from extract import preprocessing, registry
     from extract.extraction import Plan
@@ -61,7 +61,7 @@ def export(model_path, out: str = "", checkpoint: str = "") -> Path:
     """Write the model's SavedModel (module docstring) at `out` (default <model>/saved_model)."""
     from extract import checkpoints, registry
 
-    model = model_dir.load(model_path)
+    model = directory.load(model_path)
     target = Path(out) if out else model.path / EXPORT
     with_images = model.features.get("backbone") != "imported"
     prefix = checkpoint_for(model, checkpoint)[0] if with_images else None

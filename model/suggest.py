@@ -1,7 +1,7 @@
-"""`python -m heads suggest`: the labels an annotation probably lacks, ranked for a person to check.
+"""`python -m model suggest`: the labels an annotation probably lacks, ranked for a person to check.
 
 The annotation is a set of labelled rows: a model's rows (`--model DIR`, its out-of-fold
-predictions: `heads.final`), or the training rows of one fold of a study (`--config C
+predictions: `model.final`), or the training rows of one fold of a study (`--config C
 --protocol P [--fold K]`, the rows' observed labels under that protocol; with `--method M` the
 study's heads of M score them, each row by the fold model that held it out as a test row).
 Every unobserved entry (o = 0, not a verified negative) gets a score, P(hidden positive | o =
@@ -37,12 +37,14 @@ import numpy as np
 import pandas as pd
 
 import artifacts
+import metrics
+from heads import predictions
+from heads.inputs import missing_rate
+from heads.predictions import HeadRun
 from splits import store as splits_store
 from splits import weights
 
-from . import model as model_dir
-from . import predictions, search
-from .predictions import HeadRun
+from . import directory
 
 AT = (1, 5, 20)
 EPSILON = 1e-6
@@ -125,7 +127,7 @@ def quality(observed: np.ndarray, truth: np.ndarray, scores: dict, listed: dict,
         if known is not None:
             s = np.where(known, s, -np.inf)
         scored = np.isfinite(s)
-        ap = search.average_precision(hidden[scored][:, None], s[scored][:, None])[0]
+        ap = metrics.average_precision(hidden[scored][:, None], s[scored][:, None])[0]
         picked = listed[name]
         if known is not None:  # a suggestion whose truth the dataset does not know is not scored
             judged = known[picked]
@@ -201,8 +203,8 @@ def suggest(annotation: dict, out: Path, source: str = "", estimator: str = "aut
 
 def from_model(path) -> dict:
     """The annotation of a model directory: its rows as trained, scored out of fold."""
-    model = model_dir.load(path)
-    oof = model_dir.out_of_fold(model)
+    model = directory.load(path)
+    oof = directory.out_of_fold(model)
     known = oof.get("known")
     return {"keys": oof["ids"], "classes": model.classes, "observed": oof["observed"],
             "truth": oof["labels"] if oof["attrs"].get("hidden") else None, "probabilities": oof["probabilities"],
@@ -214,8 +216,6 @@ def from_study(cfg, protocol: str, fold: int = 1, method: str = "") -> dict:
     """The annotation of a study's fold: its training (and validation) rows' observed labels
     under `protocol`; with `method`, each row's probabilities from the study's run of the fold
     that held it out as a test row (every other fold's run must be complete)."""
-    from .inputs import missing_rate
-
     sf = splits_store.load(splits_store.path(cfg))
     if not 1 <= fold <= sf.n_folds:
         raise ValueError(f"--fold {fold}: {sf.path} has folds 1..{sf.n_folds}")

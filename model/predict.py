@@ -1,4 +1,4 @@
-"""`python -m heads predict --model DIR (--images FOLDER|LIST | --features FILE)`: a model's
+"""`python -m model predict --model DIR (--images FOLDER|LIST | --features FILE)`: a model's
 probabilities and tags for new images or features (`make predict MODEL=... IMAGES=...`).
 
 Inputs, said once:
@@ -30,10 +30,11 @@ import pandas as pd
 
 import artifacts
 import configs
+import metrics
 from features import importer
 from features import store as feature_store
 
-from . import model as model_dir
+from . import directory
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -66,7 +67,7 @@ def image_list(source: Path) -> tuple[list[str], list[str]]:
     return keys, [str(source.parent / key) for key in keys]
 
 
-def checkpoint_for(model: model_dir.Model, given: str = "") -> tuple[Path, str]:
+def checkpoint_for(model: directory.Model, given: str = "") -> tuple[Path, str]:
     """(checkpoint prefix, its sha256) of the backbone the model expects: its own (finetuned),
     `given`, the path the model recorded, or the backbone's official one; ValueError when none
     has the sha256 the model recorded."""
@@ -97,7 +98,7 @@ def checkpoint_for(model: model_dir.Model, given: str = "") -> tuple[Path, str]:
                      + "; pass the one the model was trained with: --checkpoint PREFIX")
 
 
-def from_images(model: model_dir.Model, source: Path, features_out: Path, checkpoint: str = "",
+def from_images(model: directory.Model, source: Path, features_out: Path, checkpoint: str = "",
                 scheduler: str | None = None, force: bool = False) -> Scored:
     """The model over the images of `source`, their features extracted into `features_out`."""
     from extract import extraction
@@ -118,11 +119,11 @@ def from_images(model: model_dir.Model, source: Path, features_out: Path, checkp
     return from_store(model, store)
 
 
-def from_store(model: model_dir.Model, path: Path) -> Scored:
+def from_store(model: directory.Model, path: Path) -> Scored:
     """The model over a feature store's readable rows (its contract checked against the model's)."""
     reader = feature_store.FeatureReader(path)
     reader.check_data()
-    differences = model_dir.mismatch(model, model_dir.feature_contract(reader))
+    differences = directory.mismatch(model, directory.feature_contract(reader))
     if differences:
         raise ValueError(f"{path} holds other features than {model.path} was trained on ("
                          + "; ".join(differences) + "); extract them with the model's network (--images)")
@@ -139,7 +140,7 @@ def _errors(path: Path) -> dict:
         return dict(zip(h5["error_ids"].asstr()[:], h5["error_messages"].asstr()[:]))
 
 
-def from_table(model: model_dir.Model, path: Path, dataset) -> Scored:
+def from_table(model: directory.Model, path: Path, dataset) -> Scored:
     """The model over a features table (`features.importer` formats; `dataset`: the [dataset]
     keys that say how to read it)."""
     table = importer.read_features(path, dataset)
@@ -160,28 +161,26 @@ def is_feature_store(path: Path) -> bool:
         return "valid" in h5 and "ids" in h5 and "feat_dim" in h5.attrs
 
 
-def check_width(model: model_dir.Model, width: int, path: Path, hint: str = "") -> None:
+def check_width(model: directory.Model, width: int, path: Path, hint: str = "") -> None:
     if width != model.feat_dim:
         raise ValueError(f"{path} has {width} features per row; {model.path} reads {model.feat_dim}{hint}")
 
 
-def tags(model: model_dir.Model, probabilities: np.ndarray, threshold: str, top_k: int | None) -> list[str]:
+def tags(model: directory.Model, probabilities: np.ndarray, threshold: str, top_k: int | None) -> list[str]:
     """Each row's predicted classes, ";"-separated: the `top_k` highest, or those at or above
-    the threshold rule's (`heads.model.Model.thresholds`)."""
-    from .thresholds import top_k as highest
-
+    the threshold rule's (`model.directory.Model.thresholds`)."""
     n_classes = len(model.classes)
     if top_k is not None:
         if not 1 <= top_k <= n_classes:
             raise ValueError(f"--top-k {top_k}: the model has {n_classes} classes; give 1..{n_classes}")
-        predicted = highest(probabilities, top_k)
+        predicted = metrics.top_k(probabilities, top_k)
     else:
         predicted = probabilities >= model.thresholds(threshold)[None]
     names = np.asarray(model.classes, object)
     return [";".join(names[row]) for row in predicted]
 
 
-def write(out: Path, scored: Scored, model: model_dir.Model, threshold: str, top_k: int | None) -> Path:
+def write(out: Path, scored: Scored, model: directory.Model, threshold: str, top_k: int | None) -> Path:
     """The predictions CSV (and Parquet, with pyarrow), atomically; the unreadable list beside it."""
     columns = {"key": scored.keys, "tags": tags(model, scored.probabilities, threshold, top_k)}
     prefix = "p_" if {"key", "tags"} & set(model.classes) else ""
@@ -206,9 +205,9 @@ def write(out: Path, scored: Scored, model: model_dir.Model, threshold: str, top
 def predict(model_path, images: str = "", features: str = "", out: str = "", threshold: str = "global",
             top_k: int | None = None, checkpoint: str = "", scheduler: str | None = None, dataset=None,
             force: bool = False) -> Path:
-    """`python -m heads predict` (module docstring): the output CSV's path."""
+    """`python -m model predict` (module docstring): the output CSV's path."""
     # setup: the model, what to predict, where the output goes
-    model = model_dir.load(model_path)
+    model = directory.load(model_path)
     if bool(images) == bool(features):
         raise ValueError("give one input: --images (a folder or a list file) or --features (a file)")
     source = Path(images or features)

@@ -2,7 +2,7 @@
 per-class loop or scikit-learn).
 
     mAP   mean over classes with a positive of each class's average precision
-          (`heads.search.average_precision`, scikit-learn's definition)
+          (`metrics.ranking.average_precision`, scikit-learn's definition)
     CP    mean over those classes of the class's precision TP / (TP + FP), 0 with no prediction
     CR    mean over those classes of the class's recall TP / (TP + FN)
     CF1   2 CP CR / (CP + CR): the harmonic mean of CP and CR (ML-GCN's and ASL's CF1, not
@@ -15,8 +15,9 @@ each at four decision rules, the column suffix naming the rule:
     "_global"  one threshold per run, the one maximising OF1 on the validation rows
     "_class"   one threshold per class, each maximising that class's F1 on the validation rows
     "_top3"    the 3 highest-scoring classes of each row are its predictions (ML-GCN's top-3)
-The thresholds are `heads.thresholds`' (the final model stores the same). The validation rules use the labels the run's selection used (`heads.search`): the
-validation rows' observed labels, or their truth under select = "clean"; never test labels.
+The thresholds are `metrics.thresholds`' (the final model stores the same). The validation
+rules use the labels the run's selection used (`heads.search`): the validation rows' observed
+labels, or their truth under select = "clean"; never test labels.
 Edge-case policy, said once: a class with no positive in the test fold has no recall, AP or
 AUC; it is excluded from every class average and counted in `classes_without_positives`.
 Partial-label evaluation (test labels with three states: a dataset that leaves some unknown,
@@ -29,22 +30,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from heads import search
-from heads.thresholds import best_f1_thresholds, best_global_threshold, top_k
+from .ranking import average_precision, roc_auc
+from .thresholds import best_f1_thresholds, best_global_threshold, top_k
 
 
 def _safe_div(a, b):
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     return np.divide(a, b, out=np.zeros_like(a), where=b > 0)
-
-
-def roc_auc(truth: np.ndarray, scores: np.ndarray) -> float:
-    """ROC-AUC as the Mann-Whitney statistic with tied scores counted half."""
-    from scipy.stats import rankdata
-    ranks = rankdata(scores)
-    n_pos = truth.sum()
-    n_neg = len(truth) - n_pos
-    return float((ranks[truth == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def threshold_metrics(truth: np.ndarray, predicted: np.ndarray, suffix: str = "") -> dict:
@@ -76,7 +68,7 @@ def evaluate(truth: np.ndarray, scores: np.ndarray, val_truth=None, val_scores=N
         return _evaluate_partial(truth, scores, np.asarray(known, bool), val_truth, val_scores, val_known)
     has_pos = truth.sum(0) > 0
     has_both = has_pos & (truth.sum(0) < len(truth))
-    ap = search.average_precision(truth, scores)
+    ap = average_precision(truth, scores)
     out = threshold_metrics(truth, scores >= 0.5)
     out.update(threshold_metrics(truth, top_k(scores, 3), suffix="_top3"))
     out.update({
@@ -109,7 +101,7 @@ def _evaluate_partial(truth, scores, known, val_truth, val_scores, val_known) ->
     without a known positive or a known negative has no AP or AUC (skipped, and counted)."""
     positives = (truth == 1) & known
     scored = positives.any(0) & (known & (truth == 0)).any(0)
-    ap = search.average_precision(truth, scores, known)
+    ap = average_precision(truth, scores, known)
     ap[~scored] = np.nan
     out = threshold_metrics(truth * known, (scores >= 0.5) & known)
     out.update(threshold_metrics(truth * known, top_k(np.where(known, scores, -np.inf), 3) & known, suffix="_top3"))

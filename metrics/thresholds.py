@@ -1,7 +1,7 @@
 """Decision thresholds chosen on validation rows, and top-k predictions (TensorFlow-free).
 
-The study's metrics (`analysis.metrics`: the "_global", "_class" and "_top3" rules) and the
-final model (`heads.final`, whose model directory stores the thresholds) choose them here, once:
+The study's metrics (`metrics.multilabel`: the "_global", "_class" and "_top3" rules) and the
+final model (`model.final`, whose model directory stores the thresholds) choose them here, once:
     best_global_threshold   the one threshold maximising OF1 over every entry
     best_f1_thresholds      per class, the threshold maximising that class's F1
     top_k                   each row's k highest scores
