@@ -38,21 +38,22 @@ def column_of(frame: pd.DataFrame, title: str, column: str) -> str:
 
 
 def board(frame: pd.DataFrame, column: str) -> pd.DataFrame:
-    """One row per (name, protocol): runs, mean, ci95, oracle, and per column of non-oracles
-    `best`, `tied` and the Holm-adjusted p of the difference to the best."""
+    """One row per (stage, method, protocol): runs, mean, ci95, oracle, and per column of
+    non-oracles `best`, `tied` and the Holm-adjusted p of the difference to the best."""
     rows = []
-    for (name, protocol), group in frame.groupby(["name", "protocol"], sort=False):
+    for (stage, method, protocol), group in frame.groupby([*tables.KEY, "protocol"], sort=False):
         values = group[column].to_numpy(np.float64)
-        rows.append({"name": name, "protocol": protocol, "oracle": bool(group["oracle"].iloc[0]), "runs": len(values),
-                     "mean": values.mean(), "ci95": tables.interval(values), "order": group["order"].iloc[0]})
+        rows.append({"stage": stage, "method": method, "name": tables.run_name(stage, method), "protocol": protocol,
+                     "oracle": bool(group["oracle"].iloc[0]), "runs": len(values), "mean": values.mean(),
+                     "ci95": tables.interval(values), "order": group["order"].iloc[0]})
     table = pd.DataFrame(rows)
     table["best"], table["tied"], table["holm p"] = False, False, np.nan
     for protocol, members in table[~table["oracle"]].groupby("protocol"):
         leader = members["mean"].idxmax()
         table.loc[leader, "best"] = True
-        best = paired_values(frame, table.loc[leader, "name"], protocol, column)
+        best = paired_values(frame, key_at(table, leader), protocol, column)
         others = [i for i in members.index if i != leader]
-        p = [tables.wilcoxon_p(differences(best, paired_values(frame, table.loc[i, "name"], protocol, column)))
+        p = [tables.wilcoxon_p(differences(best, paired_values(frame, key_at(table, i), protocol, column)))
              for i in others]
         adjusted = tables.holm(np.array(p, np.float64)) if p else []
         for i, value in zip(others, adjusted):
@@ -61,9 +62,14 @@ def board(frame: pd.DataFrame, column: str) -> pd.DataFrame:
     return table
 
 
-def paired_values(frame: pd.DataFrame, name: str, protocol: str, column: str) -> pd.Series:
-    runs = frame[(frame["name"] == name) & (frame["protocol"] == protocol)]
-    return runs.set_index(["seed", "fold"])[column]
+def key_at(table: pd.DataFrame, index) -> tuple[str, str]:
+    """The (stage, method) of a table's row."""
+    return table.loc[index, "stage"], table.loc[index, "method"]
+
+
+def paired_values(frame: pd.DataFrame, key: tuple[str, str], protocol: str, column: str) -> pd.Series:
+    """A (stage, method)'s values of `column` at `protocol`, indexed by (seed, fold)."""
+    return tables.rows_of(frame, key, protocol).set_index(["seed", "fold"])[column]
 
 
 def differences(a: pd.Series, b: pd.Series) -> np.ndarray:
@@ -84,20 +90,23 @@ def boards(frame: pd.DataFrame) -> pd.DataFrame:
 def markdown(long: pd.DataFrame, metric: str, protocols: list[str]) -> str:
     """One board as Markdown: methods in the registry's order, oracles in a block below."""
     table = long[long["metric"] == metric]
-    names = sorted(set(table["name"]), key=tables.order_key)
-    regular = [n for n in names if not table[table["name"] == n]["oracle"].any()]
-    oracles = [n for n in names if n not in regular]
+    keys = tables.keys_in_order(table)
+    regular = [key for key in keys if not tables.rows_of(table, key)["oracle"].any()]
+    oracles = [key for key in keys if key not in regular]
+
+    def line(key):
+        return f"| {tables.run_name(*key)} | " + " | ".join(_cell(table, key, p) for p in protocols) + " |"
+
     lines = ["| method | " + " | ".join(protocols) + " |", "|---|" + "---|" * len(protocols)]
-    for name in regular:
-        lines.append(f"| {name} | " + " | ".join(_cell(table, name, p) for p in protocols) + " |")
+    lines += [line(key) for key in regular]
     if oracles:
         lines.append("| *oracles (read ground truth)* |" + " |" * len(protocols))
-        lines += [f"| {name} | " + " | ".join(_cell(table, name, p) for p in protocols) + " |" for name in oracles]
+        lines += [line(key) for key in oracles]
     return "\n".join(lines)
 
 
-def _cell(table: pd.DataFrame, name: str, protocol: str) -> str:
-    row = table[(table["name"] == name) & (table["protocol"] == protocol)]
+def _cell(table: pd.DataFrame, key: tuple[str, str], protocol: str) -> str:
+    row = tables.rows_of(table, key, protocol)
     if row.empty:
         return ""
     row = row.iloc[0]
@@ -109,15 +118,16 @@ def _cell(table: pd.DataFrame, name: str, protocol: str) -> str:
 
 def compare(before: pd.DataFrame, after: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Two studies' boards of `metric` (leaderboard.csv frames, e.g. one recipe and searched):
-    per (name, protocol) both means and each method's rank among the non-oracles of its column
-    (1 = best), and the change; a method in only one study is left out."""
+    per (stage, method, protocol) both means and each method's rank among the non-oracles of its
+    column (1 = best), and the change; a method in only one study is left out."""
     parts = []
     for label, board_ in (("before", before), ("after", after)):
         rows = board_[(board_["metric"] == metric) & ~board_["oracle"].astype(bool)].copy()
         rows[f"rank {label}"] = rows.groupby("protocol")["mean"].rank(ascending=False, method="min").astype(int)
-        parts.append(rows.set_index(["name", "protocol"])[["mean", f"rank {label}"]]
+        parts.append(rows.set_index([*tables.KEY, "protocol"])[["mean", f"rank {label}"]]
                      .rename(columns={"mean": f"{metric} {label}"}))
     table = parts[0].join(parts[1], how="inner").reset_index()
+    table.insert(2, "name", [tables.run_name(stage, method) for stage, method in zip(table["stage"], table["method"])])
     table["rank change"] = table["rank before"] - table["rank after"]
     return table
 
@@ -129,6 +139,7 @@ def compare_files(before: Path, after: Path, metric: str, out: Path | None) -> p
         if not Path(path).is_file():
             raise ValueError(f"{path} does not exist; run `make figures` for that study first")
         frame = pd.read_csv(path, dtype={"protocol": str})
+        check_keys(frame, path)
         if "metric" not in frame.columns or metric not in set(frame["metric"]):
             raise ValueError(f"{path} is no leaderboard.csv with metric {metric!r} (its metrics: "
                              f"{', '.join(sorted(set(frame.get('metric', []))))})")
@@ -136,21 +147,38 @@ def compare_files(before: Path, after: Path, metric: str, out: Path | None) -> p
     return shown(compare(*frames, metric), out)
 
 
-def head_to_head(frame: pd.DataFrame, pairs: list[tuple[str, str]], metric: str) -> pd.DataFrame:
-    """Per protocol and pair (a, b) of run names: the (seed, fold)-paired difference a - b of
-    `metric` in a runs.csv frame, its 95% interval, how many pairs favour a, and the two-sided
-    Wilcoxon p (Holm over every row of the table)."""
+def check_keys(frame: pd.DataFrame, path) -> None:
+    """ValueError for a table without the (stage, method) columns (written before method ids)."""
+    missing = [column for column in tables.KEY if column not in frame.columns]
+    if missing:
+        raise ValueError(f"{path} has no {missing[0]!r} column: it was written before tables named methods by "
+                         "their registry id; rerun `make figures` for that study")
+
+
+def key_text(key: tuple[str, str]) -> str:
+    """A run key as `parse_key` reads it: the method id, "finetune/<id>" for a finetuned one."""
+    return key[1] if key[0] == "heads" else f"{key[0]}/{key[1]}"
+
+
+def head_to_head(frame: pd.DataFrame, pairs: list[tuple[tuple, tuple]], metric: str) -> pd.DataFrame:
+    """Per protocol and pair (a, b) of (stage, method) keys: the (seed, fold)-paired difference
+    a - b of `metric` in a runs.csv frame, its 95% interval, how many pairs favour a, and the
+    two-sided Wilcoxon p (Holm over every row of the table). Columns `a` and `b` hold the keys
+    (`key_text`), `a name` and `b name` their display names."""
+    present = set(zip(frame["stage"], frame["method"]))
     rows = []
     for a, b in pairs:
-        for name in (a, b):
-            if name not in set(frame["name"]):
-                raise ValueError(f"no runs named {name!r}; named: {', '.join(sorted(set(frame['name'])))}")
+        for key in (a, b):
+            if key not in present:
+                raise ValueError(f"no runs of {key_text(key)!r}; present: "
+                                 f"{', '.join(key_text(k) for k in sorted(present, key=tables.order_key))}")
         for protocol in sorted(set(frame["protocol"]),
                                key=lambda p: splits_store.protocol_order(splits_store.protocol_key(p))):
             diff = differences(paired_values(frame, a, protocol, metric), paired_values(frame, b, protocol, metric))
             if not len(diff):
                 continue
-            rows.append({"a": a, "b": b, "protocol": protocol, "metric": metric, "pairs": len(diff),
+            rows.append({"a": key_text(a), "b": key_text(b), "a name": tables.run_name(*a),
+                         "b name": tables.run_name(*b), "protocol": protocol, "metric": metric, "pairs": len(diff),
                          "mean difference": float(diff.mean()), "ci95": tables.interval(diff),
                          "a better": int((diff > 0).sum()), "wilcoxon p": tables.wilcoxon_p(diff)})
     table = pd.DataFrame(rows)
@@ -164,11 +192,14 @@ def head_to_head_file(runs: Path, pairs: str, metric: str, out: Path | None) -> 
     if not Path(runs).is_file():
         raise ValueError(f"{runs} does not exist; run `make figures` for that study first")
     frame = pd.read_csv(runs, dtype={"protocol": str})
+    check_keys(frame, runs)
     if metric not in frame.columns:
         raise ValueError(f"{runs} has no metric {metric!r}; its metrics: {', '.join(tables.SCALARS)}")
-    parsed = [tuple(part.split(":", 1)) for part in pairs.split(",") if part]
-    if not parsed or any(len(p) != 2 for p in parsed):
-        raise ValueError(f"--pairs {pairs!r}: expected A:B[,C:D...] of run names, e.g. ROLE:AN")
+    parts = [tuple(part.split(":", 1)) for part in pairs.split(",") if part]
+    if not parts or any(len(p) != 2 for p in parts):
+        raise ValueError(f"--pairs {pairs!r}: expected A:B[,C:D...] of method ids, e.g. role:an (finetune/ce for "
+                         "a finetuned run)")
+    parsed = [(tables.parse_key(a), tables.parse_key(b)) for a, b in parts]
     return shown(head_to_head(frame, parsed, metric), out)
 
 
@@ -190,34 +221,34 @@ def collect_search(present: dict) -> pd.DataFrame:
         if stage != "heads" or not csv.is_file():
             continue
         points = pd.read_csv(csv)
-        parts.append(points.assign(name=tables.run_name(run.method, stage), method=run.method, seed=run.seed,
+        parts.append(points.assign(method=run.method, name=tables.run_name(stage, run.method), seed=run.seed,
                                    fold=run.fold + 1, protocol=splits_store.protocol_label(run.protocol),
                                    point=range(len(points))))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
 def selection(points: pd.DataFrame, cfg) -> pd.DataFrame:
-    """Per (name, protocol): mean test mAP of each rule's pick over the runs, of the unsearched
+    """Per (method, protocol): mean test mAP of each rule's pick over the runs, of the unsearched
     setting ([heads] learning_rate and parameters), and how many grid points a run tried."""
     rows = []
-    for (name, protocol), group in points.groupby(["name", "protocol"], sort=False):
+    for (method, protocol), group in points.groupby(["method", "protocol"], sort=False):
         picks = {"observed": [], "clean": [], "test": [], "default": []}
         for _, run in group.groupby(["seed", "fold"]):
             picks["observed"].append(run.loc[run["val_map_observed"].idxmax(), "test_map"])
             if run["val_map_clean"].notna().any():
                 picks["clean"].append(run.loc[run["val_map_clean"].idxmax(), "test_map"])
             picks["test"].append(run["test_map"].max())
-            default = run[np.isclose(run["lr"], cfg.heads.learning_rate) & _at_defaults(run, cfg, name)]
+            default = run[np.isclose(run["lr"], cfg.heads.learning_rate) & _at_defaults(run, cfg, method)]
             if len(default):
                 picks["default"].append(default["test_map"].iloc[0])
-        rows.append({"name": name, "protocol": protocol, "points": int(group.groupby(["seed", "fold"]).size().max()),
+        rows.append({"method": method, "name": tables.run_name("heads", method), "protocol": protocol,
+                     "points": int(group.groupby(["seed", "fold"]).size().max()),
                      **{f"test mAP ({rule} pick)": float(np.mean(v)) if v else np.nan for rule, v in picks.items()}})
     return pd.DataFrame(rows)
 
 
-def _at_defaults(run: pd.DataFrame, cfg, name: str) -> np.ndarray:
+def _at_defaults(run: pd.DataFrame, cfg, method: str) -> np.ndarray:
     """Rows of `run` whose searched parameters are the method's own ([heads.params] on its defaults)."""
-    method = tables.method_of(name).name
     defaults = methods.parameters(method, cfg.heads.params.get(method))
     keep = np.ones(len(run), bool)
     for column in run.columns:

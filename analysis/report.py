@@ -97,7 +97,7 @@ def histories(frame: pd.DataFrame) -> dict:
     for row in frame[(frame["fold"] == 1) & (frame["seed"] == first_seed) & (frame["stage"] == "heads")].itertuples():
         path = Path(row.path).parent / "history.csv"
         if path.is_file():
-            out[(row.name, row.protocol)] = pd.read_csv(path)
+            out[((row.stage, row.method), row.protocol)] = pd.read_csv(path)
     return out
 
 
@@ -106,23 +106,23 @@ def findings(summary: pd.DataFrame, paired: pd.DataFrame) -> list[str]:
     precision and mAP per protocol and, at the last ratio, the difference to the baseline (of the
     same stage) with whether it holds (Wilcoxon p < 0.05). Nothing here is written by hand."""
     lines = []
-    for name in figures.method_order(summary["name"]):
-        rows = summary[summary["name"] == name]
+    for key in tables.keys_in_order(summary):
+        rows = tables.rows_of(summary, key)
         protocols = " / ".join(rows["protocol"])
 
         def series(column, rows=rows):
             return " / ".join(f"{v:.3f}" for v in rows[column])
 
-        line = (f"- **{name}**{' (oracle)' if rows['oracle'].iloc[0] else ''} at {protocols}: OR "
+        line = (f"- **{tables.run_name(*key)}**{' (oracle)' if rows['oracle'].iloc[0] else ''} at {protocols}: OR "
                 f"{series('OR mean')}, OP {series('OP mean')}, mAP {series('mAP mean')}")
         ratios = [p for p in rows["protocol"] if ratio_of(p) is not None]
         top = ratios[-1] if ratios else rows["protocol"].iloc[-1]
-        at = paired[(paired["name"] == name) & (paired["protocol"] == top)].set_index("metric") if len(paired) else None
+        at = tables.rows_of(paired, key, top).set_index("metric") if len(paired) else None
         if at is not None and len(at):
             parts = [f"{label} {at.loc[m, 'mean difference']:+.3f} ({at.loc[m, 'better']} of {at.loc[m, 'pairs']} "
                      f"pairs better, p = {at.loc[m, 'wilcoxon p']:.3g}{'' if at.loc[m, 'holds'] == 'no' else ', holds'})"
                      for m, label in (("OR", "OR"), ("mAP", "mAP")) if m in at.index]
-            line += f"; at {top} against {tables.baseline_name(name)}: " + ", ".join(parts)
+            line += f"; at {top} against {tables.run_name(key[0], methods.BASELINE)}: " + ", ".join(parts)
         lines.append(line + ".")
     return lines
 
@@ -213,7 +213,7 @@ def represented() -> str:
 def board_lines(cfg, frame, boards, protocols) -> list[str]:
     """report.md's first screen: what was run, and a leaderboard per metric."""
     sf_rows = frame.groupby(["seed", "fold"]).ngroups
-    pairs = frame.groupby(["name", "protocol"]).size().min()
+    pairs = frame.groupby([*tables.KEY, "protocol"]).size().min()
     searched = "every method's grid searched (`[heads.search]`), " if cfg.heads.search.enabled else ""
     lines = [
         f"# Report: {cfg.experiment.name}",

@@ -1,10 +1,11 @@
 """Collect prediction files into one frame; tables of mean, spread and 95% confidence interval
 over all runs (seeds x folds), and paired tests against the registry's baseline.
 
-A run is one `predictions.h5` (heads or finetune, `heads.predictions`). Its name in tables is
-the method's display name (`heads.methods`), prefixed with "finetune " for finetuned runs;
-rows, legends and colours follow the registry's presentation (order, colour, family), so no
-method is named here.
+A run is one `predictions.h5` (heads or finetune, `heads.predictions`). A table's rows are keyed
+by (stage, method): the registry id in `method`, never a display string; the `name` column is
+the display name (`heads.methods`), prefixed with "finetune " for finetuned runs, for reading
+only. Rows, legends and colours follow the registry's presentation (order, colour, family), so
+no method is named here.
 Statistics, said once: per method x protocol the mean over its runs, the standard deviation
 and the 95% t-interval of the mean; against the baseline, the differences paired by (seed, fold), their
 mean and 95% t-interval, how many favour each side, the two-sided Wilcoxon signed-rank p over
@@ -33,28 +34,42 @@ KEY_METRICS = ["mAP", "CF1", "OF1", "OR", "micro_auc", "CF1_class", "OF1_global"
 SIGNIFICANCE = 0.05
 
 
-FINETUNE = "finetune "  # the prefix of a finetuned run's name
+KEY = ["stage", "method"]  # what names a table row's method: the stage and the registry id (never the display name)
+FINETUNE = "finetune "  # the prefix of a finetuned run's display name
 
 
-def run_name(method: str, stage: str) -> str:
+def run_name(stage: str, method: str) -> str:
+    """How a run of `method` is shown: its display name, prefixed for a finetuned one."""
     name = methods.display_name(method)
     return name if stage == "heads" else f"{FINETUNE}{name}"
 
 
-def method_of(name: str) -> methods.Method:
-    """The registry entry behind a run name (display name, "finetune " prefix or not)."""
-    return methods.by_display(name.removeprefix(FINETUNE))
+def order_key(key: tuple[str, str]) -> tuple:
+    """Where a (stage, method) goes in tables and legends: frozen-feature runs first, then by the
+    registry's order, then by display name."""
+    stage, method = key
+    return stage != "heads", methods.get(method).order, run_name(stage, method)
 
 
-def order_key(name: str) -> tuple:
-    """Where a run name goes in tables and legends: frozen-feature runs first, then by the
-    registry's order, then by name."""
-    return name.startswith(FINETUNE), method_of(name).order, name
+def keys_in_order(frame: pd.DataFrame) -> list[tuple[str, str]]:
+    """The frame's (stage, method) pairs in `order_key` order."""
+    return sorted(set(zip(frame["stage"], frame["method"])), key=order_key)
 
 
-def baseline_name(name: str) -> str:
-    """The run name of the baseline a run is compared with: the registry's, of the same stage."""
-    return run_name(methods.BASELINE, "finetune" if name.startswith(FINETUNE) else "heads")
+def rows_of(frame: pd.DataFrame, key: tuple[str, str], protocol: str | None = None) -> pd.DataFrame:
+    """The frame's rows of one (stage, method), at one protocol when given."""
+    pick = (frame["stage"] == key[0]) & (frame["method"] == key[1])
+    return frame[pick if protocol is None else pick & (frame["protocol"] == protocol)]
+
+
+def parse_key(text: str) -> tuple[str, str]:
+    """A run key as a command line gives it: a method id ("role", heads) or "finetune/ce"."""
+    stage, _, method = text.rpartition("/")
+    stage = stage or "heads"
+    if stage not in predictions.STAGES:
+        raise ValueError(f"{text!r}: a stage is one of {', '.join(predictions.STAGES)} (finetune/ce), or none (heads)")
+    methods.get(method)
+    return stage, method
 
 
 def collect(cfg, runs: dict) -> tuple[pd.DataFrame, dict]:
@@ -69,7 +84,7 @@ def collect(cfg, runs: dict) -> tuple[pd.DataFrame, dict]:
             if "val_probabilities" in data else (None, None)
         metrics = evaluate(data["labels"], data["probabilities"], *val, known=data.get("known"),
                            val_known=None if clean else data.get("val_known"))
-        rows.append({"stage": stage, "method": run.method, "name": run_name(run.method, stage),
+        rows.append({"stage": stage, "method": run.method, "name": run_name(stage, run.method),
                      "oracle": needs(run.method).oracle or clean, "protocol": splits_store.protocol_label(run.protocol),
                      "order": splits_store.protocol_order(run.protocol), "seed": run.seed, "fold": run.fold + 1,
                      **{k: v for k, v in metrics.items() if np.isscalar(v)}, "path": str(path),
@@ -91,12 +106,12 @@ def interval(values: np.ndarray) -> float:
 
 
 def summary(frame: pd.DataFrame) -> pd.DataFrame:
-    """Mean, std and 95% CI half-width over all runs per (name, protocol) of every scalar metric."""
+    """Mean, std and 95% CI half-width over all runs per (stage, method, protocol) of every scalar metric."""
     metrics = [m for m in SCALARS if m in frame.columns]
     out = []
-    for (name, protocol), group in frame.groupby(["name", "protocol"], sort=False):
-        row = {"name": name, "protocol": protocol, "oracle": bool(group["oracle"].iloc[0]), "runs": len(group),
-               "order": group["order"].iloc[0]}
+    for (stage, method, protocol), group in frame.groupby([*KEY, "protocol"], sort=False):
+        row = {"stage": stage, "method": method, "name": run_name(stage, method), "protocol": protocol,
+               "oracle": bool(group["oracle"].iloc[0]), "runs": len(group), "order": group["order"].iloc[0]}
         for metric in metrics:
             values = group[metric].to_numpy(np.float64)
             row.update({f"{metric} mean": values.mean(), f"{metric} std": values.std(ddof=1) if len(values) > 1
@@ -107,11 +122,11 @@ def summary(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _ordered(table: pd.DataFrame, first: str | None = None) -> pd.DataFrame:
-    """Rows by protocol, then by `order_key` of their name (the registry's order: the paper's
-    three first), finetuned ones last."""
+    """Rows by protocol, then by `order_key` of their (stage, method) (the registry's order: the
+    paper's three first), finetuned ones last."""
     table = table.assign(
-        _finetune=table["name"].str.startswith(FINETUNE),
-        _rank=[method_of(n).order for n in table["name"]])
+        _finetune=table["stage"] != "heads",
+        _rank=[methods.get(m).order for m in table["method"]])
     keys = ([first] if first else []) + ["order", "_finetune", "_rank", "name"]
     return table.sort_values(keys).drop(columns=["order", "_finetune", "_rank"]).reset_index(drop=True)
 
@@ -146,18 +161,18 @@ def smallest_p(pairs: int) -> float:
 def paired_tests(frame: pd.DataFrame) -> pd.DataFrame:
     """Per protocol and method, the (seed, fold)-paired difference to the baseline of the same stage."""
     out = []
-    for (name, protocol), group in frame.groupby(["name", "protocol"], sort=False):
-        baseline = baseline_name(name)
-        if name == baseline:
+    for (stage, method, protocol), group in frame.groupby([*KEY, "protocol"], sort=False):
+        if method == methods.BASELINE:
             continue
-        base = frame[(frame["name"] == baseline) & (frame["protocol"] == protocol)].set_index(["seed", "fold"])
+        base = rows_of(frame, (stage, methods.BASELINE), protocol).set_index(["seed", "fold"])
         paired = group.set_index(["seed", "fold"]).join(base, rsuffix="_base", how="inner")
         if paired.empty:
             continue
         for metric in (m for m in KEY_METRICS if m in frame.columns):
             diff = (paired[metric] - paired[f"{metric}_base"]).to_numpy()
             p = wilcoxon_p(diff)
-            out.append({"name": name, "protocol": protocol, "order": group["order"].iloc[0], "metric": metric,
+            out.append({"stage": stage, "method": method, "name": run_name(stage, method), "protocol": protocol,
+                        "order": group["order"].iloc[0], "metric": metric,
                         "pairs": len(diff), "mean difference": float(diff.mean()), "ci95": interval(diff),
                         "better": int((diff > 0).sum()), "worse": int((diff < 0).sum()), "wilcoxon p": p})
     table = pd.DataFrame(out)

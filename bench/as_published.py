@@ -85,18 +85,18 @@ def heads(config: Path, seeds: list[int], data: Path, smoke: bool) -> Path:
         print(f"  {row['protocol']:5s} {row['name']:22s} OR {cells[0]}  OP {cells[1]}  OF1 {cells[2]}  "
               f"mAP {cells[3]}")
     print(f"paired tests against CE: {out / 'paired_vs_ce.md'}")
-    paired_against(pd.read_csv(out / "runs.csv", dtype={"protocol": str}), "CB-WCE (as published)", "IM-WCE")
+    paired_against(pd.read_csv(out / "runs.csv", dtype={"protocol": str}), "confidence_notebook", "ignore_missing")
     return out
 
 
-def paired_against(runs: pd.DataFrame, name: str, baseline: str) -> None:
-    """`name` minus `baseline` over the (seed, fold) pairs: mean, how many pairs favour `name`,
-    two-sided Wilcoxon p."""
-    print(f"\n{name} against {baseline}, paired by (seed, fold):")
+def paired_against(runs: pd.DataFrame, method: str, baseline: str) -> None:
+    """`method` minus `baseline` (registry ids) over the (seed, fold) pairs: mean, how many pairs
+    favour `method`, two-sided Wilcoxon p."""
+    print(f"\n{methods.display_name(method)} against {methods.display_name(baseline)}, paired by (seed, fold):")
     for protocol in runs["protocol"].unique():
         for metric in ("OR", "OF1", "mAP"):
-            values = [runs[(runs["name"] == n) & (runs["protocol"] == protocol)].set_index(["seed", "fold"])[metric]
-                      for n in (name, baseline)]
+            values = [runs[(runs["method"] == m) & (runs["protocol"] == protocol)].set_index(["seed", "fold"])[metric]
+                      for m in (method, baseline)]
             diff = (values[0] - values[1]).dropna()
             p = stats.wilcoxon(diff).pvalue if (diff != 0).any() else 1.0
             print(f"  {protocol:5s} {metric:13s} {diff.mean():+.4f}  {(diff > 0).sum()} of {len(diff)} pairs higher, "

@@ -190,14 +190,6 @@ def display_name(name: str) -> str:
     return get(name).display
 
 
-def by_display(display: str) -> Method:
-    """The method shown as `display` in tables and figures."""
-    for method in METHODS.values():
-        if method.display == display:
-            return method
-    raise ValueError(f"no method is shown as {display!r}; shown: {', '.join(m.display for m in METHODS.values())}")
-
-
 def parameters(name: str, overrides: dict | None = None) -> dict:
     """The method's parameters: published defaults updated by `overrides` (checked by name)."""
     method = get(name)

@@ -134,16 +134,18 @@ def resolve_method(cfg) -> tuple[str, str]:
         raise ValueError(f"{cfg.source}: [model] method = 'best' takes the study's leader, and {path} does not "
                          "exist; run the study first (make heads figures), or name a method")
     board = pd.read_csv(path, dtype={"protocol": str})
+    if "method" not in board.columns or "stage" not in board.columns:
+        raise ValueError(f"{path} names no method ids (it was written before they were its key); rerun the "
+                         "report (make figures)")
     rows = board[(board["metric"] == "mAP") & (board["protocol"] == protocol) & ~board["oracle"].astype(bool)]
-    studied = {methods.display_name(name) for name in cfg.heads.methods}
-    rows = rows[rows["name"].isin(studied)]  # heads runs (a finetuned run's name has a prefix) of the study's methods
+    rows = rows[(rows["stage"] == "heads") & rows["method"].isin(cfg.heads.methods)]  # the study's heads methods
     if rows.empty:
         shown = ", ".join(sorted(set(board["protocol"])))
         raise ValueError(f"{path} has no heads method at protocol {protocol!r} (its protocols: {shown}); set "
                          "[model] protocol to one of them")
     leader = rows.loc[rows["mean"].idxmax()]
-    return methods.by_display(leader["name"]).name, (f"the leader of {path} at {protocol} (mAP "
-                                                      f"{leader['mean']:.4f} over {int(leader['runs'])} runs)")
+    return leader["method"], (f"the leader of {path} at {protocol} (mAP {leader['mean']:.4f} over "
+                              f"{int(leader['runs'])} runs)")
 
 
 def check(cfg) -> None:

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analysis.tables import run_name
 from tests.conftest import ROOT
 
 DOCS, RESULTS = ROOT / "docs", ROOT / "docs" / "results"
@@ -44,6 +45,11 @@ def check(rows, protocols, expected) -> None:
     assert {row[0] for row in rows} == {name for name, _ in expected}
 
 
+def display_of(row) -> str:
+    """How a table shows a CSV row's method: its registry id's display name (never the CSV's `name`)."""
+    return run_name(row["stage"], row["method"])
+
+
 def summary_expected(csv: str, metrics, with_ci: bool) -> dict:
     """{(shown name, protocol): the numbers of its cell, 3 decimals} from a summary.csv."""
     frame = pd.read_csv(RESULTS / csv, dtype={"protocol": str})
@@ -54,7 +60,7 @@ def summary_expected(csv: str, metrics, with_ci: bool) -> dict:
             values.append(f"{row[metric + ' mean']:.3f}")
             if with_ci:
                 values.append(f"{row[metric + ' ci95']:.3f}")
-        expected[(row["name"] + (" (oracle)" if row["oracle"] else ""), row["protocol"])] = values
+        expected[(display_of(row) + (" (oracle)" if row["oracle"] else ""), row["protocol"])] = values
     return expected
 
 
@@ -135,18 +141,19 @@ def test_the_readme_search_tables_equal_their_csvs(name):
     """README "Results: every method searched": mAP (rank) before and after, from <name>_ranks_mAP.csv."""
     lines = (DOCS.parent / "README.md").read_text().splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(f"| method ({name}) |"))
-    shown = {}
+    cells_of = {}
     for line in lines[start + 2:]:
         if not line.startswith("| "):
             break
         cells = [c.strip() for c in line.strip("|").split("|")]
-        shown[cells[0]] = cells[1:]
+        cells_of[cells[0]] = cells[1:]
     frame = pd.read_csv(RESULTS / f"{name}_ranks_mAP.csv", dtype={"protocol": str})
-    assert set(shown) == set(frame["name"])
-    for method, cells in shown.items():
+    frame["shown"] = [display_of(row) for _, row in frame.iterrows()]
+    assert set(cells_of) == set(frame["shown"])
+    for method, cells in cells_of.items():
         expected = []
         for protocol in ("0.75", "single positive"):
-            row = frame[(frame["name"] == method) & (frame["protocol"] == protocol)].iloc[0]
+            row = frame[(frame["shown"] == method) & (frame["protocol"] == protocol)].iloc[0]
             expected += [f"{row['mAP before']:.3f} ({row['rank before']})", f"{row['mAP after']:.3f} ({row['rank after']})"]
         assert cells == expected, method
 
@@ -178,9 +185,11 @@ def test_the_readme_partial_label_tables_equal_their_csvs():
     start = text.index("## Results: partial labels")
     section = text[start:text.index("\n## ", start + 1)]
     boards = {}
-    for name, shown in (("yeast", "yeast"), ("enron", "enron"), ("corel5k", "Corel5k")):
+    shown_name = display_of
+    for name, title in (("yeast", "yeast"), ("enron", "enron"), ("corel5k", "Corel5k")):
         frame = pd.read_csv(RESULTS / f"{name}_partial_leaderboard.csv", dtype={"protocol": str})
-        boards[shown] = frame[frame["metric"] == "mAP"].set_index(["name", "protocol"])
+        frame["shown"] = [shown_name(row) for _, row in frame.iterrows()]
+        boards[title] = frame[frame["metric"] == "mAP"].set_index(["shown", "protocol"])
     blocks = [block for block in section.split("\n\n") if block.startswith("| method")]
     assert len(blocks) == 2
     for block in blocks:
@@ -189,7 +198,7 @@ def test_the_readme_partial_label_tables_equal_their_csvs():
         for title in header[1:]:
             dataset, _, share = title.partition(" ")
             columns.append((dataset, f"partial {int(share.rstrip('%')) / 100:g}" if share else "single positive"))
-        for shown, *cells in rows:
-            name = shown.removesuffix(" (oracle)")
-            assert (shown != name) == bool(boards["yeast"].loc[(name, columns[0][1])]["oracle"]), shown
+        for label, *cells in rows:
+            name = label.removesuffix(" (oracle)")
+            assert (label != name) == bool(boards["yeast"].loc[(name, columns[0][1])]["oracle"]), label
             assert cells == [_partial_cell(boards[d], name, p) for d, p in columns], name

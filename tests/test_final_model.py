@@ -78,10 +78,15 @@ def test_best_takes_the_leaderboards_non_oracle_heads_leader(tmp_path):
     with pytest.raises(ValueError, match="takes the study's leader"):
         final.resolve_method(cfg)
     board.parent.mkdir(parents=True)
-    rows = [("CE", "0", False, 0.70), ("CB-WCE", "0", False, 0.72), ("IM-WCE", "0", True, 0.80),
-            ("finetune CB-WCE", "0", False, 0.90), ("AN", "0.5", False, 0.99)]
-    pd.DataFrame([{"name": n, "protocol": p, "oracle": o, "runs": 4, "mean": m, "metric": "mAP"} for n, p, o, m in rows]
-                 ).to_csv(board, index=False)
+    rows = [("heads", "ce", "0", False, 0.70), ("heads", "confidence", "0", False, 0.72),
+            ("heads", "ignore_missing", "0", True, 0.80), ("finetune", "ce", "0", False, 0.90),
+            ("heads", "an", "0.5", False, 0.99)]
+    frame = pd.DataFrame([{"stage": st, "method": m, "name": "shown only", "protocol": p, "oracle": o, "runs": 4,
+                           "mean": v, "metric": "mAP"} for st, m, p, o, v in rows])
+    frame.drop(columns=["method"]).to_csv(board, index=False)
+    with pytest.raises(ValueError, match="names no method ids"):
+        final.resolve_method(cfg)
+    frame.to_csv(board, index=False)
     assert final.resolve_method(cfg)[0] == "confidence"
     assert final.resolve_method(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, hide=0.5)))[0] == "an"
     with pytest.raises(ValueError, match="no heads method at protocol '0.75'"):

@@ -12,29 +12,29 @@ from .test_trainer import make_features
 
 
 def frame_of(means: dict, oracle=(), n=8, seed=0):
-    """Runs of methods (display name -> mean mAP) over n (seed, fold) pairs, with shared noise per pair."""
+    """Runs of methods (registry id -> mean mAP) over n (seed, fold) pairs, with shared noise per pair."""
     rng = np.random.default_rng(seed)
     shared = rng.normal(0, 0.02, n)
     rows = []
-    for name, mean in means.items():
+    for method, mean in means.items():
         for i in range(n):
-            rows.append({"name": name, "protocol": "0.5", "order": 0.5, "oracle": name in oracle, "seed": i // 4,
+            rows.append({"stage": "heads", "method": method, "name": tables.run_name("heads", method),
+                         "protocol": "0.5", "order": 0.5, "oracle": method in oracle, "seed": i // 4,
                          "fold": i % 4 + 1, "mAP": mean + shared[i] + rng.normal(0, 0.002)})
     return pd.DataFrame(rows)
 
 
 def test_the_best_is_bold_the_tied_are_marked_and_oracles_never_lead():
-    frame = frame_of({"CE": 0.60, "AN": 0.601, "EM": 0.55, "IM-WCE": 0.70}, oracle={"IM-WCE"})
-    board = leaderboard.board(frame, "mAP").set_index("name")
-    assert board.loc["AN", "best"] and not board.loc["IM-WCE", "best"]
-    ce = frame[frame["name"] == "CE"]["mAP"].to_numpy()
-    an = frame[frame["name"] == "AN"]["mAP"].to_numpy()
-    em = frame[frame["name"] == "EM"]["mAP"].to_numpy()
+    frame = frame_of({"ce": 0.60, "an": 0.601, "em": 0.55, "ignore_missing": 0.70}, oracle={"ignore_missing"})
+    board = leaderboard.board(frame, "mAP").set_index("method")
+    assert board.loc["an", "best"] and not board.loc["ignore_missing", "best"]
+    ce, an, em = (frame[frame["method"] == m]["mAP"].to_numpy() for m in ("ce", "an", "em"))
     p = tables.holm(np.array([stats.wilcoxon(an - ce).pvalue, stats.wilcoxon(an - em).pvalue]))
-    assert board.loc["CE", "holm p"] == pytest.approx(p[0]) and board.loc["EM", "holm p"] == pytest.approx(p[1])
-    assert board.loc["CE", "tied"] == (p[0] >= 0.05) and not board.loc["EM", "tied"]
-    assert board.loc["AN", "mean"] == pytest.approx(an.mean())
-    assert board.loc["AN", "ci95"] == pytest.approx(tables.interval(an))
+    assert board.loc["ce", "holm p"] == pytest.approx(p[0]) and board.loc["em", "holm p"] == pytest.approx(p[1])
+    assert board.loc["ce", "tied"] == (p[0] >= 0.05) and not board.loc["em", "tied"]
+    assert board.loc["an", "mean"] == pytest.approx(an.mean())
+    assert board.loc["an", "ci95"] == pytest.approx(tables.interval(an))
+    assert board.loc["an", "name"] == "AN" and board.loc["an", "stage"] == "heads"
     text = leaderboard.markdown(frame.pipe(lambda f: leaderboard.board(f, "mAP").assign(metric="mAP")), "mAP",
                                 ["0.5"])
     assert f"| AN | **{an.mean():.3f} ± {tables.interval(an):.3f}** |" in text
@@ -50,39 +50,52 @@ def test_a_searched_study_reports_its_leaderboard_choices_and_grid(tmp_path):
     assert text.index("## Leaderboard") < text.index("## What the search chose") < text.index("## Summary")
     chosen = pd.read_csv(path.parent / "selection.csv", dtype={"protocol": str})
     points = pd.read_csv(path.parent / "search.csv", dtype={"protocol": str})
-    ce = points[(points["name"] == "CE")]
+    ce = points[(points["method"] == "ce")]
     picks = [run.loc[run["val_map_observed"].idxmax(), "test_map"] for _, run in ce.groupby(["seed", "fold"])]
-    assert chosen.set_index("name").loc["CE", "test mAP (observed pick)"] == pytest.approx(np.mean(picks), abs=1e-5)
+    assert chosen.set_index("method").loc["ce", "test mAP (observed pick)"] == pytest.approx(np.mean(picks), abs=1e-5)
     assert (path.parent / "fig8_search.png").stat().st_size > 1000
     boards = pd.read_csv(path.parent / "leaderboard.csv", dtype={"protocol": str})
     assert set(boards["metric"]) == {"mAP", "CF1", "OF1"} and set(boards["column"]) >= {"CF1_class", "OF1_global"}
+    assert set(boards["method"]) == set(cfg.heads.methods) and set(boards["stage"]) == {"heads"}
 
 
 def test_compare_ranks_each_method_before_and_after_among_non_oracles(tmp_path):
-    before = leaderboard.board(frame_of({"CE": 0.60, "AN": 0.58, "EM": 0.50, "IM-WCE": 0.7}, {"IM-WCE"}), "mAP")
-    after = leaderboard.board(frame_of({"CE": 0.60, "AN": 0.62, "EM": 0.65, "IM-WCE": 0.7}, {"IM-WCE"}), "mAP")
+    before = leaderboard.board(frame_of({"ce": 0.60, "an": 0.58, "em": 0.50, "ignore_missing": 0.7},
+                                        {"ignore_missing"}), "mAP")
+    after = leaderboard.board(frame_of({"ce": 0.60, "an": 0.62, "em": 0.65, "ignore_missing": 0.7},
+                                       {"ignore_missing"}), "mAP")
     paths = []
     for name, board in (("before", before), ("after", after)):
         paths.append(tmp_path / f"{name}.csv")
         board.assign(metric="mAP").to_csv(paths[-1], index=False)
-    table = leaderboard.compare_files(*paths, "mAP", tmp_path / "ranks.csv").set_index("name")
-    assert table["rank before"].to_dict() == {"CE": 1, "AN": 2, "EM": 3}
-    assert table["rank after"].to_dict() == {"EM": 1, "AN": 2, "CE": 3}
-    assert table.loc["EM", "rank change"] == 2 and "IM-WCE" not in table.index
+    table = leaderboard.compare_files(*paths, "mAP", tmp_path / "ranks.csv").set_index("method")
+    assert table["rank before"].to_dict() == {"ce": 1, "an": 2, "em": 3}
+    assert table["rank after"].to_dict() == {"em": 1, "an": 2, "ce": 3}
+    assert table.loc["em", "rank change"] == 2 and "ignore_missing" not in table.index
+    assert table.loc["em", "name"] == "EM"
     with pytest.raises(ValueError, match="no leaderboard.csv with metric 'CF1'"):
         leaderboard.compare_files(*paths, "CF1", None)
+    before.drop(columns=["method"]).assign(metric="mAP").to_csv(paths[0], index=False)
+    with pytest.raises(ValueError, match="no 'method' column: it was written before"):
+        leaderboard.compare_files(*paths, "mAP", None)
 
 
 def test_head_to_head_pairs_runs_by_seed_and_fold(tmp_path):
-    frame = frame_of({"ROLE": 0.62, "AN": 0.60})
-    table = leaderboard.head_to_head(frame, [("ROLE", "AN")], "mAP")
-    role = frame[frame["name"] == "ROLE"]["mAP"].to_numpy()
-    an = frame[frame["name"] == "AN"]["mAP"].to_numpy()
+    frame = frame_of({"role": 0.62, "an": 0.60})
+    table = leaderboard.head_to_head(frame, [(("heads", "role"), ("heads", "an"))], "mAP")
+    role = frame[frame["method"] == "role"]["mAP"].to_numpy()
+    an = frame[frame["method"] == "an"]["mAP"].to_numpy()
     row = table.iloc[0]
+    assert row[["a", "b", "a name", "b name"]].tolist() == ["role", "an", "ROLE", "AN"]
     assert row["pairs"] == 8 and row["a better"] == int((role > an).sum())
     assert row["mean difference"] == pytest.approx((role - an).mean())
     assert row["wilcoxon p"] == pytest.approx(stats.wilcoxon(role - an).pvalue)
     runs = tmp_path / "runs.csv"
     frame.to_csv(runs, index=False)
-    with pytest.raises(ValueError, match="no runs named 'LL-R'"):
-        leaderboard.head_to_head_file(runs, "LL-R:AN", "mAP", None)
+    with pytest.raises(ValueError, match="no runs of 'll_r'; present: an, role"):
+        leaderboard.head_to_head_file(runs, "ll_r:an", "mAP", None)
+    with pytest.raises(ValueError, match="unknown method 'ROLE'"):  # a display name is no key
+        leaderboard.head_to_head_file(runs, "ROLE:AN", "mAP", None)
+    frame.drop(columns=["stage"]).to_csv(runs, index=False)
+    with pytest.raises(ValueError, match="no 'stage' column"):
+        leaderboard.head_to_head_file(runs, "role:an", "mAP", None)

@@ -66,7 +66,7 @@ def test_report_tables_match_direct_computation(grid):
     text = path.read_text()
     assert "heads seed 0, fold 4, 0.75, confidence" in text  # the missing run is listed
     summary = pd.read_csv(path.parent / "summary.csv", dtype={"protocol": str})
-    row = summary[(summary["name"] == "IM-WCE") & (summary["protocol"] == "0.5")].iloc[0]
+    row = summary[(summary["method"] == "ignore_missing") & (summary["protocol"] == "0.5")].iloc[0]
     maps, recalls = [], []
     for k in range(4):
         with h5py.File(predictions.file(grid, HeadRun(0, k, "0.5", "ignore_missing"))) as h5:
@@ -80,10 +80,10 @@ def test_report_tables_match_direct_computation(grid):
     assert row["OR mean"] == pytest.approx(np.mean(recalls), abs=1e-4)
     assert bool(row["oracle"]) and row["runs"] == 4
     paired = pd.read_csv(path.parent / "paired_vs_ce.csv", dtype={"protocol": str})
-    assert set(paired["name"]) == {"IM-WCE", "CB-WCE"}
+    assert set(paired["method"]) == {"ignore_missing", "confidence"}
     assert "| protocol |" in text and "| 0.25 |" in text and "0.2500" not in text.split("## Paired")[0]
     assert text.index("## Leaderboard") < text.index("## Summary")
-    im = summary[summary["name"] == "IM-WCE"]
+    im = summary[summary["method"] == "ignore_missing"]
     line = next(line for line in text.splitlines() if line.startswith("- **IM-WCE** (oracle)"))
     assert f"OR {' / '.join(f'{v:.3f}' for v in im['OR mean'])}" in line
 
@@ -106,7 +106,7 @@ def test_seeds_times_folds_give_paired_tests_with_real_p_values(tmp_path):
     write_grid(cfg)
     path = report.report(cfg)
     paired = pd.read_csv(path.parent / "paired_vs_ce.csv", dtype={"protocol": str})
-    row = paired[(paired["name"] == "IM-WCE") & (paired["protocol"] == "0.5") & (paired["metric"] == "OF1")].iloc[0]
+    row = paired[(paired["method"] == "ignore_missing") & (paired["protocol"] == "0.5") & (paired["metric"] == "OF1")].iloc[0]
     ce, im = [], []
     for seed in (0, 1, 2):
         for k in range(4):

@@ -244,3 +244,5 @@ def test_every_registered_method_trains_and_appears_in_the_report_by_its_display
         assert all(("| yes |" in row) == method.oracle for row in rows), name
     assert "Missing runs\n\nnone" in text
     assert (cfg.run_dir / "analysis" / "fig7_field.png").is_file()
+    for table in ("runs", "summary", "leaderboard"):  # every table names its methods by registry id
+        assert set(pd.read_csv(cfg.run_dir / "analysis" / f"{table}.csv")["method"]) == set(methods.METHODS), table
