@@ -249,7 +249,7 @@ def selection(points: pd.DataFrame, cfg) -> pd.DataFrame:
 
 def _at_defaults(run: pd.DataFrame, cfg, method: str) -> np.ndarray:
     """Rows of `run` whose searched parameters are the method's own ([heads.params] on its defaults)."""
-    defaults = methods.parameters(method, cfg.heads.params.get(method))
+    defaults = methods.configured(cfg, method)
     keep = np.ones(len(run), bool)
     for column in run.columns:
         if column in defaults and defaults[column] is not None:

@@ -79,10 +79,10 @@ def stack_inputs(names: list[str], targets, bank, verified_last: bool = True) ->
     return models.StackInputs(
         methods=list(names), needs=[needs(n) for n in names],
         params=[run_inputs.resolved(methods.parameters(n), 1) for n in names], targets=targets,
-        target_of=np.arange(len(names)) % len(targets), negatives=bank, negatives_of=np.where(weighted, 0, -1),
+        target_of=np.arange(len(names)) % len(targets), bank=bank, weights_of=np.where(weighted, 0, -1),
         constants={"pos_weight": np.ones((len(names), n_classes), np.float32), "k": np.full(len(names), 3.0, np.float32),
                    "prior": np.full((len(names), n_classes), 0.1, np.float32)},
-        known_negative=known, pseudo_of=np.where([needs(n).pseudo for n in names], 1, -1))
+        verified_negative=known, pseudo_of=np.where([needs(n).pseudo for n in names], 1, -1))
 
 
 def timed_steps(stack: models.HeadStack, inputs: models.StackInputs, x: np.ndarray, batch: int, steps: int,

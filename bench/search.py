@@ -5,7 +5,7 @@
 The config's every method x protocol x grid point (`heads.search.points`; --rates learning
 rates, the registry's LR_FACTORS x the config's rate when 5) as one fold's heads, on random data
 of the config's shape (rows, features, classes: --rows/--features/--classes, default Corel5k's
-3,444 training rows of 499 features and 374 classes). The planner (`heads.trainer.plan_stacks`)
+3,444 training rows of 499 features and 374 classes). The planner (`heads.planner.plan_stacks`)
 cuts them into stacks that fit in free memory; one stack of the planned size runs a few steps
 at batch [heads] batch_size, and the fold's time follows from steps per epoch x epochs x the
 stacks. Against the limit measured in the same run (TensorFlow's best matmul rate,
@@ -29,7 +29,7 @@ import configs
 from bench.heads import stack_inputs, timed_steps
 from bench.machine import matmul_gflops
 from heads import inputs as run_inputs
-from heads import methods, models, network, search, trainer
+from heads import methods, models, network, planner, search
 from heads.predictions import HeadRun
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,7 +78,8 @@ def main() -> None:
     n_heads = sum(len(search.points(cfg, run.method)) for run in runs)
     n_val = int(np.ceil(max(cfg.splits.validation, 0.1) * rows))
     feature_bytes = 4 * dim * rows
-    planned = trainer.plan_stacks(cfg, {(0, 0): runs}, feature_bytes, dim, n_classes, n_val)
+    planned = planner.plan_stacks(cfg, {(0, 0): runs}, search.grid(cfg, cfg.heads.methods), feature_bytes, dim,
+                                  n_classes, n_val)
     largest = max(planned, key=lambda part: sum(len(search.points(cfg, r.method)) for r in part[2]))[2]
     names, points = [], []
     for run in largest:
@@ -87,7 +88,7 @@ def main() -> None:
             points.append(point)
     print(f"{cfg.source}: {len(cfg.heads.methods)} methods x {len(protocols)} protocols, {args.rates} learning rates "
           f"x each method's grid: {n_heads} heads a fold, in {len(planned)} stack(s) of up to {len(names)} "
-          f"(free memory {trainer.free_memory() / 2**30:.1f} GiB)")
+          f"(free memory {planner.free_memory() / 2**30:.1f} GiB)")
 
     # one planned stack, timed; the fold and the study extrapolated
     gflops = matmul_gflops(sizes=(256,), trials=1) if args.smoke else matmul_gflops()

@@ -96,7 +96,7 @@ def _trained(cfg, run, sf, rows, head, train_rows, recipe, force, on_epoch):
     done = network.start(work / "checkpoints")
     history = (work / "history.csv").read_text().splitlines()[1:1 + done] if done else []
     steps = -(-len(train_rows) // cfg.finetune.batch_size)
-    neg_weight = head.negatives if head.negatives is not None else \
+    neg_weight = head.negative_weights if head.negative_weights is not None else \
         np.ones((len(train_rows), len(sf.classes)), np.float32)
     print(f"final model, finetuned: {network.plan.backbone} + {cfg.heads.head}, {run.method}; {len(train_rows)} "
           f"training images, {cfg.finetune.epochs} epochs of {steps} steps" + (f"; resuming after {done}" if done else ""))
@@ -137,7 +137,7 @@ def _manifest(cfg, method, why, network, rows, run, observed, probabilities, wei
     plan = network.plan
     return {
         "method": method, "display": methods.display_name(method), "chosen_by": why,
-        "params": methods.parameters(method, cfg.heads.params.get(method)), "learning_rate": cfg.finetune.head_lr, "epoch": cfg.finetune.epochs,
+        "params": methods.configured(cfg, method), "learning_rate": cfg.finetune.head_lr, "epoch": cfg.finetune.epochs,
         "head": {"type": cfg.heads.head, "hidden": [int(w.shape[1]) for w in weights[:-1]], "activation": "sigmoid"},
         "feat_dim": int(weights[0].shape[0]), "classes": list(rows.classes),
         "thresholds": {"global": metrics.best_global_threshold(observed, probabilities),

@@ -260,7 +260,7 @@ def finetune_run(cfg, run: HeadRun, on_epoch=None, devices=None, force: bool = F
     train, validation_rows = sf.train_rows(run.fold), np.flatnonzero(sf.validation(run.fold))
     observed = sf.observed(run.fold, run.protocol)
     head = run_inputs.head_inputs(cfg, sf, run.fold, run.protocol, run.method, train, validation_rows, observed)
-    neg_weight = head.negatives if head.negatives is not None else np.ones((len(train), len(sf.classes)), np.float32)
+    neg_weight = head.negative_weights if head.negative_weights is not None else np.ones((len(train), len(sf.classes)), np.float32)
 
     # model: restored backbone + fresh head, or the run's last checkpoint
     spec = registry.get(cfg.extract.backbone)
@@ -319,7 +319,7 @@ def save(cfg, run, network: Network, sf, state: RunState, observed: np.ndarray, 
     validation = None
     if len(validation_rows):
         val_probabilities, val_kept = evaluate(network, sf.image_paths, validation_rows, size, batch_size)
-        validation = (sf.ids[val_kept], observed[val_kept], val_probabilities)
+        validation = predictions.ValidationRows(sf.ids[val_kept], observed[val_kept], val_probabilities)
     attrs = predictions.run_attrs(cfg, run, STAGE, f"{network.plan.backbone}+{cfg.heads.head}",
                                   skipped_invalid=len(test) - len(kept),
                                   trainable_from=cfg.finetune.trainable_from or "all", replicas=len(network.inputs))

@@ -94,11 +94,11 @@ def missing_rate(cfg, sf, fold: int, protocol: str) -> float:
 
 
 def negative_weights(name: str, labels: np.ndarray, observed: np.ndarray, rows: np.ndarray,
-                     missing_rate: float | None = None, known_negative: np.ndarray | None = None) -> np.ndarray | None:
+                     missing_rate: float | None = None, verified_negative: np.ndarray | None = None) -> np.ndarray | None:
     """The method's negative weights for `rows` (indices into the (N, L) `labels` / `observed`),
     None when the method takes none. Estimators see `observed[rows]` only (one estimate over
     those rows); `missing_rate`: the share of true positives missing from `observed`;
-    `known_negative` (N, L) bool: verified negatives, weighted 1 (never a hidden positive)."""
+    `verified_negative` (N, L) bool: verified negatives, weighted 1 (never a hidden positive)."""
     kind = needs(name)
     seen = observed[rows]
     if kind.negatives == "oracle":
@@ -111,8 +111,8 @@ def negative_weights(name: str, labels: np.ndarray, observed: np.ndarray, rows: 
         out = notebook_weights(labels)[rows]
     else:
         return None
-    if known_negative is not None:
-        out[known_negative[rows]] = 1.0
+    if verified_negative is not None:
+        out[verified_negative[rows]] = 1.0
     return out
 
 
@@ -125,12 +125,12 @@ def notebook_weights(labels: np.ndarray) -> np.ndarray:
 
 
 def fold_negative_weights(name: str, labels: np.ndarray, observed: np.ndarray, train: np.ndarray,
-                          validation: np.ndarray, missing_rate: float | None = None, known_negative=None):
+                          validation: np.ndarray, missing_rate: float | None = None, verified_negative=None):
     """(training, validation) negative weights of one fold, or (None, None): one estimate
     (`negative_weights`) over all its rows with observed labels, `train` then `validation`,
     split back."""
     estimate = negative_weights(name, labels, observed, np.concatenate([train, validation]), missing_rate,
-                                known_negative)
+                                verified_negative)
     if estimate is None:
         return None, None
     return estimate[:len(train)], estimate[len(train):]
@@ -163,20 +163,20 @@ class HeadInputs:
     needs: Needs
     params: dict  # resolved parameters (published defaults, [heads.params] on top)
     constants: dict  # HEAD_CONSTANTS name -> float32 value (one its loss ignores where the method takes none)
-    negatives: np.ndarray | None  # (n, L) float32 negative weights, None when the method has none
-    val_negatives: np.ndarray | None  # (m, L) float32, from the same estimate
+    negative_weights: np.ndarray | None  # (n, L) float32 weights of the o = 0 entries, None when the method has none
+    val_negative_weights: np.ndarray | None  # (m, L) float32, from the same estimate
     missing_rate: float
     pseudo: np.ndarray | None = None  # (n, L) float32 pseudo-positives (Score-PL), None when the method takes none
     val_pseudo: np.ndarray | None = None  # (m, L) float32
     scores: tuple | None = None  # (training (n, L), validation (m, L)) score rows the pseudo-positives come from
 
 
-def class_prior(observed: np.ndarray, known_negative: np.ndarray | None) -> np.ndarray:
+def class_prior(observed: np.ndarray, verified_negative: np.ndarray | None) -> np.ndarray:
     """(L,) each class's share of positives among its known training labels (positives and
     verified negatives; without verified negatives, among all rows): CSL's prior, which its
     reference takes from a first model's mean predictions instead."""
     positives = observed.sum(0, dtype=np.float64)
-    known = positives + (known_negative.sum(0) if known_negative is not None else len(observed) - positives)
+    known = positives + (verified_negative.sum(0) if verified_negative is not None else len(observed) - positives)
     return np.divide(positives, known, out=np.zeros_like(positives), where=known > 0).astype(np.float32)
 
 
@@ -250,11 +250,11 @@ def head_inputs(cfg, sf, fold: int, protocol: str, method: str, train: np.ndarra
     (a grid point's), else the method's ([heads.params] on its defaults)."""
     kind = needs(method)
     seen = sf.observed(fold, protocol) if observed is None else observed
-    verified = sf.known_negative(fold, protocol)
+    verified = sf.verified_negative(fold, protocol)
     rate = missing_rate(cfg, sf, fold, protocol)
-    params = methods.parameters(method, cfg.heads.params.get(method)) if params is None else dict(params)
+    params = methods.configured(cfg, method) if params is None else dict(params)
     params = resolved(params, cfg.heads.epochs)
-    negatives, val_negatives = fold_negative_weights(method, sf.labels, seen, train, validation, rate, verified)
+    negative_weights, val_weights = fold_negative_weights(method, sf.labels, seen, train, validation, rate, verified)
     class_rows = sf.labels[sf.test_fold != 0] if cfg.heads.paper_exact else seen[train]
     pos_weight = weights.pos_weight(class_rows) if kind.class_weights else np.ones(len(sf.classes), np.float32)
     k = 0.0
@@ -267,7 +267,7 @@ def head_inputs(cfg, sf, fold: int, protocol: str, method: str, train: np.ndarra
     if kind.pseudo:
         matrix = score_matrix(cfg, sf)
         scores = (matrix[train], matrix[validation])
-    head = HeadInputs(method, kind, unzeroed(params), constants, negatives, val_negatives, rate, scores=scores)
+    head = HeadInputs(method, kind, unzeroed(params), constants, negative_weights, val_weights, rate, scores=scores)
     return with_params(head, params, seen, train, validation)
 
 
@@ -288,13 +288,14 @@ def with_params(head: HeadInputs, params: dict, observed: np.ndarray, train: np.
             head, pseudo=pseudo_positives(head.scores[0], observed[train], params["temperature"], params["theta"]),
             val_pseudo=pseudo_positives(head.scores[1], observed[validation], params["temperature"], params["theta"]))
     share = params.get("zero", 0.0)
-    if head.negatives is None or not share:
+    if head.negative_weights is None or not share:
         return dataclasses.replace(head, params=dict(params))
     assert not head.params.get("zero")
     return dataclasses.replace(
         head, params=dict(params),
-        negatives=zero_likely_hidden(head.negatives, observed[train], share, head.missing_rate),
-        val_negatives=zero_likely_hidden(head.val_negatives, observed[validation], share, head.missing_rate))
+        negative_weights=zero_likely_hidden(head.negative_weights, observed[train], share, head.missing_rate),
+        val_negative_weights=zero_likely_hidden(head.val_negative_weights, observed[validation], share,
+                                                head.missing_rate))
 
 
 @dataclass
@@ -302,57 +303,57 @@ class StackInputs:
     """What the heads of a stack train on, as NumPy arrays over the n training rows.
 
     Several heads share one array (their protocol's targets, a ones row of negative weights):
-    `target_of` / `negatives_of` / `pseudo_of` map each head to its row. `negatives` is the bank
-    of every per-entry float array a head reads: negative weights and pseudo-positives."""
+    `target_of` / `weights_of` / `pseudo_of` map each head to its row. `bank` holds every
+    per-entry float array a head reads: negative weights and pseudo-positives."""
     methods: list[str]  # (H,)
     needs: list[Needs]  # (H,)
     params: list[dict]  # (H,) resolved parameters
     targets: np.ndarray  # (P, n, L) uint8 observed labels
     target_of: np.ndarray  # (H,) int: the head's row of `targets`
     constants: dict  # HEAD_CONSTANTS name -> (H, ...) float32: pos_weight (H, L), k (H,), prior (H, L)
-    negatives: np.ndarray  # (W, n, L) float32 per-entry arrays: negative weights, pseudo-positives
-    negatives_of: np.ndarray  # (H,) int: the head's row of `negatives` for its negative weights, -1 for none
+    bank: np.ndarray  # (W, n, L) float32 per-entry arrays: negative weights, pseudo-positives
+    weights_of: np.ndarray  # (H,) int: the head's row of `bank` for its negative weights, -1 for none
     lr_scale: np.ndarray | None = None  # (H,) each head's learning rate / the stack's; None = all 1
-    known_negative: np.ndarray | None = None  # (P, n, L) uint8 verified negatives per protocol; None: none anywhere
-    pseudo_of: np.ndarray | None = None  # (H,) int: the head's row of `negatives` for its pseudo-positives, -1
+    verified_negative: np.ndarray | None = None  # (P, n, L) uint8 verified negatives per protocol; None: none anywhere
+    pseudo_of: np.ndarray | None = None  # (H,) int: the head's row of `bank` for its pseudo-positives, -1
 
 
 def stack(heads: list[HeadInputs], targets: np.ndarray, target_of, n_val: int = 0, lr_scale=None,
-          known_negative: np.ndarray | None = None):
+          verified_negative: np.ndarray | None = None):
     """(StackInputs, validation bank (W, m, L)) of `heads`, whose observed labels are rows
-    `target_of` of `targets` (P, n, L) and verified negatives those of `known_negative` (P, n, L)
+    `target_of` of `targets` (P, n, L) and verified negatives those of `verified_negative` (P, n, L)
     (None: none). Heads of a weighted loss without weights of their own share one row of ones;
     heads of other losses get none (-1); heads given the same weights array (grid points of one
     run) share its row; pseudo-positives follow in the bank. lr_scale: (H,) learning rate / the
     stack's."""
     n, n_classes = targets.shape[1:]
-    negatives, val_negatives, negatives_of = [], [], []
+    bank, val_bank, weights_of = [], [], []
     ones = None
     shared: dict = {}
     for head in heads:
-        if head.negatives is not None and id(head.negatives) in shared:
-            negatives_of.append(shared[id(head.negatives)])
+        if head.negative_weights is not None and id(head.negative_weights) in shared:
+            weights_of.append(shared[id(head.negative_weights)])
             continue
-        if head.negatives is None and head.needs.weighted:
+        if head.negative_weights is None and head.needs.weighted:
             if ones is None:
-                ones = len(negatives)
-                negatives.append(np.ones((n, n_classes), np.float32))
-                val_negatives.append(np.ones((n_val, n_classes), np.float32))
-            negatives_of.append(ones)
-        elif head.negatives is None:
-            negatives_of.append(-1)
+                ones = len(bank)
+                bank.append(np.ones((n, n_classes), np.float32))
+                val_bank.append(np.ones((n_val, n_classes), np.float32))
+            weights_of.append(ones)
+        elif head.negative_weights is None:
+            weights_of.append(-1)
         else:
-            shared[id(head.negatives)] = len(negatives)
-            negatives_of.append(len(negatives))
-            negatives.append(head.negatives)
-            val_negatives.append(head.val_negatives)
+            shared[id(head.negative_weights)] = len(bank)
+            weights_of.append(len(bank))
+            bank.append(head.negative_weights)
+            val_bank.append(head.val_negative_weights)
 
     pseudo_of = []
     for head in heads:
-        pseudo_of.append(-1 if head.pseudo is None else len(negatives))
+        pseudo_of.append(-1 if head.pseudo is None else len(bank))
         if head.pseudo is not None:
-            negatives.append(head.pseudo)
-            val_negatives.append(head.val_pseudo)
+            bank.append(head.pseudo)
+            val_bank.append(head.val_pseudo)
 
     def stacked(rows, count):
         return np.stack(rows) if rows else np.zeros((0, count, n_classes), np.float32)
@@ -361,7 +362,7 @@ def stack(heads: list[HeadInputs], targets: np.ndarray, target_of, n_val: int = 
         methods=[h.method for h in heads], needs=[h.needs for h in heads], params=[h.params for h in heads],
         targets=targets, target_of=np.asarray(target_of),
         constants={name: np.stack([h.constants[name] for h in heads]).astype(np.float32) for name in HEAD_CONSTANTS},
-        negatives=stacked(negatives, n), negatives_of=np.array(negatives_of),
+        bank=stacked(bank, n), weights_of=np.array(weights_of),
         lr_scale=None if lr_scale is None else np.asarray(lr_scale, np.float64),
-        known_negative=known_negative, pseudo_of=np.array(pseudo_of))
-    return inputs, stacked(val_negatives, n_val)
+        verified_negative=verified_negative, pseudo_of=np.array(pseudo_of))
+    return inputs, stacked(val_bank, n_val)

@@ -6,13 +6,13 @@ logits and observed (0/1 observed labels) are (h, n, L): h heads of the same met
 side, n rows, L classes. `inputs` carries what a method needs besides them, each with the same
 leading head axis (`Inputs`); params are the method's parameters (`methods.parameters`).
 
-Three states. An o = 0 entry is unknown, unless `inputs.known_negative` marks it a verified
+Three states. An o = 0 entry is unknown, unless `inputs.verified_negative` marks it a verified
 negative (partial labels: `splits.store`). A verified negative is a negative for every method:
 where a method treats o = 0 as plain negatives (AN, AN-LS, focal, ASL, Hill, the weighted CE,
 whose weights are 1 there) it keeps its negative term; where it treats them as uncertain it
 takes -log(1 - p) instead (WAN's weight, EPR's nothing, ROLE's estimate, EM's entropy, GR's
 robust term, EM+APL's and Score-PL's pseudo-labels), and it is never a candidate for
-correction (SPLC, the large-loss methods, CSL's selection). Without `known_negative` (two-state
+correction (SPLC, the large-loss methods, CSL's selection). Without `verified_negative` (two-state
 data) every loss is what it was.
 Every loss is the mean over the n x L entries of its per-entry loss, plus a batch-level term
 where the method has one (EPR, ROLE), as Cole et al.'s reference; the references of ASL, Hill,
@@ -46,7 +46,7 @@ class Inputs(NamedTuple):
     epoch: tf.Tensor | int = 1  # 1-based
     estimates: tf.Tensor | None = None  # (h, n, L) ROLE's label estimates, logits
     k: tf.Tensor | None = None  # (h,) expected positives per row (EPR, ROLE)
-    known_negative: tf.Tensor | None = None  # (h, n, L) 0/1: verified negatives among the o = 0 entries
+    verified_negative: tf.Tensor | None = None  # (h, n, L) 0/1: verified negatives among the o = 0 entries
     prior: tf.Tensor | None = None  # (h, L) class prior (CSL's prior rule)
     pseudo: tf.Tensor | None = None  # (h, n, L) 0/1: Score-PL's pseudo-positives among the o = 0 entries
     pseudo_negative: tf.Tensor | None = None  # (h, n, L) EM+APL's soft pseudo-negative targets, -1 where none
@@ -76,15 +76,15 @@ def _split(observed, positive, negative):
 
 def _verified(inputs, unknown, logits):
     """An o = 0 entry's loss: -log(1 - p) on verified negatives, `unknown` on the others."""
-    if inputs.known_negative is None:
+    if inputs.verified_negative is None:
         return unknown
-    return tf.where(inputs.known_negative > 0, -_log_not_p(logits), unknown)
+    return tf.where(inputs.verified_negative > 0, -_log_not_p(logits), unknown)
 
 
 def _unknown(observed, inputs):
     """(h, n, L) 0/1: the entries neither observed positive nor verified negative."""
     unknown = 1.0 - observed
-    return unknown if inputs.known_negative is None else unknown * (1.0 - inputs.known_negative)
+    return unknown if inputs.verified_negative is None else unknown * (1.0 - inputs.verified_negative)
 
 
 def weighted_ce(logits, observed, inputs, power=1.0, zero=0.0):
@@ -156,9 +156,9 @@ def role(logits, observed, inputs, k, lr_mult):
     log_u, log_not_u = _log_p(inputs.estimates), _log_not_p(inputs.estimates)
     positives = 0.5 * observed * (-log_p - log_u)
     cross = 0.5 * (_bce(log_p, log_not_p, tf.stop_gradient(u)) + _bce(log_u, log_not_u, tf.stop_gradient(p)))
-    if inputs.known_negative is not None:  # a verified negative: target 0, and its estimate 0 (untouched)
-        cross = tf.where(inputs.known_negative > 0, -log_not_p, cross)
-        u = u * (1.0 - inputs.known_negative)
+    if inputs.verified_negative is not None:  # a verified negative: target 0, and its estimate 0 (untouched)
+        cross = tf.where(inputs.verified_negative > 0, -log_not_p, cross)
+        u = u * (1.0 - inputs.verified_negative)
     penalty = 0.5 * (expected_positives_penalty(p, k) + expected_positives_penalty(u, k))
     return Terms(_mean(positives + cross) + penalty)
 
@@ -244,9 +244,9 @@ def _large_loss(logits, observed, inputs, delta, mode):
     """AN; from epoch 2 the k largest losses among o = 0 entries are rejected (loss 0, "reject")
     or taken with target 1 (-log p) for this batch ("temporary") or for good ("permanent")."""
     positive, negative = -_log_p(logits), -_log_not_p(logits)
-    verified = None if inputs.known_negative is None else tf.reduce_sum(inputs.known_negative, axis=[1, 2])
+    verified = None if inputs.verified_negative is None else tf.reduce_sum(inputs.verified_negative, axis=[1, 2])
     count = large_loss_count(tf.shape(logits)[1], logits.shape[-1], inputs.epoch, delta, mode == "permanent", verified)
-    settled = observed if inputs.known_negative is None else 1.0 - _unknown(observed, inputs)
+    settled = observed if inputs.verified_negative is None else 1.0 - _unknown(observed, inputs)
     picked = _largest_negative_losses(tf.stop_gradient(negative), settled, count)
     kept = observed * positive + (1.0 - observed) * negative
     changed = tf.zeros_like(kept) if mode == "reject" else positive
@@ -386,14 +386,14 @@ def terms(loss: str, logits, observed, inputs: Inputs, params: dict) -> Terms:
 
 
 def batch_loss(method: str, logits, observed, *, pos_weight=None, neg_weight=None, labels=None, epoch=1,
-               estimates=None, k=None, known_negative=None, prior=None, pseudo=None, pseudo_negative=None,
+               estimates=None, k=None, verified_negative=None, prior=None, pseudo=None, pseudo_negative=None,
                **params) -> tf.Tensor:
     """The method's batch loss (scalar) for one head: logits and observed 0/1 labels (n, L).
 
     pos_weight (L,): the paper's class weights (1 when absent); neg_weight (n, L): the method's
     negative weights (IM-WCE computes them from `labels`, the ground truth, when absent);
     epoch: 1-based; estimates (n, L): ROLE's label estimates as logits; k: expected positives
-    per row (EPR, ROLE; else parameter k); known_negative (n, L) 0/1: verified negatives among
+    per row (EPR, ROLE; else parameter k); verified_negative (n, L) 0/1: verified negatives among
     the o = 0 entries; prior (L,): CSL's class prior; pseudo (n, L) 0/1: Score-PL's
     pseudo-positives; pseudo_negative (n, L): EM+APL's soft pseudo-negatives (-1: none);
     params: overrides of the published defaults (GR needs `epochs`, its schedules' length).
@@ -417,7 +417,7 @@ def batch_loss(method: str, logits, observed, *, pos_weight=None, neg_weight=Non
     inputs = Inputs(pos_weight=head(pos_weight) if spec.class_weights else None,
                     neg_weight=head(neg_weight) if spec.negatives else None, epoch=epoch,
                     estimates=head(estimates), k=None if k is None else tf.constant([k], tf.float32),
-                    known_negative=head(known_negative), prior=head(prior), pseudo=head(pseudo),
+                    verified_negative=head(verified_negative), prior=head(prior), pseudo=head(pseudo),
                     pseudo_negative=head(pseudo_negative))
     return terms(spec.loss, tf.convert_to_tensor(logits, tf.float32)[None], tf.convert_to_tensor(observed)[None],
                  inputs, params).loss[0]

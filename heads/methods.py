@@ -203,6 +203,11 @@ def parameters(name: str, overrides: dict | None = None) -> dict:
     return {**method.params, **overrides}
 
 
+def configured(cfg, name: str) -> dict:
+    """The method's parameters in a config: its published defaults, [heads.params.<name>] on top."""
+    return parameters(name, cfg.heads.params.get(name))
+
+
 def check(methods, params: dict, where: str, key: str = "heads.methods") -> None:
     """ValueError naming `where` for an unknown method, or a parameter table of an unknown or
     unused method / unknown parameter (`params`: method -> {parameter: value})."""

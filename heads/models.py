@@ -27,7 +27,7 @@ pass over the training rows (`train_blocks`) picks per class the floor(theta U_j
 warmup)) still unlabelled entries of lowest p (U_j: the class's unknown entries at the start)
 and freezes their p as soft targets, as Zhou'22's reference does.
 
-Three states: the stack's verified negatives (`StackInputs.known_negative`, one array per
+Three states: the stack's verified negatives (`StackInputs.verified_negative`, one array per
 protocol like its targets) reach each head's loss with its targets (`heads.losses`).
 """
 from __future__ import annotations
@@ -84,7 +84,22 @@ class BatchState(NamedTuple):
     estimates: object  # (R, n, L) ROLE's estimates of the rows
     corrections: object  # (Q, n, L) LL-Cp's corrections of the rows
     pseudo_negatives: object  # (E, n, L) EM+APL's soft pseudo-negatives, -1 where none
-    known_negative: object = None  # (H, n, L) 0/1 verified negatives of each head's protocol, or None
+    verified_negative: object = None  # (H, n, L) 0/1 verified negatives of each head's protocol, or None
+
+
+class Validation(NamedTuple):
+    """The validation rows a stack scores after each epoch."""
+    blocks: object  # blocks() -> (positions, x (b, d) float32) over the m rows, in order
+    targets: np.ndarray  # (P, m, L) each protocol's observed labels
+    bank: np.ndarray  # (W, m, L) the rows' per-entry arrays (negative weights, pseudo-positives)
+    verified_negative: np.ndarray | None = None  # (P, m, L) uint8 verified negatives; None without
+
+
+class Selection(NamedTuple):
+    """What a search scores each head's validation probabilities against (`heads.search`)."""
+    labels: np.ndarray  # (S, m, L) 0/1
+    labels_of: np.ndarray  # (H,) each head's row of `labels`
+    known: np.ndarray | None = None  # (S, m, L) bool: the entries that count (partial labels); None: all
 
 
 @dataclass(frozen=True)
@@ -101,7 +116,7 @@ def groups(inputs: StackInputs) -> list[Group]:
     by_key: dict = {}
     for h, (kind, params) in enumerate(zip(inputs.needs, inputs.params)):
         key = (kind.loss, tuple(sorted(params.items())), kind.class_weights, kind.state,
-               bool(inputs.negatives_of[h] >= 0), kind.prior, kind.pseudo)
+               bool(inputs.weights_of[h] >= 0), kind.prior, kind.pseudo)
         by_key.setdefault(key, (kind, []))[1].append(h)
     return [Group(kind, key[1], tuple(heads)) for key, (kind, heads) in by_key.items()]
 
@@ -213,7 +228,7 @@ class HeadStack:
     def _unlabelled(self, inputs: StackInputs, h: int) -> np.ndarray:
         """(n, L) bool: head h's training entries neither observed positive nor verified negative."""
         p = inputs.target_of[h]
-        known = inputs.known_negative[p].astype(bool) if inputs.known_negative is not None else False
+        known = inputs.verified_negative[p].astype(bool) if inputs.verified_negative is not None else False
         return (inputs.targets[p] == 0) & ~known
     def _logits(self, x):
         """x: (n, d) shared by all heads -> (H, n, L) logits."""
@@ -231,10 +246,10 @@ class HeadStack:
         """A layer's (H, n, d) pre-activation of theta times each head's a_h (its w's)."""
         return net if self._scale is None else net * self._scale_t
 
-    def _head_losses(self, logits, targets, negatives, epoch, state: BatchState):
+    def _head_losses(self, logits, targets, bank, epoch, state: BatchState):
         """(H,) loss per head and the (Q, n, L) LL-Cp entries corrected in this batch (or None).
 
-        targets (H, n, L); negatives (W, n, L), the bank of per-entry arrays; `state`: ROLE's
+        targets (H, n, L); bank (W, n, L), the per-entry arrays; `state`: ROLE's
         estimates, LL-Cp's corrections (added to their observed labels), EM+APL's
         pseudo-negatives, the verified negatives."""
         order, values, fixed, corrected = [], [], [], []
@@ -245,13 +260,13 @@ class HeadStack:
             mine = [self._state_index.get(h, -1) for h in heads]  # the group's rows of its state
             if spec.state == "corrections":
                 observed = tf.maximum(observed, tf.gather(state.corrections, mine))
-            weighted = self._negatives_of[heads] >= 0  # all or none of a group's heads (`groups`)
+            weighted = self._weights_of[heads] >= 0  # all or none of a group's heads (`groups`)
             constants = {name: tf.gather(value, heads) for name, value in given_constants(spec, self._constants).items()}
             inputs = losses.Inputs(
-                neg_weight=tf.gather(negatives, self._negatives_of[heads]) if weighted.all() else None,
+                neg_weight=tf.gather(bank, self._weights_of[heads]) if weighted.all() else None,
                 epoch=epoch, estimates=tf.gather(state.estimates, mine) if spec.state == "estimates" else None,
-                known_negative=None if state.known_negative is None else tf.gather(state.known_negative, heads),
-                pseudo=tf.gather(negatives, self._pseudo_of[heads]) if spec.pseudo else None,
+                verified_negative=None if state.verified_negative is None else tf.gather(state.verified_negative, heads),
+                pseudo=tf.gather(bank, self._pseudo_of[heads]) if spec.pseudo else None,
                 pseudo_negative=tf.gather(state.pseudo_negatives, mine) if spec.state == "pseudo_negatives" else None,
                 **constants)
             terms = losses.terms(spec.loss, tf.gather(logits, heads), observed, inputs, dict(group.params))
@@ -301,29 +316,28 @@ class HeadStack:
         else:
             var.scatter_sub(tf.IndexedSlices(lr * g, rows))
 
-    def _state_rows(self, rows, known_negative) -> BatchState:
+    def _state_rows(self, rows, verified_negative) -> BatchState:
         """The state of the batch's rows: ROLE estimates (R, b, L), LL-Cp corrections (Q, b, L),
-        EM+APL pseudo-negatives (E, b, L); `known_negative`: each head's verified negatives."""
+        EM+APL pseudo-negatives (E, b, L); `verified_negative`: each head's verified negatives."""
         estimates = tf.transpose(tf.gather(self._estimates, rows), [1, 0, 2])
         if self._role_scale is not None:
             estimates = estimates * self._role_scale
         return BatchState(estimates, tf.transpose(tf.gather(self._corrections, rows), [1, 0, 2]),
-                          tf.transpose(tf.gather(self._pseudo_negatives, rows), [1, 0, 2]), known_negative)
+                          tf.transpose(tf.gather(self._pseudo_negatives, rows), [1, 0, 2]), verified_negative)
 
     def fit(self, batches, inputs: StackInputs, validation=None, d_in=None, select=None, train_blocks=None,
             standardize=None):
         """Train on `batches()`: a callable yielding (rows, x) per step for one epoch, where x
         is (batch, d) float32 and rows index the n training rows of `inputs`.
 
-        validation: optional (blocks, targets (P, m, L), bank (W, m, L), verified negatives
-        (P, m, L) or None), `blocks()` yielding (positions, x) over the m validation rows, for
-        the validation loss per epoch (observed labels only) and, when `patience` > 0, early
-        stopping on it: training ends once no head improved for `patience` epochs, and each head
-        keeps its weights from its best epoch.
-        select: optional (labels (S, m, L), labels_of (H,)[, known (S, m, L)]): each head then
-        keeps the weights of the epoch with its best validation mAP against its row of `labels`
-        (over its known entries when given: `heads.search`), recorded in `val_score_` and
-        `best_epoch_`; patience then counts epochs without a better score.
+        validation: an optional `Validation` of the m validation rows, for the validation loss
+        per epoch (observed labels only) and, when `patience` > 0, early stopping on it: training
+        ends once no head improved for `patience` epochs, and each head keeps its weights from
+        its best epoch.
+        select: an optional `Selection`: each head then keeps the weights of the epoch with its
+        best validation mAP against its row of `labels` (over its known entries when given:
+        `heads.search`), recorded in `val_score_` and `best_epoch_`; patience then counts epochs
+        without a better score.
         train_blocks: `blocks()` over the n training rows in order, for EM+APL's pseudo-negatives.
         standardize: optional (mean (d,), std (d,)): every head reads (x - mean) / std; the learned
         weights_ and biases_ fold it into the first layer, so they take raw features.
@@ -344,9 +358,9 @@ class HeadStack:
             if validation is not None:
                 record["val_loss"], probabilities = self._validation_pass(validation, inputs, epoch, select is not None)
                 if select is not None:
-                    labels, labels_of, *known = select
-                    record["val_score"] = metrics.mean_average_precision(
-                        labels[labels_of], probabilities, known[0][labels_of] if known and known[0] is not None else None)
+                    known = None if select.known is None else select.known[select.labels_of]
+                    record["val_score"] = metrics.mean_average_precision(select.labels[select.labels_of],
+                                                                         probabilities, known)
             self.history_.append(record)
             if best is not None:
                 criterion = -np.nan_to_num(record["val_score"], nan=-1.0) if select is not None else record["val_loss"]
@@ -377,16 +391,16 @@ class HeadStack:
         self._scale_t = None if self._scale is None else tf.constant(self._scale.astype(np.float32)[:, None, None])
         self._init(d_in, inputs)
         self._constants = {name: tf.constant(value, tf.float32) for name, value in inputs.constants.items()}
-        self._negatives_of = np.asarray(inputs.negatives_of)
+        self._weights_of = np.asarray(inputs.weights_of)
         self._pseudo_of = np.full(len(self.head_keys), -1) if inputs.pseudo_of is None else np.asarray(inputs.pseudo_of)
 
     def _epoch(self, step, batches, inputs: StackInputs, epoch: int) -> np.ndarray:
         """One epoch of steps; (H,) the mean training loss per head."""
         sums, count = np.zeros(len(self.head_keys)), 0
         for rows, x in batches():
-            known = None if inputs.known_negative is None else tf.constant(inputs.known_negative[:, rows])
+            known = None if inputs.verified_negative is None else tf.constant(inputs.verified_negative[:, rows])
             sums += step(tf.constant(x), tf.constant(rows, tf.int64), tf.constant(inputs.targets[:, rows]),
-                         tf.constant(inputs.negatives[:, rows]), tf.constant(epoch, tf.int64), known).numpy()
+                         tf.constant(inputs.bank[:, rows]), tf.constant(epoch, tf.int64), known).numpy()
             count += 1
         return sums / max(count, 1)
 
@@ -430,18 +444,18 @@ class HeadStack:
         self._pseudo_negatives.assign(state)
 
     def _compiled_step(self, inputs: StackInputs):
-        """One training step of every head as a tf.function: (x, rows, targets, negatives, epoch,
+        """One training step of every head as a tf.function: (x, rows, targets, bank, epoch,
         verified negatives or None) -> (H,) losses; updates the weights, ROLE's estimates and
         LL-Cp's corrections."""
         variables = self._w + self._b
         target_of = tf.constant(inputs.target_of, tf.int32)
 
         @tf.function(reduce_retracing=True, autograph=False)  # Python control flow only: no autograph files in the temp dir
-        def step(x, rows, targets, negatives, epoch, known):
+        def step(x, rows, targets, bank, epoch, known):
             observed = tf.gather(tf.cast(targets, tf.float32), target_of)
             verified = None if known is None else tf.gather(tf.cast(known, tf.float32), target_of)
             with tf.GradientTape() as tape:
-                per_head, corrected = self._head_losses(self._logits(x), observed, negatives, epoch,
+                per_head, corrected = self._head_losses(self._logits(x), observed, bank, epoch,
                                                         self._state_rows(rows, verified))
                 total = tf.reduce_sum(per_head if self._scale is None else per_head / self._scale_t[:, 0, 0])
             grads = tape.gradient(total, [*variables, self._estimates])
@@ -456,12 +470,11 @@ class HeadStack:
 
         return step
 
-    def _validation_pass(self, validation, inputs: StackInputs, epoch: int, probabilities: bool = False):
+    def _validation_pass(self, validation: Validation, inputs: StackInputs, epoch: int, probabilities: bool = False):
         """((H,) mean loss per head over every validation row, block by block; (H, m, L) float32
         probabilities when asked, else None). ROLE's estimates of validation rows are their
         starting values without noise, LL-Cp corrects none, EM+APL has no pseudo-negatives there."""
-        blocks, targets, negatives, *rest = validation
-        known = rest[0] if rest else None
+        blocks, targets, bank, verified = validation
         total = np.zeros(len(self.head_keys))
         kept = np.empty((len(self.head_keys), targets.shape[1], targets.shape[2]), np.float32) if probabilities else None
         for positions, x in blocks():
@@ -470,9 +483,10 @@ class HeadStack:
                 np.zeros((0, *observed.shape[1:]), np.float32)
             state = BatchState(tf.constant(estimates), tf.zeros((len(self._cp), *observed.shape[1:])),
                                tf.fill((len(self._apl), *observed.shape[1:]), -1.0),
-                               None if known is None else tf.constant(known[inputs.target_of][:, positions], tf.float32))
+                               None if verified is None else
+                               tf.constant(verified[inputs.target_of][:, positions], tf.float32))
             logits = self._logits(tf.constant(x))
-            mean, _ = self._head_losses(logits, tf.constant(observed), tf.constant(negatives[:, positions]), epoch, state)
+            mean, _ = self._head_losses(logits, tf.constant(observed), tf.constant(bank[:, positions]), epoch, state)
             total += mean.numpy() * len(positions)
             if kept is not None:
                 kept[:, positions] = tf.sigmoid(logits).numpy()

@@ -30,6 +30,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -77,25 +78,31 @@ ARRAYS = ("ids", "labels", "probabilities", "val_ids", "val_observed", "val_prob
           "known")
 
 
-def write(directory: Path, *, ids, labels, probabilities, attrs: dict, provenance: dict, validation=None,
-          known=None) -> Path:
+class ValidationRows(NamedTuple):
+    """What predictions.h5 keeps of a run's validation rows."""
+    ids: np.ndarray  # (m,) str
+    observed: np.ndarray  # (m, L) uint8: the labels the run's selection and thresholds used
+    probabilities: np.ndarray  # (m, L) float32
+    labels: np.ndarray | None = None  # (m, L) their truth, where the splits hold it
+    known: np.ndarray | None = None  # (m, L) bool: which observed labels are known (a partial-label protocol)
+
+
+def write(directory: Path, *, ids, labels, probabilities, attrs: dict, provenance: dict,
+          validation: ValidationRows | None = None, known=None) -> Path:
     """Write predictions.h5 atomically (ids (n,), labels (n, L) ground truth, probabilities
-    (n, L); validation: (val_ids, val_observed, val_probabilities[, val_labels[, val_known]]) or
-    None, the validation rows' truth where the splits hold it and which of their observed labels
-    are known (a partial-label protocol); known (n, L): the test labels a three-state dataset
-    knows), with the checksum of its arrays."""
+    (n, L); the validation rows' arrays when given; known (n, L): the test labels a three-state
+    dataset knows), with the checksum of its arrays."""
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / "predictions.h5"
     arrays = {"ids": np.array(ids, dtype=object), "labels": np.asarray(labels).astype(np.uint8),
               "probabilities": np.asarray(probabilities).astype(np.float32)}
     if validation is not None:
-        val_ids, val_observed, val_probabilities, *truth = validation
-        arrays.update(val_ids=np.array(val_ids, dtype=object), val_observed=val_observed.astype(np.uint8),
-                      val_probabilities=val_probabilities.astype(np.float32))
-        if truth and truth[0] is not None:
-            arrays["val_labels"] = np.asarray(truth[0]).astype(np.uint8)
-        if len(truth) > 1 and truth[1] is not None:
-            arrays["val_known"] = np.asarray(truth[1], bool)
+        arrays.update(val_ids=np.array(validation.ids, dtype=object), val_observed=validation.observed.astype(np.uint8),
+                      val_probabilities=validation.probabilities.astype(np.float32))
+        if validation.labels is not None:
+            arrays["val_labels"] = np.asarray(validation.labels).astype(np.uint8)
+        if validation.known is not None:
+            arrays["val_known"] = np.asarray(validation.known, bool)
     if known is not None:
         arrays["known"] = np.asarray(known, bool)
     with artifacts.written(target, provenance) as h5:
@@ -255,7 +262,7 @@ def head_provenance(cfg, run: HeadRun, splits_fingerprint: str, features_fingerp
     if methods.get(run.method).pseudo:  # only a method that reads the score file depends on it
         scores = Path(cfg.heads.scores)
         heads["scores"] = {"path": str(scores), "sha256": artifacts.file_sha256(scores) if scores.is_file() else "missing"}
-    return {**heads, "method": run.method, "params": methods.parameters(run.method, cfg.heads.params.get(run.method)),
+    return {**heads, "method": run.method, "params": methods.configured(cfg, run.method),
             "dataset.natural_missing_rate": cfg.dataset.natural_missing_rate, "seed": run.seed, "fold": run.fold + 1,
             "protocol": run.protocol, "splits": splits_fingerprint, "features": features_fingerprint,
             "batch_order_window": window, "versions": artifacts.versions("tensorflow")}
@@ -268,7 +275,7 @@ def finetune_provenance(cfg, run: HeadRun, splits_fingerprint: str, checkpoint: 
                                                        "pretrain_epochs", "dtype", "max_invalid_share", "checkpoint"))
     return {**configs.section(cfg, "finetune", exclude=("folds", "ratios", "methods")), **extract,
             "heads.head": cfg.heads.head, "heads.hidden": list(cfg.heads.hidden), "method": run.method,
-            "params": methods.parameters(run.method, cfg.heads.params.get(run.method)),
+            "params": methods.configured(cfg, run.method),
             "dataset.natural_missing_rate": cfg.dataset.natural_missing_rate, "seed": run.seed, "fold": run.fold + 1,
             "protocol": run.protocol, "splits": splits_fingerprint, "checkpoint": checkpoint,
             "versions": artifacts.versions("tensorflow", "tf-slim")}

@@ -63,7 +63,7 @@ def grids(cfg, method: str) -> dict:
 
 def points(cfg, method: str) -> list[Point]:
     """Every grid point of a run of `method` (one point when it is not searched)."""
-    base = methods.parameters(method, cfg.heads.params.get(method))
+    base = methods.configured(cfg, method)
     if not searched(cfg, method):
         return [Point(cfg.heads.learning_rate, tuple(sorted(base.items())))]
     grid = grids(cfg, method)
@@ -73,6 +73,11 @@ def points(cfg, method: str) -> list[Point]:
         for combination in itertools.product(*(grid[name] for name in names)):
             out.append(Point(lr, tuple(sorted({**base, **dict(zip(names, combination))}.items()))))
     return out
+
+
+def grid(cfg, names) -> dict[str, list[Point]]:
+    """{method: `points`} of each method named: what a command computes once and its stacks carry."""
+    return {name: points(cfg, name) for name in dict.fromkeys(names)}
 
 
 def describe(cfg, method: str) -> dict:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -76,7 +77,7 @@ class LabelledRows:
         self.column(protocol)
         return self.trained_labels
 
-    def known_negative(self, fold: int, protocol) -> np.ndarray | None:
+    def verified_negative(self, fold: int, protocol) -> np.ndarray | None:
         """The dataset's verified negatives (three-state labels), else None."""
         self.column(protocol)
         return None if self.known is None else self.known & (self.labels == 0)
@@ -170,7 +171,7 @@ def provenance(cfg, method: str, rows_fingerprint: str, features_fingerprint: st
     heads = configs.section(cfg, "heads", exclude=("methods", "params", "n_jobs", "features", "shuffle_buffer",
                                                    "search"))
     return {**heads, "search": search.describe(cfg, method), "method": method,
-            "params": methods.parameters(method, cfg.heads.params.get(method)),
+            "params": methods.configured(cfg, method),
             **configs.section(cfg, "model", exclude=("dir", "method")),
             "dataset.natural_missing_rate": cfg.dataset.natural_missing_rate, "seed": cfg.seeds[0], "fold": fold,
             "rows": rows_fingerprint, "features": features_fingerprint, "versions": artifacts.versions("tensorflow")}
@@ -181,7 +182,7 @@ def fit(cfg, fold: int | None = None, protocol: str | None = None, force: bool =
     train on that fold of the study's splits instead of every labelled row. A complete model of
     the same provenance is kept ("already done"); one of another is refused unless `force`."""
     # setup: the method, the rows and their folds, the features (TensorFlow only from here: `check` stays light)
-    from heads import trainer
+    from heads import planner
     method, why = _checked_method(cfg)
     reader = FeatureReader(feature_store.path(cfg))
     reader.check_sources()
@@ -201,14 +202,15 @@ def fit(cfg, fold: int | None = None, protocol: str | None = None, force: bool =
             return out
         # train: one stack per fold (the out-of-fold models, then the final one), each a task
         n_jobs = min(cfg.heads.n_jobs, len(runs))
-        in_ram = trainer.features_in_ram(cfg, reader, len(sf.ids), n_jobs)
-        points = len(search.points(cfg, method))
+        in_ram = planner.features_in_ram(cfg, reader, len(sf.ids), n_jobs)
+        grid = search.grid(cfg, [method])
+        points = len(grid[method])
         print(f"model: {methods.display_name(method)} ({why}) on {len(sf.ids)} rows x {len(sf.classes)} classes, "
               f"{reader.shape[1]} features; {points} grid point(s) per stack; {len(runs) - 1} out-of-fold stack(s) "
               f"and the final one; {n_jobs} parallel job(s)")
         labels = [f"model: study fold {fold}"] if fold is not None else \
             [f"model: out-of-fold stack {run.fold + 1} of {len(runs) - 1}" for run in runs[:-1]] + ["model: final stack"]
-        tasks = [cluster.Task(label, fit_task, (cfg, source, str(reader.path), run,
+        tasks = [cluster.Task(label, fit_task, (cfg, source, str(reader.path), run, grid,
                                                 cluster.threads_per_task(cfg, n_jobs), in_ram))
                  for label, run in zip(labels, runs)]
         results = cluster.run(cfg, tasks, n_jobs)
@@ -216,7 +218,7 @@ def fit(cfg, fold: int | None = None, protocol: str | None = None, force: bool =
         final = results[-1]
         meta = manifest(cfg, method, why, final, source, reader, fold, runs[-1])
         oof = out_of_fold(source, results[:-1], cfg) if fold is None and cfg.model.folds else None
-        directory.write(out, meta, final["weights"], final["biases"], recipe, out_of_fold=oof)
+        directory.write(out, meta, final.weights, final.biases, recipe, out_of_fold=oof)
     print(f"{out}: {meta['display']} at lr {meta['learning_rate']:g}, epoch {meta['epoch']}; thresholds: global "
           f"{meta['thresholds']['global']:.3f}, per class {np.min(meta['thresholds']['class']):.3f}.."
           f"{np.max(meta['thresholds']['class']):.3f}" + ("; out-of-fold predictions of every row" if oof else ""))
@@ -248,50 +250,64 @@ def _study_run(cfg, sf, fold: int, protocol: str | None, method: str) -> HeadRun
     return HeadRun(cfg.seeds[0], fold - 1, key, method)
 
 
-def fit_task(cfg, source, features_path: str, run: HeadRun, n_threads: int, in_ram: bool) -> dict:
-    """One fold's stack of `run`'s grid points (a task): the winning head's weights, its
-    setting, and its probabilities of the fold's validation and held-out rows."""
+class FoldModel(NamedTuple):
+    """One fold's winning head (what `fit_task` returns): its weights and setting, and its
+    probabilities of the fold's validation and held-out rows."""
+    weights: list  # (d, h_1), ..., (h_n, L) float32
+    biases: list  # (h_1,), ..., (L,) float32
+    lr: float
+    params: dict  # the winning grid point's parameters
+    epoch: int
+    val_score: float  # the search's validation score (NaN without a search)
+    validation: np.ndarray  # the fold's validation rows
+    val_probabilities: np.ndarray  # (m, L)
+    test: np.ndarray  # the fold's held-out rows (none for the final fold)
+    probabilities: np.ndarray  # (n_test, L)
+    train_rows: int
+
+
+def fit_task(cfg, source, features_path: str, run: HeadRun, grid: dict, n_threads: int, in_ram: bool) -> FoldModel:
+    """One fold's stack of `run`'s grid points (a task): its winning head."""
     from heads import trainer
     trainer.use_threads(n_threads)
-    fit = trainer.fit_fold(cfg, source, features_path, [run], in_ram)
+    fit = trainer.fit_fold(cfg, source, features_path, [run], grid, in_ram)
     head = fit.winners(cfg)[0]
     stack = fit.stack
-    point = search.points(cfg, run.method)[head]
-    return {"weights": [w[head] for w in stack.weights_], "biases": [b[head, 0] for b in stack.biases_],
-            "lr": point.lr, "params": point.values, "epoch": int(stack.best_epoch_[head]),
-            "val_score": float(stack.val_score_[head]) if search.enabled(cfg) else float("nan"),
-            "validation": fit.data.validation, "val_probabilities": fit.val_probabilities[head],
-            "test": fit.data.test, "probabilities": fit.probabilities[head], "train_rows": len(fit.data.train)}
+    point = fit.data.stacked.points[head]
+    return FoldModel([w[head] for w in stack.weights_], [b[head, 0] for b in stack.biases_], point.lr, point.values,
+                     int(stack.best_epoch_[head]), float(stack.val_score_[head]) if search.enabled(cfg) else float("nan"),
+                     fit.data.validation, fit.val_probabilities[head], fit.data.test, fit.probabilities[head],
+                     len(fit.data.train))
 
 
-def manifest(cfg, method: str, why: str, final: dict, source, reader: FeatureReader, fold, run: HeadRun) -> dict:
+def manifest(cfg, method: str, why: str, final: FoldModel, source, reader: FeatureReader, fold, run: HeadRun) -> dict:
     """model.json's content (`model.directory`) for the final stack's result `final`."""
-    val_observed = source.observed(run.fold, run.protocol)[final["validation"]]
-    val_scores = final["val_probabilities"]
-    verified = source.known_negative(run.fold, run.protocol)
-    val_known = None if verified is None else (val_observed == 1) | verified[final["validation"]]
+    val_observed = source.observed(run.fold, run.protocol)[final.validation]
+    val_scores = final.val_probabilities
+    verified = source.verified_negative(run.fold, run.protocol)
+    val_known = None if verified is None else (val_observed == 1) | verified[final.validation]
     return {
         "method": method, "display": methods.display_name(method), "chosen_by": why,
-        "params": final["params"], "learning_rate": final["lr"], "epoch": final["epoch"],
-        "head": {"type": cfg.heads.head, "hidden": [int(w.shape[1]) for w in final["weights"][:-1]],
+        "params": final.params, "learning_rate": final.lr, "epoch": final.epoch,
+        "head": {"type": cfg.heads.head, "hidden": [int(w.shape[1]) for w in final.weights[:-1]],
                  "activation": "sigmoid"},
         "feat_dim": int(reader.shape[1]), "classes": list(source.classes),
         "thresholds": {"global": metrics.best_global_threshold(val_observed, val_scores, val_known),
                        "class": metrics.best_f1_thresholds(val_observed, val_scores, val_known).tolist()},
         "features": directory.feature_contract(reader),
-        "training": {"rows": final["train_rows"], "validation_rows": len(val_observed),
+        "training": {"rows": final.train_rows, "validation_rows": len(val_observed),
                      "protocol": run.protocol, "hide": cfg.model.hide, "fold": "all" if fold is None else fold,
                      "missing_rate": run_inputs.missing_rate(cfg, source, run.fold, run.protocol),
-                     "seed": run.seed, "validation_score": final["val_score"]},
+                     "seed": run.seed, "validation_score": final.val_score},
     }
 
 
-def out_of_fold(rows: LabelledRows, results: list[dict], cfg) -> dict:
+def out_of_fold(rows: LabelledRows, results: list[FoldModel], cfg) -> dict:
     """out_of_fold.h5's arrays (`model.directory`): each row's probabilities from the fold model
     that held it out (NaN where its features were unreadable)."""
     probabilities = np.full(rows.labels.shape, np.nan, np.float32)
     for result in results:
-        probabilities[result["test"]] = result["probabilities"]
+        probabilities[result.test] = result.probabilities
     known = {} if rows.known is None else {"known": rows.known}
     return {"ids": np.asarray(rows.ids, object), "observed": rows.trained_labels, "labels": rows.labels,
             "probabilities": probabilities, "fold": rows.test_fold, **known,

@@ -222,7 +222,7 @@ def from_study(cfg, protocol: str, fold: int = 1, method: str = "") -> dict:
     key = splits_store.protocol_key(protocol)
     rows = np.flatnonzero(sf.test_fold != fold - 1)
     observed = sf.observed(fold - 1, key)[rows]
-    verified = sf.known_negative(fold - 1, key)
+    verified = sf.verified_negative(fold - 1, key)
     probabilities = None
     if method:
         probabilities = np.full(observed.shape, np.nan)

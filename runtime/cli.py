@@ -10,9 +10,11 @@ import artifacts
 def run_cli(action) -> int:
     """Run a CLI action; a ValueError (anything a user can cause) prints its message, exit 2;
     Ctrl-C says what a rerun does, exit 130 (as a shell reports SIGINT); output piped into a
-    reader that stops early (`| head`) ends quietly, exit 141 (as a shell reports SIGPIPE). After a failed HDF5
+    reader that stops early (`| head`) ends quietly, exit 141 (as a shell reports SIGPIPE). The
+    HDF5 write hooks are installed here, at the command's entry (`artifacts.install_hooks`). After a failed HDF5
     write the process exits at once with 2 (`artifacts.hdf5_left_open`: HDF5 would crash closing
     the file again at exit)."""
+    artifacts.install_hooks()
     left_open = len(artifacts.hdf5_left_open())
     try:
         action()

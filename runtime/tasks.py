@@ -15,6 +15,8 @@ import traceback
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import artifacts
+
 PARENT_CHECK_SECONDS = 0.5
 
 
@@ -57,6 +59,7 @@ def watch_parent(pid: int | None) -> None:
 def perform(task: Task, parent: int | None, environment: dict | None = None) -> tuple[Any, float]:
     """Run a task in a worker, watching its command: (value, seconds)."""
     watch_parent(parent)
+    artifacts.install_hooks()  # a worker's HDF5 writes report failures as the command's do
     os.environ.update(environment or {})
     start = time.perf_counter()
     return task.fn(*task.args), time.perf_counter() - start

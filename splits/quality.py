@@ -45,7 +45,7 @@ def weight_quality(path, estimators=None, out: Path | None = None) -> pd.DataFra
         for protocol in sf.protocols:
             ratio = sf.missing_rate(fold, protocol)
             seen = sf.observed(fold, protocol)[train]
-            verified = sf.known_negative(fold, protocol)
+            verified = sf.verified_negative(fold, protocol)
             zeros = seen == 0
             if sf.known is not None:
                 zeros &= sf.known[train]  # a label the dataset leaves unknown has no truth to score against
@@ -79,11 +79,11 @@ def weight_quality(path, estimators=None, out: Path | None = None) -> pd.DataFra
     return table
 
 
-def taken_weights(name: str, seen: np.ndarray, rate: float, known_negative: np.ndarray | None) -> np.ndarray:
+def taken_weights(name: str, seen: np.ndarray, rate: float, verified_negative: np.ndarray | None) -> np.ndarray:
     """An estimator's calibrated weights as the heads take them: 1 on verified negatives."""
     w = weights.estimator(name)(seen, rate)
-    if known_negative is not None:
-        w[known_negative] = 1.0
+    if verified_negative is not None:
+        w[verified_negative] = 1.0
     return w
 
 

@@ -209,7 +209,7 @@ class SplitsFile:
         states = self.states(fold, protocol)
         return states if states.max(initial=0) <= POSITIVE else (states == POSITIVE).astype(np.uint8)
 
-    def known_negative(self, fold: int, protocol) -> np.ndarray | None:
+    def verified_negative(self, fold: int, protocol) -> np.ndarray | None:
         """(N, L) bool verified negatives of one fold and protocol; None when it has none."""
         states = self.states(fold, protocol)
         return states == NEGATIVE if states.max(initial=0) == NEGATIVE else None

@@ -266,22 +266,22 @@ def score_pl_ref(z, o, k, pseudo, alpha=0.1, beta=0.7):
 
 def test_the_partial_label_losses_equal_their_formulas(partial_batch):
     z, o, k = partial_batch
-    assert float(losses.batch_loss("partial_ignore", z, o, known_negative=k)) == \
+    assert float(losses.batch_loss("partial_ignore", z, o, verified_negative=k)) == \
         pytest.approx(partial_ignore_ref(z, o, k), rel=1e-5)
-    assert float(losses.batch_loss("partial_bce", z, o, known_negative=k)) == \
+    assert float(losses.batch_loss("partial_bce", z, o, verified_negative=k)) == \
         pytest.approx(partial_bce_ref(z, o, k), rel=1e-5)
-    assert float(losses.batch_loss("partial_negative", z, o, known_negative=k)) == pytest.approx(an_ref(z, o), rel=1e-5)
+    assert float(losses.batch_loss("partial_negative", z, o, verified_negative=k)) == pytest.approx(an_ref(z, o), rel=1e-5)
     prior = np.linspace(0.1, 0.9, z.shape[1]).astype(np.float32)
     for params in ({}, {"clip": 0.05, "gamma_neg": 3.0, "gamma_unknown": 4.0, "prior_threshold": 0.3,
                         "likelihood_topk": 1.0}):
-        got = float(losses.batch_loss("csl", z, o, known_negative=k, prior=prior, **params))
+        got = float(losses.batch_loss("csl", z, o, verified_negative=k, prior=prior, **params))
         assert got == pytest.approx(csl_ref(z, o, k, prior, **params), rel=1e-5), params
 
 
 @pytest.mark.parametrize("epoch", [1, 2, 4, 8])
 def test_gr_follows_its_schedules(partial_batch, epoch):
     z, o, k = partial_batch
-    got = float(losses.batch_loss("gr", z, o, known_negative=k, epoch=epoch, epochs=8))
+    got = float(losses.batch_loss("gr", z, o, verified_negative=k, epoch=epoch, epochs=8))
     assert got == pytest.approx(gr_ref(z, o, k, epoch, 8), rel=1e-4)
     assert float(losses.batch_loss("gr", z, o, epoch=epoch, epochs=8, q2=0.1)) == \
         pytest.approx(gr_ref(z, o, np.zeros_like(k), epoch, 8, q2=0.1), rel=1e-4)
@@ -291,27 +291,27 @@ def test_em_apl_and_score_pl_with_their_pseudo_labels(partial_batch):
     z, o, k = partial_batch
     rng = np.random.default_rng(8)
     s = np.where(rng.random(z.shape) < 0.3, rng.random(z.shape), -1.0).astype(np.float32)
-    assert float(losses.batch_loss("em_apl", z, o, known_negative=k, pseudo_negative=s)) == \
+    assert float(losses.batch_loss("em_apl", z, o, verified_negative=k, pseudo_negative=s)) == \
         pytest.approx(em_apl_ref(z, o, k, s), rel=1e-5)
     assert float(losses.batch_loss("em_apl", z, o)) == pytest.approx(em_ref(z, o), rel=1e-5)  # no pseudo-labels yet
     pseudo = ((rng.random(z.shape) < 0.2) & (o == 0)).astype(np.float32)
-    assert float(losses.batch_loss("score_pl", z, o, known_negative=k, pseudo=pseudo)) == \
+    assert float(losses.batch_loss("score_pl", z, o, verified_negative=k, pseudo=pseudo)) == \
         pytest.approx(score_pl_ref(z, o, k, pseudo), rel=1e-5)
 
 
 def test_a_verified_negative_is_a_negative_for_every_method(partial_batch):
     z, o, k = partial_batch
     nk = -log_not_p(z)
-    assert float(losses.batch_loss("wan", z, o, known_negative=k)) == \
+    assert float(losses.batch_loss("wan", z, o, verified_negative=k)) == \
         pytest.approx(three(o, k, -log_p(z), nk, nk / 6), rel=1e-5)
-    assert float(losses.batch_loss("epr", z, o, known_negative=k, k=2.0)) == \
+    assert float(losses.batch_loss("epr", z, o, verified_negative=k, k=2.0)) == \
         pytest.approx(three(o, k, -log_p(z), nk, 0) + penalty(sigmoid(z), 2.0), rel=1e-5)
-    assert float(losses.batch_loss("em", z, o, known_negative=k)) == \
+    assert float(losses.batch_loss("em", z, o, verified_negative=k)) == \
         pytest.approx(three(o, k, -log_p(z), nk, -0.1 * entropy(z)), rel=1e-5)
     for method in ("an", "focal", "asl"):  # o = 0 is a negative already: unchanged
-        assert float(losses.batch_loss(method, z, o, known_negative=k)) == \
+        assert float(losses.batch_loss(method, z, o, verified_negative=k)) == \
             pytest.approx(float(losses.batch_loss(method, z, o)), rel=1e-6)
-    corrected = losses.terms("ll_cp", z[None], o[None], losses.Inputs(epoch=3, known_negative=k[None]),
+    corrected = losses.terms("ll_cp", z[None], o[None], losses.Inputs(epoch=3, verified_negative=k[None]),
                              {"delta": 0.05}).corrected.numpy()[0]
     assert corrected.sum() > 0 and not (corrected.astype(bool) & (k == 1)).any()
 
@@ -350,7 +350,7 @@ def test_gr_and_csl_take_no_gradient_through_their_weights():
         robust = v * (weight * (1 - p ** 0.01) / 0.01 + (1 - weight) * p)
         return three(o, k, -log_p(z_), -log_not_p(z_), robust)
 
-    np.testing.assert_allclose(gradient("gr", z, o, known_negative=k, epoch=3, epochs=8),
+    np.testing.assert_allclose(gradient("gr", z, o, verified_negative=k, epoch=3, epochs=8),
                                numeric_gradient(gr_frozen, z), rtol=1e-3, atol=1e-6)
     prior = np.full(5, 0.2, np.float32)
 
@@ -364,7 +364,7 @@ def test_gr_and_csl_take_no_gradient_through_their_weights():
             ignored[i, j] = 1
         return three(o, k, -log_p(z_), -p0 * log_not_p(z_), -(1 - ignored) * p0 ** 4 * log_not_p(z_))
 
-    np.testing.assert_allclose(gradient("csl", z, o, known_negative=k, prior=prior), numeric_gradient(csl_frozen, z),
+    np.testing.assert_allclose(gradient("csl", z, o, verified_negative=k, prior=prior), numeric_gradient(csl_frozen, z),
                                rtol=1e-3, atol=1e-6)
 
 
@@ -377,7 +377,7 @@ def test_role_leaves_a_verified_negatives_estimate_alone_and_large_losses_count_
     cross = np.where(k > 0, -log_not_p(z), 0.5 * (bce_p + bce_u))
     expected = float((0.5 * o * (-log_p(z) - log_p(u)) + cross).mean()) + \
         0.5 * (penalty(p, 2.0) + penalty(est * (1 - k), 2.0))
-    assert float(losses.batch_loss("role", z, o, estimates=u, k=2.0, known_negative=k)) == \
+    assert float(losses.batch_loss("role", z, o, estimates=u, k=2.0, verified_negative=k)) == \
         pytest.approx(expected, rel=1e-5)
     n, n_classes = z.shape
     count = math.ceil(round((n * n_classes - k.sum()) * 2 * 0.01, 9))  # epoch 3: 2 delta of the non-verified entries
@@ -386,5 +386,5 @@ def test_role_leaves_a_verified_negatives_estimate_alone_and_large_losses_count_
                          if o[i, j] == 0 and k[i, j] == 0), reverse=True)[:count]
     for _, i, j in candidates:
         loss[i, j] = 0.0
-    assert float(losses.batch_loss("ll_r", z, o, epoch=3, delta=0.01, known_negative=k)) == \
+    assert float(losses.batch_loss("ll_r", z, o, epoch=3, delta=0.01, verified_negative=k)) == \
         pytest.approx(float(loss.mean()), rel=1e-5)

@@ -1,11 +1,13 @@
 """The method registry, the paper's CB weight as its notebook computed it, and paper_exact."""
+import dataclasses
+
 import h5py
 import numpy as np
 import pytest
 
 import configs
 from heads import inputs as run_inputs
-from heads import methods, models, trainer
+from heads import methods, models, sources, trainer
 from splits import store, weights
 from tests.test_trainer import make_features
 
@@ -100,14 +102,14 @@ def test_paper_exact_keeps_the_rate_at_0_1_and_takes_fold_1s_full_labels_for_pos
     order = np.random.default_rng(1)
 
     def batches():
-        return ((rows, x[rows]) for rows in trainer.epoch_batches(100, 5, order))
+        return ((rows, x[rows]) for rows in sources.epoch_batches(100, 5, order))
 
     constants = {"pos_weight": np.ones((1, 3), np.float32), "k": np.zeros(1, np.float32)}
     inputs = models.StackInputs(methods=["ce"], needs=[run_inputs.needs("ce")], params=[{}],
                                 targets=np.zeros((1, 100, 3), np.uint8), target_of=np.array([0]), constants=constants,
-                                negatives=np.ones((1, 100, 3), np.float32), negatives_of=np.array([0]))
+                                bank=np.ones((1, 100, 3), np.float32), weights_of=np.array([0]))
     for cfg, rate in ((exact, 0.1), (ours, 0.1 * 0.95 ** 2)):
-        stack = models.make("linear", ["h"], configs.dataclasses.replace(cfg.heads, epochs=100), 0)
+        stack = models.make("linear", ["h"], dataclasses.replace(cfg.heads, epochs=100), 0)
         stack.fit(batches, inputs, d_in=4)
         assert int(stack._step.numpy()) == 2000
         assert float(stack._learning_rate()) == pytest.approx(rate)
@@ -118,7 +120,8 @@ def test_paper_exact_keeps_the_rate_at_0_1_and_takes_fold_1s_full_labels_for_pos
         for fold in range(sf.n_folds):
             train = sf.train_rows(fold)
             runs = [trainer.predictions.HeadRun(0, fold, "0.5", m) for m in cfg.heads.methods]
-            inputs = trainer.stack_inputs(cfg, sf, fold, runs, train, np.array([], int))[0]
+            grid = trainer.search.grid(cfg, cfg.heads.methods)
+            inputs = trainer.stack_runs(cfg, sf, fold, runs, grid, train, np.array([], int)).inputs
             expected = full_fold_1 if exact_weights else weights.pos_weight(sf.observed(fold, 0.5)[train])
             np.testing.assert_array_equal(inputs.constants["pos_weight"][0], expected)  # ce
             np.testing.assert_array_equal(inputs.constants["pos_weight"][1], expected)  # IM-WCE

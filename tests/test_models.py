@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from heads import inputs as run_inputs
-from heads import methods, models, trainer
+from heads import methods, models, sources
 
 N, D, L = 96, 12, 6
 EPOCHS, BATCH = 3, 32
@@ -40,25 +40,25 @@ def inputs_for(names, truth, observed, known=None):
     """StackInputs of heads `names` on one protocol, weights as the trainer makes them;
     `known`: (N, L) bool verified negatives, or None."""
     rows = np.arange(N)
-    negatives, negatives_of, pseudo_of = [np.ones((N, L), np.float32)], [], []
+    bank, weights_of, pseudo_of = [np.ones((N, L), np.float32)], [], []
     params = [run_inputs.resolved(methods.parameters(name, {"delta": 0.02} if name.startswith("ll_") else None), EPOCHS)
               for name in names]
     for name, p in zip(names, params):
         weight = run_inputs.negative_weights(name, truth, observed, rows, 0.5, known)
         if weight is not None:
-            negatives_of.append(len(negatives))
-            negatives.append(weight)
+            weights_of.append(len(bank))
+            bank.append(weight)
         else:
-            negatives_of.append(0 if run_inputs.needs(name).weighted else -1)
-        pseudo_of.append(len(negatives) if run_inputs.needs(name).pseudo else -1)
+            weights_of.append(0 if run_inputs.needs(name).weighted else -1)
+        pseudo_of.append(len(bank) if run_inputs.needs(name).pseudo else -1)
         if run_inputs.needs(name).pseudo:
-            negatives.append(run_inputs.pseudo_positives(scores_of(truth), observed, p["temperature"], p["theta"]))
+            bank.append(run_inputs.pseudo_positives(scores_of(truth), observed, p["temperature"], p["theta"]))
     constants = {"pos_weight": np.full((len(names), L), 2, np.float32), "k": np.full(len(names), 2.0, np.float32),
                  "prior": np.tile(run_inputs.class_prior(observed, known), (len(names), 1))}
     return models.StackInputs(methods=list(names), needs=[run_inputs.needs(n) for n in names], params=params,
                               targets=observed[None], target_of=np.zeros(len(names), int), constants=constants,
-                              negatives=np.stack(negatives), negatives_of=np.array(negatives_of),
-                              known_negative=None if known is None else known[None].astype(np.uint8),
+                              bank=np.stack(bank), weights_of=np.array(weights_of),
+                              verified_negative=None if known is None else known[None].astype(np.uint8),
                               pseudo_of=np.array(pseudo_of))
 
 
@@ -67,7 +67,7 @@ def fit(names, data, optimizer="adam", known=None, standardize=None):
     order = np.random.default_rng(1)
 
     def batches():
-        for rows in trainer.epoch_batches(N, BATCH, order):
+        for rows in sources.epoch_batches(N, BATCH, order):
             yield rows, x[rows]
 
     def blocks():
@@ -131,7 +131,7 @@ def test_moments_over_blocks_equal_numpy_and_constant_features_keep_scale_one():
             for start in range(0, len(x), 300):
                 yield np.arange(start, min(start + 300, len(x))), x[start:start + 300]
 
-    mean, std = trainer.moments(Blocks())
+    mean, std = sources.moments(Blocks())
     np.testing.assert_allclose(mean, x.astype(np.float64).mean(0), rtol=1e-7)
     expected = x.astype(np.float64).std(0)
     expected[2] = 1.0

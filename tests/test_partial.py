@@ -149,8 +149,8 @@ def test_a_study_of_the_partial_protocol_trains_every_method_and_evaluates_it(tm
     fold = splits.store.load(splits.store.path(cfg))
     inputs = run_inputs.head_inputs(cfg, fold, 0, "partial0.5", "confidence_auto", fold.train_rows(0),
                                     np.flatnonzero(fold.validation(0)))
-    verified = fold.known_negative(0, "partial0.5")[fold.train_rows(0)]
-    assert verified.any() and (inputs.negatives[verified] == 1).all()  # a verified negative is never a hidden positive
+    verified = fold.verified_negative(0, "partial0.5")[fold.train_rows(0)]
+    assert verified.any() and (inputs.negative_weights[verified] == 1).all()  # a verified negative is never a hidden positive
 
 
 def test_three_state_data_from_a_table_evaluates_the_known_test_labels(tmp_path):

@@ -20,7 +20,7 @@ from analysis import report
 from extract import extraction
 from features import store as feature_store
 from heads import __main__ as heads_cli
-from heads import predictions, trainer
+from heads import predictions, sources, trainer
 from heads.predictions import HeadRun
 from splits import __main__ as splits_cli
 from splits import store as splits_store
@@ -296,7 +296,7 @@ def test_a_crash_inside_a_chunk_commit_does_not_duplicate_errors(tmp_path):
 def test_non_finite_features_name_the_real_fix(tmp_path):
     reader = type("Reader", (), {"path": tmp_path / "f.h5"})
     with pytest.raises(ValueError, match=r"rebuild them \(make features FORCE=1\)"):
-        trainer.finite(np.array([[1.0, np.nan]]), reader.path)
+        sources.finite(np.array([[1.0, np.nan]]), reader.path)
 
 
 def test_a_figure_that_fails_half_written_leaves_no_file(tmp_path, monkeypatch):

@@ -10,8 +10,9 @@ from sklearn.metrics import average_precision_score
 import configs
 import metrics
 from heads import inputs as run_inputs
-from heads import methods, models, search, trainer
+from heads import methods, models, planner, search, trainer
 from heads.predictions import HeadRun
+from heads.sources import epoch_batches
 from splits import store as splits_store
 
 from .test_models import BATCH, EPOCHS, D, N, inputs_for, make_data
@@ -47,7 +48,7 @@ def fit_points(names, points, data, optimizer, learning_rate=BASE_LR):
         lr_scale=np.array([scale for scale, _ in points]))
 
     def batches():
-        for rows in trainer.epoch_batches(N, BATCH, order):
+        for rows in epoch_batches(N, BATCH, order):
             yield rows, x[rows]
 
     def blocks():
@@ -133,15 +134,15 @@ def test_a_grid_larger_than_memory_is_split_into_stacks_with_the_same_results(tm
     trainer.train(whole, only={"fold": "1", "ratio": "0.5"}, n_jobs=1)
     split = searched(tmp_path / "split")
     make_features(split)
-    per_head = trainer.stack_bytes(split, 1, 24, 16, 80)
-    monkeypatch.setattr(trainer, "free_memory", lambda: int((9 * per_head + 4 * 24 * 400) / 0.8))
+    per_head = planner.stack_bytes(split, 1, 24, 16, 80)
+    monkeypatch.setattr(planner, "free_memory", lambda: int((9 * per_head + 4 * 24 * 400) / 0.8))
     capsys.readouterr()
     trainer.train(split, only={"fold": "1", "ratio": "0.5"}, n_jobs=1)
     assert "in 2 stack(s)" in capsys.readouterr().out
     for method in whole.heads.methods:
         run = HeadRun(0, 0, "0.5", method)
         np.testing.assert_allclose(probabilities(whole, run), probabilities(split, run), atol=1e-6)
-    monkeypatch.setattr(trainer, "free_memory", lambda: int(3 * per_head / 0.8))
+    monkeypatch.setattr(planner, "free_memory", lambda: int(3 * per_head / 0.8))
     with pytest.raises(ValueError, match="8 paper_mlp heads .* need about"):
         trainer.train(split, only={"fold": "1", "ratio": "0.5"}, n_jobs=1, force=True)
 
@@ -151,14 +152,15 @@ def test_stacks_trained_at_once_share_free_memory(tmp_path, monkeypatch):
     runs fewer jobs at once when the largest grid (confidence_auto's 8 points) would not fit in one."""
     cfg = searched(tmp_path)  # a fold's grid at one protocol: ce 2, an 2, confidence_auto 8 points
     stacks = {(0, fold): [HeadRun(0, fold, "0.5", m) for m in cfg.heads.methods] for fold in (0, 1)}
-    per_head, feature_bytes = trainer.stack_bytes(cfg, 1, 24, 16, 80), 4 * 24 * 400
+    grid = search.grid(cfg, cfg.heads.methods)
+    per_head, feature_bytes = planner.stack_bytes(cfg, 1, 24, 16, 80), 4 * 24 * 400
 
     def plan(heads_in_memory, n_jobs):
-        monkeypatch.setattr(trainer, "free_memory", lambda: int((heads_in_memory + 0.5) * per_head / 0.8))
-        at_once = trainer.stacks_at_once(cfg, stacks, feature_bytes, per_head, n_jobs)
-        planned = trainer.plan_stacks(cfg, stacks, feature_bytes, 24, 16, 80, at_once)
+        monkeypatch.setattr(planner, "free_memory", lambda: int((heads_in_memory + 0.5) * per_head / 0.8))
+        at_once = planner.stacks_at_once(cfg, stacks, grid, feature_bytes, per_head, n_jobs)
+        planned = planner.plan_stacks(cfg, stacks, grid, feature_bytes, 24, 16, 80, at_once)
         sizes = [sum(len(search.points(cfg, r.method)) for r in runs) for _, _, runs in planned]
-        assert at_once * (max(sizes) * per_head + feature_bytes) <= 0.8 * trainer.free_memory()
+        assert at_once * (max(sizes) * per_head + feature_bytes) <= 0.8 * planner.free_memory()
         return at_once, sizes
 
     room = feature_bytes / per_head
@@ -174,15 +176,16 @@ def test_on_a_running_cluster_the_workers_memory_plans_the_stacks(tmp_path, monk
     distributed = pytest.importorskip("distributed")
     cfg = searched(tmp_path)
     stacks = {(0, 0): [HeadRun(0, 0, "0.5", m) for m in cfg.heads.methods]}
-    per_head, feature_bytes = trainer.stack_bytes(cfg, 1, 24, 16, 80), 4 * 24 * 400
-    monkeypatch.setattr(trainer, "free_memory", lambda: 2**40)
+    grid = search.grid(cfg, cfg.heads.methods)
+    per_head, feature_bytes = planner.stack_bytes(cfg, 1, 24, 16, 80), 4 * 24 * 400
+    monkeypatch.setattr(planner, "free_memory", lambda: 2**40)
     limit = 2 * int((9 * per_head + feature_bytes) / 0.8)  # a thread's half holds 9 heads and the features
     for memory_limit, expected, sizes in ((limit, limit // 2, [4, 8]), (0, 2**40, [12])):
         with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None,
                                       memory_limit=memory_limit) as local:
             remote = configs.with_scheduler(cfg, local.scheduler_address)
-            assert trainer.memory(remote) == expected  # 0: the workers set no limit, this machine's memory
-            planned = trainer.plan_stacks(remote, stacks, feature_bytes, 24, 16, 80)
+            assert planner.memory(remote) == expected  # 0: the workers set no limit, this machine's memory
+            planned = planner.plan_stacks(remote, stacks, grid, feature_bytes, 24, 16, 80)
         assert [sum(len(search.points(cfg, r.method)) for r in runs) for _, _, runs in planned] == sizes
 
 

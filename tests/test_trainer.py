@@ -10,7 +10,7 @@ import configs
 import splits
 from features import store as feature_store
 from heads import inputs as run_inputs
-from heads import predictions, trainer
+from heads import predictions, sources, trainer
 from heads.predictions import HeadRun
 
 
@@ -133,11 +133,11 @@ def test_bad_input_is_named(tmp_path):
 
 def test_epoch_batches_visit_every_row_once_window_by_window():
     rng = np.random.default_rng(0)
-    full = trainer.epoch_batches(100, 32, np.random.default_rng(5))
+    full = sources.epoch_batches(100, 32, np.random.default_rng(5))
     np.testing.assert_array_equal(np.concatenate(full), np.random.default_rng(5).permutation(100))
-    one_window = trainer.epoch_batches(100, 32, np.random.default_rng(5), window=100)
+    one_window = sources.epoch_batches(100, 32, np.random.default_rng(5), window=100)
     np.testing.assert_array_equal(np.concatenate(one_window), np.concatenate(full))
-    batches = trainer.epoch_batches(100, 32, rng, window=30)
+    batches = sources.epoch_batches(100, 32, rng, window=30)
     order = np.concatenate(batches)
     np.testing.assert_array_equal(np.sort(order), np.arange(100))
     assert [len(b) for b in batches] == [32, 32, 32, 4]
@@ -182,7 +182,7 @@ def test_validation_early_stopping_keeps_each_heads_best_epoch():
     order = np.random.default_rng(1)
 
     def batches():
-        for rows in trainer.epoch_batches(48, 16, order):
+        for rows in sources.epoch_batches(48, 16, order):
             yield rows, x[rows]
 
     def blocks():  # two blocks: the loss is averaged over rows, not blocks
@@ -194,8 +194,8 @@ def test_validation_early_stopping_keeps_each_heads_best_epoch():
     constants = {"pos_weight": np.ones((2, 5), np.float32), "k": np.zeros(2, np.float32)}
     inputs = models.StackInputs(methods=["ce", "ce"], needs=[run_inputs.needs("ce")] * 2, params=[{}, {}],
                                 targets=y.astype(np.uint8), target_of=np.array([0, 1]), constants=constants,
-                                negatives=ones[:1], negatives_of=np.array([0, 0]))
-    stack.fit(batches, inputs, (blocks, y_val.astype(np.uint8), ones_val[:1]), d_in=40)
+                                bank=ones[:1], weights_of=np.array([0, 0]))
+    stack.fit(batches, inputs, models.Validation(blocks, y_val.astype(np.uint8), ones_val[:1]), d_in=40)
     val = np.array([rec["val_loss"] for rec in stack.history_])
     assert len(val) < 40  # stopped early
     best = val.argmin(0)
