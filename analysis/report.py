@@ -220,7 +220,7 @@ def board_lines(cfg, frame, boards, protocols) -> list[str]:
         "",
         (f"{len(frame)} runs from `{cfg.run_dir}` ({sf_rows} seed x fold splits; {searched}selection and thresholds "
          f"on validation rows' {'truth' if cfg.heads.search.select == 'clean' else 'observed labels'}). "
-         "Metrics are defined in `analysis/metrics.py` and the README: mAP, CP / CR / CF1 (per class), "
+         "Metrics are defined in `metrics/multilabel.py` and docs/usage.md: mAP, CP / CR / CF1 (per class), "
          "OP / OR / OF1 (overall); a suffix names the decision rule: none = 0.5, `_global` = one threshold "
          "from validation, `_class` = one per class from validation, `_top3` = each row's 3 highest."),
         "",

@@ -21,7 +21,7 @@ The suggestions (`--source`: by default the model, or the estimator alone withou
 the highest-scoring unobserved entries, at most `--max-per-image` per row and `--budget` in
 all. The model is the default because it ranked best where it was measured (AP and precision
 at 1 on the demo and on the tests' set; the combination adds a little precision at 5 on the
-demo: README "Use your model").
+demo: docs/results.md "What the suggestions find").
 Where the truth of the hidden entries is known (a model fitted with [model] hide, or a study's
 simulated protocol) the quality of every source is reported beside the suggestions: per row,
 precision at 1, 5 and 20 (the share of the row's k highest-scoring unobserved entries that are

@@ -137,9 +137,9 @@ def test_label_statistics_table_equals_its_csvs():
 
 
 @pytest.mark.parametrize("name", ["yeast", "enron", "corel5k"])
-def test_the_readme_search_tables_equal_their_csvs(name):
-    """README "Results: every method searched": mAP (rank) before and after, from <name>_ranks_mAP.csv."""
-    lines = (DOCS.parent / "README.md").read_text().splitlines()
+def test_the_search_tables_equal_their_csvs(name):
+    """results.md "Every method searched": mAP (rank) before and after, from <name>_ranks_mAP.csv."""
+    lines = (DOCS / "results.md").read_text().splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(f"| method ({name}) |"))
     cells_of = {}
     for line in lines[start + 2:]:
@@ -158,9 +158,9 @@ def test_the_readme_search_tables_equal_their_csvs(name):
         assert cells == expected, method
 
 
-def test_the_readme_suggestion_table_equals_its_csv():
-    """README "Use your model": the demo's suggestion quality, from demo_suggestions_quality.csv."""
-    text = (DOCS.parent / "README.md").read_text()
+def test_the_suggestion_table_equals_its_csv():
+    """results.md "What the suggestions find": the demo's suggestion quality, from demo_suggestions_quality.csv."""
+    text = (DOCS / "results.md").read_text()
     start = text.index("What the demo's suggestions find")
     rows = [line for line in text[start:].split("\n\n")[1].splitlines() if line.startswith("| ") and "---" not in line]
     frame = pd.read_csv(RESULTS / "demo_suggestions_quality.csv").set_index("source")
@@ -173,16 +173,16 @@ def test_the_readme_suggestion_table_equals_its_csv():
 
 
 def _partial_cell(board: pd.DataFrame, name: str, protocol: str) -> str:
-    """A cell of README "Results: partial labels": mean mAP, bold when best, ° when tied with it."""
+    """A cell of results.md "Partial labels": mean mAP, bold when best, ° when tied with it."""
     row = board.loc[(name, protocol)]
     text = f"{row['mean']:.3f}"
     return f"**{text}**" if row["best"] else text + (" °" if row["tied"] else "")
 
 
-def test_the_readme_partial_label_tables_equal_their_csvs():
-    """README "Results: partial labels": both tables, marks included, from *_partial_leaderboard.csv."""
-    text = (DOCS.parent / "README.md").read_text()
-    start = text.index("## Results: partial labels")
+def test_the_partial_label_tables_equal_their_csvs():
+    """results.md "Partial labels": both tables, marks included, from *_partial_leaderboard.csv."""
+    text = (DOCS / "results.md").read_text()
+    start = text.index("## Partial labels")
     section = text[start:text.index("\n## ", start + 1)]
     boards = {}
     shown_name = display_of
@@ -202,3 +202,14 @@ def test_the_readme_partial_label_tables_equal_their_csvs():
             name = label.removesuffix(" (oracle)")
             assert (label != name) == bool(boards["yeast"].loc[(name, columns[0][1])]["oracle"]), label
             assert cells == [_partial_cell(boards[d], name, p) for d, p in columns], name
+
+
+def test_the_readme_is_a_front_door_and_its_leaderboard_is_the_demos():
+    """README.md at most 15 KB; its leaderboard is `analysis.leaderboard.markdown` of the committed demo CSV."""
+    from analysis import leaderboard
+    readme = (DOCS.parent / "README.md").read_text()
+    assert len(readme.encode()) <= 15_000
+    board = pd.read_csv(RESULTS / "demo_leaderboard.csv", dtype={"protocol": str})
+    assert leaderboard.markdown(board, "mAP", list(dict.fromkeys(board["protocol"]))) in readme
+    for link in re.findall(r"\]\((docs/[^)#]+)", readme):
+        assert (DOCS.parent / link).is_file(), link
