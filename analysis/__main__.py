@@ -14,7 +14,8 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("report", help="metrics, tables, figures and report.md under runs/<name>/analysis")
     p.add_argument("--config", default=None)
-    c = sub.add_parser("compare", help="two studies' leaderboards (e.g. one recipe, then searched): means and ranks")
+    c = sub.add_parser("compare",
+                       help="two studies' leaderboards (e.g. one recipe, then searched): means and ranks")
     c.add_argument("before")
     c.add_argument("after")
     c.add_argument("--metric", default="mAP", help="mAP | CF1 | OF1")

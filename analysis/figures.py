@@ -68,7 +68,8 @@ def field_heatmap(frame: pd.DataFrame, protocols: list[str], stem: Path) -> list
     for ax, (metric, label) in zip(axes, (("OF1", "OF1 at 0.5"), ("mAP", "mAP"))):
         values = np.array([[table[metric].get((*key, p), np.nan) for p in protocols] for key in keys])
         low, high = np.nanmin(values, 0), np.nanmax(values, 0)
-        ax.imshow((values - low) / np.where(high > low, high - low, 1), cmap="viridis", aspect="auto", vmin=0, vmax=1)
+        ax.imshow((values - low) / np.where(high > low, high - low, 1), cmap="viridis", aspect="auto",
+                  vmin=0, vmax=1)
         for (i, j), value in np.ndenumerate(values):
             if not np.isnan(value):
                 ax.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=7,
@@ -94,11 +95,13 @@ def paper_panel(frame: pd.DataFrame, protocols: list[str], stem: Path) -> list[P
         for j, key in enumerate(keys):
             data = [rows_of(frame, key, p)[metric].to_numpy() for p in protocols]
             positions = np.arange(len(protocols)) + (j - (len(keys) - 1) / 2) * width
-            box = ax.boxplot(data, positions=positions, widths=width * 0.85, patch_artist=True, showfliers=False)
+            box = ax.boxplot(data, positions=positions, widths=width * 0.85, patch_artist=True,
+                             showfliers=False)
             for patch in box["boxes"]:
                 patch.set_facecolor(colors[key])
                 patch.set_alpha(0.75)
-            single = [k for k, values in enumerate(data) if len(values) == 1]  # one run: a dot, not a flat box
+            # one run: a dot, not a flat box
+            single = [k for k, values in enumerate(data) if len(values) == 1]
             ax.scatter(positions[single], [data[k][0] for k in single], color=colors[key], s=28, zorder=3,
                        edgecolors="black", linewidths=0.5)
         ax.set_xticks(np.arange(len(protocols)), protocols)
@@ -134,7 +137,8 @@ def map_lines(frame: pd.DataFrame, protocols: list[str], stem: Path) -> list[Pat
     return _save(fig, stem)
 
 
-def true_positives(frame: pd.DataFrame, per_class: dict, classes, protocol: str, top: int, stem: Path) -> list[Path]:
+def true_positives(frame: pd.DataFrame, per_class: dict, classes, protocol: str, top: int,
+                   stem: Path) -> list[Path]:
     """Figure 3: true positives per class (summed over runs) for the most frequent classes."""
     at = frame[(frame["protocol"] == protocol) & (frame["stage"] == "heads")]
     keys = keys_in_order(at)
@@ -180,7 +184,8 @@ def weight_quality(curves: dict, stem: Path) -> list[Path]:
 
     curves: {protocol: (weights on hidden positives, weights on true negatives, auc)}
     """
-    fig, axes = plt.subplots(1, len(curves), figsize=(4.5 * len(curves), 3.8), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.5 * len(curves), 3.8), squeeze=False,
+                             layout="constrained")
     bins = np.linspace(0, 1, 41)
     for ax, (protocol, (hidden, negative, auc)) in zip(axes[0], curves.items()):
         ax.hist(negative, bins=bins, density=True, alpha=0.6, color="#4C72B0", label="true negatives")
@@ -201,7 +206,8 @@ def loss_curves(histories: dict, protocols: list[str], stem: Path) -> list[Path]
     shown = [p for p in protocols if any(key[1] == p for key in histories)]
     keys = sorted({key for key, _ in histories}, key=order_key)
     colors = _colors(keys)
-    fig, axes = plt.subplots(1, len(shown), figsize=(4.2 * len(shown), 4.0), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(1, len(shown), figsize=(4.2 * len(shown), 4.0), squeeze=False,
+                             layout="constrained")
     for ax, protocol in zip(axes[0], shown):
         for key in keys:
             if (key, protocol) in histories:
@@ -222,7 +228,8 @@ def search_scatter(points: pd.DataFrame, protocols: list[str], stem: Path) -> li
     shown = sorted(set(points["method"]), key=lambda method: order_key(("heads", method)))
     cols = min(6, len(shown))
     rows = -(-len(shown) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.4 * rows + 0.6), layout="constrained", squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.4 * rows + 0.6), layout="constrained",
+                             squeeze=False)
     palette = plt.get_cmap("viridis")(np.linspace(0, 0.9, len(protocols)))
     for ax, method in zip(axes.flat, shown):
         mine = points[points["method"] == method]
@@ -230,7 +237,8 @@ def search_scatter(points: pd.DataFrame, protocols: list[str], stem: Path) -> li
             at = mine[mine["protocol"] == protocol]
             ax.scatter(at["val_map_observed"], at["test_map"], s=8, color=colour, alpha=0.6)
             chosen = at[at["chosen"].astype(bool)]
-            ax.scatter(chosen["val_map_observed"], chosen["test_map"], s=30, facecolors="none", edgecolors=colour)
+            ax.scatter(chosen["val_map_observed"], chosen["test_map"], s=30, facecolors="none",
+                       edgecolors=colour)
         ax.set_title(run_name("heads", method), fontsize=9)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)

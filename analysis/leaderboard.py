@@ -43,7 +43,8 @@ def board(frame: pd.DataFrame, column: str) -> pd.DataFrame:
     rows = []
     for (stage, method, protocol), group in frame.groupby([*tables.KEY, "protocol"], sort=False):
         values = group[column].to_numpy(np.float64)
-        rows.append({"stage": stage, "method": method, "name": tables.run_name(stage, method), "protocol": protocol,
+        rows.append({"stage": stage, "method": method, "name": tables.run_name(stage, method),
+                     "protocol": protocol,
                      "oracle": bool(group["oracle"].iloc[0]), "runs": len(values), "mean": values.mean(),
                      "ci95": tables.interval(values), "order": group["order"].iloc[0]})
     table = pd.DataFrame(rows)
@@ -123,11 +124,13 @@ def compare(before: pd.DataFrame, after: pd.DataFrame, metric: str) -> pd.DataFr
     parts = []
     for label, board_ in (("before", before), ("after", after)):
         rows = board_[(board_["metric"] == metric) & ~board_["oracle"].astype(bool)].copy()
-        rows[f"rank {label}"] = rows.groupby("protocol")["mean"].rank(ascending=False, method="min").astype(int)
+        rows[f"rank {label}"] = rows.groupby("protocol")["mean"].rank(ascending=False,
+                                                                      method="min").astype(int)
         parts.append(rows.set_index([*tables.KEY, "protocol"])[["mean", f"rank {label}"]]
                      .rename(columns={"mean": f"{metric} {label}"}))
     table = parts[0].join(parts[1], how="inner").reset_index()
-    table.insert(2, "name", [tables.run_name(stage, method) for stage, method in zip(table["stage"], table["method"])])
+    table.insert(2, "name",
+                 [tables.run_name(stage, method) for stage, method in zip(table["stage"], table["method"])])
     table["rank change"] = table["rank before"] - table["rank after"]
     return table
 
@@ -151,7 +154,8 @@ def check_keys(frame: pd.DataFrame, path) -> None:
     """ValueError for a table without the (stage, method) columns (written before method ids)."""
     missing = [column for column in tables.KEY if column not in frame.columns]
     if missing:
-        raise ValueError(f"{path} has no {missing[0]!r} column: it was written before tables named methods by "
+        raise ValueError(f"{path} has no {missing[0]!r} column: it was written before tables named methods "
+                         "by "
                          "their registry id; rerun `make figures` for that study")
 
 
@@ -174,11 +178,13 @@ def head_to_head(frame: pd.DataFrame, pairs: list[tuple[tuple, tuple]], metric: 
                                  f"{', '.join(key_text(k) for k in sorted(present, key=tables.order_key))}")
         for protocol in sorted(set(frame["protocol"]),
                                key=lambda p: splits_store.protocol_order(splits_store.protocol_key(p))):
-            diff = differences(paired_values(frame, a, protocol, metric), paired_values(frame, b, protocol, metric))
+            diff = differences(paired_values(frame, a, protocol, metric),
+                               paired_values(frame, b, protocol, metric))
             if not len(diff):
                 continue
             rows.append({"a": key_text(a), "b": key_text(b), "a name": tables.run_name(*a),
-                         "b name": tables.run_name(*b), "protocol": protocol, "metric": metric, "pairs": len(diff),
+                         "b name": tables.run_name(*b), "protocol": protocol, "metric": metric,
+                         "pairs": len(diff),
                          "mean difference": float(diff.mean()), "ci95": tables.interval(diff),
                          "a better": int((diff > 0).sum()), "wilcoxon p": tables.wilcoxon_p(diff)})
     table = pd.DataFrame(rows)
@@ -197,7 +203,8 @@ def head_to_head_file(runs: Path, pairs: str, metric: str, out: Path | None) -> 
         raise ValueError(f"{runs} has no metric {metric!r}; its metrics: {', '.join(tables.SCALARS)}")
     parts = [tuple(part.split(":", 1)) for part in pairs.split(",") if part]
     if not parts or any(len(p) != 2 for p in parts):
-        raise ValueError(f"--pairs {pairs!r}: expected A:B[,C:D...] of method ids, e.g. role:an (finetune/ce for "
+        raise ValueError(f"--pairs {pairs!r}: expected A:B[,C:D...] of method ids, e.g. role:an (finetune/ce "
+                         "for "
                          "a finetuned run)")
     parsed = [(tables.parse_key(a), tables.parse_key(b)) for a, b in parts]
     return shown(head_to_head(frame, parsed, metric), out)
@@ -243,7 +250,8 @@ def selection(points: pd.DataFrame, cfg) -> pd.DataFrame:
                 picks["default"].append(default["test_map"].iloc[0])
         rows.append({"method": method, "name": tables.run_name("heads", method), "protocol": protocol,
                      "points": int(group.groupby(["seed", "fold"]).size().max()),
-                     **{f"test mAP ({rule} pick)": float(np.mean(v)) if v else np.nan for rule, v in picks.items()}})
+                     **{f"test mAP ({rule} pick)": float(np.mean(v)) if v else np.nan for rule,
+                        v in picks.items()}})
     return pd.DataFrame(rows)
 
 

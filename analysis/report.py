@@ -27,7 +27,8 @@ PAIRED = f"paired_vs_{methods.BASELINE}"  # the paired tests' file: every method
 
 
 def ratio_of(label: str) -> float | None:
-    """A protocol's ratio from its label in the tables; None for single positive and the partial-label protocols."""
+    """A protocol's ratio from its label in the tables; None for single positive and the
+    partial-label protocols."""
     return splits_store.protocol_ratio(splits_store.protocol_key(label))
 
 
@@ -35,7 +36,8 @@ def grids(cfg, splits_files: dict) -> dict:
     """{(stage, run): path} for every run of the heads and finetune grids, present or not."""
     first = next(iter(splits_files.values()))
     out = {}
-    for stage, grid_protocols in (("heads", predictions.configured_protocols(cfg)), ("finetune", first.protocols)):
+    for stage, grid_protocols in (("heads", predictions.configured_protocols(cfg)),
+                                  ("finetune", first.protocols)):
         for run in predictions.grid(cfg, stage, first.n_folds, grid_protocols):
             out[(stage, run)] = predictions.file(cfg, run, stage)
     return out
@@ -60,7 +62,8 @@ def present_runs(cfg, splits_files: dict) -> tuple[dict, list]:
         if not complete:
             missing.append((stage, run))
             continue
-        expected = predictions.expected_provenance(cfg, stage, run, recorded, splits_files[run.seed].fingerprint,
+        expected = predictions.expected_provenance(cfg, stage, run, recorded,
+                                                   splits_files[run.seed].fingerprint,
                                                    features_fp)
         differences = artifacts.changes(recorded, json.loads(json.dumps(expected, default=str)))
         if differences:
@@ -68,7 +71,8 @@ def present_runs(cfg, splits_files: dict) -> tuple[dict, list]:
         present[(stage, run)] = path
     if stale:
         raise ValueError(f"{len(stale)} run(s) were made from other inputs or settings than {cfg.source} "
-                         f"gives now; rerun their stage ({artifacts.FORCE_HINT}):\n  " + "\n  ".join(stale[:5]))
+                         f"gives now; rerun their stage ({artifacts.FORCE_HINT}):\n  "
+                         + "\n  ".join(stale[:5]))
     used = {stage for stage, _ in present}
     return present, [(stage, run) for stage, run in missing if stage in used]
 
@@ -94,7 +98,8 @@ def weight_curves(sf) -> dict:
 def histories(frame: pd.DataFrame) -> dict:
     out = {}
     first_seed = frame["seed"].min()
-    for row in frame[(frame["fold"] == 1) & (frame["seed"] == first_seed) & (frame["stage"] == "heads")].itertuples():
+    first = frame[(frame["fold"] == 1) & (frame["seed"] == first_seed) & (frame["stage"] == "heads")]
+    for row in first.itertuples():
         path = Path(row.path).parent / "history.csv"
         if path.is_file():
             out[((row.stage, row.method), row.protocol)] = pd.read_csv(path)
@@ -113,14 +118,17 @@ def findings(summary: pd.DataFrame, paired: pd.DataFrame) -> list[str]:
         def series(column, rows=rows):
             return " / ".join(f"{v:.3f}" for v in rows[column])
 
-        line = (f"- **{tables.run_name(*key)}**{' (oracle)' if rows['oracle'].iloc[0] else ''} at {protocols}: OR "
+        line = (f"- **{tables.run_name(*key)}**{' (oracle)' if rows['oracle'].iloc[0] else ''} at "
+                f"{protocols}: OR "
                 f"{series('OR mean')}, OP {series('OP mean')}, mAP {series('mAP mean')}")
         ratios = [p for p in rows["protocol"] if ratio_of(p) is not None]
         top = ratios[-1] if ratios else rows["protocol"].iloc[-1]
         at = tables.rows_of(paired, key, top).set_index("metric") if len(paired) else None
         if at is not None and len(at):
-            parts = [f"{label} {at.loc[m, 'mean difference']:+.3f} ({at.loc[m, 'better']} of {at.loc[m, 'pairs']} "
-                     f"pairs better, p = {at.loc[m, 'wilcoxon p']:.3g}{'' if at.loc[m, 'holds'] == 'no' else ', holds'})"
+            parts = [f"{label} {at.loc[m, 'mean difference']:+.3f} ({at.loc[m, 'better']} of "
+                     f"{at.loc[m, 'pairs']} "
+                     "pairs better, p = "
+                     f"{at.loc[m, 'wilcoxon p']:.3g}{'' if at.loc[m, 'holds'] == 'no' else ', holds'})"
                      for m, label in (("OR", "OR"), ("mAP", "mAP")) if m in at.index]
             line += f"; at {top} against {tables.run_name(key[0], methods.BASELINE)}: " + ", ".join(parts)
         lines.append(line + ".")
@@ -146,7 +154,8 @@ def report(cfg) -> Path:
     sf = splits_files[cfg.seeds[0]]
     present, missing = present_runs(cfg, splits_files)
     if not present:
-        raise ValueError(f"no complete predictions.h5 of the config's grid under {cfg.run_dir}; run `make heads` first")
+        raise ValueError(f"no complete predictions.h5 of the config's grid under {cfg.run_dir}; run `make "
+                         "heads` first")
     out = artifacts.writable(cfg.run_dir / "analysis")
     with artifacts.claim(out / "report.md"):  # two reports at once: the second is refused, not mixed in
         frame, per_class = tables.collect(cfg, present)
@@ -159,11 +168,13 @@ def report(cfg) -> Path:
         summary = tables.summary(frame)
         paired = tables.paired_tests(frame)
         written = tables.write(summary, out / "summary") + tables.write(paired, out / PAIRED)
-        artifacts.write_text(out / "leaderboard.csv", boards.drop(columns=["order"]).to_csv(index=False, float_format="%.6g"))
+        artifacts.write_text(out / "leaderboard.csv",
+                             boards.drop(columns=["order"]).to_csv(index=False, float_format="%.6g"))
         if len(points):
             artifacts.write_text(out / "search.csv", points.to_csv(index=False, float_format="%.6g"))
             written += tables.write(chosen, out / "selection")
-        artifacts.write_text(out / "runs.csv", frame.drop(columns=["path", "order"]).to_csv(index=False, float_format="%.5f"))
+        artifacts.write_text(out / "runs.csv",
+                             frame.drop(columns=["path", "order"]).to_csv(index=False, float_format="%.5f"))
 
         # figures
         figure_protocol = min((p for p in protocols if ratio_of(p) is not None), default=protocols[0],
@@ -185,7 +196,8 @@ def report(cfg) -> Path:
 
         # the report
         lines = [*board_lines(cfg, frame, boards, protocols), *selection_lines(chosen),
-                 *report_lines(cfg, frame, summary, paired, missing, splits_files, figure_protocol, "field" in figs)]
+                 *report_lines(cfg, frame, summary, paired, missing, splits_files, figure_protocol,
+                               "field" in figs)]
         artifacts.write_text(out / "report.md", "\n".join(lines))
         artifacts.write_text(out / "config.json", configs.to_json(cfg))
         print(f"{out / 'report.md'}: {len(frame)} runs, {len(missing)} missing; "
@@ -199,14 +211,16 @@ def smallest_p(paired: pd.DataFrame) -> str:
     if not len(paired):
         return ""
     counts = sorted({int(n) for n in paired["pairs"]}, reverse=True)
-    said = "; ".join(f"with {n} pair{'s' if n != 1 else ''} the smallest possible p is {tables.smallest_p(n):.3g}"
+    said = "; ".join(f"with {n} pair{'s' if n != 1 else ''} the smallest possible p is "
+                     f"{tables.smallest_p(n):.3g}"
                      for n in counts)
     return said[0].upper() + said[1:] + ". "
 
 
 def represented() -> str:
     """'X standing for its family, ...': the registry's representatives the paper's figures draw."""
-    return ", ".join(f"{m.display} standing for {methods.FAMILIES[m.family]}" for m in methods.METHODS.values()
+    return ", ".join(f"{m.display} standing for {methods.FAMILIES[m.family]}"
+                     for m in methods.METHODS.values()
                      if m.represents)
 
 
@@ -218,7 +232,8 @@ def board_lines(cfg, frame, boards, protocols) -> list[str]:
     lines = [
         f"# Report: {cfg.experiment.name}",
         "",
-        (f"{len(frame)} runs from `{cfg.run_dir}` ({sf_rows} seed x fold splits; {searched}selection and thresholds "
+        (f"{len(frame)} runs from `{cfg.run_dir}` ({sf_rows} seed x fold splits; {searched}selection and "
+         "thresholds "
          f"on validation rows' {'truth' if cfg.heads.search.select == 'clean' else 'observed labels'}). "
          "Metrics are defined in `metrics/multilabel.py` and docs/usage.md: mAP, CP / CR / CF1 (per class), "
          "OP / OR / OF1 (overall); a suffix names the decision rule: none = 0.5, `_global` = one threshold "
@@ -226,7 +241,8 @@ def board_lines(cfg, frame, boards, protocols) -> list[str]:
         "",
         "## Leaderboard",
         "",
-        (f"Mean ± 95% interval over runs; **bold**: the best non-oracle method of the column; {leaderboard.MARK_TIED}: "
+        ("Mean ± 95% interval over runs; **bold**: the best non-oracle method of the column; "
+         f"{leaderboard.MARK_TIED}: "
          "not significantly below it (paired Wilcoxon over seeds x folds, Holm over the column, p >= 0.05). "
          f"With {pairs} pairs the smallest possible p is {tables.smallest_p(pairs):.3g}"
          + (": no difference can be significant at 0.05 with so few splits. "
@@ -248,9 +264,12 @@ def selection_lines(chosen: pd.DataFrame) -> list[str]:
     return [
         "## What the search chose",
         "",
-        ("Mean test mAP of the grid point each rule picks: `observed` (validation mAP on observed labels: the "
-         "default, what a user has), `clean` (on the validation rows' truth: an oracle rule), `test` (the best "
-         "test mAP: a bound no rule reaches), and the unsearched setting (`default`). Epochs were chosen by the "
+        ("Mean test mAP of the grid point each rule picks: `observed` (validation mAP on observed labels: "
+         "the "
+         "default, what a user has), `clean` (on the validation rows' truth: an oracle rule), `test` (the "
+         "best "
+         "test mAP: a bound no rule reaches), and the unsearched setting (`default`). Epochs were chosen by "
+         "the "
          "configured rule. Every grid point: `search.csv`, figure 8."),
         "",
         tables.to_markdown(chosen),
@@ -261,7 +280,8 @@ def selection_lines(chosen: pd.DataFrame) -> list[str]:
     ]
 
 
-def report_lines(cfg, frame, summary, paired, missing, splits_files, figure_protocol, field: bool) -> list[str]:
+def report_lines(cfg, frame, summary, paired, missing, splits_files, figure_protocol,
+                 field: bool) -> list[str]:
     """report.md after the leaderboards: the summary and findings, the paired tests, the
     figures, what is missing, and the inputs it was made from."""
     sf = splits_files[cfg.seeds[0]]
@@ -272,8 +292,10 @@ def report_lines(cfg, frame, summary, paired, missing, splits_files, figure_prot
     return [
         "## The data",
         "",
-        (f"{sf.labels.shape[0]} rows x {len(sf.classes)} classes, {sf.n_folds} folds x seeds {seeds}. Classes "
-         f"without a positive in a test fold are excluded from class averages (at most {excluded} per fold here)."),
+        (f"{sf.labels.shape[0]} rows x {len(sf.classes)} classes, {sf.n_folds} folds x seeds {seeds}. "
+         "Classes "
+         f"without a positive in a test fold are excluded from class averages (at most {excluded} per fold "
+         "here)."),
         "",
         "## Summary (mean over runs, ± the 95% interval of the mean)",
         "",
@@ -289,9 +311,12 @@ def report_lines(cfg, frame, summary, paired, missing, splits_files, figure_prot
         "",
         f"## Paired differences against {base}",
         "",
-        (f"Difference of each method to {base} of the same stage and protocol, paired by (seed, fold); two-sided "
-         "Wilcoxon signed-rank p over the pairs, Holm's adjustment over every comparison of the metric. `holds` "
-         "marks p < 0.05. Pairs share their images (folds of one seed, seeds of one data set): the p-values say "
+        (f"Difference of each method to {base} of the same stage and protocol, paired by (seed, fold); "
+         "two-sided "
+         "Wilcoxon signed-rank p over the pairs, Holm's adjustment over every comparison of the metric. "
+         "`holds` "
+         "marks p < 0.05. Pairs share their images (folds of one seed, seeds of one data set): the p-values "
+         "say "
          f"how consistent a difference is over these splits. {smallest_p(paired)}"
          f"All metrics: `{PAIRED}.csv`."),
         "",
@@ -314,7 +339,8 @@ def figure_lines(figure_protocol: str, field: bool) -> list[str]:
         "## Figures",
         "",
         "![paper panel](fig1_paper_panel.png)",
-        "Micro recall, precision, F1 and AUC per method as labels go missing (the paper's figure), over all runs.",
+        ("Micro recall, precision, F1 and AUC per method as labels go missing (the paper's figure), over all "
+         "runs."),
         "",
         "![mAP](fig2_map.png)",
         "mAP is threshold-free: how much of the loss of recall is ranking, how much calibration.",
@@ -326,7 +352,8 @@ def figure_lines(figure_protocol: str, field: bool) -> list[str]:
         "Label co-occurrence P(j | i): the structure the confidence weights exploit.",
         "",
         "![CB weights](fig5_cb_weights.png)",
-        "How well the paper's CB weights single out hidden positives among observed zeros (AUC of 1 - weight).",
+        ("How well the paper's CB weights single out hidden positives among observed zeros (AUC of 1 - "
+         "weight)."),
         "",
         "![loss](fig6_loss.png)",
         "Training loss per epoch (fold 1, first seed).",
@@ -345,10 +372,13 @@ def provenance_lines(cfg, splits_files: dict) -> list[str]:
         "## Provenance",
         "",
         f"- config: `{cfg.source}`",
-        *[f"- splits, seed {seed}: `{f.path}` fingerprint {f.fingerprint[:16]}" for seed, f in splits_files.items()],
-        (f"- features: `{features_path}` fingerprint {feature_store.FeatureReader(features_path).fingerprint[:16]}"
+        *[f"- splits, seed {seed}: `{f.path}` fingerprint {f.fingerprint[:16]}" for seed,
+          f in splits_files.items()],
+        (f"- features: `{features_path}` fingerprint "
+         f"{feature_store.FeatureReader(features_path).fingerprint[:16]}"
          if features_path.is_file() else "- features: none (finetune runs only)"),
-        "- every run's fingerprint: `runs.csv` (column fingerprint), each checked against these inputs and the config",
+        ("- every run's fingerprint: `runs.csv` (column fingerprint), each checked against these inputs and "
+         "the config"),
         f"- packages: {json.dumps(artifacts.versions())}",
         "",
     ]

@@ -30,11 +30,13 @@ from splits import store as splits_store
 FIELD = ["CP", "CR", "CF1", "OP", "OR", "OF1"]  # `metrics.multilabel`
 RULES = ["", "_global", "_class", "_top3"]  # the decision rules, as column suffixes
 SCALARS = ["mAP", *[f"{m}{rule}" for rule in RULES for m in FIELD], "micro_auc", "macro_auc"]
-KEY_METRICS = ["mAP", "CF1", "OF1", "OR", "micro_auc", "CF1_class", "OF1_global"]  # paired tests (those present)
+# paired tests (those present)
+KEY_METRICS = ["mAP", "CF1", "OF1", "OR", "micro_auc", "CF1_class", "OF1_global"]
 SIGNIFICANCE = 0.05
 
 
-KEY = ["stage", "method"]  # what names a table row's method: the stage and the registry id (never the display name)
+# what names a table row's method: the stage and the registry id (never the display name)
+KEY = ["stage", "method"]
 FINETUNE = "finetune "  # the prefix of a finetuned run's display name
 
 
@@ -67,7 +69,8 @@ def parse_key(text: str) -> tuple[str, str]:
     stage, _, method = text.rpartition("/")
     stage = stage or "heads"
     if stage not in predictions.STAGES:
-        raise ValueError(f"{text!r}: a stage is one of {', '.join(predictions.STAGES)} (finetune/ce), or none (heads)")
+        raise ValueError(f"{text!r}: a stage is one of {', '.join(predictions.STAGES)} (finetune/ce), or "
+                         "none (heads)")
     methods.get(method)
     return stage, method
 
@@ -85,8 +88,10 @@ def collect(cfg, runs: dict) -> tuple[pd.DataFrame, dict]:
         metrics = evaluate(data["labels"], data["probabilities"], *val, known=data.get("known"),
                            val_known=None if clean else data.get("val_known"))
         rows.append({"stage": stage, "method": run.method, "name": run_name(stage, run.method),
-                     "oracle": needs(run.method).oracle or clean, "protocol": splits_store.protocol_label(run.protocol),
-                     "order": splits_store.protocol_order(run.protocol), "seed": run.seed, "fold": run.fold + 1,
+                     "oracle": needs(run.method).oracle or clean,
+                     "protocol": splits_store.protocol_label(run.protocol),
+                     "order": splits_store.protocol_order(run.protocol), "seed": run.seed,
+                     "fold": run.fold + 1,
                      **{k: v for k, v in metrics.items() if np.isscalar(v)}, "path": str(path),
                      "fingerprint": data.get("fingerprint", "")})
         per_class[len(rows) - 1] = {k: v for k, v in metrics.items() if not np.isscalar(v)}
@@ -114,7 +119,8 @@ def summary(frame: pd.DataFrame) -> pd.DataFrame:
                "oracle": bool(group["oracle"].iloc[0]), "runs": len(group), "order": group["order"].iloc[0]}
         for metric in metrics:
             values = group[metric].to_numpy(np.float64)
-            row.update({f"{metric} mean": values.mean(), f"{metric} std": values.std(ddof=1) if len(values) > 1
+            row.update({f"{metric} mean": values.mean(),
+                        f"{metric} std": values.std(ddof=1) if len(values) > 1
                         else float("nan"), f"{metric} ci95": interval(values)})
         out.append(row)
     table = pd.DataFrame(out)
@@ -171,7 +177,8 @@ def paired_tests(frame: pd.DataFrame) -> pd.DataFrame:
         for metric in (m for m in KEY_METRICS if m in frame.columns):
             diff = (paired[metric] - paired[f"{metric}_base"]).to_numpy()
             p = wilcoxon_p(diff)
-            out.append({"stage": stage, "method": method, "name": run_name(stage, method), "protocol": protocol,
+            out.append({"stage": stage, "method": method, "name": run_name(stage, method),
+                        "protocol": protocol,
                         "order": group["order"].iloc[0], "metric": metric,
                         "pairs": len(diff), "mean difference": float(diff.mean()), "ci95": interval(diff),
                         "better": int((diff > 0).sum()), "worse": int((diff < 0).sum()), "wilcoxon p": p})
@@ -209,7 +216,8 @@ def to_latex(table: pd.DataFrame) -> str:
     escape = str.maketrans({"_": r"\_", "%": r"\%", "&": r"\&"})
     lines = [r"\begin{tabular}{" + "l" * 2 + "r" * (len(table.columns) - 2) + "}", r"\toprule",
              " & ".join(str(c).translate(escape) for c in table.columns) + r" \\", r"\midrule"]
-    lines += [" & ".join(_cell(v).translate(escape) for v in row) + r" \\" for row in table.itertuples(index=False)]
+    lines += [" & ".join(_cell(v).translate(escape) for v in row) + r" \\"
+              for row in table.itertuples(index=False)]
     return "\n".join([*lines, r"\bottomrule", r"\end{tabular}"])
 
 

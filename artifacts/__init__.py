@@ -38,8 +38,12 @@ from .hdf5 import (
 from .locks import claim
 from .provenance import changes, fingerprint, must_make, record, recorded, stale_message, status, versions
 
-__all__ = ["FORCE_HINT", "arrays_digest", "changes", "check_arrays", "check_space", "claim", "datasets", "file_identity",
-           "file_sha256", "fingerprint", "hdf5_left_open", "install_hooks", "io_error", "must_make", "open_h5",
-           "read_arrays", "record", "recorded", "remove", "replaced", "same_file", "save_figure", "stale_message",
-           "stamp", "stamp_arrays", "status", "temp_beside", "verify_complete", "versions", "writable", "write_arrays",
+__all__ = ["FORCE_HINT", "arrays_digest", "changes", "check_arrays", "check_space", "claim", "datasets",
+           "file_identity",
+           "file_sha256", "fingerprint", "hdf5_left_open", "install_hooks", "io_error",
+           "must_make", "open_h5",
+           "read_arrays", "record", "recorded", "remove", "replaced", "same_file", "save_figure",
+           "stale_message",
+           "stamp", "stamp_arrays", "status", "temp_beside", "verify_complete", "versions", "writable",
+           "write_arrays",
            "write_failed", "write_text", "written"]

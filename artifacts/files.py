@@ -53,8 +53,10 @@ def write_failed(path: str | Path, err: OSError) -> ValueError:
         free = f"{shutil.disk_usage(path.parent).free / 2**20:,.1f} MiB free there"
     except OSError:
         free = "its folder cannot be read"
-    return ValueError(f"{path}: writing failed ({cause}; {free}); nothing was marked complete. Free some space "
-                      "(or point experiment.runs_dir at another disk) and rerun: the stage starts that file again")
+    return ValueError(f"{path}: writing failed ({cause}; {free}); nothing was marked complete. Free some "
+                      "space "
+                      "(or point experiment.runs_dir at another disk) and rerun: the stage starts that file "
+                      "again")
 
 
 def check_space(path: Path, need: int) -> None:
@@ -62,8 +64,10 @@ def check_space(path: Path, need: int) -> None:
     the `need` bytes it will add (and 16 MiB of slack)."""
     free = shutil.disk_usage(Path(path).parent).free
     if free < need + (16 << 20):
-        raise ValueError(f"{path}: the stage will write about {need / 2**20:,.0f} MiB, but only {free / 2**20:,.0f} "
-                         "MiB are free there; free some space (or point experiment.runs_dir at another disk) and rerun")
+        raise ValueError(f"{path}: the stage will write about {need / 2**20:,.0f} MiB, but only "
+                         f"{free / 2**20:,.0f} "
+                         "MiB are free there; free some space (or point experiment.runs_dir at another disk) "
+                         "and rerun")
 
 
 def temp_beside(path: Path, suffix: str = ".tmp") -> Path:
@@ -129,6 +133,7 @@ def writable(directory: str | Path) -> Path:
         probe.write_text("")
         probe.unlink()
     except OSError as err:
-        raise ValueError(f"cannot write to {directory} ({err.strerror}: {err.filename}); fix its permissions or "
+        raise ValueError(f"cannot write to {directory} ({err.strerror}: {err.filename}); fix its permissions "
+                         "or "
                          "change experiment.runs_dir") from None
     return directory

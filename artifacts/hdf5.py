@@ -114,7 +114,8 @@ def hdf5_left_open() -> list[str]:
 def _lost_write(error, tb) -> bool:
     """Whether `error` is a write error of a file being written, raised in an h5py destructor
     (kept in _LOST for `open_h5` to raise as `write_failed`)."""
-    cause = io_error(error) if isinstance(error, Exception) else None  # h5py raises OSError, or RuntimeError with errno
+    # h5py raises OSError, or RuntimeError with errno
+    cause = io_error(error) if isinstance(error, Exception) else None
     if cause is None or "__dealloc__" not in "".join(traceback.format_tb(tb)):
         return False
     name = next((n for n in _WRITING if n in str(error)), None)
@@ -166,7 +167,8 @@ def _opened(path: Path, mode: str):
     except OSError as err:
         if mode != "r" and err.errno:
             raise write_failed(path, err) from None
-        raise ValueError(f"{path} is damaged: HDF5 cannot read it ({err}). Delete it, or {FORCE_HINT}") from None
+        raise ValueError(f"{path} is damaged: HDF5 cannot read it ({err}). Delete it, or "
+                         f"{FORCE_HINT}") from None
     try:
         yield h5
         lost = _LOST.pop(str(path), None) if mode != "r" else None
@@ -179,7 +181,8 @@ def _opened(path: Path, mode: str):
             raise
         if mode != "r":
             raise write_failed(path, cause) from None
-        raise ValueError(f"{path} is damaged: HDF5 failed reading it ({err}). Delete it, or {FORCE_HINT}") from None
+        raise ValueError(f"{path} is damaged: HDF5 failed reading it ({err}). Delete it, or "
+                         f"{FORCE_HINT}") from None
     except BaseException:
         _close_quietly(h5, path)
         raise

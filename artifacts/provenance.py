@@ -45,12 +45,15 @@ def recorded(path: str | Path) -> tuple[bool, dict]:
 
 def record(path: str | Path, provenance: dict) -> None:
     """The provenance of an output that is not an HDF5 file (a checkpoint), as JSON, written last."""
-    write_text(path, json.dumps({"complete": True, "provenance": provenance, "fingerprint": fingerprint(provenance)},
+    write_text(path,
+               json.dumps({"complete": True, "provenance": provenance,
+                           "fingerprint": fingerprint(provenance)},
                                 sort_keys=True, default=str))
 
 
 def stale_message(path, differences: list[str]) -> str:
-    shown = "; ".join(differences[:8]) + (f"; and {len(differences) - 8} more" if len(differences) > 8 else "")
+    shown = "; ".join(differences[:8]) + (f"; and {len(differences) - 8} more"
+                                          if len(differences) > 8 else "")
     return (f"{path} was made from other inputs or settings ({shown}). Nothing was reused: "
             f"{FORCE_HINT} to redo it, or change experiment.name to keep both")
 
@@ -93,7 +96,8 @@ def versions(*names: str) -> dict:
 
     packages = {"numpy": ("numpy",), "h5py": ("h5py",), "scikit-learn": ("scikit-learn",),
                 "iterative-stratification": ("iterative-stratification",),
-                "tensorflow": ("tensorflow-cpu", "tensorflow"), "tf-slim": ("tf-slim",), "tf-keras": ("tf-keras",)}
+                "tensorflow": ("tensorflow-cpu", "tensorflow"), "tf-slim": ("tf-slim",),
+                "tf-keras": ("tf-keras",)}
     out = {}
     for name, wheels in packages.items():
         if names and name not in names:

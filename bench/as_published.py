@@ -11,8 +11,8 @@
    labels) and `confidence_auto` (this project's estimator, chosen without ground truth).
 2. Heads of CE, IM-WCE, CB-WCE, CB-WCE (as published) and CB-WCE[auto] trained through the
    pipeline on a real set (default Corel5k: seeds x 4 folds x the paper's ratios): OR, OP, OF1
-   (overall recall, precision, F1 at 0.5) and mAP, each mean and 95% interval over runs; and CB-WCE (as published)
-   against IM-WCE, paired by (seed, fold).
+   (overall recall, precision, F1 at 0.5) and mAP, each mean and 95% interval over runs; and
+   CB-WCE (as published) against IM-WCE, paired by (seed, fold).
 """
 from __future__ import annotations
 
@@ -54,7 +54,8 @@ def detection(data: Path) -> pd.DataFrame:
             hidden = (sf.labels[train] == 1) & (observed[train] == 0)
             negative = sf.labels[train] == 0
             for method in ("confidence_notebook", "confidence", "confidence_auto"):
-                w = run_inputs.negative_weights(method, sf.labels, observed, train, sf.missing_rate(0, protocol))
+                w = run_inputs.negative_weights(method, sf.labels, observed, train,
+                                                sf.missing_rate(0, protocol))
                 auc = quality.detection(1 - w, observed[train], sf.labels[train])
                 ap = quality.detection(1 - w, observed[train], sf.labels[train], average_precision_score)
                 print(f"  {name:8s} {protocol:5s} {methods.display_name(method):22s} {auc:.4f} / {ap:.4f}   "
@@ -78,34 +79,40 @@ def heads(config: Path, seeds: list[int], data: Path, smoke: bool) -> Path:
     splits.make(cfg)
     trainer.train(cfg)
     out = report.report(cfg).parent
-    print(f"\n{config.name}, {len(seeds)} seed(s) x 4 folds, {time.perf_counter() - start:.0f} s; test metrics at 0.5:")
+    print(f"\n{config.name}, {len(seeds)} seed(s) x 4 folds, {time.perf_counter() - start:.0f} s; test "
+          "metrics at 0.5:")
     summary = pd.read_csv(out / "summary.csv", dtype={"protocol": str})
     for _, row in summary.iterrows():
         cells = [f"{row[m + ' mean']:.3f} ± {row[m + ' ci95']:.3f}" for m in ("OR", "OP", "OF1", "mAP")]
         print(f"  {row['protocol']:5s} {row['name']:22s} OR {cells[0]}  OP {cells[1]}  OF1 {cells[2]}  "
               f"mAP {cells[3]}")
     print(f"paired tests against CE: {out / 'paired_vs_ce.md'}")
-    paired_against(pd.read_csv(out / "runs.csv", dtype={"protocol": str}), "confidence_notebook", "ignore_missing")
+    paired_against(pd.read_csv(out / "runs.csv", dtype={"protocol": str}), "confidence_notebook",
+                   "ignore_missing")
     return out
 
 
 def paired_against(runs: pd.DataFrame, method: str, baseline: str) -> None:
     """`method` minus `baseline` (registry ids) over the (seed, fold) pairs: mean, how many pairs
     favour `method`, two-sided Wilcoxon p."""
-    print(f"\n{methods.display_name(method)} against {methods.display_name(baseline)}, paired by (seed, fold):")
+    print(f"\n{methods.display_name(method)} against {methods.display_name(baseline)}, paired by (seed, "
+          "fold):")
     for protocol in runs["protocol"].unique():
         for metric in ("OR", "OF1", "mAP"):
-            values = [runs[(runs["method"] == m) & (runs["protocol"] == protocol)].set_index(["seed", "fold"])[metric]
+            values = [runs[(runs["method"] == m) & (runs["protocol"] == protocol)].set_index(["seed",
+                                                                                              "fold"])[metric]
                       for m in (method, baseline)]
             diff = (values[0] - values[1]).dropna()
             p = stats.wilcoxon(diff).pvalue if (diff != 0).any() else 1.0
-            print(f"  {protocol:5s} {metric:13s} {diff.mean():+.4f}  {(diff > 0).sum()} of {len(diff)} pairs higher, "
+            print(f"  {protocol:5s} {metric:13s} {diff.mean():+.4f}  {(diff > 0).sum()} of {len(diff)} pairs "
+                  "higher, "
                   f"p = {p:.3g}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--config", default=str(Path(__file__).resolve().parents[1] / "configs" / "corel5k.toml"))
+    parser.add_argument("--config",
+                        default=str(Path(__file__).resolve().parents[1] / "configs" / "corel5k.toml"))
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--out", default="", help="a folder for detection.csv and the heads' summary.csv")
     tiny.add_arguments(parser)

@@ -4,7 +4,8 @@
 
 The demo's heads grid (configs/demo.toml as shipped: 2,400 rows, 16 classes, every registered
 method x the 4 ratios and single positive x 4 folds, paper_mlp 512-256, 10 epochs) on 128-d
-features (a noisy linear map of the labels, the demo's feature width), trained by the command a user runs, `python -m heads train`, in a
+features (a noisy linear map of the labels, the demo's feature width), trained by the command a
+user runs, `python -m heads train`, in a
 fresh process each time: with `heads.n_jobs = 2` (joblib / loky processes) and with `[cluster]
 scheduler = "local"` (a LocalCluster of 2 worker processes). Wall time of each, fastest of
 `--repeats`; goal: the Dask run within 10% of joblib's. Then the engines' own costs: starting
@@ -37,7 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "configs" / "demo.toml"
 
 
-SMOKE = {"dataset": {"n_images": 200}, "heads": {"methods": ["ce", "confidence"], "epochs": 1, "hidden": [16]}}
+SMOKE = {"dataset": {"n_images": 200},
+         "heads": {"methods": ["ce", "confidence"], "epochs": 1, "hidden": [16]}}
 
 
 def demo_raw(root: str, scheduler: str, smoke: bool = False) -> dict:
@@ -61,7 +63,8 @@ def toml_text(raw: dict, prefix: str = "") -> str:
     for section, table in raw.items():
         name = f"{prefix}{section}"
         plain = {k: v for k, v in table.items() if not isinstance(v, dict)}
-        parts.append(f"[{name}]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in plain.items()))
+        parts.append(f"[{name}]\n"
+                     + "".join(f"{key} = {json.dumps(value)}\n" for key, value in plain.items()))
         nested = {k: v for k, v in table.items() if isinstance(v, dict)}
         if nested:
             parts.append(toml_text(nested, f"{name}."))
@@ -132,14 +135,16 @@ def joblib_latency(n: int = 200) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--smoke", action="store_true", help="a tiny grid: checks the code runs, measures nothing")
+    parser.add_argument("--smoke", action="store_true",
+                        help="a tiny grid: checks the code runs, measures nothing")
     args = parser.parse_args()
     repeats = 1 if args.smoke else args.repeats
     joblib_seconds = grid_seconds("", repeats, args.smoke)
     dask_seconds = grid_seconds("local", repeats, args.smoke)
     cfg = demo_config(tempfile.mkdtemp(), "", args.smoke)
     heads = len(cfg.heads.methods) * (len(cfg.splits.ratios) + cfg.splits.single_positive)
-    print(f"\ndemo heads grid ({cfg.splits.n_folds} stacks of {heads} heads): joblib {joblib_seconds:.1f} s, Dask LocalCluster "
+    print(f"\ndemo heads grid ({cfg.splits.n_folds} stacks of {heads} heads): joblib {joblib_seconds:.1f} s, "
+          "Dask LocalCluster "
           f"{dask_seconds:.1f} s: {dask_seconds / joblib_seconds:.2f}x (goal <= 1.10x)")
     startup, per_task = dask_costs()
     print(f"LocalCluster start-up {startup:.1f} s; per empty task: Dask {per_task * 1e3:.1f} ms, "

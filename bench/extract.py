@@ -62,7 +62,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--smoke", action="store_true", help="2 images a model: checks the code runs, measures nothing")
+    parser.add_argument("--smoke", action="store_true",
+                        help="2 images a model: checks the code runs, measures nothing")
     args = parser.parse_args()
     n_images, batch = (2, 2) if args.smoke else (args.images, args.batch)
     gflops = matmul_gflops(sizes=(256,), trials=1) if args.smoke else matmul_gflops()

@@ -62,7 +62,8 @@ def data(seed: int = 0):
     rng = np.random.default_rng(seed)
     x = rng.normal(0, 1, (N_TRAIN, DIM)).astype(np.float32)
     targets = (rng.random((PROTOCOLS, N_TRAIN, N_CLASSES)) < 0.06).astype(np.uint8)
-    bank = np.stack([rng.random((N_TRAIN, N_CLASSES)), rng.random((N_TRAIN, N_CLASSES)) < 0.01]).astype(np.float32)
+    bank = np.stack([rng.random((N_TRAIN, N_CLASSES)),
+                     rng.random((N_TRAIN, N_CLASSES)) < 0.01]).astype(np.float32)
     return x, targets, bank
 
 
@@ -80,7 +81,8 @@ def stack_inputs(names: list[str], targets, bank, verified_last: bool = True) ->
         methods=list(names), needs=[needs(n) for n in names],
         params=[run_inputs.resolved(methods.parameters(n), 1) for n in names], targets=targets,
         target_of=np.arange(len(names)) % len(targets), bank=bank, weights_of=np.where(weighted, 0, -1),
-        constants={"pos_weight": np.ones((len(names), n_classes), np.float32), "k": np.full(len(names), 3.0, np.float32),
+        constants={"pos_weight": np.ones((len(names), n_classes), np.float32),
+                   "k": np.full(len(names), 3.0, np.float32),
                    "prior": np.full((len(names), n_classes), 0.1, np.float32)},
         verified_negative=known, pseudo_of=np.where([needs(n).pseudo for n in names], 1, -1))
 
@@ -146,8 +148,10 @@ def stack_against_loop(x, targets, weights, steps) -> None:
         names = ["ce"] * n_heads
         stacked = step_seconds(names, PAPER, x, targets, weights, 32, steps)
         loop = n_heads * step_seconds(["ce"], PAPER, x, targets, weights, 32, steps)
-        same = " (one head: the same graph twice, so the ratio is the run-to-run noise)" if n_heads == 1 else ""
-        print(f"{n_heads:2d} paper heads, batch 32: stack {stacked * 1e3:.0f} ms/step, loop {loop * 1e3:.0f} ms: "
+        same = (" (one head: the same graph twice, so the ratio is the run-to-run noise)"
+                if n_heads == 1 else "")
+        print(f"{n_heads:2d} paper heads, batch 32: stack {stacked * 1e3:.0f} ms/step, loop {loop * 1e3:.0f} "
+              "ms: "
               f"stack {loop / stacked:.2f}x as fast{same}")
 
 
@@ -191,7 +195,8 @@ def phases(x, targets, weights, steps) -> None:
         return tape.gradient(total, variables)
 
     grads = [tf.zeros_like(v) for v in variables]
-    parts = {"first layer product + reshape/transpose": first_layer, "forward pass (all layers)": stack._logits,
+    parts = {"first layer product + reshape/transpose": first_layer,
+             "forward pass (all layers)": stack._logits,
              "forward + losses": loss, "forward + losses + backward": gradient,
              "optimiser update (Adadelta, stacked variables)": lambda: stack._apply(grads)}
     for name, part in parts.items():
@@ -248,18 +253,21 @@ def searched(x, targets, weights, steps) -> None:
                 grid_points.append((factor, {**methods.parameters(name), **dict(zip(keys, values))}))
     part = np.ascontiguousarray(x[:, :FIELD_DIM])
     for label, names, points in (("CE heads at 5 rates", ce, spread),
-                                 ("grid points of every method (5 rates x its grid)", grid_names, grid_points)):
+                                 ("grid points of every method (5 rates x its grid)", grid_names,
+                                  grid_points)):
         one = step_seconds(names, (256,), part, targets, weights, 32, steps)
         many = step_seconds(names, (256,), part, targets, weights, 32, steps, points)
         print(f"{len(names)} {label}, one-layer 256 heads on {FIELD_DIM}-d features, batch 32: "
-              f"{many * 1e3:.0f} ms/step against {one * 1e3:.0f} ms at one setting: {many / one:.2f}x (goal <= 1.1x)")
+              f"{many * 1e3:.0f} ms/step against {one * 1e3:.0f} ms at one setting: {many / one:.2f}x (goal "
+              "<= 1.1x)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--skip-all-methods", action="store_true")
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the code runs, measures nothing")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes: checks the code runs, measures nothing")
     args = parser.parse_args()
     if args.smoke:
         use_tiny_sizes()
@@ -267,7 +275,8 @@ def main() -> None:
     x, targets, weights = data()
     gflops, gbps = (matmul_gflops(sizes=(256,), trials=1), copy_gbps(2**20, 1)) if args.smoke else \
         (matmul_gflops(), copy_gbps())
-    print(f"machine (TensorFlow): matmul {gflops:.0f} GFLOP/s, in-place update {gbps:.1f} GB/s; 12 paper heads hold "
+    print(f"machine (TensorFlow): matmul {gflops:.0f} GFLOP/s, in-place update {gbps:.1f} GB/s; 12 paper "
+          "heads hold "
           f"{parameters(PAPER, 12) / 1e6:.0f} M parameters")
     paper_stack(x, targets, weights, steps, gflops, gbps)
     stack_against_loop(x, targets, weights, steps)

@@ -78,7 +78,8 @@ def main() -> None:
             whole = best_of(repeats, partial(import_each, configs_))
             n = store.FeatureReader(store.path(import_config(Path(tmp), path, keys, 0))).shape[0]
             print(f"{name:<15} {n:>6} {n / read:>15,.0f} {n / whole:>14,.0f} {whole / read:>14.2f}x")
-            rows.append({"file": name, "rows": n, "library_rows_per_s": n / read, "import_rows_per_s": n / whole,
+            rows.append({"file": name, "rows": n, "library_rows_per_s": n / read,
+                         "import_rows_per_s": n / whole,
                          "import_over_library": whole / read})
     if args.out:
         pd.DataFrame(rows).to_csv(args.out, index=False)

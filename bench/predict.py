@@ -54,7 +54,8 @@ def images(folder: Path, n_images: int) -> None:
         pictures[i % 32].save(folder / f"{i:05d}.jpg", quality=90)
 
 
-def random_model(directory: Path, plan: extraction.Plan, feat_dim: int, prefix: Path, hidden, n_classes=80) -> Path:
+def random_model(directory: Path, plan: extraction.Plan, feat_dim: int, prefix: Path, hidden,
+                 n_classes=80) -> Path:
     """A model directory whose head has random weights, for the network `plan` at `prefix`."""
     rng = np.random.default_rng(1)
     sizes = (feat_dim, *hidden, n_classes)
@@ -64,7 +65,8 @@ def random_model(directory: Path, plan: extraction.Plan, feat_dim: int, prefix: 
                 "preprocessing": plan.preprocessing, "pooling": plan.pooling, "dtype": plan.dtype,
                 "checkpoint": str(prefix), "checkpoint_sha256": checkpoints.sha256(prefix)}
     meta = {"method": "ce", "display": "CE", "params": {}, "learning_rate": 0.1, "epoch": 1,
-            "head": {"type": "paper_mlp", "hidden": list(hidden), "activation": "sigmoid"}, "feat_dim": feat_dim,
+            "head": {"type": "paper_mlp", "hidden": list(hidden), "activation": "sigmoid"},
+            "feat_dim": feat_dim,
             "classes": [f"c{j}" for j in range(n_classes)],
             "thresholds": {"global": 0.5, "class": [0.5] * n_classes}, "features": contract, "training": {}}
     return model_dir.write(directory, meta, weights, biases, {"benchmark": True})
@@ -80,7 +82,8 @@ def from_images(root: Path, backbone: str, n_images: int, size: int) -> tuple[fl
     folder = root / "images"
     images(folder, n_images)
     keys, paths = predict.image_list(folder)
-    job = extraction.Job(plan, prefix, checkpoints.sha256(prefix), tuple(keys), tuple(paths), root / "alone.h5")
+    job = extraction.Job(plan, prefix, checkpoints.sha256(prefix), tuple(keys), tuple(paths),
+                         root / "alone.h5")
     start = time.perf_counter()
     extraction.run(job)
     extract_rate = n_images / (time.perf_counter() - start)
@@ -111,17 +114,21 @@ def main() -> None:
     parser.add_argument("--backbone", default="inception_resnet_v2")
     parser.add_argument("--size", type=int, default=0, help="image size (0: the backbone's)")
     parser.add_argument("--rows", type=int, default=200_000)
-    parser.add_argument("--smoke", action="store_true", help="demo_cnn on 4 images, 500 rows: checks the code runs")
+    parser.add_argument("--smoke", action="store_true",
+                        help="demo_cnn on 4 images, 500 rows: checks the code runs")
     args = parser.parse_args()
-    backbone, n_images, n_rows = ("demo_cnn", 4, 500) if args.smoke else (args.backbone, args.images, args.rows)
+    backbone, n_images, n_rows = ("demo_cnn", 4, 500) if args.smoke else (args.backbone,
+                                                                          args.images, args.rows)
     gflops = matmul_gflops(sizes=(256,), trials=1) if args.smoke else matmul_gflops()
     print(f"float32 matmul: {gflops:.0f} GFLOP/s")
     with tempfile.TemporaryDirectory() as tmp:
         extract_rate, predict_rate = from_images(Path(tmp), backbone, n_images, args.size)
         print(f"{backbone}, {n_images} 640x480 JPEGs: extraction {extract_rate:.2f} img/s, prediction "
-              f"{predict_rate:.2f} img/s: {100 * predict_rate / extract_rate:.0f}% of extraction's rate (goal >= 90%)")
+              f"{predict_rate:.2f} img/s: {100 * predict_rate / extract_rate:.0f}% of extraction's rate "
+              "(goal >= 90%)")
         rate, limit = from_features(Path(tmp), n_rows, 1536, gflops)
-        print(f"features, {n_rows} rows x 1536 -> paper head -> CSV: {rate:,.0f} rows/s; the head's matrix products "
+        print(f"features, {n_rows} rows x 1536 -> paper head -> CSV: {rate:,.0f} rows/s; the head's matrix "
+              "products "
               f"at the matmul rate: {limit:,.0f} rows/s ({100 * rate / limit:.0f}%)")
 
 

@@ -39,7 +39,9 @@ def study(cfg, rates: int):
     """The config with [heads.search] on at `rates` learning rates (LR_FACTORS around its rate)."""
     factors = methods.LR_FACTORS if rates == 5 else np.geomspace(0.1, 10, rates)
     lr = tuple(float(f"{f * cfg.heads.learning_rate:.6g}") for f in factors)
-    return dataclasses.replace(cfg, heads=dataclasses.replace(cfg.heads, search=configs.Search(enabled=True, lr=lr)))
+    return dataclasses.replace(cfg,
+                               heads=dataclasses.replace(cfg.heads,
+                                                         search=configs.Search(enabled=True, lr=lr)))
 
 
 def measure(cfg, names, points, n_rows, dim, n_classes, steps):
@@ -47,11 +49,13 @@ def measure(cfg, names, points, n_rows, dim, n_classes, steps):
     rng = np.random.default_rng(0)
     x = rng.normal(0, 1, (n_rows, dim)).astype(np.float32)
     targets = (rng.random((1, n_rows, n_classes)) < 0.01).astype(np.uint8)
-    bank = np.stack([rng.random((n_rows, n_classes)), rng.random((n_rows, n_classes)) < 0.01]).astype(np.float32)
+    bank = np.stack([rng.random((n_rows, n_classes)),
+                     rng.random((n_rows, n_classes)) < 0.01]).astype(np.float32)
     inputs = stack_inputs(names, targets, bank, verified_last=False)
     inputs.params = [run_inputs.resolved(dict(point.params), 1) for point in points]
     inputs.lr_scale = np.array([point.lr / cfg.heads.learning_rate for point in points])
-    stack = models.HeadStack([f"h{i}" for i in range(len(names))], hidden=network.hidden_layers(cfg.heads.head, cfg.heads),
+    stack = models.HeadStack([f"h{i}" for i in range(len(names))],
+                             hidden=network.hidden_layers(cfg.heads.head, cfg.heads),
                              optimizer=cfg.heads.optimizer, learning_rate=cfg.heads.learning_rate, epochs=1)
     return timed_steps(stack, inputs, x, cfg.heads.batch_size, steps, warm=2), stack
 
@@ -64,13 +68,15 @@ def main() -> None:
     parser.add_argument("--features", type=int, default=499)
     parser.add_argument("--classes", type=int, default=374)
     parser.add_argument("--steps", type=int, default=6)
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the code runs, measures nothing")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes: checks the code runs, measures nothing")
     args = parser.parse_args()
     cfg = study(configs.load(args.config), args.rates)
     rows, dim, n_classes, steps = (args.rows, args.features, args.classes, args.steps)
     if args.smoke:
         rows, dim, n_classes, steps = 256, 16, 8, 2
-        cfg = dataclasses.replace(cfg, heads=dataclasses.replace(cfg.heads, hidden=(8,), methods=("ce", "asl")))
+        cfg = dataclasses.replace(cfg,
+                                  heads=dataclasses.replace(cfg.heads, hidden=(8,), methods=("ce", "asl")))
 
     # the grid: one fold's runs, every point of each
     protocols = [*map(str, cfg.splits.ratios)] + (["single_positive"] if cfg.splits.single_positive else [])
@@ -78,7 +84,8 @@ def main() -> None:
     n_heads = sum(len(search.points(cfg, run.method)) for run in runs)
     n_val = int(np.ceil(max(cfg.splits.validation, 0.1) * rows))
     feature_bytes = 4 * dim * rows
-    planned = planner.plan_stacks(cfg, {(0, 0): runs}, search.grid(cfg, cfg.heads.methods), feature_bytes, dim,
+    planned = planner.plan_stacks(cfg, {(0, 0): runs}, search.grid(cfg, cfg.heads.methods),
+                                  feature_bytes, dim,
                                   n_classes, n_val)
     largest = max(planned, key=lambda part: sum(len(search.points(cfg, r.method)) for r in part[2]))[2]
     names, points = [], []
@@ -86,7 +93,8 @@ def main() -> None:
         for point in search.points(cfg, run.method):
             names.append(run.method)
             points.append(point)
-    print(f"{cfg.source}: {len(cfg.heads.methods)} methods x {len(protocols)} protocols, {args.rates} learning rates "
+    print(f"{cfg.source}: {len(cfg.heads.methods)} methods x {len(protocols)} protocols, {args.rates} "
+          "learning rates "
           f"x each method's grid: {n_heads} heads a fold, in {len(planned)} stack(s) of up to {len(names)} "
           f"(free memory {planner.free_memory() / 2**30:.1f} GiB)")
 
@@ -99,11 +107,14 @@ def main() -> None:
     per_fold = seconds * -(-rows // cfg.heads.batch_size) * cfg.heads.epochs * n_heads / len(names)
     folds = cfg.splits.n_folds * len(cfg.seeds)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print(f"a stack of {len(names)} heads ({parameters / 1e6:.0f} M parameters), batch {cfg.heads.batch_size}: "
+    print(f"a stack of {len(names)} heads ({parameters / 1e6:.0f} M parameters), batch "
+          f"{cfg.heads.batch_size}: "
           f"{seconds * 1e3:.0f} ms/step; its matrix products at the measured {gflops:.0f} GFLOP/s: "
           f"{flop / gflops / 1e6:.0f} ms ({seconds / (flop / gflops / 1e9):.1f}x)")
-    print(f"one fold ({cfg.heads.epochs} epochs of {-(-rows // cfg.heads.batch_size)} steps, {len(planned)} stack(s)): "
-          f"{per_fold / 60:.0f} min on every core; {folds} (seed, fold) stacks: about {per_fold * folds / 60:.0f} min "
+    print(f"one fold ({cfg.heads.epochs} epochs of {-(-rows // cfg.heads.batch_size)} steps, {len(planned)} "
+          "stack(s)): "
+          f"{per_fold / 60:.0f} min on every core; {folds} (seed, fold) stacks: about "
+          f"{per_fold * folds / 60:.0f} min "
           f"(goal 45 min); peak resident memory {peak:.1f} GiB")
 
 

@@ -1,6 +1,7 @@
 """Benchmark: suggested missing labels on the paper's published MSCOCO split, against the prior.
 
-    .venv/bin/python bench/suggest.py [--splits mscoco,nuswide] [--ratio 0.5] [--out table.csv] [--data DIR] [--smoke]
+    .venv/bin/python bench/suggest.py [--splits mscoco,nuswide] [--ratio 0.5] [--out table.csv]
+                                      [--data DIR] [--smoke]
 
 The annotation is fold 1's training rows as published at the ratio (their hidden positives
 known from the published ground truth); the published splits come without images or features,
@@ -63,7 +64,8 @@ def main() -> None:
         best = by.drop(index="prior")
         for k in suggest.AT:
             print(f"{name} .{str(args.ratio)[2:]}: P@{k} auto {by.loc['auto', f'P@{k}']:.4f}, best estimator "
-                  f"{best[f'P@{k}'].max():.4f} ({best[f'P@{k}'].idxmax()}), prior {by.loc['prior', f'P@{k}']:.4f}")
+                  f"{best[f'P@{k}'].max():.4f} ({best[f'P@{k}'].idxmax()}), prior "
+                  f"{by.loc['prior', f'P@{k}']:.4f}")
         print(f"{name}: AP auto {by.loc['auto', 'AP']:.4f}, prior {by.loc['prior', 'AP']:.4f}; "
               f"{len(weights.ESTIMATORS)} estimators scored in {group['seconds_all_sources'].iloc[0]:.1f} s")
     if args.out:

@@ -48,9 +48,11 @@ def real_sets(directory: Path, n_rows: int = 240, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     directory.mkdir(parents=True, exist_ok=True)
     y = {name: labels(n_rows, n_classes, rng) for name, n_classes in SETS.items()}
-    scipy.io.savemat(directory / "corel5k.mat", {"X": (features(y["corel5k.mat"], 24, rng) > 0).astype(np.float64),
+    scipy.io.savemat(directory / "corel5k.mat",
+                     {"X": (features(y["corel5k.mat"], 24, rng) > 0).astype(np.float64),
                                                   "y": y["corel5k.mat"].astype(np.float64)})
-    scipy.io.savemat(directory / "enron.mat", {"data": (features(y["enron.mat"], 32, rng) > 0).astype(np.float64),
+    scipy.io.savemat(directory / "enron.mat",
+                     {"data": (features(y["enron.mat"], 32, rng) > 0).astype(np.float64),
                                                 "target": (2.0 * y["enron.mat"] - 1).T})
     table = pd.DataFrame(features(y["yeast.csv.gz"], 12, rng), columns=[f"Att{j + 1}" for j in range(12)])
     for j in range(14):
@@ -70,10 +72,12 @@ def _arff(path: Path, x: np.ndarray, y: np.ndarray, sparse: bool) -> None:
     values = np.hstack([x, y]).astype(object)
     values[:, x.shape[1]:] = y.astype(int).astype(str)
     if not sparse:
-        path.write_text(arff.dumps({"relation": path.stem, "attributes": attributes, "data": values.tolist()}))
+        path.write_text(arff.dumps({"relation": path.stem, "attributes": attributes,
+                                    "data": values.tolist()}))
         return
     header = "\n".join([f"@RELATION {path.stem}"] + [f"@ATTRIBUTE {name} NUMERIC" if kind == "NUMERIC" else
-                                                      f"@ATTRIBUTE {name} {{0,1}}" for name, kind in attributes]
+                                                      f"@ATTRIBUTE {name} {{0,1}}" for name,
+                                                      kind in attributes]
                        + ["@DATA"])
     rows = ["{" + ", ".join(f"{j} {values[i, j]}" for j in np.flatnonzero(np.hstack([x[i], y[i]]))) + "}"
             for i in range(len(x))]
@@ -121,7 +125,8 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 def add_arguments(parser) -> None:
     """--smoke (tiny inputs, the stand-ins below instead of ../shared) and --data (its root)."""
-    parser.add_argument("--smoke", action="store_true", help="tiny inputs: checks the code runs, measures nothing")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny inputs: checks the code runs, measures nothing")
     parser.add_argument("--data", default=str(SHARED), help="the shared data's root (real/, paper_splits/)")
 
 

@@ -52,9 +52,11 @@ def main() -> None:
         shares = weights.mixture_shares(observed)
         expected = weights.expected_hidden(kept, args.ratio)[:, None] * shares
         print(f"\n{name}, fold 1, ratio {args.ratio}: ROC-AUC of the hidden positives")
-        print(f"  {'mixture scenes, no back-off (expected hidden count)':<52}{quality.detection(expected, observed, labels):.4f}")
+        auc = quality.detection(expected, observed, labels)
+        print(f"  {'mixture scenes, no back-off (expected hidden count)':<52}{auc:.4f}")
         oracle = (true_count - kept)[:, None] * shares
-        print(f"  {'mixture scenes, no back-off (true hidden count)':<52}{quality.detection(oracle, observed, labels):.4f}")
+        auc = quality.detection(oracle, observed, labels)
+        print(f"  {'mixture scenes, no back-off (true hidden count)':<52}{auc:.4f}")
         one = kept == 1
         if not one.any():
             print("  no row shows a single label at this ratio")
@@ -63,12 +65,14 @@ def main() -> None:
         print(f"  rows showing one label: {one.mean():.3f} of rows, {hidden[one].sum() / hidden.sum():.3f} "
               "of the hidden positives; on them:")
         counts = expected[one].sum(1, keepdims=True)  # the same expected hidden count for all three
-        print(f"    {'mixture scenes, no back-off':<50}{quality.detection(expected[one], observed[one], labels[one]):.4f}")
+        auc = quality.detection(expected[one], observed[one], labels[one])
+        print(f"    {'mixture scenes, no back-off':<50}{auc:.4f}")
         least = true_count.min()
         larger = table_scores(observed[one], labels[true_count > least])
         print(f"    {f'true co-occurrence of the images with > {least} labels':<50}"
               f"{quality.detection(counts * larger, observed[one], labels[one]):.4f}")
-        same = table_scores(observed[one], labels[true_count == least], labels[one] * (true_count[one] == least)[:, None])
+        same = table_scores(observed[one], labels[true_count == least],
+                            labels[one] * (true_count[one] == least)[:, None])
         print(f"    {f'true co-occurrence of the other {least}-label images':<50}"
               f"{quality.detection(counts * same, observed[one], labels[one]):.4f}")
 

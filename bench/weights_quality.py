@@ -143,12 +143,14 @@ def backoff_grid(data: Path, names: list[str], backoffs: list[float]) -> None:
         for backoff in backoffs:
             w = weights.mixture_weights(observed, rate, backoff=backoff, shares=shares)
             auc = quality.detection(1 - w, observed, truth)
-            rows.append({"set": name, "protocol": protocol, "backoff": backoff, "roc_auc": auc, "margin": auc - prior})
+            rows.append({"set": name, "protocol": protocol, "backoff": backoff, "roc_auc": auc,
+                         "margin": auc - prior})
     table = pd.DataFrame(rows)
     at = table.set_index(["set", "protocol", "backoff"])["roc_auc"]
     for backoff, group in table.groupby("backoff"):
         worst = group.loc[group["margin"].idxmin()]
-        published = "  ".join(f"{n} .5 {at.get((n, '0.5', backoff), float('nan')):.4f}" for n in ("mscoco", "nuswide"))
+        published = "  ".join(f"{n} .5 {at.get((n, '0.5', backoff), float('nan')):.4f}"
+                              for n in ("mscoco", "nuswide"))
         print(f"backoff {backoff:6g}: mean {group['roc_auc'].mean():.4f}, least margin to the prior "
               f"{worst['margin']:+.4f} ({worst['set']} {worst['protocol']}); {published}")
 

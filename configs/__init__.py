@@ -12,5 +12,6 @@ from .loading import from_dict, load, require_paths, with_scheduler
 from .provenance import section, to_json
 from .schema import LABEL_CODINGS, Config, Dataset, Search
 
-__all__ = ["LABEL_CODINGS", "Config", "Dataset", "Search", "from_dict", "load", "require_paths", "section", "to_json",
+__all__ = ["LABEL_CODINGS", "Config", "Dataset", "Search", "from_dict", "load", "require_paths",
+           "section", "to_json",
            "with_scheduler"]

@@ -39,17 +39,21 @@ def _check_ranges(cfg: Config) -> None:
     rules = [
         ("splits.n_folds", cfg.splits.n_folds, lambda v: v >= 2, "need at least 2 folds"),
         ("splits.validation", cfg.splits.validation, lambda v: 0 <= v < 1, "must lie in [0, 1)"),
-        ("dataset.natural_missing_rate", cfg.dataset.natural_missing_rate, lambda v: 0 <= v < 1, "must lie in [0, 1)"),
+        ("dataset.natural_missing_rate", cfg.dataset.natural_missing_rate, lambda v: 0 <= v < 1,
+         "must lie in [0, 1)"),
         ("dataset.min_labels", cfg.dataset.min_labels, lambda v: v >= 0, "must be >= 0"),
-        ("dataset.n_images", cfg.dataset.n_images, lambda v: v >= cfg.splits.n_folds, "must be >= splits.n_folds"),
+        ("dataset.n_images", cfg.dataset.n_images, lambda v: v >= cfg.splits.n_folds,
+         "must be >= splits.n_folds"),
         ("dataset.image_size", cfg.dataset.image_size, lambda v: v >= 8, "must be >= 8"),
         ("dataset.difficulty", cfg.dataset.difficulty, lambda v: 0 <= v <= 1, "must lie in [0, 1]"),
         ("dataset.n_labels", cfg.dataset.n_labels, lambda v: v >= 0, "must be >= 0"),
-        ("extract.image_size", cfg.extract.image_size, lambda v: v == 0 or v >= 8, "must be 0 (the backbone's) or >= 8"),
+        ("extract.image_size", cfg.extract.image_size, lambda v: v == 0 or v >= 8,
+         "must be 0 (the backbone's) or >= 8"),
         ("extract.batch_size", cfg.extract.batch_size, lambda v: v >= 1, at_least_one),
         ("extract.chunk_rows", cfg.extract.chunk_rows, lambda v: v >= 1 and v % cfg.extract.batch_size == 0,
          "must be a multiple of extract.batch_size (batches stay aligned across resumes)"),
-        ("extract.max_invalid_share", cfg.extract.max_invalid_share, lambda v: 0 <= v <= 1, "must lie in [0, 1]"),
+        ("extract.max_invalid_share", cfg.extract.max_invalid_share, lambda v: 0 <= v <= 1,
+         "must lie in [0, 1]"),
         ("extract.pretrain_images", cfg.extract.pretrain_images, lambda v: v >= 1, at_least_one),
         ("extract.pretrain_epochs", cfg.extract.pretrain_epochs, lambda v: v >= 1, at_least_one),
         ("heads.learning_rate", cfg.heads.learning_rate, lambda v: v > 0, "must be > 0"),
@@ -70,7 +74,8 @@ def _check_ranges(cfg: Config) -> None:
         ("model.hide", cfg.model.hide, lambda v: 0 <= v < 1, "must lie in [0, 1)"),
         ("model.validation", cfg.model.validation, lambda v: 0 < v < 1,
          "must lie in (0, 1): the model's thresholds and selection need validation rows"),
-        ("model.folds", cfg.model.folds, lambda v: v == 0 or v >= 2, "must be 0 (no out-of-fold predictions) or >= 2"),
+        ("model.folds", cfg.model.folds, lambda v: v == 0 or v >= 2,
+         "must be 0 (no out-of-fold predictions) or >= 2"),
         ("analysis.top_classes", cfg.analysis.top_classes, lambda v: v >= 1, at_least_one),
         ("cluster.workers", cfg.cluster.workers, lambda v: v >= 1, at_least_one),
         ("cluster.retries", cfg.cluster.retries, lambda v: v >= 0, "must be >= 0"),
@@ -110,7 +115,8 @@ def _check_lists(cfg: Config) -> None:
             raise ValueError(f"{where}: {key} is empty; name at least one method")
     sp = cfg.splits
     if not (sp.ratios or sp.single_positive or sp.partial or sp.fpc or sp.rps):
-        raise ValueError(f"{where}: splits.ratios is empty and splits.single_positive is off: no protocol to train")
+        raise ValueError(f"{where}: splits.ratios is empty and splits.single_positive is off: no protocol to "
+                         "train")
     for key, values, ok, allowed in (("splits.partial", sp.partial, lambda v: 0 < v <= 1, "in (0, 1]"),
                                      ("splits.fpc", sp.fpc, lambda v: v >= 1, ">= 1"),
                                      ("splits.rps", sp.rps, lambda v: 0 <= v < 1, "in [0, 1)")):
@@ -129,7 +135,8 @@ def _check_lists(cfg: Config) -> None:
                              f"{list(cfg.splits.ratios)}")
     for seed in cfg.finetune.seeds:
         if seed not in cfg.seeds:
-            raise ValueError(f"{where}: finetune.seeds holds {seed}, which is not among the experiment's seeds "
+            raise ValueError(f"{where}: finetune.seeds holds {seed}, which is not among the experiment's "
+                             "seeds "
                              f"{list(cfg.seeds)}")
     for k in cfg.finetune.folds:
         if not 1 <= k <= cfg.splits.n_folds:
@@ -149,7 +156,8 @@ def _check_name(cfg: Config) -> None:
     if not name or name in (".", "..") or bad or name != name.strip():
         shown = f" (it holds {''.join(bad)!r})" if bad else ""
         raise ValueError(f"{cfg.source}: experiment.name = {name!r}{shown}; it must be one folder name under "
-                         f"experiment.runs_dir: letters, digits, '.', '-', '_' (no '/', '..', or leading or trailing "
+                         "experiment.runs_dir: letters, digits, '.', '-', '_' (no '/', '..', or leading or "
+                         "trailing "
                          "spaces)")
 
 
@@ -163,13 +171,16 @@ def _check_dataset(cfg: Config) -> None:
         if not getattr(ds, key):
             raise ValueError(f"{where}: dataset.adapter = {ds.adapter!r} needs dataset.{key}")
     if bool(ds.positive_column) != bool(ds.negative_column):
-        raise ValueError(f"{where}: dataset.positive_column and dataset.negative_column come together (OpenImages' "
+        raise ValueError(f"{where}: dataset.positive_column and dataset.negative_column come together "
+                         "(OpenImages' "
                          "label and label_neg)")
     if ds.positive_column and ds.adapter != "csv":
-        raise ValueError(f"{where}: dataset.positive_column lists class ids in a csv adapter's file; not with "
+        raise ValueError(f"{where}: dataset.positive_column lists class ids in a csv adapter's file; not "
+                         "with "
                          f"adapter = {ds.adapter!r}")
     if ds.adapter == "table" and cfg.splits.import_dir:
-        raise ValueError(f"{where}: splits.import_dir imports the paper's splits of images; not with the table adapter")
+        raise ValueError(f"{where}: splits.import_dir imports the paper's splits of images; not with the "
+                         "table adapter")
 
 
 

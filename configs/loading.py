@@ -59,7 +59,8 @@ def _grid_tables(value, where: str) -> GridTables:
     for name, table in value.items():
         if not isinstance(table, dict):
             raise ConfigTypeError(f"{where}.{name}: expected a table of parameter = [values], got {table!r}")
-        out[name] = {key: _coerce(values, tuple[float, ...], f"{where}.{name}.{key}") for key, values in table.items()}
+        out[name] = {key: _coerce(values, tuple[float, ...], f"{where}.{name}.{key}") for key,
+                     values in table.items()}
         for key, values in out[name].items():
             if not values:
                 raise ValueError(f"{where}.{name}.{key} is empty; list at least one value")
@@ -91,7 +92,8 @@ def from_dict(raw: dict, source: str = "<dict>") -> Config:
         parts[name] = _section(hints[name], table, f"{source} [{name}]")
     cfg = Config(**parts, source=source)
     check_values(cfg)
-    cfg = _paper_exact(cfg, {f"{s}.{k}" for s, table in raw.items() if isinstance(table, dict) for k in table})
+    cfg = _paper_exact(cfg,
+                       {f"{s}.{k}" for s, table in raw.items() if isinstance(table, dict) for k in table})
     return _resolve_backbone(cfg)
 
 

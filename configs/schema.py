@@ -43,8 +43,10 @@ class Dataset:
     image_size: int = 96  # synthetic only
     difficulty: float = 0.0  # synthetic only: 0 (clean drawings) to 1 (small, dim, noisy, with confusers)
     path_column: str = "path"  # csv only
-    positive_column: str = ""  # csv: a column listing each row's positive class ids (OpenImages' data.csv: label)
-    negative_column: str = ""  # csv: a column listing its verified negative class ids (label_neg); the rest unknown
+    # csv: a column listing each row's positive class ids (OpenImages' data.csv: label)
+    positive_column: str = ""
+    # csv: a column listing its verified negative class ids (label_neg); the rest unknown
+    negative_column: str = ""
     allow_outside_root: bool = False  # csv / coco / nuswide: accept image paths that leave `root` (.., links)
     natural_missing_rate: float = 0.0  # share of true positives the annotations lack (0: complete)
     # table: precomputed features and labels from files, no images (python -m features import)
@@ -56,7 +58,8 @@ class Dataset:
     id_column: str = ""  # CSV: a column of row keys ("" = the row number)
     features_key: str = ""  # .mat / .npz / .h5: the features' key
     labels_key: str = ""  # .mat / .npz / .h5: the labels' key
-    label_coding: str = "0/1"  # 0/1 | -1/1, or three states (positive/negative/unknown): 1/0/-1 | 1/-1/0 | 1/0/nan
+    # 0/1 | -1/1, or three states (positive/negative/unknown): 1/0/-1 | 1/-1/0 | 1/0/nan
+    label_coding: str = "0/1"
     header: bool = True  # CSV / TSV: the first line names the columns
 
 
@@ -67,7 +70,8 @@ class Splits:
     ratios: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75)
     single_positive: bool = False  # also the single-positive protocol: one observed positive per training row
     # partial labels (three states: positive, verified negative, unknown), simulated on the training rows:
-    partial: tuple[float, ...] = ()  # keep this share of each row's labels, positives and negatives alike (Durand'19)
+    # keep this share of each row's labels, positives and negatives alike (Durand'19)
+    partial: tuple[float, ...] = ()
     fpc: tuple[int, ...] = ()  # keep this many positives and as many negatives per class (CSL's FPC)
     rps: tuple[float, ...] = ()  # each label unknown with this probability (CSL's RPS)
     validation: float = 0.0  # share of each fold's training rows held out; 0 = off
@@ -87,7 +91,8 @@ class Extract:
     chunk_rows: int = 256  # rows committed to HDF5 at once (the resume granularity)
     checkpoint: str = ""  # local checkpoint prefix; "" = the registry's official one
     cache_dir: str = ""  # "" = ~/.cache/cbwce/checkpoints
-    max_invalid_share: float = 1.0  # fail when more rows than this share are unreadable (1: only when all are)
+    # fail when more rows than this share are unreadable (1: only when all are)
+    max_invalid_share: float = 1.0
     pretrain_images: int = 3000  # demo_cnn pretraining set size
     pretrain_epochs: int = 6
 
@@ -106,7 +111,8 @@ class Search:
     enabled: bool = False
     lr: tuple[float, ...] = ()  # () = heads.methods.LR_FACTORS x heads.learning_rate
     methods: tuple[str, ...] = ()  # the methods searched; () = every method of heads.methods
-    select: str = "observed"  # observed: validation rows' observed labels (what a user has) | clean: their truth (an oracle)
+    # observed: validation rows' observed labels (what a user has) | clean: their truth (an oracle)
+    select: str = "observed"
     params: GridTables = field(default_factory=GridTables)  # overrides of the registry's grids
 
 
@@ -118,7 +124,8 @@ class Heads:
     hidden: tuple[int, ...] = (2048, 1024, 256)
     optimizer: str = "adadelta"  # adadelta | adam | sgd
     learning_rate: float = 0.1
-    lr_decay: float = 0.95  # x lr_decay every decay_steps steps (staircase); 1 = constant (the notebooks' in effect)
+    # x lr_decay every decay_steps steps (staircase); 1 = constant (the notebooks' in effect)
+    lr_decay: float = 0.95
     decay_steps: int = 1000
     batch_size: int = 32
     epochs: int = 20
@@ -128,7 +135,8 @@ class Heads:
     shuffle_buffer: int = 65536  # stream: rows read at once; an epoch shuffles windows, then rows in each
     params: dict = field(default_factory=dict)  # [heads.params.<method>] parameter = value (heads.methods)
     paper_exact: bool = False  # the notebooks' training where it differs from ours (PAPER_EXACT)
-    standardize: bool = False  # heads on stored features read each z-scored by the fold's training rows; a model folds it in
+    # heads on stored features read each z-scored by the fold's training rows; a model folds it in
+    standardize: bool = False
     scores: str = ""  # Score-PL's score file: a CSV of row keys and one column per class, or an (N, L) array
     search: Search = field(default_factory=Search)  # [heads.search]
 
@@ -138,9 +146,11 @@ class Heads:
 class Finetune:
     """End-to-end training of [extract]'s backbone (endpoint, pooling, checkpoint) with [heads]'
     head on top, from the images, per fold x ratio x method."""
-    seeds: tuple[int, ...] = ()  # () = every seed of [experiment]; e.g. [0]: the heads repeat, finetune runs once
+    # () = every seed of [experiment]; e.g. [0]: the heads repeat, finetune runs once
+    seeds: tuple[int, ...] = ()
     folds: tuple[int, ...] = ()  # 1-based; () = every fold
-    ratios: tuple[float, ...] = ()  # () = every two-state protocol of the splits (the ratios, single positive)
+    # () = every two-state protocol of the splits (the ratios, single positive)
+    ratios: tuple[float, ...] = ()
     methods: tuple[str, ...] = ("ce", "ignore_missing", "confidence")
     trainable_from: str = ""  # "" = the whole backbone; else the first trainable block, e.g. Mixed_7a
     optimizer: str = "adam"  # adam | momentum | sgd
@@ -148,7 +158,8 @@ class Finetune:
     head_lr: float = 1e-3
     batch_size: int = 32
     epochs: int = 5
-    batch_norm: str = "train"  # train: batch statistics in trainable blocks | frozen: inference mode throughout
+    # train: batch statistics in trainable blocks | frozen: inference mode throughout
+    batch_norm: str = "train"
     crop: float = 0.875  # random crop of this share of each side, resized back; 1 = no crop
     flip: bool = True  # random left-right flip
 
@@ -159,8 +170,10 @@ class Model:
     """[model]: the final model of `python -m model fit` (`model.final`): the method trained on
     every labelled row, with a validation share, written as a model directory (`model.directory`)."""
     method: str = "confidence"  # a registered method, or "best": the study's mAP leader at `protocol`
-    protocol: str = ""  # "best" reads this protocol's leaderboard column; "" = the ratio nearest the labels' missing share
-    hide: float = 0.0  # share of each row's positives hidden before training (to measure suggestions); 0 = as observed
+    # "best" reads this protocol's leaderboard column; "" = the ratio nearest the labels' missing share
+    protocol: str = ""
+    # share of each row's positives hidden before training (to measure suggestions); 0 = as observed
+    hide: float = 0.0
     validation: float = 0.1  # share of the rows held out: the search's selection, early stopping, thresholds
     folds: int = 4  # out-of-fold predictions of every labelled row, for `model suggest`; 0 = none
     dir: str = ""  # "" = runs/<name>/model
@@ -177,7 +190,8 @@ class Analysis:
 @dataclass(frozen=True)
 class Cluster:
     """Where stages run their tasks (`runtime.cluster`)."""
-    scheduler: str = ""  # "" = processes on this machine (joblib); "local" = a Dask LocalCluster; or tcp://host:port
+    # "" = processes on this machine (joblib); "local" = a Dask LocalCluster; or tcp://host:port
+    scheduler: str = ""
     workers: int = 2  # "local": worker processes (one per GPU on a many-GPU machine)
     retries: int = 0  # times Dask reruns a task whose worker died (0: report it, the rerun redoes it)
     extract_shards: int = 0  # extraction tasks (contiguous shards); 0 = one per worker
@@ -223,4 +237,5 @@ class Config:
 PAPER_EXACT = {"heads.learning_rate": 0.1, "heads.lr_decay": 1.0, "extract.pooling": "none"}
 
 
-PAPER_EXACT_IRV2 = {"extract.endpoint": "Conv2d_7b_1x1", "extract.image_size": 224, "extract.preprocessing": "paper"}
+PAPER_EXACT_IRV2 = {"extract.endpoint": "Conv2d_7b_1x1", "extract.image_size": 224,
+                    "extract.preprocessing": "paper"}

@@ -22,7 +22,8 @@ def main(argv=None) -> int:
     p = sub.add_parser("features", help="run the backbone once over every image into the feature store")
     p.add_argument("--config", default=None)
     p.add_argument("--shard", type=parse_shard, default=(0, 1), help="i/n: the i-th of n shards (0-based)")
-    p.add_argument("--scheduler", default=None, help="local, or a Dask scheduler address (overrides [cluster])")
+    p.add_argument("--scheduler", default=None,
+                   help="local, or a Dask scheduler address (overrides [cluster])")
     p.add_argument("--force", action="store_true")
     p = sub.add_parser("pretrain", help="pretrain demo_cnn on a separate synthetic set (demo only)")
     p.add_argument("--config", default=None)

@@ -28,7 +28,8 @@ def checkpoint_files(prefix: Path) -> list[Path]:
     """The files of a checkpoint: a V1 file, or a V2 `.index` with its `.data-*` shards."""
     if prefix.is_file():
         return [prefix]
-    return sorted(prefix.parent.glob(prefix.name + ".index")) + sorted(prefix.parent.glob(prefix.name + ".data-*"))
+    return sorted(prefix.parent.glob(prefix.name + ".index")) + sorted(prefix.parent.glob(prefix.name
+                                                                                          + ".data-*"))
 
 
 def sha256(prefix: str | Path) -> str:

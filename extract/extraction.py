@@ -90,7 +90,8 @@ def provenance(plan: Plan, ids, paths, checkpoint: str) -> dict:
     """What a feature store is made from: the resolved network settings, the checkpoint, the
     image list (keys, paths, and each image's size and modification time: an image replaced in
     place changes it) and the packages that run the network."""
-    listing = hashlib.sha256("\n".join(f"{i}\t{p}\t{image_identity(p)}" for i, p in zip(ids, paths)).encode()).hexdigest()
+    listing = hashlib.sha256("\n".join(f"{i}\t{p}\t{image_identity(p)}" for i,
+                                       p in zip(ids, paths)).encode()).hexdigest()
     network = {f"extract.{key}": value for key, value in dataclasses.asdict(plan).items()}
     return {**network, "checkpoint": checkpoint, "images": listing, "rows": len(ids),
             "versions": artifacts.versions("tensorflow", "tf-slim")}
@@ -109,7 +110,8 @@ class Job:
     out: Path  # the single-file store; shards go beside it
     batch_size: int = 32
     chunk_rows: int = 256  # rows committed at once (the resume granularity): a multiple of batch_size
-    max_invalid_share: float = 1.0  # fail when more rows than this share are unreadable (1: only when all are)
+    # fail when more rows than this share are unreadable (1: only when all are)
+    max_invalid_share: float = 1.0
     config_json: str = "{}"  # the store's `config` attribute
     where: str = ""  # what messages name as the image list's source
 
@@ -120,7 +122,8 @@ def study_job(cfg) -> Job:
     sf = splits_store.load(splits_store.path(cfg))
     checkpoint, identity = checkpoint_identity(cfg, registry.get(plan.backbone))
     ex = cfg.extract
-    return Job(plan, checkpoint, identity, tuple(sf.ids), tuple(sf.image_paths), store.path(cfg), ex.batch_size,
+    return Job(plan, checkpoint, identity, tuple(sf.ids), tuple(sf.image_paths), store.path(cfg),
+               ex.batch_size,
                ex.chunk_rows, ex.max_invalid_share, configs.to_json(cfg), f"{cfg.source}: dataset.root")
 
 
@@ -231,7 +234,8 @@ def _extract(job: Job, recipe: dict, shard: tuple[int, int], out: Path, on_chunk
             features = np.concatenate([model(batch[i:i + job.batch_size])
                                        for i in range(0, len(batch), job.batch_size)])
             features[~valid] = 0
-            store.commit_chunk(tmp, chunk, features.astype(plan.dtype), valid, [(ids[r], m) for r, m in errors])
+            store.commit_chunk(tmp, chunk, features.astype(plan.dtype), valid,
+                               [(ids[r], m) for r, m in errors])
             progress.update(len(batch))
             if on_chunk:
                 on_chunk(chunk)
@@ -241,7 +245,8 @@ def _extract(job: Job, recipe: dict, shard: tuple[int, int], out: Path, on_chunk
     check_invalid(tmp, n_rows, job.max_invalid_share)
     store.finish(tmp, out, recipe)
     n_invalid, _ = store.errors(out)
-    print(f"{out}: complete; {n_invalid} unreadable image(s)" + (" (see error_ids / error_messages)" if n_invalid else ""))
+    print(f"{out}: complete; {n_invalid} unreadable image(s)"
+          + (" (see error_ids / error_messages)" if n_invalid else ""))
     return out
 
 
@@ -252,7 +257,8 @@ def check_invalid(tmp: Path, n_rows: int, max_share: float) -> None:
     if n_invalid and (n_invalid == n_rows or n_invalid > max_share * n_rows):
         tmp.unlink()
         reasons = "; ".join(f"{key}: {message}" for key, message in first[:3])
-        raise ValueError(f"{n_invalid} of {n_rows} images are unreadable (extract.max_invalid_share = {max_share}); "
+        raise ValueError(f"{n_invalid} of {n_rows} images are unreadable (extract.max_invalid_share = "
+                         f"{max_share}); "
                          f"nothing was kept. First reasons: {reasons}")
 
 

@@ -38,7 +38,8 @@ def load_images(paths, size: int) -> np.ndarray:
 
 def provenance(cfg) -> dict:
     """What the demo checkpoint is made from: its set (size, seed, image size) and schedule."""
-    return {"extract.pretrain_images": cfg.extract.pretrain_images, "extract.pretrain_epochs": cfg.extract.pretrain_epochs,
+    return {"extract.pretrain_images": cfg.extract.pretrain_images,
+            "extract.pretrain_epochs": cfg.extract.pretrain_epochs,
             "dataset.image_size": cfg.dataset.image_size, "seed": cfg.experiment.seed + PRETRAIN_SEED_OFFSET,
             **({"dataset.difficulty": cfg.dataset.difficulty} if cfg.dataset.difficulty else {}),
             "versions": artifacts.versions("tensorflow", "tf-slim")}
@@ -81,7 +82,8 @@ def _pretrain(cfg, prefix: Path) -> None:
         y = tf.compat.v1.placeholder(tf.float32, [None, labels.shape[1]])
         flipped = tf.where(tf.random.uniform([tf.shape(x)[0], 1, 1, 1]) < 0.5, x[:, :, ::-1], x)
         with slim.arg_scope(demo_cnn_arg_scope()):
-            logits, _ = demo_cnn(preprocessing.inception(flipped), num_classes=labels.shape[1], is_training=True)
+            logits, _ = demo_cnn(preprocessing.inception(flipped), num_classes=labels.shape[1],
+                                 is_training=True)
         loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=logits))
         loss += tf.add_n(tf.compat.v1.losses.get_regularization_losses())
         with tf.control_dependencies(tf.compat.v1.get_collection(tf.compat.v1.GraphKeys.UPDATE_OPS)):

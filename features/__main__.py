@@ -27,18 +27,21 @@ def describe(path: Path) -> None:
     for key, message in first:
         print(f"  unreadable {key}: {message}")
     sample = reader.rows(np.arange(min(len(reader.ids), 256)))
-    print(f"  first rows: mean {sample.mean():.4f}, std {sample.std():.4f}, share of zeros {(sample == 0).mean():.3f}")
+    print(f"  first rows: mean {sample.mean():.4f}, std {sample.std():.4f}, share of zeros "
+          f"{(sample == 0).mean():.3f}")
     with artifacts.open_h5(path) as h5:
         if "labels" in h5:
             labels = h5["labels"][:]
             print(f"  labels: {labels.shape[1]} classes, {labels.sum(1).mean():.2f} positives per row, "
-                  f"{int((labels.sum(1) == 0).sum())} rows and {int((labels.sum(0) == 0).sum())} classes without one")
+                  f"{int((labels.sum(1) == 0).sum())} rows and {int((labels.sum(0) == 0).sum())} classes "
+                  "without one")
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m features", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("import", help="import a table dataset's features and labels (dataset.adapter = 'table')")
+    p = sub.add_parser("import",
+                       help="import a table dataset's features and labels (dataset.adapter = 'table')")
     p.add_argument("--config", default=None)
     p.add_argument("--force", action="store_true")
     p.add_argument("--if-table", action="store_true", help="do nothing for an image dataset (make's use)")

@@ -53,7 +53,8 @@ class Table:
 def suffix(path: Path) -> str:
     """The format suffix, a .gz aside: 'data.csv.gz' -> '.csv'."""
     suffixes = [s.lower() for s in path.suffixes]
-    return suffixes[-2] if suffixes and suffixes[-1] == ".gz" and len(suffixes) > 1 else (suffixes or [""])[-1]
+    return suffixes[-2] if suffixes and suffixes[-1] == ".gz" and len(suffixes) > 1 else (suffixes
+                                                                                          or [""])[-1]
 
 
 def _require(path: str) -> Path:
@@ -118,7 +119,8 @@ def read_csv(path: Path, ds, with_labels: bool) -> Table:
     if ds.label_columns:
         missing = [c for c in ds.label_columns if c not in frame.columns]
         if missing:
-            raise ValueError(f"{path}: no label column {missing[0]!r}; columns are {list(frame.columns)[:6]}...")
+            raise ValueError(f"{path}: no label column {missing[0]!r}; columns are "
+                             f"{list(frame.columns)[:6]}...")
         label_names = list(ds.label_columns)
     else:
         label_names = [frame.columns[i] for i in _label_positions(frame.shape[1], ds, path)]
@@ -210,14 +212,16 @@ def self_contained(h5, path: Path) -> None:
             where = f"{prefix}/{name}"
             if type(link) in (h5py.SoftLink, h5py.ExternalLink):
                 target = f"{getattr(link, 'filename', path)}:{link.path}"
-                raise ValueError(f"{path}: {where} is a {type(link).__name__} to {target}; the import reads only "
+                raise ValueError(f"{path}: {where} is a {type(link).__name__} to {target}; the import reads "
+                                 "only "
                                  "objects stored in the file itself: copy the data in (h5copy, or h5py)")
             item = group[name]
             if isinstance(item, h5py.Group):
                 visit(item, where)
             elif item.external or item.is_virtual:
                 kind = "external raw storage" if item.external else "a virtual layout"
-                raise ValueError(f"{path}: dataset {where} has {kind} (its bytes live in other files); the import "
+                raise ValueError(f"{path}: dataset {where} has {kind} (its bytes live in other files); the "
+                                 "import "
                                  "reads only data stored in the file itself: copy the data in")
 
     visit(h5, "")
@@ -244,7 +248,8 @@ def _pick(arrays: dict, key: str, other: str, path: Path, what: str):
     for features_key, labels_key in MAT_PAIRS:
         if features_key in arrays and labels_key in arrays:
             return arrays[features_key if what == "features" else labels_key]
-    raise ValueError(f"{path}: say which key holds the {what} (dataset.{other}); it holds {', '.join(arrays)}")
+    raise ValueError(f"{path}: say which key holds the {what} (dataset.{other}); it holds "
+                     f"{', '.join(arrays)}")
 
 
 def read_arrays(path: Path, ds, what: str) -> np.ndarray | scipy.sparse.spmatrix:
@@ -304,12 +309,14 @@ def read_table(cfg) -> tuple[Table, list[Path]]:
         features = _matrix(read_arrays(features_file, ds, "features"), features_file, "features")
         table = Table([str(i) for i in range(features.shape[0])], features, np.zeros((0, 0)), [])
         if labels_file is None:
-            table.labels = _matrix(read_arrays(features_file, ds, "labels"), features_file, "labels", features.shape[0])
+            table.labels = _matrix(read_arrays(features_file, ds, "labels"), features_file, "labels",
+                                   features.shape[0])
     if labels_file is not None:
         if suffix(labels_file) in CSV_SUFFIXES:
             table.labels, table.classes = read_csv_labels(labels_file, ds)
         else:
-            table.labels = _matrix(read_arrays(labels_file, ds, "labels"), labels_file, "labels", len(table.ids))
+            table.labels = _matrix(read_arrays(labels_file, ds, "labels"), labels_file, "labels",
+                                   len(table.ids))
     check(table, features_file, labels_file or features_file, ds.label_coding)
     return table, [p for p in (features_file, labels_file) if p is not None]
 
@@ -326,7 +333,8 @@ def read_features(path: Path, ds) -> Table:
         table = read_csv(path, ds, with_labels=bool(ds.label_columns or ds.n_labels))
     else:
         features = _matrix(read_arrays(path, ds, "features"), path, "features")
-        table = Table([str(i) for i in range(features.shape[0])], features, np.zeros((features.shape[0], 0)), [])
+        table = Table([str(i) for i in range(features.shape[0])], features,
+                      np.zeros((features.shape[0], 0)), [])
     check_rows(table, path)
     return table
 
@@ -336,7 +344,8 @@ def check_rows(table: Table, features_file: Path) -> None:
     row, column and value."""
     keys = pd.Index(table.ids)
     if keys.has_duplicates:
-        raise ValueError(f"{features_file}: duplicate row key {keys[keys.duplicated()][0]!r}; keys must be unique")
+        raise ValueError(f"{features_file}: duplicate row key {keys[keys.duplicated()][0]!r}; keys must be "
+                         "unique")
     values = table.features.data if scipy.sparse.issparse(table.features) else table.features
     limit = np.finfo(np.float32).max  # the store holds float32: a larger value would become inf
     with np.errstate(invalid="ignore"):
@@ -355,7 +364,9 @@ def check_rows(table: Table, features_file: Path) -> None:
 
 def check(table: Table, features_file: Path, labels_file: Path, coding: str) -> None:
     """Row counts, ids, finite features and the label coding; labels recoded to 0/1 uint8."""
-    labels = scipy.sparse.csr_matrix(table.labels).toarray() if scipy.sparse.issparse(table.labels) else table.labels
+    labels = table.labels
+    if scipy.sparse.issparse(labels):
+        labels = scipy.sparse.csr_matrix(labels).toarray()
     n = table.features.shape[0]
     if labels.shape[0] != n:
         raise ValueError(f"{features_file} has {n} rows but {labels_file} has {labels.shape[0]} label rows; "
@@ -394,7 +405,8 @@ def import_features(cfg, force: bool = False) -> Path:
                  "source_files": json.dumps({str(p): artifacts.file_identity(p, recipe["sources"][str(p)])
                                              for p in sources})}
         artifacts.writable(out.parent)
-        store.write_table(out, table.ids, table.features, table.labels, table.classes, attrs, recipe, table.known)
+        store.write_table(out, table.ids, table.features, table.labels, table.classes, attrs, recipe,
+                          table.known)
     density = table.features.nnz / np.prod(table.features.shape) if sparse else None
     print(f"{out}: {len(table.ids)} rows x {table.features.shape[1]} features"
           + (f" (sparse, {100 * density:.1f}% non-zero)" if sparse else "")

@@ -40,9 +40,11 @@ def decode(values, coding: str, where, row_names, class_names) -> tuple[np.ndarr
         i, j = np.argwhere(missing)[0]
         other = f"its unknowns are {unknown:g}: the file mixes codings" if unknown is not None else \
             "it has no unknowns (a three-state coding has: 1/0/-1, 1/-1/0, 1/0/nan)"
-        raise ValueError(f"{where}: row {_name(row_names, i)!r} label column {_name(class_names, j)!r} is empty (NaN, an "
+        raise ValueError(f"{where}: row {_name(row_names, i)!r} label column {_name(class_names, j)!r} is "
+                         "empty (NaN, an "
                          f"unknown label), but dataset.label_coding = {coding!r}: {other}")
-    allowed = [v for v in (positive, negative, unknown) if v is not None and not (nan_unknown and v is unknown)]
+    allowed = [v for v in (positive, negative, unknown) if v is not None
+               and not (nan_unknown and v is unknown)]
     bad = ~missing & ~np.isin(values, allowed)
     if bad.any():
         i, j = np.argwhere(bad)[0]
@@ -55,7 +57,8 @@ def decode(values, coding: str, where, row_names, class_names) -> tuple[np.ndarr
     return labels, (None if known is None or known.all() else known)
 
 
-def from_id_lists(positives: list, negatives: list, where, row_names) -> tuple[list[str], np.ndarray, np.ndarray]:
+def from_id_lists(positives: list, negatives: list, where,
+                  row_names) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(classes, labels (n, L) uint8, known (n, L) bool) from each row's positive and verified
     negative class ids (OpenImages' label / label_neg); classes sorted; a class both positive
     and negative in a row is a ValueError naming the row and class."""
@@ -66,7 +69,8 @@ def from_id_lists(positives: list, negatives: list, where, row_names) -> tuple[l
     for i, (pos, neg) in enumerate(zip(positives, negatives)):
         both = sorted(set(pos) & set(neg))
         if both:
-            raise ValueError(f"{where}: row {_name(row_names, i)!r} lists class {both[0]!r} as positive and as "
+            raise ValueError(f"{where}: row {_name(row_names, i)!r} lists class {both[0]!r} as positive and "
+                             "as "
                              "negative; a verified label has one state")
         labels[i, [column[c] for c in pos]] = 1
         known[i, [column[c] for c in (*pos, *neg)]] = True

@@ -39,7 +39,8 @@ STR = h5py.string_dtype("utf-8")
 SHARD_ATTRS = ("row_offset", "n_total", "shard")
 CSR = ("features_data", "features_indices", "features_indptr")
 # the arrays a complete store's `arrays_sha256` covers (`finish`, `write_table`; `FeatureReader.check_data`)
-ARRAYS = ("features", *CSR, "ids", "valid", "labels", "labels_known", "classes", "error_ids", "error_messages")
+ARRAYS = ("features", *CSR, "ids", "valid", "labels", "labels_known", "classes", "error_ids",
+          "error_messages")
 
 
 def tag(cfg) -> str:
@@ -60,7 +61,8 @@ def shard_path(store: Path, shard: tuple[int, int]) -> Path:
     return store if shard[1] == 1 else store.with_name(f"{store.stem}.shard-{shard[0]}-of-{shard[1]}.h5")
 
 
-def create(path: Path, ids, feat_dim: int, dtype: str, chunk_rows: int, attrs: dict, provenance: dict) -> None:
+def create(path: Path, ids, feat_dim: int, dtype: str, chunk_rows: int, attrs: dict,
+           provenance: dict) -> None:
     """Start an empty dense store (in `path`.tmp until complete) for the given rows."""
     with artifacts.open_h5(path, "w") as h5:
         n = len(ids)
@@ -80,7 +82,8 @@ def _create_common(h5, ids, chunk_rows: int) -> None:
     h5.create_dataset("error_messages", shape=(0,), maxshape=(None,), dtype=STR)
 
 
-def write_table(path: Path, ids, features, labels, classes, attrs: dict, provenance: dict, known=None) -> Path:
+def write_table(path: Path, ids, features, labels, classes, attrs: dict, provenance: dict,
+                known=None) -> Path:
     """Write an imported store in one go (dense (n, D) array or scipy sparse matrix), with its
     labels (and which are known, for three-state labels), atomically; `features` stay sparse
     when they come sparse."""
@@ -90,12 +93,14 @@ def write_table(path: Path, ids, features, labels, classes, attrs: dict, provena
         if scipy.sparse.issparse(features):
             csr = scipy.sparse.csr_matrix(features, dtype=np.float32)
             csr.sort_indices()
-            for name, values in zip(CSR, (csr.data, csr.indices.astype(np.int32), csr.indptr.astype(np.int64))):
+            for name, values in zip(CSR,
+                                    (csr.data, csr.indices.astype(np.int32), csr.indptr.astype(np.int64))):
                 h5.create_dataset(name, data=values, compression="gzip")
             layout = "csr"
         else:
             chunk = max(1, min(n, (1 << 22) // max(1, features.shape[1])))
-            h5.create_dataset("features", data=np.asarray(features, np.float32), chunks=(chunk, features.shape[1]))
+            h5.create_dataset("features", data=np.asarray(features, np.float32),
+                              chunks=(chunk, features.shape[1]))
             layout = "dense"
         _create_common(h5, ids, n)
         h5["valid"][:] = True
@@ -197,14 +202,16 @@ def merge(shards: list[Path], out: Path) -> Path:
     for offset, total, n, shard, provenance in infos:
         if total != n_total or offset != expected or provenance != infos[0][4]:
             raise ValueError(f"{shard}: rows {offset}..{offset + n} do not continue the shards before it "
-                             f"(expected row {expected} of {n_total} of the same run); are all shards of one run here?")
+                             f"(expected row {expected} of {n_total} of the same run); are all shards of one "
+                             "run here?")
         expected += n
     if expected != n_total:
         raise ValueError(f"shards cover {expected} of {n_total} rows; missing shards")
     tmp = out.with_name(out.name + ".tmp")
     with artifacts.open_h5(infos[0][3]) as first:
         attrs = {k: v for k, v in first.attrs.items()
-                 if k not in (*SHARD_ATTRS, "complete", "layout", "feat_dim", "chunk_rows", "provenance", "fingerprint")}
+                 if k not in (*SHARD_ATTRS, "complete", "layout", "feat_dim", "chunk_rows", "provenance",
+                              "fingerprint")}
         dim, dtype = first["features"].shape[1], first["features"].dtype
         chunk_rows = int(first.attrs["chunk_rows"])
     ids = np.concatenate([_read(s, "ids") for *_, s, _ in infos])
@@ -250,8 +257,10 @@ class FeatureReader:
                              "(python -m extract features --config C, or python -m features import)")
         with artifacts.open_h5(self.path) as h5:
             if "valid" not in h5 or "ids" not in h5:
-                other = " It is a splits.h5: `python -m splits describe` reads it." if "observed" in h5 else ""
-                raise ValueError(f"{self.path} is not a feature store (it holds {', '.join(h5) or 'nothing'}).{other}")
+                other = (" It is a splits.h5: `python -m splits describe` reads it."
+                         if "observed" in h5 else "")
+                raise ValueError(f"{self.path} is not a feature store (it holds "
+                                 f"{', '.join(h5) or 'nothing'}).{other}")
             self.ids = h5["ids"].asstr()[:]
             self.valid = h5["valid"][:]
             self.attrs = dict(h5.attrs)
@@ -284,8 +293,10 @@ class FeatureReader:
         self.check_data()
         for source, identity in json.loads(self.attrs.get("source_files", "{}")).items():
             if not artifacts.same_file(source, identity):
-                raise ValueError(f"{self.path} was imported from {source}, which has changed (or gone) since; "
-                                 "rerun the import: make features FORCE=1 (python -m features import --config C "
+                raise ValueError(f"{self.path} was imported from {source}, which has changed (or gone) "
+                                 "since; "
+                                 "rerun the import: make features FORCE=1 (python -m features import "
+                                 "--config C "
                                  "--force)")
 
     def positions(self, ids) -> np.ndarray:
@@ -293,7 +304,8 @@ class FeatureReader:
         index = {key: i for i, key in enumerate(self.ids)}
         missing = [key for key in ids if key not in index]
         if missing:
-            raise ValueError(f"{self.path} has no row {missing[0]!r} ({len(missing)} of {len(ids)} keys missing); "
+            raise ValueError(f"{self.path} has no row {missing[0]!r} ({len(missing)} of {len(ids)} keys "
+                             "missing); "
                              "rebuild the features for this dataset (make features FORCE=1)")
         return np.fromiter((index[key] for key in ids), dtype=np.int64, count=len(ids))
 
@@ -301,7 +313,8 @@ class FeatureReader:
         indptr = h5["features_indptr"][start:stop + 1]
         data = h5["features_data"][indptr[0]:indptr[-1]]
         indices = h5["features_indices"][indptr[0]:indptr[-1]]
-        return scipy.sparse.csr_matrix((data, indices, indptr - indptr[0]), shape=(stop - start, self.shape[1]))
+        return scipy.sparse.csr_matrix((data, indices, indptr - indptr[0]),
+                                       shape=(stop - start, self.shape[1]))
 
     def window(self, rows: np.ndarray):
         """Rows (sorted, unique) read as one contiguous slice from the first to the last, then

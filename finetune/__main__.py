@@ -18,8 +18,10 @@ def main(argv=None) -> int:
     p.add_argument("--config", default=None)
     p.add_argument("--only", type=parse_only, action=MergeOnly, default={},
                    help="fold=K,ratio=R,method=M,seed=S (any of them; repeatable)")
-    p.add_argument("--scheduler", default=None, help="local, or a Dask scheduler address (overrides [cluster])")
-    p.add_argument("--final", action="store_true", help="the final model ([model]) on every labelled row instead")
+    p.add_argument("--scheduler", default=None,
+                   help="local, or a Dask scheduler address (overrides [cluster])")
+    p.add_argument("--final", action="store_true",
+                   help="the final model ([model]) on every labelled row instead")
     p.add_argument("--force", action="store_true")
     args = parser.parse_args(argv)
 

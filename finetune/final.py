@@ -35,7 +35,8 @@ from . import train
 def provenance(cfg, method: str, rows, checkpoint: str) -> dict:
     """What a finetuned final model is made from: a study run's recipe (`finetune_provenance`),
     [model], the rows."""
-    recipe = finetune_provenance(cfg, HeadRun(cfg.seeds[0], 0, rows.protocol, method), rows.fingerprint, checkpoint)
+    recipe = finetune_provenance(cfg, HeadRun(cfg.seeds[0], 0, rows.protocol, method),
+                                 rows.fingerprint, checkpoint)
     return {**recipe, "fold": "all", **configs.section(cfg, "model", exclude=("dir", "method", "folds"))}
 
 
@@ -48,7 +49,8 @@ def final(cfg, force: bool = False, on_epoch=None) -> Path:
     sf = splits_store.load(splits_store.path(cfg))
     train.check_two_state(cfg, sf, set())
     if run_inputs.needs(method).pseudo:
-        raise ValueError(f"{cfg.source}: model.method = {method!r} takes pseudo-positives from a score file, which "
+        raise ValueError(f"{cfg.source}: model.method = {method!r} takes pseudo-positives from a score file, "
+                         "which "
                          "finetune does not carry; fit it as a head (python -m model fit)")
     rows = model_final.labelled_rows(cfg, sf, n_folds=0)
     run = HeadRun(cfg.seeds[0], rows.final_fold, rows.protocol, method)
@@ -87,24 +89,29 @@ def _trained(cfg, run, sf, rows, head, train_rows, recipe, force, on_epoch):
         artifacts.remove(work)
     started = work / "started.json"
     if started.exists() and artifacts.recorded(started)[1] != json.loads(json.dumps(recipe, default=str)):
-        raise ValueError(artifacts.stale_message(started, artifacts.changes(artifacts.recorded(started)[1], recipe)))
+        raise ValueError(artifacts.stale_message(started,
+                                                 artifacts.changes(artifacts.recorded(started)[1], recipe)))
     work.mkdir(parents=True, exist_ok=True)
     artifacts.record(started, recipe)
     spec = registry.get(cfg.extract.backbone)
     backbone = checkpoints.resolve(spec, cfg.extract.checkpoint, cfg.extract.cache_dir)
-    network = train.Network(cfg, len(sf.classes), head, train.visible_devices(), run.seed + run.fold, backbone)
+    network = train.Network(cfg, len(sf.classes), head, train.visible_devices(),
+                            run.seed + run.fold, backbone)
     done = network.start(work / "checkpoints")
     history = (work / "history.csv").read_text().splitlines()[1:1 + done] if done else []
     steps = -(-len(train_rows) // cfg.finetune.batch_size)
     neg_weight = head.negative_weights if head.negative_weights is not None else \
         np.ones((len(train_rows), len(sf.classes)), np.float32)
-    print(f"final model, finetuned: {network.plan.backbone} + {cfg.heads.head}, {run.method}; {len(train_rows)} "
-          f"training images, {cfg.finetune.epochs} epochs of {steps} steps" + (f"; resuming after {done}" if done else ""))
+    print(f"final model, finetuned: {network.plan.backbone} + {cfg.heads.head}, {run.method}; "
+          f"{len(train_rows)} "
+          f"training images, {cfg.finetune.epochs} epochs of {steps} steps"
+          + (f"; resuming after {done}" if done else ""))
     start = time.perf_counter()
     state = train.RunState(work, recipe, history)
     data = (train_rows, rows.trained_labels[train_rows], neg_weight)
     train.train_epochs(cfg, run, network, sf, state, data, done, steps, on_epoch)
-    artifacts.write_text(work / "timing.json", json.dumps({"train_seconds_this_session": time.perf_counter() - start,
+    artifacts.write_text(work / "timing.json",
+                         json.dumps({"train_seconds_this_session": time.perf_counter() - start,
                                                            "resumed_after_epoch": done}))
     return network, work
 
@@ -130,22 +137,29 @@ def _head_weights(network) -> tuple[list, list]:
                 if registry.variable_name(v).startswith("Head/")}
     layers = sorted({name.split("/")[1] for name in head}, key=lambda s: (s == "logits", s))
     values = network.session.run({name: head[name] for name in head})
-    return [values[f"Head/{layer}/weights"] for layer in layers], [values[f"Head/{layer}/biases"] for layer in layers]
+    return [values[f"Head/{layer}/weights"] for layer in layers], [values[f"Head/{layer}/biases"]
+                                                                   for layer in layers]
 
 
-def _manifest(cfg, method, why, network, rows, run, observed, probabilities, weights, prefix, n_train) -> dict:
+def _manifest(cfg, method, why, network, rows, run, observed, probabilities, weights, prefix,
+              n_train) -> dict:
     plan = network.plan
     return {
         "method": method, "display": methods.display_name(method), "chosen_by": why,
-        "params": methods.configured(cfg, method), "learning_rate": cfg.finetune.head_lr, "epoch": cfg.finetune.epochs,
-        "head": {"type": cfg.heads.head, "hidden": [int(w.shape[1]) for w in weights[:-1]], "activation": "sigmoid"},
+        "params": methods.configured(cfg, method), "learning_rate": cfg.finetune.head_lr,
+        "epoch": cfg.finetune.epochs,
+        "head": {"type": cfg.heads.head, "hidden": [int(w.shape[1]) for w in weights[:-1]],
+                 "activation": "sigmoid"},
         "feat_dim": int(weights[0].shape[0]), "classes": list(rows.classes),
         "thresholds": {"global": metrics.best_global_threshold(observed, probabilities),
                        "class": metrics.best_f1_thresholds(observed, probabilities).tolist()},
         "features": {"backbone": plan.backbone, "endpoint": plan.endpoint, "image_size": plan.image_size,
                      "preprocessing": plan.preprocessing, "pooling": plan.pooling, "dtype": "float32",
                      "checkpoint_sha256": checkpoints.sha256(prefix), "checkpoint": "finetuned: backbone/"},
-        "training": {"rows": n_train, "validation_rows": len(observed), "protocol": run.protocol, "hide": cfg.model.hide,
-                     "fold": "all", "missing_rate": run_inputs.missing_rate(cfg, rows, run.fold, run.protocol),
-                     "seed": run.seed, "finetuned": True, "trainable_from": cfg.finetune.trainable_from or "all"},
+        "training": {"rows": n_train, "validation_rows": len(observed), "protocol": run.protocol,
+                     "hide": cfg.model.hide,
+                     "fold": "all",
+                     "missing_rate": run_inputs.missing_rate(cfg, rows, run.fold, run.protocol),
+                     "seed": run.seed, "finetuned": True,
+                     "trainable_from": cfg.finetune.trainable_from or "all"},
     }

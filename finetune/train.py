@@ -91,7 +91,8 @@ class Network:
             self.strategy = tf.distribute.MirroredStrategy(devices)
             n = self.strategy.num_replicas_in_sync
             self.inputs = [[tf.compat.v1.placeholder(tf.float32, shape, name=f"{name}_{r}")
-                            for name, shape in (("images", [None, size, size, 3]), ("targets", [None, n_classes]),
+                            for name,
+                            shape in (("images", [None, size, size, 3]), ("targets", [None, n_classes]),
                                                 ("neg_weight", [None, n_classes]), ("scale", []))]
                            for r in range(n)]
             with self.strategy.scope():
@@ -133,11 +134,13 @@ class Network:
         net = self.plan.pooled(end_points)
         net = tf.reshape(net, [-1, int(np.prod(net.shape.as_list()[1:]))])
         hidden = head_network.hidden_layers(self.cfg.heads.head, self.cfg.heads)
-        init = {"weights_initializer": tf.compat.v1.truncated_normal_initializer(stddev=head_network.WEIGHT_STD),
+        weights_init = tf.compat.v1.truncated_normal_initializer(stddev=head_network.WEIGHT_STD)
+        init = {"weights_initializer": weights_init,
                 "biases_initializer": tf.compat.v1.constant_initializer(head_network.BIAS_INIT)}
         with tf.compat.v1.variable_scope("Head"):
             for k, width in enumerate(hidden):
-                net = slim.fully_connected(net, width, activation_fn=tf.sigmoid, scope=f"hidden{k + 1}", **init)
+                net = slim.fully_connected(net, width, activation_fn=tf.sigmoid,
+                                           scope=f"hidden{k + 1}", **init)
             return slim.fully_connected(net, self.n_classes, activation_fn=None, scope="logits", **init)
 
     def _tower(self, images, targets, neg_weight, scale):
@@ -151,11 +154,14 @@ class Network:
         mean = head_network.loss(self.head, logits, targets, neg_weight, self.epoch + 1)
         loss = mean * tf.cast(tf.size(targets), tf.float32) * scale
         trainable = self._trainable()
-        head = [v for v in tf.compat.v1.trainable_variables() if registry.variable_name(v).startswith("Head/")]
-        with tf.control_dependencies(tf.compat.v1.get_collection(tf.compat.v1.GraphKeys.UPDATE_OPS)[updates:]):
+        head = [v for v in tf.compat.v1.trainable_variables()
+                if registry.variable_name(v).startswith("Head/")]
+        new_updates = tf.compat.v1.get_collection(tf.compat.v1.GraphKeys.UPDATE_OPS)[updates:]
+        with tf.control_dependencies(new_updates):
             steps = [head_network.v1_optimizer(ft.optimizer, ft.head_lr).minimize(loss, var_list=head)]
             if trainable:
-                steps.append(head_network.v1_optimizer(ft.optimizer, ft.backbone_lr).minimize(loss, var_list=trainable))
+                steps.append(head_network.v1_optimizer(ft.optimizer, ft.backbone_lr).minimize(loss,
+                                                                                              var_list=trainable))
         return loss, tf.group(*steps)
 
     def _trainable(self) -> list:
@@ -165,9 +171,11 @@ class Network:
         if not ft.trainable_from:
             return variables
         prefix = f"{self.spec.scope}/{ft.trainable_from}"
-        first = next((i for i, v in enumerate(variables) if registry.variable_name(v).startswith(prefix)), None)
+        first = next((i for i, v in enumerate(variables) if registry.variable_name(v).startswith(prefix)),
+                     None)
         if first is None:
-            raise ValueError(f"{self.cfg.source}: finetune.trainable_from = {ft.trainable_from!r} is no block of "
+            raise ValueError(f"{self.cfg.source}: finetune.trainable_from = {ft.trainable_from!r} is no "
+                             "block of "
                              f"{self.spec.name}; blocks: {', '.join(self._blocks())}")
         return variables[first:]
 
@@ -186,7 +194,8 @@ class Network:
         with self.graph.as_default():
             self.session.run(self.epoch.assign(epoch))
             checkpoint_dir.mkdir(parents=True, exist_ok=True)
-            self.saver.save(self.session, str(checkpoint_dir / "epoch"), global_step=epoch, write_meta_graph=False)
+            self.saver.save(self.session, str(checkpoint_dir / "epoch"), global_step=epoch,
+                            write_meta_graph=False)
 
     def step(self, batch) -> float:
         """One training step on a global batch, split evenly over the replicas."""
@@ -241,7 +250,8 @@ def prepare(cfg, run: HeadRun, sf, force: bool = False) -> tuple[Path, dict]:
         artifacts.remove(path / "checkpoints")
         artifacts.remove(started)
     if started.exists() and artifacts.recorded(started)[1] != json.loads(json.dumps(recipe, default=str)):
-        raise ValueError(artifacts.stale_message(started, artifacts.changes(artifacts.recorded(started)[1], recipe)))
+        raise ValueError(artifacts.stale_message(started,
+                                                 artifacts.changes(artifacts.recorded(started)[1], recipe)))
     path.mkdir(parents=True, exist_ok=True)
     artifacts.record(started, recipe)
     return path, recipe
@@ -259,8 +269,10 @@ def finetune_run(cfg, run: HeadRun, on_epoch=None, devices=None, force: bool = F
     # data: this fold's rows, the run's observed labels and inputs (as the heads get them)
     train, validation_rows = sf.train_rows(run.fold), np.flatnonzero(sf.validation(run.fold))
     observed = sf.observed(run.fold, run.protocol)
-    head = run_inputs.head_inputs(cfg, sf, run.fold, run.protocol, run.method, train, validation_rows, observed)
-    neg_weight = head.negative_weights if head.negative_weights is not None else np.ones((len(train), len(sf.classes)), np.float32)
+    head = run_inputs.head_inputs(cfg, sf, run.fold, run.protocol, run.method, train,
+                                  validation_rows, observed)
+    neg_weight = head.negative_weights if head.negative_weights is not None else \
+        np.ones((len(train), len(sf.classes)), np.float32)
 
     # model: restored backbone + fresh head, or the run's last checkpoint
     spec = registry.get(cfg.extract.backbone)
@@ -282,14 +294,17 @@ def finetune_run(cfg, run: HeadRun, on_epoch=None, devices=None, force: bool = F
 
     # save: predictions of the test (and validation) rows in the heads' format
     save(cfg, run, network, sf, state, observed, validation_rows)
-    timing = {"train_seconds_this_session": seconds, "epochs": cfg.finetune.epochs, "resumed_after_epoch": done,
-              "steps_per_epoch": steps, "train_rows": len(train), "test_rows": int((sf.test_fold == run.fold).sum())}
+    timing = {"train_seconds_this_session": seconds, "epochs": cfg.finetune.epochs,
+              "resumed_after_epoch": done,
+              "steps_per_epoch": steps, "train_rows": len(train),
+              "test_rows": int((sf.test_fold == run.fold).sum())}
     artifacts.write_text(path / "timing.json", json.dumps(timing))
     network.session.close()
     return {"run": run.label, **timing}
 
 
-def train_epochs(cfg, run, network: Network, sf, state: RunState, data, done: int, steps: int, on_epoch) -> None:
+def train_epochs(cfg, run, network: Network, sf, state: RunState, data, done: int, steps: int,
+                 on_epoch) -> None:
     """Epochs done+1 .. [finetune] epochs over `data` (rows, targets, negative weights), each
     followed by its checkpoint and its line of history.csv."""
     ft = cfg.finetune
@@ -305,12 +320,14 @@ def train_epochs(cfg, run, network: Network, sf, state: RunState, data, done: in
         progress.close()
         network.save(state.path / "checkpoints", epoch + 1)
         state.history.append(f"{epoch + 1},{total / max(count, 1):.6f}")
-        artifacts.write_text(state.path / "history.csv", "epoch,train_loss\n" + "\n".join(state.history) + "\n")
+        artifacts.write_text(state.path / "history.csv",
+                             "epoch,train_loss\n" + "\n".join(state.history) + "\n")
         if on_epoch:
             on_epoch(epoch + 1)
 
 
-def save(cfg, run, network: Network, sf, state: RunState, observed: np.ndarray, validation_rows: np.ndarray) -> None:
+def save(cfg, run, network: Network, sf, state: RunState, observed: np.ndarray,
+         validation_rows: np.ndarray) -> None:
     """predictions.h5 of the test rows (and the validation rows' observed labels and
     probabilities), in the heads' format."""
     size, batch_size = network.plan.image_size, cfg.finetune.batch_size
@@ -322,7 +339,8 @@ def save(cfg, run, network: Network, sf, state: RunState, observed: np.ndarray, 
         validation = predictions.ValidationRows(sf.ids[val_kept], observed[val_kept], val_probabilities)
     attrs = predictions.run_attrs(cfg, run, STAGE, f"{network.plan.backbone}+{cfg.heads.head}",
                                   skipped_invalid=len(test) - len(kept),
-                                  trainable_from=cfg.finetune.trainable_from or "all", replicas=len(network.inputs))
+                                  trainable_from=cfg.finetune.trainable_from or "all",
+                                  replicas=len(network.inputs))
     predictions.write(state.path, ids=sf.ids[kept], labels=sf.labels[kept], probabilities=probabilities,
                       attrs=attrs, provenance=state.recipe, validation=validation)
 
@@ -334,22 +352,26 @@ def check_two_state(cfg, sf, protocols) -> None:
     partial = sorted(p for p in protocols if splits_store.protocol_kind(p)[0] in splits_store.PARTIAL_KINDS)
     if partial or sf.known is not None:
         raise ValueError(f"{cfg.source}: finetune trains two-state labels; "
-                         + (f"protocol {partial[0]} has verified negatives" if partial else f"{sf.path} has unknown labels")
+                         + (f"protocol {partial[0]} has verified negatives" if partial
+                            else f"{sf.path} has unknown labels")
                          + ": set finetune.ratios to the ratios, or train these as heads")
     pseudo = [m for m in cfg.finetune.methods if run_inputs.needs(m).pseudo]
     if pseudo:
-        raise ValueError(f"{cfg.source}: finetune.methods holds {pseudo[0]!r}, whose pseudo-positives finetune does "
+        raise ValueError(f"{cfg.source}: finetune.methods holds {pseudo[0]!r}, whose pseudo-positives "
+                         "finetune does "
                          "not carry; train it as a head")
 
 
 def finetune(cfg, only: dict | None = None, force: bool = False) -> list[dict]:
     """Finetune every run of the [finetune] grid (or the `only` part of it): one task per run."""
     run_inputs.check_stateless(cfg.finetune.methods, cfg.source, "finetune.methods")
-    splits_files = {seed: splits_store.load(splits_store.path(cfg, seed)) for seed in cfg.finetune.seeds or cfg.seeds}
+    splits_files = {seed: splits_store.load(splits_store.path(cfg, seed)) for seed in cfg.finetune.seeds
+                    or cfg.seeds}
     for sf in splits_files.values():
         run_inputs.check_truth(cfg.finetune.methods, sf.ground_truth, sf.path)
     first = next(iter(splits_files.values()))
-    two_state = [p for p in first.protocols if splits_store.protocol_kind(p)[0] not in splits_store.PARTIAL_KINDS]
+    two_state = [p for p in first.protocols
+                 if splits_store.protocol_kind(p)[0] not in splits_store.PARTIAL_KINDS]
     runs = predictions.select(predictions.grid(cfg, STAGE, first.n_folds, two_state), only,
                               f"[finetune] of {cfg.source}")
     check_two_state(cfg, first, {run.protocol for run in runs})
@@ -362,5 +384,6 @@ def finetune(cfg, only: dict | None = None, force: bool = False) -> list[dict]:
             return []
         artifacts.writable(cfg.run_dir)
         print(f"finetune: {len(todo)} run(s): " + "; ".join(run.label for run in todo))
-        tasks = [cluster.Task(f"finetune {run.label}", finetune_run, (cfg, run, None, None, force)) for run in todo]
+        tasks = [cluster.Task(f"finetune {run.label}", finetune_run, (cfg, run, None, None, force))
+                 for run in todo]
         return cluster.run(cfg, tasks)

@@ -29,7 +29,8 @@ def list_methods() -> None:
     """Name, display name, oracle or not, parameters with their published defaults (a
     data-derived default as its rule), source."""
     for method in methods.METHODS.values():
-        params = ", ".join(f"{k}={methods.PARAMETER_NOTES.get((method.name, k), v)}" if v is None else f"{k}={v}"
+        params = ", ".join(f"{k}={methods.PARAMETER_NOTES.get((method.name, k), v)}" if v is None
+                           else f"{k}={v}"
                            for k, v in method.params.items()) or "-"
         grid = ", ".join(f"{k} in {list(v)}" for k, v in method.search.items()) or "lr only"
         print(f"{method.name:28s} {method.display:26s} {'oracle ' if method.oracle else '       '}"
@@ -51,7 +52,8 @@ def add_study_commands(sub) -> None:
     p.add_argument("--only", type=parse_only, action=MergeOnly, default={},
                    help="fold=K,ratio=R,method=M,seed=S (any of them; repeatable)")
     p.add_argument("--n-jobs", type=int, default=None)
-    p.add_argument("--scheduler", default=None, help="local, or a Dask scheduler address (overrides [cluster])")
+    p.add_argument("--scheduler", default=None,
+                   help="local, or a Dask scheduler address (overrides [cluster])")
     p.add_argument("--force", action="store_true")
     p = sub.add_parser("check", help="the study's config against the method registry, before any stage runs")
     p.add_argument("--config", default=None)

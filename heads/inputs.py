@@ -39,7 +39,8 @@ class Needs(NamedTuple):
     negatives: str  # "" | oracle | cb | estimator | notebook: where its (n, L) negative weights come from
     estimator: str  # for negatives = "estimator": the splits.weights estimator
     weighted: bool  # the loss multiplies o = 0 entries by negative weights (ones when `negatives` is "")
-    state: str  # "" | estimates (ROLE) | corrections (LL-Cp) | pseudo_negatives (EM+APL): per-row state in the stack
+    # "" | estimates (ROLE) | corrections (LL-Cp) | pseudo_negatives (EM+APL): per-row state in the stack
+    state: str
     k: bool  # it takes k, the expected number of positives per row
     oracle: bool  # it reads ground truth beyond the observed labels
     prior: bool = False  # it takes the class prior (L,) of the known training labels (CSL)
@@ -75,7 +76,8 @@ def check_truth(names, ground_truth: bool, where) -> None:
     oracles = [name for name in names if needs(name).oracle]
     if oracles and not ground_truth:
         raise ValueError(f"{oracles[0]} is an oracle: it reads the ground truth of every row, and {where} "
-                         "holds none (its labels are not the truth of its test rows); drop it from the methods")
+                         "holds none (its labels are not the truth of its test rows); drop it from the "
+                         "methods")
 
 
 def check_stateless(names, where: str, key: str) -> None:
@@ -94,7 +96,8 @@ def missing_rate(cfg, sf, fold: int, protocol: str) -> float:
 
 
 def negative_weights(name: str, labels: np.ndarray, observed: np.ndarray, rows: np.ndarray,
-                     missing_rate: float | None = None, verified_negative: np.ndarray | None = None) -> np.ndarray | None:
+                     missing_rate: float | None = None,
+                     verified_negative: np.ndarray | None = None) -> np.ndarray | None:
     """The method's negative weights for `rows` (indices into the (N, L) `labels` / `observed`),
     None when the method takes none. Estimators see `observed[rows]` only (one estimate over
     those rows); `missing_rate`: the share of true positives missing from `observed`;
@@ -163,12 +166,15 @@ class HeadInputs:
     needs: Needs
     params: dict  # resolved parameters (published defaults, [heads.params] on top)
     constants: dict  # HEAD_CONSTANTS name -> float32 value (one its loss ignores where the method takes none)
-    negative_weights: np.ndarray | None  # (n, L) float32 weights of the o = 0 entries, None when the method has none
+    # (n, L) float32 weights of the o = 0 entries, None when the method has none
+    negative_weights: np.ndarray | None
     val_negative_weights: np.ndarray | None  # (m, L) float32, from the same estimate
     missing_rate: float
-    pseudo: np.ndarray | None = None  # (n, L) float32 pseudo-positives (Score-PL), None when the method takes none
+    # (n, L) float32 pseudo-positives (Score-PL), None when the method takes none
+    pseudo: np.ndarray | None = None
     val_pseudo: np.ndarray | None = None  # (m, L) float32
-    scores: tuple | None = None  # (training (n, L), validation (m, L)) score rows the pseudo-positives come from
+    # (training (n, L), validation (m, L)) score rows the pseudo-positives come from
+    scores: tuple | None = None
 
 
 def class_prior(observed: np.ndarray, verified_negative: np.ndarray | None) -> np.ndarray:
@@ -176,11 +182,13 @@ def class_prior(observed: np.ndarray, verified_negative: np.ndarray | None) -> n
     verified negatives; without verified negatives, among all rows): CSL's prior, which its
     reference takes from a first model's mean predictions instead."""
     positives = observed.sum(0, dtype=np.float64)
-    known = positives + (verified_negative.sum(0) if verified_negative is not None else len(observed) - positives)
+    known = positives + (verified_negative.sum(0) if verified_negative is not None
+                         else len(observed) - positives)
     return np.divide(positives, known, out=np.zeros_like(positives), where=known > 0).astype(np.float32)
 
 
-def pseudo_positives(scores: np.ndarray, observed: np.ndarray, temperature: float, theta: float) -> np.ndarray:
+def pseudo_positives(scores: np.ndarray, observed: np.ndarray, temperature: float,
+                     theta: float) -> np.ndarray:
     """(n, L) float32: VLPL's rule on any scores: a row's softmax over classes of scores /
     temperature, above theta on an unobserved entry, makes it a pseudo-positive."""
     z = scores / temperature
@@ -197,14 +205,16 @@ def score_matrix(cfg, sf) -> np.ndarray:
 
     path = cfg.heads.scores
     if not path:
-        raise ValueError(f"{cfg.source}: Score-PL ranks pseudo-labels by a score matrix; set [heads] scores to "
+        raise ValueError(f"{cfg.source}: Score-PL ranks pseudo-labels by a score matrix; set [heads] scores "
+                         "to "
                          "its file (a CSV of row keys and one column per class)")
     if importer.suffix(Path(path)) in importer.CSV_SUFFIXES:
         return _score_table(path, sf)
     table = importer.read_features(path, configs.Dataset(features_key=cfg.dataset.features_key))
     scores = np.asarray(table.features.toarray() if hasattr(table.features, "toarray") else table.features)
     if scores.shape != sf.labels.shape:
-        raise ValueError(f"{path}: scores of shape {scores.shape}; {sf.path} has {sf.labels.shape} (rows x classes): "
+        raise ValueError(f"{path}: scores of shape {scores.shape}; {sf.path} has {sf.labels.shape} (rows x "
+                         "classes): "
                          "give them in its row and class order, or as a CSV keyed by row")
     return scores.astype(np.float64)
 
@@ -216,13 +226,16 @@ def _score_table(path: str, sf) -> np.ndarray:
     frame.index = frame.index.astype(str)
     missing = [c for c in sf.classes if c not in frame.columns]
     if missing:
-        raise ValueError(f"{path}: no column for class {missing[0]!r} ({len(missing)} of {len(sf.classes)} missing); "
+        raise ValueError(f"{path}: no column for class {missing[0]!r} ({len(missing)} of {len(sf.classes)} "
+                         "missing); "
                          "its columns must be the dataset's classes")
     absent = [key for key in sf.ids if key not in frame.index]
     if absent:
-        raise ValueError(f"{path}: no row {absent[0]!r} ({len(absent)} of {len(sf.ids)} rows missing); its first "
+        raise ValueError(f"{path}: no row {absent[0]!r} ({len(absent)} of {len(sf.ids)} rows missing); its "
+                         "first "
                          "column must hold the dataset's row keys")
-    scores = frame.loc[list(sf.ids), list(sf.classes)].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
+    scores = frame.loc[list(sf.ids), list(sf.classes)].apply(pd.to_numeric,
+                                                             errors="coerce").to_numpy(np.float64)
     if not np.isfinite(scores).all():
         i, j = np.argwhere(~np.isfinite(scores))[0]
         raise ValueError(f"{path}: row {sf.ids[i]!r} class {sf.classes[j]!r} holds "
@@ -254,9 +267,11 @@ def head_inputs(cfg, sf, fold: int, protocol: str, method: str, train: np.ndarra
     rate = missing_rate(cfg, sf, fold, protocol)
     params = methods.configured(cfg, method) if params is None else dict(params)
     params = resolved(params, cfg.heads.epochs)
-    negative_weights, val_weights = fold_negative_weights(method, sf.labels, seen, train, validation, rate, verified)
+    negative_weights, val_weights = fold_negative_weights(method, sf.labels, seen, train, validation,
+                                                          rate, verified)
     class_rows = sf.labels[sf.test_fold != 0] if cfg.heads.paper_exact else seen[train]
-    pos_weight = weights.pos_weight(class_rows) if kind.class_weights else np.ones(len(sf.classes), np.float32)
+    pos_weight = weights.pos_weight(class_rows) if kind.class_weights else np.ones(len(sf.classes),
+                                                                                   np.float32)
     k = 0.0
     if kind.k:
         k = params["k"] if params["k"] is not None else expected_positives(seen[train], rate)
@@ -267,7 +282,8 @@ def head_inputs(cfg, sf, fold: int, protocol: str, method: str, train: np.ndarra
     if kind.pseudo:
         matrix = score_matrix(cfg, sf)
         scores = (matrix[train], matrix[validation])
-    head = HeadInputs(method, kind, unzeroed(params), constants, negative_weights, val_weights, rate, scores=scores)
+    head = HeadInputs(method, kind, unzeroed(params), constants, negative_weights, val_weights, rate,
+                      scores=scores)
     return with_params(head, params, seen, train, validation)
 
 
@@ -282,11 +298,14 @@ def with_params(head: HeadInputs, params: dict, observed: np.ndarray, train: np.
     """`head` (made at its method's own parameters) at other `params` (a grid point): the same
     arrays, except negative weights with another `zero` share, re-derived from `head`'s (which
     must have been made at zero = 0), and pseudo-positives at the point's temperature and theta."""
-    params = resolved(params, int(head.params.get("epochs") or 0))  # the run's epochs, resolved in head_inputs
+    # the run's epochs, resolved in head_inputs
+    params = resolved(params, int(head.params.get("epochs") or 0))
     if head.scores is not None:
         head = dataclasses.replace(
-            head, pseudo=pseudo_positives(head.scores[0], observed[train], params["temperature"], params["theta"]),
-            val_pseudo=pseudo_positives(head.scores[1], observed[validation], params["temperature"], params["theta"]))
+            head,
+            pseudo=pseudo_positives(head.scores[0], observed[train], params["temperature"], params["theta"]),
+            val_pseudo=pseudo_positives(head.scores[1], observed[validation], params["temperature"],
+                                        params["theta"]))
     share = params.get("zero", 0.0)
     if head.negative_weights is None or not share:
         return dataclasses.replace(head, params=dict(params))
@@ -314,7 +333,8 @@ class StackInputs:
     bank: np.ndarray  # (W, n, L) float32 per-entry arrays: negative weights, pseudo-positives
     weights_of: np.ndarray  # (H,) int: the head's row of `bank` for its negative weights, -1 for none
     lr_scale: np.ndarray | None = None  # (H,) each head's learning rate / the stack's; None = all 1
-    verified_negative: np.ndarray | None = None  # (P, n, L) uint8 verified negatives per protocol; None: none anywhere
+    # (P, n, L) uint8 verified negatives per protocol; None: none anywhere
+    verified_negative: np.ndarray | None = None
     pseudo_of: np.ndarray | None = None  # (H,) int: the head's row of `bank` for its pseudo-positives, -1
 
 
@@ -361,7 +381,8 @@ def stack(heads: list[HeadInputs], targets: np.ndarray, target_of, n_val: int = 
     inputs = StackInputs(
         methods=[h.method for h in heads], needs=[h.needs for h in heads], params=[h.params for h in heads],
         targets=targets, target_of=np.asarray(target_of),
-        constants={name: np.stack([h.constants[name] for h in heads]).astype(np.float32) for name in HEAD_CONSTANTS},
+        constants={name: np.stack([h.constants[name] for h in heads]).astype(np.float32)
+                   for name in HEAD_CONSTANTS},
         bank=stacked(bank, n), weights_of=np.array(weights_of),
         lr_scale=None if lr_scale is None else np.asarray(lr_scale, np.float64),
         verified_negative=verified_negative, pseudo_of=np.array(pseudo_of))

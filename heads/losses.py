@@ -54,7 +54,8 @@ class Inputs(NamedTuple):
 
 class Terms(NamedTuple):
     loss: tf.Tensor  # (h,) batch loss per head
-    corrected: tf.Tensor | None = None  # (h, n, L) 0/1 float: o = 0 entries taken as positives for good (LL-Cp)
+    # (h, n, L) 0/1 float: o = 0 entries taken as positives for good (LL-Cp)
+    corrected: tf.Tensor | None = None
 
 
 def _log_p(z):
@@ -95,7 +96,9 @@ def weighted_ce(logits, observed, inputs, power=1.0, zero=0.0):
     log_p = tf.clip_by_value(_log_p(logits), LOG_LOW, LOG_HIGH)
     log_not_p = tf.clip_by_value(_log_not_p(logits), LOG_LOW, LOG_HIGH)
     positive = -log_p if inputs.pos_weight is None else -log_p * inputs.pos_weight[:, None, :]
-    neg_weight = inputs.neg_weight if inputs.neg_weight is None or power == 1.0 else inputs.neg_weight ** power
+    neg_weight = inputs.neg_weight
+    if neg_weight is not None and power != 1.0:
+        neg_weight = neg_weight ** power
     negative = -log_not_p if neg_weight is None else -log_not_p * neg_weight
     return Terms(_split(observed, positive, negative))
 
@@ -244,8 +247,10 @@ def _large_loss(logits, observed, inputs, delta, mode):
     """AN; from epoch 2 the k largest losses among o = 0 entries are rejected (loss 0, "reject")
     or taken with target 1 (-log p) for this batch ("temporary") or for good ("permanent")."""
     positive, negative = -_log_p(logits), -_log_not_p(logits)
-    verified = None if inputs.verified_negative is None else tf.reduce_sum(inputs.verified_negative, axis=[1, 2])
-    count = large_loss_count(tf.shape(logits)[1], logits.shape[-1], inputs.epoch, delta, mode == "permanent", verified)
+    verified = None if inputs.verified_negative is None else tf.reduce_sum(inputs.verified_negative,
+                                                                           axis=[1, 2])
+    count = large_loss_count(tf.shape(logits)[1], logits.shape[-1], inputs.epoch, delta,
+                             mode == "permanent", verified)
     settled = observed if inputs.verified_negative is None else 1.0 - _unknown(observed, inputs)
     picked = _largest_negative_losses(tf.stop_gradient(negative), settled, count)
     kept = observed * positive + (1.0 - observed) * negative
@@ -304,7 +309,8 @@ def _selected_unknowns(p, unknown, count):
     return tf.reshape(picked, tf.shape(p)) * unknown
 
 
-def csl(logits, observed, inputs, gamma_pos, gamma_neg, gamma_unknown, clip, prior_threshold, likelihood_topk):
+def csl(logits, observed, inputs, gamma_pos, gamma_neg, gamma_unknown, clip, prior_threshold,
+        likelihood_topk):
     """Class-aware selective loss (Ben-Baruch et al., CVPR'22), focusing weights without gradient,
     q = max(p - clip, 0): -(1-p)^g+ log p | -q^g- log(1-q) on verified negatives | -w q^gu log(1-q)
     on unknowns, w = 0 on the unknowns of classes whose prior exceeds `prior_threshold` (0: no
@@ -356,7 +362,8 @@ def em_apl(logits, observed, inputs, alpha, beta, theta, warmup, epochs):
     unlabelled = -alpha * entropy
     if inputs.pseudo_negative is not None:
         s = inputs.pseudo_negative
-        unlabelled = tf.where(s >= 0, -beta * (tf.maximum(s, 0.0) * log_p + (1.0 - tf.maximum(s, 0.0)) * log_not_p),
+        unlabelled = tf.where(s >= 0,
+                              -beta * (tf.maximum(s, 0.0) * log_p + (1.0 - tf.maximum(s, 0.0)) * log_not_p),
                               unlabelled)
     return Terms(_split(observed, -log_p, _verified(inputs, unlabelled, logits)))
 
@@ -369,12 +376,14 @@ def score_pl(logits, observed, inputs, alpha, beta, temperature, theta):
     p, log_p, log_not_p = tf.sigmoid(logits), _log_p(logits), _log_not_p(logits)
     entropy = -p * log_p - (1.0 - p) * log_not_p
     pseudo = -beta * (0.9 * log_p + 0.1 * log_not_p)
-    unlabelled = tf.where(inputs.pseudo > 0, pseudo, -alpha * entropy) if inputs.pseudo is not None else -alpha * entropy
+    unlabelled = tf.where(inputs.pseudo > 0, pseudo,
+                          -alpha * entropy) if inputs.pseudo is not None else -alpha * entropy
     return Terms(_split(observed, -log_p, _verified(inputs, unlabelled, logits)))
 
 
 LOSSES = {fn.__name__: fn for fn in (weighted_ce, an, an_ls, wan, epr, role, em, focal, asl, hill, splc,
-                                     ll_r, ll_ct, ll_cp, partial_ignore, partial_bce, csl, gr, em_apl, score_pl)}
+                                     ll_r, ll_ct, ll_cp, partial_ignore, partial_bce, csl, gr,
+                                     em_apl, score_pl)}
 
 
 def terms(loss: str, logits, observed, inputs: Inputs, params: dict) -> Terms:
@@ -419,5 +428,6 @@ def batch_loss(method: str, logits, observed, *, pos_weight=None, neg_weight=Non
                     estimates=head(estimates), k=None if k is None else tf.constant([k], tf.float32),
                     verified_negative=head(verified_negative), prior=head(prior), pseudo=head(pseudo),
                     pseudo_negative=head(pseudo_negative))
-    return terms(spec.loss, tf.convert_to_tensor(logits, tf.float32)[None], tf.convert_to_tensor(observed)[None],
+    return terms(spec.loss, tf.convert_to_tensor(logits, tf.float32)[None],
+                 tf.convert_to_tensor(observed)[None],
                  inputs, params).loss[0]

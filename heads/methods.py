@@ -72,7 +72,8 @@ WEIGHTING_GRID = {"power": (1.0, 3.0), "zero": (0.0, 1.0)}
 
 _FIXED = [
     Method("ce", "CE", "weighted_ce", PAPER, class_weights=True, family="paper", order=0, colour="#4C72B0"),
-    Method("ignore_missing", "IM-WCE", "weighted_ce", PAPER, negatives="oracle", class_weights=True, oracle=True,
+    Method("ignore_missing", "IM-WCE", "weighted_ce", PAPER, negatives="oracle", class_weights=True,
+           oracle=True,
            family="paper", order=1, colour="#55A868"),
     Method("confidence", "CB-WCE", "weighted_ce", PAPER, negatives="cb", class_weights=True, family="paper",
            order=2, colour="#C44E52", params=WEIGHTING, search=WEIGHTING_GRID),
@@ -84,9 +85,12 @@ _FIXED = [
     Method("wan", "WAN", "wan", COLE, params={"gamma": None}),
     Method("epr", "EPR", "epr", COLE, params={"k": None}),
     Method("role", "ROLE", "role", COLE, params={"k": None, "lr_mult": 10.0}, state="estimates"),
-    Method("em", "EM", "em", "Zhou et al., ECCV 2022", params={"alpha": 0.1}, search={"alpha": (0.05, 0.1, 0.2)}),
-    Method("focal", "Focal", "focal", "Lin et al., ICCV 2017", params={"gamma": 2.0}, search={"gamma": (1.0, 2.0, 4.0)}),
-    Method("asl", "ASL", "asl", "Ridnik et al., ICCV 2021", params={"gamma_pos": 0.0, "gamma_neg": 4.0, "clip": 0.05},
+    Method("em", "EM", "em", "Zhou et al., ECCV 2022", params={"alpha": 0.1},
+           search={"alpha": (0.05, 0.1, 0.2)}),
+    Method("focal", "Focal", "focal", "Lin et al., ICCV 2017", params={"gamma": 2.0},
+           search={"gamma": (1.0, 2.0, 4.0)}),
+    Method("asl", "ASL", "asl", "Ridnik et al., ICCV 2021",
+           params={"gamma_pos": 0.0, "gamma_neg": 4.0, "clip": 0.05},
            search={"gamma_neg": (2.0, 4.0), "clip": (0.0, 0.05)}),
     Method("hill", "Hill", "hill", ZHANG, params={"margin": 1.0, "gamma": 2.0, "lam": 1.5},
            search={"margin": (0.5, 1.0)}),
@@ -95,18 +99,21 @@ _FIXED = [
     Method("ll_r", "LL-R", "ll_r", KIM, params=LL, search=LL_GRID),
     Method("ll_ct", "LL-Ct", "ll_ct", KIM, params=LL, search=LL_GRID),
     Method("ll_cp", "LL-Cp", "ll_cp", KIM, params=LL, state="corrections", search=LL_GRID),
-    # partial labels (three states) and the single-positive losses since 2022 (../shared/LOSSES.md, "Additions")
+    # partial labels (three states) and the single-positive losses since 2022
+    # (../shared/LOSSES.md, "Additions")
     Method("partial_ignore", "Ignore", "partial_ignore", "HCP-MLR-PL / mlcpl partial BCE; CSL mode 'ignore'",
            order=4),
     Method("partial_negative", "Negative", "an", "CSL mode 'negative' (unknowns as negatives: AN)", order=4),
     Method("partial_bce", "Partial-BCE", "partial_bce", "Durand et al., CVPR 2019",
            params={"g_alpha": -4.45, "g_beta": 5.45, "g_gamma": 1.0}, order=4),
     Method("csl", "CSL", "csl", CSL, prior=True, order=4,
-           params={"gamma_pos": 0.0, "gamma_neg": 1.0, "gamma_unknown": 4.0, "clip": 0.0, "prior_threshold": 0.5,
+           params={"gamma_pos": 0.0, "gamma_neg": 1.0, "gamma_unknown": 4.0, "clip": 0.0,
+                   "prior_threshold": 0.5,
                    "likelihood_topk": 5.0},  # the README's recipe (RPS); its FPC recipe: gamma_neg 3
            search={"gamma_neg": (1.0, 3.0), "gamma_unknown": (2.0, 4.0)}),
     Method("gr", "GR", "gr", "Chen et al., IJCAI 2024 (arXiv 2405.03501)", order=4,
-           params={"w0": 0.0, "w_end": 2.0, "b0": -2.0, "b_end": -2.0, "mu0": 0.5, "mu_end": 0.8, "sigma0": 2.0,
+           params={"w0": 0.0, "w_end": 2.0, "b0": -2.0, "b_end": -2.0, "mu0": 0.5, "mu_end": 0.8,
+                   "sigma0": 2.0,
                    "sigma_end": 0.5, "q2": 0.01, "q3": 1.0, "epochs": None, "first": 0.0},
            search={"q2": (0.01, 0.1), "mu_end": (0.5, 0.8)}),
     Method("em_apl", "EM+APL", "em_apl", "Zhou et al., ECCV 2022", state="pseudo_negatives", order=4,
@@ -132,7 +139,8 @@ def _registry() -> dict[str, Method]:
     for estimator in weights.ESTIMATORS:
         name = f"confidence_{estimator}"
         methods[name] = Method(name, f"CB-WCE[{estimator}]", "weighted_ce", "this project (splits.weights)",
-                               negatives="estimator", estimator=estimator, class_weights=True, family="estimator",
+                               negatives="estimator", estimator=estimator, class_weights=True,
+                               family="estimator",
                                represents=estimator == "auto", params=WEIGHTING, search=WEIGHTING_GRID)
     return methods
 
@@ -160,9 +168,12 @@ RANGES = {
     "tau": (lambda v: 0 < v < 1, "in (0, 1)"), "delta": (lambda v: 0 < v < 1, "in (0, 1)"),
     "power": _at_least(0, strict=True), "zero": _share(closed_high=True),
     "beta": _at_least(0), "gamma_unknown": _at_least(0), "prior_threshold": _share(closed_high=True),
-    "likelihood_topk": _at_least(0), "w0": (lambda v: True, "a number"), "w_end": (lambda v: True, "a number"),
-    "b0": (lambda v: True, "a number"), "b_end": (lambda v: True, "a number"), "mu0": _share(closed_high=True),
-    "mu_end": _share(closed_high=True), "sigma0": _at_least(0, strict=True), "sigma_end": _at_least(0, strict=True),
+    "likelihood_topk": _at_least(0), "w0": (lambda v: True, "a number"),
+    "w_end": (lambda v: True, "a number"),
+    "b0": (lambda v: True, "a number"), "b_end": (lambda v: True, "a number"),
+    "mu0": _share(closed_high=True),
+    "mu_end": _share(closed_high=True), "sigma0": _at_least(0, strict=True),
+    "sigma_end": _at_least(0, strict=True),
     "q2": (lambda v: 0 < v <= 1, "in (0, 1]"), "q3": (lambda v: 0 < v <= 1, "in (0, 1]"),
     "epochs": _at_least(1), "first": _at_least(0), "theta": (lambda v: 0 < v <= 1, "in (0, 1]"),
     "warmup": _at_least(0), "temperature": _at_least(0, strict=True), "g_alpha": (lambda v: True, "a number"),
@@ -213,10 +224,12 @@ def check(methods, params: dict, where: str, key: str = "heads.methods") -> None
     unused method / unknown parameter (`params`: method -> {parameter: value})."""
     for name in methods:
         if name not in METHODS:
-            raise ValueError(f"{where}: {key} holds {name!r}, which is no method; known: {', '.join(METHODS)}")
+            raise ValueError(f"{where}: {key} holds {name!r}, which is no method; known: "
+                             f"{', '.join(METHODS)}")
     for name, table in params.items():
         if name not in METHODS:
-            raise ValueError(f"{where}: [heads.params.{name}]: no method {name!r}; known: {', '.join(METHODS)}")
+            raise ValueError(f"{where}: [heads.params.{name}]: no method {name!r}; known: "
+                             f"{', '.join(METHODS)}")
         try:
             parameters(name, table)
         except ValueError as err:

@@ -49,7 +49,9 @@ from .inputs import Needs, StackInputs, given_constants
 
 ADADELTA, ADAM = network.OPTIMIZERS["adadelta"], network.OPTIMIZERS["adam"]
 ROLE_START = {"positive": 0.995, "spread": 0.6}
-PASS_BYTES = 1 << 28  # a forward pass without gradients holds at most this much of one layer's activations  # Cole'21: logit(0.995) on positives, U(+-logit(0.6)) elsewhere
+# a forward pass without gradients holds at most this much of one layer's activations  # Cole'21: logit(0.995)
+# on positives, U(+-logit(0.6)) elsewhere
+PASS_BYTES = 1 << 28
 
 
 def head_seed(seed: int, key: str) -> np.random.SeedSequence:
@@ -196,7 +198,8 @@ class HeadStack:
         if scale is not None:
             bias = bias / scale.astype(np.float32)[:, None, None]
         self._b = [tf.Variable(np.broadcast_to(bias, (n_heads, 1, b)).copy()) for b in sizes[1:]]
-        self._slots = [(tf.Variable(tf.zeros_like(v)), tf.Variable(tf.zeros_like(v))) for v in self._w + self._b]
+        self._slots = [(tf.Variable(tf.zeros_like(v)), tf.Variable(tf.zeros_like(v)))
+                       for v in self._w + self._b]
         self._step = tf.Variable(0, dtype=tf.int64)
         self._init_state(inputs)
 
@@ -205,7 +208,8 @@ class HeadStack:
         EM+APL pseudo-negatives (n, E, L)."""
         stateful = {name: [h for h, kind in enumerate(inputs.needs) if kind.state == name]
                     for name in ("estimates", "corrections", "pseudo_negatives")}
-        self._role, self._cp, self._apl = stateful["estimates"], stateful["corrections"], stateful["pseudo_negatives"]
+        self._role, self._cp = stateful["estimates"], stateful["corrections"]
+        self._apl = stateful["pseudo_negatives"]
         self._state_index = {h: i for rows in (self._role, self._cp, self._apl) for i, h in enumerate(rows)}
         self._role_lr = float(inputs.params[self._role[0]]["lr_mult"]) if self._role else 1.0
         # ROLE head h's lr_mult against the first's; its estimates step at a_h x that x the stack's rate
@@ -213,17 +217,21 @@ class HeadStack:
         role_scale = (ratio if self._scale is None else ratio * self._scale[self._role]).astype(np.float32)
         self._role_scale = None if np.all(role_scale == 1) else tf.constant(role_scale[:, None, None])
         # the estimates' gradient in theta is `ratio` x theirs in u: divided back
-        self._role_ratio = None if np.all(ratio == 1) else tf.constant(ratio.astype(np.float32)[None, :, None])
+        self._role_ratio = None if np.all(ratio == 1) else \
+            tf.constant(ratio.astype(np.float32)[None, :, None])
         starts = [role_start(inputs.targets[inputs.target_of[h]],
                              np.random.default_rng(head_seed(self.seed, self.head_keys[h] + "/estimates")))
                   / (1.0 if self._role_scale is None else role_scale[i])
                   for i, h in enumerate(self._role)]
         n, n_classes = inputs.targets.shape[1:]
-        self._estimates = tf.Variable(np.stack(starts, axis=1) if starts else np.zeros((n, 0, n_classes), np.float32))
-        self._estimate_slots = (tf.Variable(tf.zeros_like(self._estimates)), tf.Variable(tf.zeros_like(self._estimates)))
+        self._estimates = tf.Variable(np.stack(starts, axis=1) if starts
+                                      else np.zeros((n, 0, n_classes), np.float32))
+        self._estimate_slots = (tf.Variable(tf.zeros_like(self._estimates)),
+                                tf.Variable(tf.zeros_like(self._estimates)))
         self._corrections = tf.Variable(tf.zeros((n, len(self._cp), n_classes), tf.float32))
         self._pseudo_negatives = tf.Variable(tf.fill((n, len(self._apl), n_classes), -1.0))
-        self._unlabelled_start = np.stack([self._unlabelled(inputs, h) for h in self._apl]).sum(1) if self._apl else None
+        self._unlabelled_start = np.stack([self._unlabelled(inputs, h)
+                                           for h in self._apl]).sum(1) if self._apl else None
 
     def _unlabelled(self, inputs: StackInputs, h: int) -> np.ndarray:
         """(n, L) bool: head h's training entries neither observed positive nor verified negative."""
@@ -261,13 +269,17 @@ class HeadStack:
             if spec.state == "corrections":
                 observed = tf.maximum(observed, tf.gather(state.corrections, mine))
             weighted = self._weights_of[heads] >= 0  # all or none of a group's heads (`groups`)
-            constants = {name: tf.gather(value, heads) for name, value in given_constants(spec, self._constants).items()}
+            constants = {name: tf.gather(value, heads) for name,
+                         value in given_constants(spec, self._constants).items()}
             inputs = losses.Inputs(
                 neg_weight=tf.gather(bank, self._weights_of[heads]) if weighted.all() else None,
-                epoch=epoch, estimates=tf.gather(state.estimates, mine) if spec.state == "estimates" else None,
-                verified_negative=None if state.verified_negative is None else tf.gather(state.verified_negative, heads),
+                epoch=epoch,
+                estimates=tf.gather(state.estimates, mine) if spec.state == "estimates" else None,
+                verified_negative=None if state.verified_negative is None
+                else tf.gather(state.verified_negative, heads),
                 pseudo=tf.gather(bank, self._pseudo_of[heads]) if spec.pseudo else None,
-                pseudo_negative=tf.gather(state.pseudo_negatives, mine) if spec.state == "pseudo_negatives" else None,
+                pseudo_negative=tf.gather(state.pseudo_negatives, mine)
+                if spec.state == "pseudo_negatives" else None,
                 **constants)
             terms = losses.terms(spec.loss, tf.gather(logits, heads), observed, inputs, dict(group.params))
             order.append(heads)
@@ -284,13 +296,17 @@ class HeadStack:
         lr = self._learning_rate()
         for var, grad, (slot_a, slot_b) in zip(self._w + self._b, grads, self._slots):
             if self.optimizer == "adadelta":
-                tf.raw_ops.ResourceApplyAdadelta(var=var.handle, accum=slot_a.handle, accum_update=slot_b.handle,
-                                                 lr=lr, rho=ADADELTA["rho"], epsilon=ADADELTA["epsilon"], grad=grad)
+                tf.raw_ops.ResourceApplyAdadelta(var=var.handle, accum=slot_a.handle,
+                                                 accum_update=slot_b.handle,
+                                                 lr=lr, rho=ADADELTA["rho"],
+                                                 epsilon=ADADELTA["epsilon"], grad=grad)
             elif self.optimizer == "adam":
                 t = tf.cast(self._step + 1, tf.float32)
                 tf.raw_ops.ResourceApplyAdam(var=var.handle, m=slot_a.handle, v=slot_b.handle,
-                                             beta1_power=ADAM["beta1"] ** t, beta2_power=ADAM["beta2"] ** t, lr=lr,
-                                             beta1=ADAM["beta1"], beta2=ADAM["beta2"], epsilon=ADAM["epsilon"],
+                                             beta1_power=ADAM["beta1"] ** t,
+                                             beta2_power=ADAM["beta2"] ** t, lr=lr,
+                                             beta1=ADAM["beta1"], beta2=ADAM["beta2"],
+                                             epsilon=ADAM["epsilon"],
                                              grad=grad)
             else:
                 tf.raw_ops.ResourceApplyGradientDescent(var=var.handle, alpha=lr, delta=grad)
@@ -303,8 +319,10 @@ class HeadStack:
         if self._role_ratio is not None:
             g = g / self._role_ratio
         if self.optimizer == "adadelta":
-            tf.raw_ops.ResourceSparseApplyAdadelta(var=var.handle, accum=slot_a.handle, accum_update=slot_b.handle,
-                                                   lr=lr, rho=ADADELTA["rho"], epsilon=ADADELTA["epsilon"], grad=g, indices=rows)
+            tf.raw_ops.ResourceSparseApplyAdadelta(var=var.handle, accum=slot_a.handle,
+                                                   accum_update=slot_b.handle,
+                                                   lr=lr, rho=ADADELTA["rho"], epsilon=ADADELTA["epsilon"],
+                                                   grad=g, indices=rows)
         elif self.optimizer == "adam":
             t = tf.cast(self._step + 1, tf.float32)
             m = ADAM["beta1"] * tf.gather(slot_a, rows) + (1 - ADAM["beta1"]) * g
@@ -356,14 +374,16 @@ class HeadStack:
             if self._apl:
                 self._choose_pseudo_negatives(inputs, epoch, train_blocks)
             if validation is not None:
-                record["val_loss"], probabilities = self._validation_pass(validation, inputs, epoch, select is not None)
+                record["val_loss"], probabilities = self._validation_pass(validation, inputs, epoch,
+                                                                          select is not None)
                 if select is not None:
                     known = None if select.known is None else select.known[select.labels_of]
                     record["val_score"] = metrics.mean_average_precision(select.labels[select.labels_of],
                                                                          probabilities, known)
             self.history_.append(record)
             if best is not None:
-                criterion = -np.nan_to_num(record["val_score"], nan=-1.0) if select is not None else record["val_loss"]
+                criterion = -np.nan_to_num(record["val_score"],
+                                           nan=-1.0) if select is not None else record["val_loss"]
                 improved = criterion < best.loss
                 self.best_epoch_[improved] = epoch
                 if best.update(criterion, self.patience) and self.patience:
@@ -381,24 +401,28 @@ class HeadStack:
         return self
 
     def _setup(self, inputs: StackInputs, d_in: int, standardize=None) -> None:
-        """Groups, per-head rates, variables and state, the constants the losses read, the inputs' shift and scale."""
+        """Groups, per-head rates, variables and state, the constants the losses read, the inputs'
+        shift and scale."""
         assert len(self.head_keys) == len(inputs.methods)
         self._standardize = None if standardize is None else \
             tuple(tf.constant(np.asarray(v, np.float32)[None]) for v in standardize)
         self._groups = groups(inputs)
         scale = None if inputs.lr_scale is None else np.asarray(inputs.lr_scale, np.float64)
         self._scale = None if scale is None or np.all(scale == 1) else scale
-        self._scale_t = None if self._scale is None else tf.constant(self._scale.astype(np.float32)[:, None, None])
+        self._scale_t = None if self._scale is None else \
+            tf.constant(self._scale.astype(np.float32)[:, None, None])
         self._init(d_in, inputs)
         self._constants = {name: tf.constant(value, tf.float32) for name, value in inputs.constants.items()}
         self._weights_of = np.asarray(inputs.weights_of)
-        self._pseudo_of = np.full(len(self.head_keys), -1) if inputs.pseudo_of is None else np.asarray(inputs.pseudo_of)
+        self._pseudo_of = np.full(len(self.head_keys),
+                                  -1) if inputs.pseudo_of is None else np.asarray(inputs.pseudo_of)
 
     def _epoch(self, step, batches, inputs: StackInputs, epoch: int) -> np.ndarray:
         """One epoch of steps; (H,) the mean training loss per head."""
         sums, count = np.zeros(len(self.head_keys)), 0
         for rows, x in batches():
-            known = None if inputs.verified_negative is None else tf.constant(inputs.verified_negative[:, rows])
+            verified = inputs.verified_negative
+            known = None if verified is None else tf.constant(verified[:, rows])
             sums += step(tf.constant(x), tf.constant(rows, tf.int64), tf.constant(inputs.targets[:, rows]),
                          tf.constant(inputs.bank[:, rows]), tf.constant(epoch, tf.int64), known).numpy()
             count += 1
@@ -406,8 +430,10 @@ class HeadStack:
 
     def _learned_state(self) -> None:
         """weights_, biases_ (in w, not theta) and the per-row state, as NumPy arrays."""
-        scale = (np.ones(len(self.head_keys)) if self._scale is None else self._scale).astype(np.float32)[:, None, None]
-        self.weights_ = [np.moveaxis(self._w[0].numpy(), 1, 0) * scale] + [w.numpy() * scale for w in self._w[1:]]
+        scale = (np.ones(len(self.head_keys)) if self._scale is None
+                 else self._scale).astype(np.float32)[:, None, None]
+        self.weights_ = [np.moveaxis(self._w[0].numpy(), 1, 0) * scale] + [w.numpy() * scale
+                                                                           for w in self._w[1:]]
         self.biases_ = [b.numpy() * scale for b in self._b]
         if self._standardize is not None:  # ((x - m) / s) w + b = x (w / s) + b - (m / s) w
             mean, std = (v.numpy()[0] for v in self._standardize)
@@ -450,7 +476,8 @@ class HeadStack:
         variables = self._w + self._b
         target_of = tf.constant(inputs.target_of, tf.int32)
 
-        @tf.function(reduce_retracing=True, autograph=False)  # Python control flow only: no autograph files in the temp dir
+        # Python control flow only: no autograph files in the temp dir
+        @tf.function(reduce_retracing=True, autograph=False)
         def step(x, rows, targets, bank, epoch, known):
             observed = tf.gather(tf.cast(targets, tf.float32), target_of)
             verified = None if known is None else tf.gather(tf.cast(known, tf.float32), target_of)
@@ -470,13 +497,15 @@ class HeadStack:
 
         return step
 
-    def _validation_pass(self, validation: Validation, inputs: StackInputs, epoch: int, probabilities: bool = False):
+    def _validation_pass(self, validation: Validation, inputs: StackInputs, epoch: int,
+                         probabilities: bool = False):
         """((H,) mean loss per head over every validation row, block by block; (H, m, L) float32
         probabilities when asked, else None). ROLE's estimates of validation rows are their
         starting values without noise, LL-Cp corrects none, EM+APL has no pseudo-negatives there."""
         blocks, targets, bank, verified = validation
         total = np.zeros(len(self.head_keys))
-        kept = np.empty((len(self.head_keys), targets.shape[1], targets.shape[2]), np.float32) if probabilities else None
+        kept = np.empty((len(self.head_keys), targets.shape[1], targets.shape[2]),
+                        np.float32) if probabilities else None
         for positions, x in blocks():
             observed = targets[inputs.target_of][:, positions].astype(np.float32)
             estimates = np.stack([role_start(observed[h], None) for h in self._role]) if self._role else \
@@ -486,7 +515,8 @@ class HeadStack:
                                None if verified is None else
                                tf.constant(verified[inputs.target_of][:, positions], tf.float32))
             logits = self._logits(tf.constant(x))
-            mean, _ = self._head_losses(logits, tf.constant(observed), tf.constant(bank[:, positions]), epoch, state)
+            mean, _ = self._head_losses(logits, tf.constant(observed), tf.constant(bank[:, positions]),
+                                        epoch, state)
             total += mean.numpy() * len(positions)
             if kept is not None:
                 kept[:, positions] = tf.sigmoid(logits).numpy()

@@ -54,5 +54,6 @@ def loss(head: HeadInputs, logits, targets, neg_weight, epoch):
     (n, L) of the batch's rows (read only when the method has some), epoch 1-based."""
     constants = {name: tf.constant(np.asarray(value, np.float32)[None])
                  for name, value in given_constants(head.needs, head.constants).items()}
-    inputs = losses.Inputs(neg_weight=neg_weight[None] if head.needs.negatives else None, epoch=epoch, **constants)
+    inputs = losses.Inputs(neg_weight=neg_weight[None] if head.needs.negatives else None, epoch=epoch,
+                           **constants)
     return losses.terms(head.needs.loss, logits[None], targets[None], inputs, head.params).loss[0]

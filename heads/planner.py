@@ -43,7 +43,8 @@ def features_in_ram(cfg, reader: FeatureReader, n_rows: int, n_jobs: int) -> boo
     stored size when sparse) fit in a share of free memory (a running cluster's task: its own share)."""
     if cfg.heads.features != "auto":
         return cfg.heads.features == "ram"
-    return (1 if cluster.running_cluster(cfg) else n_jobs) * row_bytes(reader) * n_rows <= RAM_FRACTION * memory(cfg)
+    return (1 if cluster.running_cluster(cfg)
+            else n_jobs) * row_bytes(reader) * n_rows <= RAM_FRACTION * memory(cfg)
 
 
 def row_bytes(reader: FeatureReader) -> float:
@@ -64,7 +65,8 @@ def stack_bytes(cfg, n_heads: int, feat_dim: int, n_classes: int, n_val: int) ->
 
 
 def stack_budget(available: int, feature_bytes: int, at_once: int) -> float:
-    """Bytes one of `at_once` stacks training together in `available` bytes may hold besides its own features."""
+    """Bytes one of `at_once` stacks training together in `available` bytes may hold besides its
+    own features."""
     return 0.8 * available / at_once - feature_bytes
 
 
@@ -84,12 +86,16 @@ def stacks_at_once(cfg, stacks: dict, grid: dict, feature_bytes: int, per_head: 
 
 def too_large(cfg, points: int, need: int, available: int, feat_dim: int, at_once: int) -> ValueError:
     """The error for one run whose grid alone cannot fit, with what to change."""
-    return ValueError(f"{points} {cfg.heads.head} heads on {feat_dim}-d features need about {need / 2**30:.1f} GiB "
+    return ValueError(f"{points} {cfg.heads.head} heads on {feat_dim}-d features need about "
+                      f"{need / 2**30:.1f} GiB "
                       f"but {available / 2**30:.1f} GiB are free"
-                      + (" to a task of cluster.scheduler's smallest worker" if cluster.running_cluster(cfg) else "")
+                      + (" to a task of cluster.scheduler's smallest worker"
+                         if cluster.running_cluster(cfg) else "")
                       + (f", shared by {at_once} stacks at once (cluster.workers)" if at_once > 1 else "")
-                      + "; use pooling = 'avg' in [extract], fewer methods, ratios or grid points per run (--only, "
-                      "[heads.search] lr / params), a smaller head, or heads.features = 'stream' with a smaller "
+                      + "; use pooling = 'avg' in [extract], fewer methods, ratios or grid points per run "
+                        "(--only, "
+                      "[heads.search] lr / params), a smaller head, or heads.features = 'stream' with a "
+                      "smaller "
                       "heads.shuffle_buffer")
 
 
@@ -128,7 +134,8 @@ class Plan(NamedTuple):
     fewer: str  # why fewer jobs run than were asked ("" when not)
 
 
-def plan(cfg, todo: list, grid: dict, reader: FeatureReader, n_classes: int, in_ram: bool, n_jobs: int) -> Plan:
+def plan(cfg, todo: list, grid: dict, reader: FeatureReader, n_classes: int, in_ram: bool,
+         n_jobs: int) -> Plan:
     """The runs to do in stacks that fit in memory: each (seed, fold)'s runs together, split where
     free memory (shared by the stacks trained at once) is short."""
     stacks: dict = {}
@@ -142,7 +149,8 @@ def plan(cfg, todo: list, grid: dict, reader: FeatureReader, n_classes: int, in_
     at_once = stacks_at_once(cfg, stacks, grid, feature_bytes, per_head, n_jobs)
     planned = plan_stacks(cfg, stacks, grid, feature_bytes, reader.shape[1], n_classes, n_val, at_once)
     local = not cfg.cluster.scheduler
-    fewer = f" ({n_jobs} asked; more would not fit in free memory)" if local and at_once < min(n_jobs, len(stacks)) \
+    fewer = f" ({n_jobs} asked; more would not fit in free memory)" if local and at_once < min(n_jobs,
+                                                                                               len(stacks)) \
         else ""
     largest = max(sum(len(grid[run.method]) for run in stack.runs) for stack in planned)
     return Plan(planned, min(at_once if local else n_jobs, len(planned)), largest, fewer)

@@ -74,7 +74,8 @@ def file(cfg, run: HeadRun, stage: str = "heads") -> Path:
     return run_dir(cfg, run, stage) / "predictions.h5"
 
 
-ARRAYS = ("ids", "labels", "probabilities", "val_ids", "val_observed", "val_probabilities", "val_labels", "val_known",
+ARRAYS = ("ids", "labels", "probabilities", "val_ids", "val_observed", "val_probabilities", "val_labels",
+          "val_known",
           "known")
 
 
@@ -97,7 +98,8 @@ def write(directory: Path, *, ids, labels, probabilities, attrs: dict, provenanc
     arrays = {"ids": np.array(ids, dtype=object), "labels": np.asarray(labels).astype(np.uint8),
               "probabilities": np.asarray(probabilities).astype(np.float32)}
     if validation is not None:
-        arrays.update(val_ids=np.array(validation.ids, dtype=object), val_observed=validation.observed.astype(np.uint8),
+        arrays.update(val_ids=np.array(validation.ids, dtype=object),
+                      val_observed=validation.observed.astype(np.uint8),
                       val_probabilities=validation.probabilities.astype(np.float32))
         if validation.labels is not None:
             arrays["val_labels"] = np.asarray(validation.labels).astype(np.uint8)
@@ -125,7 +127,8 @@ def write_history(directory: Path, history: list[dict], head: int | None = None)
     has_val = bool(history) and "val_loss" in history[0]
     has_score = bool(history) and "val_score" in history[0]
     lines = ["epoch,train_loss" + (",val_loss" if has_val else "") + (",val_score" if has_score else "")]
-    lines += [f"{rec['epoch']},{value(rec, 'train_loss'):.6f}" + (f",{value(rec, 'val_loss'):.6f}" if has_val else "")
+    lines += [f"{rec['epoch']},{value(rec, 'train_loss'):.6f}"
+              + (f",{value(rec, 'val_loss'):.6f}" if has_val else "")
               + (f",{value(rec, 'val_score'):.6f}" if has_score else "") for rec in history]
     artifacts.write_text(directory / "history.csv", "\n".join(lines) + "\n")
 
@@ -166,7 +169,8 @@ def parse_only(text: str) -> dict:
     for part in filter(None, text.split(",")):
         key, _, value = part.partition("=")
         if key not in ONLY_KEYS or not value:
-            raise argparse.ArgumentTypeError(f"--only {text!r}: expected fold=K,ratio=R,method=M,seed=S (any of them; "
+            raise argparse.ArgumentTypeError(f"--only {text!r}: expected fold=K,ratio=R,method=M,seed=S (any "
+                                             "of them; "
                                              "ratio=single_positive for that protocol)")
         out[key] = value
     return out
@@ -216,7 +220,8 @@ def plan(cfg, runs: list[HeadRun], provenance_of, force: bool = False, stage: st
     if stale:
         raise ValueError(f"{len(stale)} {stage} run(s) were made from other inputs or settings:\n  "
                          + "\n  ".join(stale[:6]) + ("\n  ..." if len(stale) > 6 else "")
-                         + f"\nNothing was reused: {artifacts.FORCE_HINT} to redo them, or change experiment.name "
+                         + f"\nNothing was reused: {artifacts.FORCE_HINT} to redo them, or change "
+                           "experiment.name "
                          "to keep both")
     return todo
 
@@ -247,23 +252,28 @@ def expected_provenance(cfg, stage: str, run: HeadRun, recorded: dict, splits_fi
     machine-dependent parts (the batch-order window, the checkpoint identity) are taken from the
     run's `recorded` provenance, as its stage checks them when it runs."""
     if stage == "heads":
-        return head_provenance(cfg, run, splits_fingerprint, features_fingerprint, recorded.get("batch_order_window"))
+        return head_provenance(cfg, run, splits_fingerprint, features_fingerprint,
+                               recorded.get("batch_order_window"))
     return finetune_provenance(cfg, run, splits_fingerprint, recorded.get("checkpoint"))
 
 
-def head_provenance(cfg, run: HeadRun, splits_fingerprint: str, features_fingerprint: str, window: int) -> dict:
+def head_provenance(cfg, run: HeadRun, splits_fingerprint: str, features_fingerprint: str,
+                    window: int) -> dict:
     """What a frozen-feature head's predictions are made from: [heads] (how the grid runs aside),
     the method and its parameters, the seed / fold / protocol, the input files' fingerprints and
     the batch order (`window`: 0 = one permutation of the fold; else streamed windows)."""
-    heads = configs.section(cfg, "heads", exclude=("methods", "params", "n_jobs", "features", "shuffle_buffer",
+    heads = configs.section(cfg, "heads",
+                            exclude=("methods", "params", "n_jobs", "features", "shuffle_buffer",
                                                    "search", "scores"))
     if search.enabled(cfg):
         heads["search"] = search.describe(cfg, run.method)
     if methods.get(run.method).pseudo:  # only a method that reads the score file depends on it
         scores = Path(cfg.heads.scores)
-        heads["scores"] = {"path": str(scores), "sha256": artifacts.file_sha256(scores) if scores.is_file() else "missing"}
+        heads["scores"] = {"path": str(scores),
+                           "sha256": artifacts.file_sha256(scores) if scores.is_file() else "missing"}
     return {**heads, "method": run.method, "params": methods.configured(cfg, run.method),
-            "dataset.natural_missing_rate": cfg.dataset.natural_missing_rate, "seed": run.seed, "fold": run.fold + 1,
+            "dataset.natural_missing_rate": cfg.dataset.natural_missing_rate, "seed": run.seed,
+            "fold": run.fold + 1,
             "protocol": run.protocol, "splits": splits_fingerprint, "features": features_fingerprint,
             "batch_order_window": window, "versions": artifacts.versions("tensorflow")}
 
@@ -271,11 +281,14 @@ def head_provenance(cfg, run: HeadRun, splits_fingerprint: str, features_fingerp
 def finetune_provenance(cfg, run: HeadRun, splits_fingerprint: str, checkpoint: str) -> dict:
     """What a finetuned run is made from: [finetune] (its grid aside), [extract]'s network and
     input settings, [heads]' head, the method, seed / fold / protocol, splits and checkpoint."""
-    extract = configs.section(cfg, "extract", exclude=("batch_size", "chunk_rows", "cache_dir", "pretrain_images",
-                                                       "pretrain_epochs", "dtype", "max_invalid_share", "checkpoint"))
+    extract = configs.section(cfg, "extract",
+                              exclude=("batch_size", "chunk_rows", "cache_dir", "pretrain_images",
+                                                       "pretrain_epochs", "dtype", "max_invalid_share",
+                                                       "checkpoint"))
     return {**configs.section(cfg, "finetune", exclude=("folds", "ratios", "methods")), **extract,
             "heads.head": cfg.heads.head, "heads.hidden": list(cfg.heads.hidden), "method": run.method,
             "params": methods.configured(cfg, run.method),
-            "dataset.natural_missing_rate": cfg.dataset.natural_missing_rate, "seed": run.seed, "fold": run.fold + 1,
+            "dataset.natural_missing_rate": cfg.dataset.natural_missing_rate, "seed": run.seed,
+            "fold": run.fold + 1,
             "protocol": run.protocol, "splits": splits_fingerprint, "checkpoint": checkpoint,
             "versions": artifacts.versions("tensorflow", "tf-slim")}

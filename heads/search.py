@@ -95,11 +95,13 @@ def check(cfg) -> None:
         return
     for name, table in search.params.items():
         if search.methods and name not in search.methods:
-            raise ValueError(f"{cfg.source}: [heads.search.params.{name}]: {name!r} is not in heads.search.methods")
+            raise ValueError(f"{cfg.source}: [heads.search.params.{name}]: {name!r} is not in "
+                             "heads.search.methods")
         declared = methods.get(name).params
         for parameter, values in table.items():
             if parameter not in declared:
-                raise ValueError(f"{cfg.source}: [heads.search.params.{name}]: method {name!r} has no parameter "
+                raise ValueError(f"{cfg.source}: [heads.search.params.{name}]: method {name!r} has no "
+                                 "parameter "
                                  f"{parameter!r}; its parameters: {', '.join(declared) or 'none'}")
             for value in values:
                 try:

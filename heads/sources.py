@@ -14,7 +14,8 @@ import numpy as np
 
 from features.store import FeatureReader, dense
 
-UNIT_SCALE = 10.0  # a feature whose mean or spread exceeds this is far from what the heads' initialisation expects
+# a feature whose mean or spread exceeds this is far from what the heads' initialisation expects
+UNIT_SCALE = 10.0
 
 
 def epoch_batches(n_rows: int, batch_size: int, rng: np.random.Generator, window: int = 0):
@@ -116,7 +117,9 @@ def scale_warning(reader: FeatureReader, n_rows: int = 4096) -> str:
     far = size > UNIT_SCALE
     if not far.any():
         return ""
-    return (f"heads: warning: {far.sum()} of {len(far)} features of {reader.path} lie far from unit scale (mean or "
-            f"standard deviation up to {size.max():.3g} over its first {len(rows)} rows); heads learn little from "
+    return (f"heads: warning: {far.sum()} of {len(far)} features of {reader.path} lie far from unit scale "
+            "(mean or "
+            f"standard deviation up to {size.max():.3g} over its first {len(rows)} rows); heads learn little "
+            "from "
             "them: set [heads] standardize = true (each feature z-scored by each fold's training rows)")
 

@@ -32,13 +32,15 @@ class StackedRuns(NamedTuple):
     """A fold's runs as the heads of one stack: one head per grid point of each run."""
     inputs: models.StackInputs  # over the fold's training rows
     val_targets: np.ndarray  # (P, m, L) each protocol's observed labels of the validation rows
-    val_bank: np.ndarray  # (W, m, L) the validation rows' per-entry arrays (negative weights, pseudo-positives)
+    # (W, m, L) the validation rows' per-entry arrays (negative weights, pseudo-positives)
+    val_bank: np.ndarray
     val_verified: np.ndarray | None  # (P, m, L) uint8 verified negatives of the validation rows; None without
     run_of: np.ndarray  # (H,) the run of each head
     points: list  # (H,) each head's grid point (heads.search.Point)
 
 
-def stack_runs(cfg, sf, fold: int, runs: list, grid: dict, train: np.ndarray, validation: np.ndarray) -> StackedRuns:
+def stack_runs(cfg, sf, fold: int, runs: list, grid: dict, train: np.ndarray,
+               validation: np.ndarray) -> StackedRuns:
     """A fold's runs stacked, one head per grid point of each run (`grid`: {method: points}):
     each run's inputs from `heads.inputs` once, at each point's parameters and learning rate."""
     protocols = list(dict.fromkeys(run.protocol for run in runs))
@@ -56,7 +58,8 @@ def stack_runs(cfg, sf, fold: int, runs: list, grid: dict, train: np.ndarray, va
         base = run_inputs.head_inputs(cfg, sf, fold, run.protocol, run.method, train, validation,
                                       observed[run.protocol], params=run_inputs.unzeroed(own))
         for point in grid[run.method]:
-            heads.append(run_inputs.with_params(base, point.values, observed[run.protocol], train, validation))
+            heads.append(run_inputs.with_params(base, point.values, observed[run.protocol], train,
+                                                validation))
             target_of.append(protocols.index(run.protocol))
             run_of.append(r)
             lr_scale.append(point.lr / cfg.heads.learning_rate)
@@ -127,7 +130,8 @@ def selection_labels(cfg, data: FoldData) -> models.Selection | None:
         return None
     if cfg.heads.search.select == "clean":
         return models.Selection(data.sf.labels[data.validation][None], np.zeros(len(data.run_of), int))
-    return models.Selection(data.stacked.val_targets, np.asarray(data.inputs.target_of), known_validation_labels(data))
+    return models.Selection(data.stacked.val_targets, np.asarray(data.inputs.target_of),
+                            known_validation_labels(data))
 
 
 class FoldFit(NamedTuple):
@@ -159,7 +163,8 @@ def train_fold(cfg, splits_path: str, features_path: str, runs: list, grid: dict
     """Train one fold's heads as one stack and write their runs (a task; see `runtime.cluster`)."""
     use_threads(n_threads)
     fit = fit_fold(cfg, splits_store.load(splits_path), features_path, runs, grid, in_ram)
-    return write_runs(cfg, runs, provenance, fit, {"features": str(features_path), "feature_access": fit.access})
+    return write_runs(cfg, runs, provenance, fit,
+                      {"features": str(features_path), "feature_access": fit.access})
 
 
 def fit_fold(cfg, sf, features_path: str, runs: list, grid: dict, in_ram: bool = True) -> FoldFit:
@@ -172,7 +177,8 @@ def fit_fold(cfg, sf, features_path: str, runs: list, grid: dict, in_ram: bool =
     data = fold_data(cfg, sf, features_path, runs, grid, in_ram)
     x_train, x_val, x_test = data.sources
     stacked = data.stacked
-    validation = models.Validation(x_val.blocks, stacked.val_targets, stacked.val_bank, stacked.val_verified) \
+    validation = models.Validation(x_val.blocks, stacked.val_targets, stacked.val_bank,
+                                   stacked.val_verified) \
         if len(data.validation) else None
     window = 0 if in_ram else cfg.heads.shuffle_buffer
 
@@ -193,7 +199,8 @@ def fit_fold(cfg, sf, features_path: str, runs: list, grid: dict, in_ram: bool =
               train_blocks=x_train.blocks, standardize=moments(x_train) if cfg.heads.standardize else None)
     probabilities = predict(x_test, len(data.test))
     val_probabilities = predict(x_val, len(data.validation)) if len(data.validation) else None
-    return FoldFit(data, stack, probabilities, val_probabilities, "ram" if in_ram else f"stream (window {window} rows)")
+    return FoldFit(data, stack, probabilities, val_probabilities,
+                   "ram" if in_ram else f"stream (window {window} rows)")
 
 
 def search_rows(cfg, run, fit: FoldFit, heads: np.ndarray, chosen: int) -> list[dict]:
@@ -230,7 +237,8 @@ def write_runs(cfg, runs, provenance, fit: FoldFit, attrs: dict) -> list[dict]:
     known = known_validation_labels(data)
     steps = len(stack.history_) * -(-len(data.train) // cfg.heads.batch_size)
     timing = {"fold_fit_seconds": stack.fit_seconds_, "heads_in_stack": len(data.run_of), "steps": steps,
-              "train_rows": len(data.train), "test_rows": len(data.test), "skipped_invalid": data.skipped_invalid}
+              "train_rows": len(data.train), "test_rows": len(data.test),
+              "skipped_invalid": data.skipped_invalid}
     records = []
     for r, run in enumerate(runs):
         h = winners[r]
@@ -242,20 +250,24 @@ def write_runs(cfg, runs, provenance, fit: FoldFit, attrs: dict) -> list[dict]:
         extra = {}
         if search.enabled(cfg):
             rows = search_rows(cfg, run, fit, np.flatnonzero(data.run_of == r), h)
-            artifacts.write_text(directory / "search.csv", pd.DataFrame(rows).to_csv(index=False, float_format="%.6g"))
+            artifacts.write_text(directory / "search.csv",
+                                 pd.DataFrame(rows).to_csv(index=False, float_format="%.6g"))
             point = next(row for row in rows if row["chosen"])
-            extra["search"] = json.dumps({**{k: v for k, v in point.items() if k not in ("chosen", "test_map")},
+            extra["search"] = json.dumps({**{k: v for k,
+                                             v in point.items() if k not in ("chosen", "test_map")},
                                           "points": len(rows), "select": cfg.heads.search.select})
         run_attrs = predictions.run_attrs(cfg, run, "heads", cfg.heads.head, features=attrs["features"],
                                           skipped_invalid=data.skipped_invalid,
                                           feature_access=attrs["feature_access"], **extra)
         validation = None if fit.val_probabilities is None else predictions.ValidationRows(
             sf.ids[data.validation], data.stacked.val_targets[protocol], fit.val_probabilities[h],
-            sf.labels[data.validation] if sf.ground_truth else None, None if known is None else known[protocol])
+            sf.labels[data.validation] if sf.ground_truth else None,
+            None if known is None else known[protocol])
         predictions.write(directory, ids=sf.ids[data.test], labels=sf.labels[data.test],
                           probabilities=fit.probabilities[h], attrs=run_attrs, provenance=provenance[r],
                           validation=validation, known=None if sf.known is None else sf.known[data.test])
-        records.append({"run": run.label, "observed_positives": int(inputs.targets[protocol].sum()), **timing})
+        records.append({"run": run.label,
+                        "observed_positives": int(inputs.targets[protocol].sum()), **timing})
     return records
 
 
@@ -266,8 +278,9 @@ def checked_inputs(cfg, reader: FeatureReader) -> dict:
     methods.check(cfg.heads.methods, cfg.heads.params, cfg.source)
     search.check(cfg)
     if search.enabled(cfg) and not cfg.splits.validation:
-        raise ValueError(f"{cfg.source}: [heads.search] chooses on validation rows, and splits.validation is 0; "
-                         "set it (0.1 holds out a tenth of each fold's training rows) and rerun `make splits`")
+        raise ValueError(f"{cfg.source}: [heads.search] chooses on validation rows, and splits.validation is "
+                         "0; set it (0.1 holds out a tenth of each fold's training rows) and rerun "
+                         "`make splits`")
     reader.check_sources()
     splits_files = {seed: splits_store.load(splits_store.path(cfg, seed)) for seed in cfg.seeds}
     for sf in splits_files.values():
@@ -276,7 +289,8 @@ def checked_inputs(cfg, reader: FeatureReader) -> dict:
         if any(run_inputs.needs(m).pseudo for m in cfg.heads.methods):
             run_inputs.score_matrix(cfg, sf)  # a score file that does not match is named before any training
         if search.enabled(cfg) and cfg.heads.search.select == "clean" and not sf.ground_truth:
-            raise ValueError(f"heads.search.select = 'clean' reads the validation rows' truth, and {sf.path} holds "
+            raise ValueError(f"heads.search.select = 'clean' reads the validation rows' truth, and {sf.path} "
+                             "holds "
                              "none; use select = 'observed'")
         for protocol in predictions.configured_protocols(cfg):
             sf.column(protocol)
@@ -292,7 +306,8 @@ def train(cfg, only: dict | None = None, n_jobs: int | None = None, force: bool 
     if not cfg.heads.standardize and (warning := scale_warning(reader)):
         print(warning)
     first = next(iter(splits_files.values()))
-    runs = predictions.select(predictions.grid(cfg, "heads", first.n_folds, predictions.configured_protocols(cfg)),
+    runs = predictions.select(predictions.grid(cfg, "heads", first.n_folds,
+                                               predictions.configured_protocols(cfg)),
                               only, f"[heads] of {cfg.source}")
     if n_jobs is not None and n_jobs < 1:
         raise ValueError(f"--n-jobs {n_jobs}: the number of parallel stacks must be at least 1")
@@ -301,7 +316,8 @@ def train(cfg, only: dict | None = None, n_jobs: int | None = None, force: bool 
     window = 0 if in_ram or cfg.heads.shuffle_buffer >= len(first.ids) else cfg.heads.shuffle_buffer
 
     def provenance(run):
-        return predictions.head_provenance(cfg, run, splits_files[run.seed].fingerprint, reader.fingerprint, window)
+        return predictions.head_provenance(cfg, run, splits_files[run.seed].fingerprint,
+                                           reader.fingerprint, window)
 
     # train: the runs to do, planned into stacks, each stack a task
     with predictions.claimed(cfg, runs, provenance, force) as todo:
@@ -310,9 +326,11 @@ def train(cfg, only: dict | None = None, n_jobs: int | None = None, force: bool 
         grid = search.grid(cfg, cfg.heads.methods)
         plan = planner.plan(cfg, todo, grid, reader, len(first.classes), in_ram, n_jobs)
         artifacts.writable(cfg.run_dir)
-        print(f"heads: {len(todo)} runs in {len(plan.stacks)} stack(s) of up to {plan.largest} {cfg.heads.head} heads "
+        print(f"heads: {len(todo)} runs in {len(plan.stacks)} stack(s) of up to {plan.largest} "
+              f"{cfg.heads.head} heads "
               f"({'grid points of ' if search.enabled(cfg) else ''}seeds x folds); {reader.shape[1]} features"
-              + (" (sparse)" if reader.sparse else "") + f"; {plan.n_jobs} parallel job(s){plan.fewer}; features "
+              + (" (sparse)" if reader.sparse else "")
+              + f"; {plan.n_jobs} parallel job(s){plan.fewer}; features "
               + ("in RAM" if in_ram else f"streamed {cfg.heads.shuffle_buffer} rows at a time")
               + f"; {int((~reader.valid).sum())} invalid rows skipped")
         tasks = stack_tasks(cfg, plan, grid, splits_files, reader, provenance, in_ram)
@@ -334,6 +352,7 @@ def stack_tasks(cfg, plan: planner.Plan, grid: dict, splits_files: dict, reader:
         own = {run.method: grid[run.method] for run in stack.runs}
         tasks.append(cluster.Task(f"heads seed {stack.seed} fold {stack.fold + 1}{part}", train_fold,
                                   (cfg, str(splits_files[stack.seed].path), str(reader.path), stack.runs, own,
-                                   [provenance(r) for r in stack.runs], cluster.threads_per_task(cfg, plan.n_jobs),
+                                   [provenance(r) for r in stack.runs],
+                                   cluster.threads_per_task(cfg, plan.n_jobs),
                                    in_ram)))
     return tasks

@@ -10,5 +10,6 @@ from .multilabel import evaluate, threshold_metrics
 from .ranking import average_precision, mean_average_precision, roc_auc
 from .thresholds import best_f1_thresholds, best_global_threshold, top_k
 
-__all__ = ["average_precision", "best_f1_thresholds", "best_global_threshold", "evaluate", "mean_average_precision",
+__all__ = ["average_precision", "best_f1_thresholds", "best_global_threshold", "evaluate",
+           "mean_average_precision",
            "roc_auc", "threshold_metrics", "top_k"]

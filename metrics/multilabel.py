@@ -104,7 +104,8 @@ def _evaluate_partial(truth, scores, known, val_truth, val_scores, val_known) ->
     ap = average_precision(truth, scores, known)
     ap[~scored] = np.nan
     out = threshold_metrics(truth * known, (scores >= 0.5) & known)
-    out.update(threshold_metrics(truth * known, top_k(np.where(known, scores, -np.inf), 3) & known, suffix="_top3"))
+    out.update(threshold_metrics(truth * known, top_k(np.where(known, scores, -np.inf), 3) & known,
+                                 suffix="_top3"))
     out.update({
         "micro_auc": roc_auc(truth[known], scores[known]),
         "macro_auc": float(np.mean([roc_auc(truth[known[:, c], c], scores[known[:, c], c])

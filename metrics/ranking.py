@@ -40,7 +40,8 @@ def average_precision(truth: np.ndarray, scores: np.ndarray, known: np.ndarray |
     return np.where(positives > 0, ap, np.nan)
 
 
-def mean_average_precision(truth: np.ndarray, scores: np.ndarray, known: np.ndarray | None = None) -> np.ndarray:
+def mean_average_precision(truth: np.ndarray, scores: np.ndarray,
+                           known: np.ndarray | None = None) -> np.ndarray:
     """mAP: the mean of `average_precision` over columns with a positive, (...,); `known`: over
     the known entries only."""
     ap = average_precision(truth, scores, known)

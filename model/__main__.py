@@ -35,9 +35,11 @@ def check_command(args) -> None:
 
 def predict_command(args) -> None:
     from .predict import predict
-    dataset = configs.Dataset(features_key=args.features_key, id_column=args.id_column, n_labels=args.n_labels,
+    dataset = configs.Dataset(features_key=args.features_key, id_column=args.id_column,
+                              n_labels=args.n_labels,
                               labels_first=args.labels_first, header=not args.no_header)
-    predict(model_path(args), args.images, args.features, args.out, args.threshold, args.top_k, args.checkpoint,
+    predict(model_path(args), args.images, args.features, args.out, args.threshold, args.top_k,
+            args.checkpoint,
             args.scheduler, dataset, args.force)
 
 
@@ -59,7 +61,8 @@ def suggest_command(args) -> None:
         if args.method:
             methods.get(args.method)
         annotation = suggest.from_study(cfg, args.protocol, args.fold, args.method)
-        name = f"{protocol_dir(annotation['protocol'])}_fold{args.fold}" + (f"_{args.method}" if args.method else "")
+        name = f"{protocol_dir(annotation['protocol'])}_fold{args.fold}" + (f"_{args.method}"
+                                                                            if args.method else "")
         out = Path(args.out) if args.out else cfg.run_dir / "suggestions" / f"{name}.csv"
     else:
         directory = model_path(args)
@@ -74,11 +77,15 @@ def add_model_source(p) -> None:
 
 
 def add_fit(sub) -> None:
-    p = sub.add_parser("fit", help="the final model: [model] method on every labelled row, into a model directory")
+    p = sub.add_parser("fit",
+                       help="the final model: [model] method on every labelled row, into a model directory")
     p.add_argument("--config", default=None)
-    p.add_argument("--fold", type=int, default=None, help="train on this fold of the study's splits instead (1-based)")
-    p.add_argument("--protocol", default=None, help="with --fold: the protocol's labels (a ratio, or single_positive)")
-    p.add_argument("--scheduler", default=None, help="local, or a Dask scheduler address (overrides [cluster])")
+    p.add_argument("--fold", type=int, default=None,
+                   help="train on this fold of the study's splits instead (1-based)")
+    p.add_argument("--protocol", default=None,
+                   help="with --fold: the protocol's labels (a ratio, or single_positive)")
+    p.add_argument("--scheduler", default=None,
+                   help="local, or a Dask scheduler address (overrides [cluster])")
     p.add_argument("--force", action="store_true")
     p = sub.add_parser("check", help="[model] of a config against the method registry")
     p.add_argument("--config", default=None)
@@ -88,40 +95,52 @@ def add_predict(sub) -> None:
     p = sub.add_parser("predict", help="a model's probabilities and tags for new images or features")
     add_model_source(p)
     p.add_argument("--images", default="", help="a folder of images, or a file listing image paths")
-    p.add_argument("--features", default="", help="a feature store, or a table (.npy .npz .csv .tsv .arff .mat .h5)")
+    p.add_argument("--features", default="",
+                   help="a feature store, or a table (.npy .npz .csv .tsv .arff .mat .h5)")
     p.add_argument("--out", default="", help="the CSV to write (default <model>/predictions/<input>.csv)")
-    p.add_argument("--threshold", default="global", help="global | class | 0.5 | a number: which scores are tags")
+    p.add_argument("--threshold", default="global",
+                   help="global | class | 0.5 | a number: which scores are tags")
     p.add_argument("--top-k", type=int, default=None, help="tag each row's K highest classes instead")
-    p.add_argument("--checkpoint", default="", help="the backbone checkpoint, if not where the model recorded it")
+    p.add_argument("--checkpoint", default="",
+                   help="the backbone checkpoint, if not where the model recorded it")
     p.add_argument("--scheduler", default=None, help="extract on Dask: local, or a scheduler address")
     p.add_argument("--force", action="store_true", help="extract the images again")
     table = p.add_argument_group("reading a features table (as [dataset] keys)")
     table.add_argument("--features-key", default="", help=".npz / .mat / .h5: the features' key")
     table.add_argument("--id-column", default="", help="CSV: the column of row keys")
-    table.add_argument("--n-labels", type=int, default=0, help="CSV / ARFF: label columns to drop (last ones)")
+    table.add_argument("--n-labels", type=int, default=0,
+                       help="CSV / ARFF: label columns to drop (last ones)")
     table.add_argument("--labels-first", action="store_true", help="the label columns come first")
     table.add_argument("--no-header", action="store_true", help="CSV: the first line is data")
 
 
 def add_suggest_export(sub) -> None:
-    p = sub.add_parser("suggest", help="the labels the annotation probably lacks, ranked (and how good, when known)")
+    p = sub.add_parser("suggest",
+                       help="the labels the annotation probably lacks, ranked (and how good, when known)")
     add_model_source(p)
-    p.add_argument("--protocol", default="", help="a study instead: its fold's rows under this protocol (--config)")
+    p.add_argument("--protocol", default="",
+                   help="a study instead: its fold's rows under this protocol (--config)")
     p.add_argument("--fold", type=int, default=1, help="with --protocol: whose training rows (1-based)")
-    p.add_argument("--method", default="", help="with --protocol: the study's heads of this method score the rows")
-    p.add_argument("--out", default="", help="the CSV (default <model>/suggestions.csv, or under runs/<name>/)")
-    p.add_argument("--source", default="", help="which score ranks the list: model (the default with a model), "
+    p.add_argument("--method", default="",
+                   help="with --protocol: the study's heads of this method score the rows")
+    p.add_argument("--out", default="",
+                   help="the CSV (default <model>/suggestions.csv, or under runs/<name>/)")
+    p.add_argument("--source", default="",
+                   help="which score ranks the list: model (the default with a model), "
                    "combined, or an estimator (the default without)")
     p.add_argument("--estimator", default="auto", help="the confidence estimator (splits.weights)")
     p.add_argument("--max-per-image", type=int, default=3)
     p.add_argument("--budget", type=int, default=0, help="suggestions in all (0: no limit)")
-    p = sub.add_parser("export", help="a model as a TensorFlow SavedModel (images and features -> probabilities)")
+    p = sub.add_parser("export",
+                       help="a model as a TensorFlow SavedModel (images and features -> probabilities)")
     add_model_source(p)
     p.add_argument("--out", default="", help="the SavedModel directory (default <model>/saved_model)")
-    p.add_argument("--checkpoint", default="", help="the backbone checkpoint, if not where the model recorded it")
+    p.add_argument("--checkpoint", default="",
+                   help="the backbone checkpoint, if not where the model recorded it")
 
 
-COMMANDS = {"fit": fit_command, "check": check_command, "predict": predict_command, "suggest": suggest_command,
+COMMANDS = {"fit": fit_command, "check": check_command, "predict": predict_command,
+            "suggest": suggest_command,
             "export": export_command}
 FROM_A_MODEL = ("predict", "suggest", "export")  # the commands that read a model directory
 
@@ -137,7 +156,8 @@ def main(argv=None) -> int:
 
     def action():
         if args.command in FROM_A_MODEL and bool(args.model) == bool(args.config):
-            raise ValueError(f"model {args.command}: give the model: --model DIR, or --config C (its [model] dir)")
+            raise ValueError(f"model {args.command}: give the model: --model DIR, or --config C (its [model] "
+                             "dir)")
         COMMANDS[args.command](args)
 
     return run_cli(action)

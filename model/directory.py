@@ -108,7 +108,8 @@ class Model:
         except ValueError:
             value = None
         if value is None or not 0 < value < 1:
-            raise ValueError(f"--threshold {rule!r}: one of {', '.join(THRESHOLD_RULES)}, or a number in (0, 1)")
+            raise ValueError(f"--threshold {rule!r}: one of {', '.join(THRESHOLD_RULES)}, or a number in (0, "
+                             "1)")
         return np.full(n_classes, value)
 
 
@@ -227,7 +228,8 @@ def load(directory) -> Model:
     shapes = [meta["feat_dim"], *meta["head"]["hidden"], len(meta["classes"])]
     expected = list(itertools.pairwise(shapes))
     if [w.shape for w in weights] != expected or [b.shape for b in biases] != [(b,) for _, b in expected]:
-        raise ValueError(f"{directory / HEAD} holds layers {[w.shape for w in weights]}, not the {expected} of "
+        raise ValueError(f"{directory / HEAD} holds layers {[w.shape for w in weights]}, not the {expected} "
+                         "of "
                          f"{directory / MANIFEST}; the directory is damaged: {REFIT}")
     return Model(directory, meta, weights, biases)
 
@@ -240,16 +242,19 @@ def read_manifest(directory) -> dict:
         raise ValueError(f"{directory} is no model directory (it does not exist); make one with "
                          "python -m model fit --config C (make model)")
     if not path.is_file():
-        raise ValueError(f"{directory} holds no {MANIFEST}: it is not a model directory, or its fit did not finish; "
+        raise ValueError(f"{directory} holds no {MANIFEST}: it is not a model directory, or its fit did not "
+                         "finish; "
                          f"{REFIT}")
     try:
         meta = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as err:
         raise ValueError(f"{path} is damaged ({err}); {REFIT}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a {FORMAT} manifest (format {meta.get('format') if isinstance(meta, dict) else None!r})")
+        raise ValueError(f"{path} is not a {FORMAT} manifest (format "
+                         f"{meta.get('format') if isinstance(meta, dict) else None!r})")
     if meta.get("version") != VERSION:
-        raise ValueError(f"{directory} was written under model contract version {meta.get('version')!r}; this "
+        raise ValueError(f"{directory} was written under model contract version {meta.get('version')!r}; "
+                         "this "
                          f"version of the project reads version {VERSION}: {REFIT}")
     if meta.get("complete") is not True:
         raise ValueError(f"{directory} is incomplete (model.json has no complete = true); {REFIT}")
@@ -263,14 +268,16 @@ def check_files(directory: Path, meta: dict) -> None:
         if not path.is_file():
             raise ValueError(f"{directory}: {name} is missing; the directory is damaged: {REFIT}")
         if artifacts.file_sha256(path) != digest:
-            raise ValueError(f"{path} differs from the sha256 recorded in {MANIFEST} (damaged or edited); {REFIT}")
+            raise ValueError(f"{path} differs from the sha256 recorded in {MANIFEST} (damaged or edited); "
+                             f"{REFIT}")
 
 
 def out_of_fold(model: Model) -> dict:
     """out_of_fold.h5 of a model as {name: array, "attrs": {...}}; ValueError when the model has none."""
     path = model.path / OUT_OF_FOLD
     if OUT_OF_FOLD not in model.meta.get("files", {}):
-        raise ValueError(f"{model.path} holds no out-of-fold predictions (it was fitted with [model] folds = 0); "
+        raise ValueError(f"{model.path} holds no out-of-fold predictions (it was fitted with [model] folds = "
+                         "0); "
                          "suggestions need them: set [model] folds = 4 and refit (make model FORCE=1)")
     with artifacts.open_h5(path) as h5:
         arrays = artifacts.read_arrays(h5, ("ids", "observed", "labels", "probabilities", "fold", "known"))

@@ -48,10 +48,12 @@ def _images_branch(model: directory.Model, images):
     from extract.extraction import Plan
 
     contract = model.features
-    plan = Plan(contract["backbone"], contract["endpoint"], int(contract["image_size"]), contract["preprocessing"],
+    plan = Plan(contract["backbone"], contract["endpoint"], int(contract["image_size"]),
+                contract["preprocessing"],
                 contract["pooling"], contract.get("dtype", "float32"))
     resized = tf.image.resize(images, [plan.image_size, plan.image_size], method="bilinear")
-    _, end_points = registry.get(plan.backbone).build(preprocessing.get(plan.preprocessing)(resized), is_training=False)
+    _, end_points = registry.get(plan.backbone).build(preprocessing.get(plan.preprocessing)(resized),
+                                                      is_training=False)
     net = plan.pooled(end_points)
     flat = tf.reshape(net, [-1, int(np.prod(net.shape.as_list()[1:]))])
     return tf.cast(tf.cast(flat, plan.dtype), tf.float32) if plan.dtype != "float32" else flat

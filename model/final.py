@@ -38,7 +38,8 @@ from splits import store as splits_store
 
 from . import directory
 
-HIDE_KEY = 30_000  # the seed key of [model] hide's draw (the splits' ratios use < 10,000, single positive 20,000)
+# the seed key of [model] hide's draw (the splits' ratios use < 10,000, single positive 20,000)
+HIDE_KEY = 30_000
 
 
 @dataclass(frozen=True)
@@ -132,14 +133,16 @@ def resolve_method(cfg) -> tuple[str, str]:
         return cfg.model.method, "[model] method"
     path, protocol = leaderboard_path(cfg), splits_store.protocol_label(default_protocol(cfg))
     if not path.is_file():
-        raise ValueError(f"{cfg.source}: [model] method = 'best' takes the study's leader, and {path} does not "
+        raise ValueError(f"{cfg.source}: [model] method = 'best' takes the study's leader, and {path} does "
+                         "not "
                          "exist; run the study first (make heads figures), or name a method")
     board = pd.read_csv(path, dtype={"protocol": str})
     if "method" not in board.columns or "stage" not in board.columns:
         raise ValueError(f"{path} names no method ids (it was written before they were its key); rerun the "
                          "report (make figures)")
     rows = board[(board["metric"] == "mAP") & (board["protocol"] == protocol) & ~board["oracle"].astype(bool)]
-    rows = rows[(rows["stage"] == "heads") & rows["method"].isin(cfg.heads.methods)]  # the study's heads methods
+    # the study's heads methods
+    rows = rows[(rows["stage"] == "heads") & rows["method"].isin(cfg.heads.methods)]
     if rows.empty:
         shown = ", ".join(sorted(set(board["protocol"])))
         raise ValueError(f"{path} has no heads method at protocol {protocol!r} (its protocols: {shown}); set "
@@ -153,11 +156,14 @@ def check(cfg) -> None:
     """[model] against the registry: a known method (or "best"), not an oracle, a known protocol."""
     if cfg.model.method != "best":
         if cfg.model.method not in methods.METHODS:
-            raise ValueError(f"{cfg.source}: model.method = {cfg.model.method!r} is no method; 'best' or one of: "
+            raise ValueError(f"{cfg.source}: model.method = {cfg.model.method!r} is no method; 'best' or one "
+                             "of: "
                              f"{', '.join(methods.METHODS)}")
         if run_inputs.needs(cfg.model.method).oracle:
-            raise ValueError(f"{cfg.source}: model.method = {cfg.model.method!r} is an oracle: it reads the truth of "
-                             "every label, which your own data does not have; choose a method that learns from "
+            raise ValueError(f"{cfg.source}: model.method = {cfg.model.method!r} is an oracle: it reads the "
+                             "truth of "
+                             "every label, which your own data does not have; choose a method that learns "
+                             "from "
                              "observed labels")
     try:
         default_protocol(cfg)
@@ -168,20 +174,24 @@ def check(cfg) -> None:
 def provenance(cfg, method: str, rows_fingerprint: str, features_fingerprint: str, fold) -> dict:
     """What a model directory is made from: [heads] (how the grid runs aside), the method, its
     parameters and search, [model], the rows and features it read, which fold."""
-    heads = configs.section(cfg, "heads", exclude=("methods", "params", "n_jobs", "features", "shuffle_buffer",
+    heads = configs.section(cfg, "heads",
+                            exclude=("methods", "params", "n_jobs", "features", "shuffle_buffer",
                                                    "search"))
     return {**heads, "search": search.describe(cfg, method), "method": method,
             "params": methods.configured(cfg, method),
             **configs.section(cfg, "model", exclude=("dir", "method")),
-            "dataset.natural_missing_rate": cfg.dataset.natural_missing_rate, "seed": cfg.seeds[0], "fold": fold,
-            "rows": rows_fingerprint, "features": features_fingerprint, "versions": artifacts.versions("tensorflow")}
+            "dataset.natural_missing_rate": cfg.dataset.natural_missing_rate, "seed": cfg.seeds[0],
+            "fold": fold,
+            "rows": rows_fingerprint, "features": features_fingerprint,
+            "versions": artifacts.versions("tensorflow")}
 
 
 def fit(cfg, fold: int | None = None, protocol: str | None = None, force: bool = False) -> Path:
     """Write the config's model directory (module docstring); `fold` (1-based) and `protocol`:
     train on that fold of the study's splits instead of every labelled row. A complete model of
     the same provenance is kept ("already done"); one of another is refused unless `force`."""
-    # setup: the method, the rows and their folds, the features (TensorFlow only from here: `check` stays light)
+    # setup: the method, the rows and their folds, the features (TensorFlow only from here: `check`
+    # stays light)
     from heads import planner
     method, why = _checked_method(cfg)
     reader = FeatureReader(feature_store.path(cfg))
@@ -205,11 +215,14 @@ def fit(cfg, fold: int | None = None, protocol: str | None = None, force: bool =
         in_ram = planner.features_in_ram(cfg, reader, len(sf.ids), n_jobs)
         grid = search.grid(cfg, [method])
         points = len(grid[method])
-        print(f"model: {methods.display_name(method)} ({why}) on {len(sf.ids)} rows x {len(sf.classes)} classes, "
-              f"{reader.shape[1]} features; {points} grid point(s) per stack; {len(runs) - 1} out-of-fold stack(s) "
+        print(f"model: {methods.display_name(method)} ({why}) on {len(sf.ids)} rows x {len(sf.classes)} "
+              "classes, "
+              f"{reader.shape[1]} features; {points} grid point(s) per stack; {len(runs) - 1} out-of-fold "
+              "stack(s) "
               f"and the final one; {n_jobs} parallel job(s)")
         labels = [f"model: study fold {fold}"] if fold is not None else \
-            [f"model: out-of-fold stack {run.fold + 1} of {len(runs) - 1}" for run in runs[:-1]] + ["model: final stack"]
+            [f"model: out-of-fold stack {run.fold + 1} of {len(runs) - 1}"
+             for run in runs[:-1]] + ["model: final stack"]
         tasks = [cluster.Task(label, fit_task, (cfg, source, str(reader.path), run, grid,
                                                 cluster.threads_per_task(cfg, n_jobs), in_ram))
                  for label, run in zip(labels, runs)]
@@ -219,9 +232,11 @@ def fit(cfg, fold: int | None = None, protocol: str | None = None, force: bool =
         meta = manifest(cfg, method, why, final, source, reader, fold, runs[-1])
         oof = out_of_fold(source, results[:-1], cfg) if fold is None and cfg.model.folds else None
         directory.write(out, meta, final.weights, final.biases, recipe, out_of_fold=oof)
-    print(f"{out}: {meta['display']} at lr {meta['learning_rate']:g}, epoch {meta['epoch']}; thresholds: global "
+    print(f"{out}: {meta['display']} at lr {meta['learning_rate']:g}, epoch {meta['epoch']}; thresholds: "
+          "global "
           f"{meta['thresholds']['global']:.3f}, per class {np.min(meta['thresholds']['class']):.3f}.."
-          f"{np.max(meta['thresholds']['class']):.3f}" + ("; out-of-fold predictions of every row" if oof else ""))
+          f"{np.max(meta['thresholds']['class']):.3f}"
+          + ("; out-of-fold predictions of every row" if oof else ""))
     return out
 
 
@@ -245,7 +260,8 @@ def _study_run(cfg, sf, fold: int, protocol: str | None, method: str) -> HeadRun
     key = splits_store.protocol_key(protocol)
     sf.column(key)
     if not sf.validation(fold - 1).any():
-        raise ValueError(f"{sf.path} holds no validation rows; the model's thresholds need them: set [splits] "
+        raise ValueError(f"{sf.path} holds no validation rows; the model's thresholds need them: set "
+                         "[splits] "
                          "validation and rerun make splits")
     return HeadRun(cfg.seeds[0], fold - 1, key, method)
 
@@ -266,7 +282,8 @@ class FoldModel(NamedTuple):
     train_rows: int
 
 
-def fit_task(cfg, source, features_path: str, run: HeadRun, grid: dict, n_threads: int, in_ram: bool) -> FoldModel:
+def fit_task(cfg, source, features_path: str, run: HeadRun, grid: dict, n_threads: int,
+             in_ram: bool) -> FoldModel:
     """One fold's stack of `run`'s grid points (a task): its winning head."""
     from heads import trainer
     trainer.use_threads(n_threads)
@@ -274,13 +291,16 @@ def fit_task(cfg, source, features_path: str, run: HeadRun, grid: dict, n_thread
     head = fit.winners(cfg)[0]
     stack = fit.stack
     point = fit.data.stacked.points[head]
-    return FoldModel([w[head] for w in stack.weights_], [b[head, 0] for b in stack.biases_], point.lr, point.values,
-                     int(stack.best_epoch_[head]), float(stack.val_score_[head]) if search.enabled(cfg) else float("nan"),
+    return FoldModel([w[head] for w in stack.weights_], [b[head, 0] for b in stack.biases_], point.lr,
+                     point.values,
+                     int(stack.best_epoch_[head]),
+                     float(stack.val_score_[head]) if search.enabled(cfg) else float("nan"),
                      fit.data.validation, fit.val_probabilities[head], fit.data.test, fit.probabilities[head],
                      len(fit.data.train))
 
 
-def manifest(cfg, method: str, why: str, final: FoldModel, source, reader: FeatureReader, fold, run: HeadRun) -> dict:
+def manifest(cfg, method: str, why: str, final: FoldModel, source, reader: FeatureReader, fold,
+             run: HeadRun) -> dict:
     """model.json's content (`model.directory`) for the final stack's result `final`."""
     val_observed = source.observed(run.fold, run.protocol)[final.validation]
     val_scores = final.val_probabilities
@@ -296,7 +316,8 @@ def manifest(cfg, method: str, why: str, final: FoldModel, source, reader: Featu
                        "class": metrics.best_f1_thresholds(val_observed, val_scores, val_known).tolist()},
         "features": directory.feature_contract(reader),
         "training": {"rows": final.train_rows, "validation_rows": len(val_observed),
-                     "protocol": run.protocol, "hide": cfg.model.hide, "fold": "all" if fold is None else fold,
+                     "protocol": run.protocol, "hide": cfg.model.hide,
+                     "fold": "all" if fold is None else fold,
                      "missing_rate": run_inputs.missing_rate(cfg, source, run.fold, run.protocol),
                      "seed": run.seed, "validation_score": final.val_score},
     }

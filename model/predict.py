@@ -106,7 +106,8 @@ def from_images(model: directory.Model, source: Path, features_out: Path, checkp
     keys, paths = image_list(source)
     contract = model.features
     if contract.get("backbone") == "imported":
-        raise ValueError(f"{model.path} was trained on imported features ({contract.get('source')}), not on a "
+        raise ValueError(f"{model.path} was trained on imported features ({contract.get('source')}), not on "
+                         "a "
                          "backbone's: predict from features of the same kind (--features FILE)")
     prefix, identity = checkpoint_for(model, checkpoint)
     plan = extraction.Plan(contract["backbone"], contract["endpoint"], int(contract["image_size"]),
@@ -146,7 +147,8 @@ def from_table(model: directory.Model, path: Path, dataset) -> Scored:
     table = importer.read_features(path, dataset)
     extra = table.features.shape[1] - model.feat_dim
     check_width(model, table.features.shape[1], path,
-                f"; if {extra} of its columns are labels, give --n-labels {extra} (and --labels-first when they "
+                f"; if {extra} of its columns are labels, give --n-labels {extra} (and --labels-first when "
+                "they "
                 "come first)" if extra > 0 else "")
     features = feature_store.dense(table.features)
     empty = pd.DataFrame({"key": [], "reason": []})
@@ -185,7 +187,9 @@ def write(out: Path, scored: Scored, model: directory.Model, threshold: str, top
     columns = {"key": scored.keys, "tags": tags(model, scored.probabilities, threshold, top_k)}
     prefix = "p_" if {"key", "tags"} & set(model.classes) else ""
     frame = pd.DataFrame(columns)
-    frame = pd.concat([frame, pd.DataFrame(scored.probabilities, columns=[prefix + c for c in model.classes])], axis=1)
+    frame = pd.concat([frame,
+                       pd.DataFrame(scored.probabilities,
+                                    columns=[prefix + c for c in model.classes])], axis=1)
     artifacts.write_text(out, frame.to_csv(index=False, float_format="%.6g"))
     try:
         import pyarrow  # noqa: F401 (optional: the Parquet copy)
@@ -228,7 +232,8 @@ def predict(model_path, images: str = "", features: str = "", out: str = "", thr
 
     # save
     write(target, scored, model, threshold, top_k)
-    print(f"{target}: {len(scored.keys)} row(s), tags by " + (f"the top {top_k}" if top_k else f"threshold {threshold}")
+    print(f"{target}: {len(scored.keys)} row(s), tags by "
+          + (f"the top {top_k}" if top_k else f"threshold {threshold}")
           + (f"; {len(scored.unreadable)} unreadable, listed in {target.stem}.unreadable.csv"
              if len(scored.unreadable) else ""))
     return target

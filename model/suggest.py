@@ -84,8 +84,10 @@ def sources(observed: np.ndarray, rate: float, probabilities: np.ndarray | None,
     """{source: (n, L) P(hidden | o = 0)}: each estimator (the class prior among them), and with
     probabilities the model and its combination with the first estimator."""
     if not 0 < rate < 1:
-        raise ValueError(f"the missing rate is {rate:g}: suggestions need the share of true positives the labels "
-                         "lack; set [dataset] natural_missing_rate (your estimate), or [model] hide to simulate")
+        raise ValueError(f"the missing rate is {rate:g}: suggestions need the share of true positives the "
+                         "labels "
+                         "lack; set [dataset] natural_missing_rate (your estimate), or [model] hide to "
+                         "simulate")
     out = {}
     for name in dict.fromkeys([*estimators, "prior"]):
         out[name] = 1.0 - weights.estimator(name)(observed, rate).astype(np.float64)
@@ -161,7 +163,8 @@ def listing(keys, class_names, scores: dict, source: str, picked) -> pd.DataFram
     """suggestions.csv: rank, key, class, the chosen source's score and every source's beside it."""
     rows, classes = picked
     frame = pd.DataFrame({"rank": np.arange(1, len(rows) + 1), "key": np.asarray(keys, object)[rows],
-                          "class": np.asarray(class_names, object)[classes], "score": scores[source][rows, classes]})
+                          "class": np.asarray(class_names, object)[classes],
+                          "score": scores[source][rows, classes]})
     for name, score in scores.items():
         if name != source:
             frame[name] = score[rows, classes]
@@ -176,12 +179,14 @@ def suggest(annotation: dict, out: Path, source: str = "", estimator: str = "aut
     # scores: every source for every unobserved entry
     weights.estimator(estimator)  # an unknown name fails here, naming the known ones
     estimators = [estimator, *weights.ESTIMATORS] if annotation["truth"] is not None else [estimator]
-    scores = sources(annotation["observed"], annotation["missing_rate"], annotation["probabilities"], estimators)
+    scores = sources(annotation["observed"], annotation["missing_rate"],
+                     annotation["probabilities"], estimators)
     source = source or ("model" if annotation["probabilities"] is not None else estimator)
     if source not in scores:
         raise ValueError(f"--source {source!r}: the sources here are {', '.join(scores)}")
     if max_per_image < 1 or budget < 0:
-        raise ValueError(f"--max-per-image {max_per_image} / --budget {budget}: at least 1 per image, a budget >= 0 "
+        raise ValueError(f"--max-per-image {max_per_image} / --budget {budget}: at least 1 per image, a "
+                         "budget >= 0 "
                          "(0: no limit)")
 
     # suggestions: the chosen source's list, and how good every source's list would be
@@ -192,11 +197,14 @@ def suggest(annotation: dict, out: Path, source: str = "", estimator: str = "aut
     artifacts.write_text(out, table.to_csv(index=False, float_format="%.6g"))
     expected = annotation["observed"].sum() * annotation["missing_rate"] / (1 - annotation["missing_rate"])
     print(f"{out}: {len(table)} suggestion(s) by {source} (at most {max_per_image} per row"
-          + (f", {budget} in all" if budget else "") + f"); about {expected:.0f} positives are expected missing")
+          + (f", {budget} in all" if budget else "")
+          + f"); about {expected:.0f} positives are expected missing")
     if annotation["truth"] is None:
         return None
-    report = quality(annotation["observed"], annotation["truth"], scores, picked, verified, annotation.get("known"))
-    artifacts.write_text(out.with_name(out.stem + ".quality.csv"), report.to_csv(index=False, float_format="%.6g"))
+    report = quality(annotation["observed"], annotation["truth"], scores, picked, verified,
+                     annotation.get("known"))
+    artifacts.write_text(out.with_name(out.stem + ".quality.csv"),
+                         report.to_csv(index=False, float_format="%.6g"))
     print(report.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     return report
 
@@ -207,7 +215,8 @@ def from_model(path) -> dict:
     oof = directory.out_of_fold(model)
     known = oof.get("known")
     return {"keys": oof["ids"], "classes": model.classes, "observed": oof["observed"],
-            "truth": oof["labels"] if oof["attrs"].get("hidden") else None, "probabilities": oof["probabilities"],
+            "truth": oof["labels"] if oof["attrs"].get("hidden") else None,
+            "probabilities": oof["probabilities"],
             "missing_rate": float(oof["attrs"]["missing_rate"]), "where": model.path, "known": known,
             "verified": None if known is None else known & (oof["labels"] == 0)}
 
@@ -234,4 +243,5 @@ def from_study(cfg, protocol: str, fold: int = 1, method: str = "") -> dict:
     return {"keys": sf.ids[rows], "classes": sf.classes, "observed": observed,
             "truth": sf.labels[rows] if sf.ground_truth else None, "probabilities": probabilities,
             "missing_rate": missing_rate(cfg, sf, fold - 1, key), "where": sf.path, "protocol": key,
-            "verified": None if verified is None else verified[rows], "known": None if sf.known is None else sf.known[rows]}
+            "verified": None if verified is None else verified[rows],
+            "known": None if sf.known is None else sf.known[rows]}

@@ -31,7 +31,7 @@ def _in_this_process(tasks: list[Task], environment: dict | None) -> list[Outcom
         future = Future()
         try:
             future.set_result(perform(task, None, environment))
-        except Exception as err:  # noqa: BLE001 (as an executor does: reported with its label once all have ended)
+        except Exception as err:  # noqa: BLE001 (as an executor does: reported once all have ended)
             future.set_exception(err)
         outcomes.append(outcome(task, future, started))
         report(outcomes[-1], len(tasks) - len(outcomes))
@@ -70,7 +70,8 @@ def run(cfg, tasks: list[Task], n_jobs: int = 1, environment: dict | None = None
     failed = [o for o in outcomes if o.error]
     if failed:
         lines = "\n".join(f"  {o.label}: {o.error}" for o in failed)
-        raise ValueError(f"{len(failed)} of {len(tasks)} task(s) failed (a rerun redoes only these):\n{lines}")
+        raise ValueError(f"{len(failed)} of {len(tasks)} task(s) failed (a rerun redoes only "
+                         f"these):\n{lines}")
     by_label = {o.label: o.value for o in outcomes}
     return [by_label[task.label] for task in tasks]
 

@@ -48,11 +48,13 @@ def connect(cfg):
             return Client(cfg.cluster.scheduler, timeout=f"{CONNECT_SECONDS}s"), None
         except (OSError, TimeoutError) as err:
             raise ValueError(f"{cfg.source}: no Dask scheduler answered at cluster.scheduler = "
-                             f"{cfg.cluster.scheduler!r} within {CONNECT_SECONDS} s ({type(err).__name__}: {err}); "
+                             f"{cfg.cluster.scheduler!r} within {CONNECT_SECONDS} s ({type(err).__name__}: "
+                             f"{err}); "
                              "start it, fix the address, or run on this machine (scheduler = '')") from None
     cores = os.cpu_count() or 1
     if cfg.cluster.workers > cores:
-        raise ValueError(f"{cfg.source}: cluster.workers = {cfg.cluster.workers}, but this machine has {cores} "
+        raise ValueError(f"{cfg.source}: cluster.workers = {cfg.cluster.workers}, but this machine has "
+                         f"{cores} "
                          "cores; a LocalCluster runs at most one worker process per core")
     # the workers' statistical profiler samples the task's thread every 10 ms: measured 10-20%
     # slower tasks on 2 cores, so it is off (LocalCluster workers inherit this process's config)
@@ -92,7 +94,8 @@ def run(cfg, tasks: list, environment: dict | None) -> list:
 
     def submit():
         task = waiting.pop(0)
-        future = client.submit(task_runs.perform, task, parent, environment, key=f"{task.label}-{time.time_ns()}",
+        future = client.submit(task_runs.perform, task, parent, environment,
+                               key=f"{task.label}-{time.time_ns()}",
                                pure=False, retries=cfg.cluster.retries if local is None else 0)
         futures[future] = task
         return future

@@ -61,7 +61,8 @@ def _write(cfg, seed: int, out: Path, recipe: dict) -> None:
         manifest = datasets.load(cfg)
         labels = manifest.labels
         print(f"{manifest.source}: {labels.shape[0]} rows x {labels.shape[1]} classes (min_labels="
-              f"{cfg.dataset.min_labels}; dropped {manifest.dropped_rows} rows and {len(manifest.dropped_classes)} "
+              f"{cfg.dataset.min_labels}; dropped {manifest.dropped_rows} rows and "
+              f"{len(manifest.dropped_classes)} "
               f"classes without a positive)" + (f", {int((~manifest.known).sum())} labels unknown"
                                                if manifest.known is not None else "")
               + f"; {sp.n_folds} folds x {n_protocols(sp)} protocols, seed {seed}")
@@ -69,17 +70,21 @@ def _write(cfg, seed: int, out: Path, recipe: dict) -> None:
         observed, hidden_share = folds.observed_labels(labels, test_fold, sp.ratios, seed, sp.single_positive,
                                                        manifest.known, sp.partial, sp.fpc, sp.rps)
         check_something_observed(observed, test_fold, sp.ratios, cfg.source)
-        parts = {"ids": manifest.ids, "classes": manifest.classes, "image_paths": manifest.paths, "labels": labels,
+        parts = {"ids": manifest.ids, "classes": manifest.classes, "image_paths": manifest.paths,
+                 "labels": labels,
                  "test_fold": test_fold, "observed": observed, "ratios": list(sp.ratios),
-                 "hidden_share": hidden_share, "source": manifest.source, "dropped_rows": manifest.dropped_rows,
+                 "hidden_share": hidden_share, "source": manifest.source,
+                 "dropped_rows": manifest.dropped_rows,
                  "dropped_classes": manifest.dropped_classes, "known": manifest.known,
                  "partial_protocols": store.protocol_keys((), False, sp.partial, sp.fpc, sp.rps),
                  "ground_truth": manifest.known is None}
     validation = folds.validation_rows(labels, test_fold, sp.validation, seed) if sp.validation > 0 else None
     store.write(out, **parts, single_positive=sp.single_positive,
                 missing_rate=missing_rates(labels, test_fold, parts["ratios"], sp.single_positive,
-                                           parts.get("partial_protocols", ()), parts["hidden_share"]), seed=seed,
-                min_labels=cfg.dataset.min_labels, config_json=configs.to_json(cfg), versions=artifacts.versions(),
+                                           parts.get("partial_protocols", ()),
+                                           parts["hidden_share"]), seed=seed,
+                min_labels=cfg.dataset.min_labels, config_json=configs.to_json(cfg),
+                versions=artifacts.versions(),
                 provenance=recipe, validation=validation)
 
 
@@ -93,8 +98,10 @@ def check_something_observed(observed: np.ndarray, test_fold: np.ndarray, ratios
     for r, ratio in enumerate(ratios):
         empty = [k + 1 for k in range(observed.shape[0]) if not (observed[k, r][test_fold != k] == 1).any()]
         if empty:
-            print(f"warning: {where}: splits.ratios holds {ratio}: hiding round({ratio} n) of each row's n positives "
-                  f"leaves no training row of fold(s) {', '.join(map(str, empty))} an observed positive; heads "
+            print(f"warning: {where}: splits.ratios holds {ratio}: hiding round({ratio} n) of each row's n "
+                  "positives "
+                  f"leaves no training row of fold(s) {', '.join(map(str, empty))} an observed positive; "
+                  "heads "
                   "learn nothing from it (use a smaller ratio)")
 
 
@@ -124,8 +131,10 @@ def missing_rates(labels: np.ndarray, test_fold: np.ndarray, ratios, single_posi
 def import_to(directory, out, n_folds: int = 4) -> Path:
     """`python -m splits import-paper DIR --out PATH`."""
     parts = paper.import_paper(directory, n_folds)
-    recipe = {"import_dir": str(directory), "sources": {str(p): artifacts.file_sha256(p) for p in import_sources(directory)}}
+    recipe = {"import_dir": str(directory),
+              "sources": {str(p): artifacts.file_sha256(p) for p in import_sources(directory)}}
     rates = missing_rates(parts["labels"], parts["test_fold"], parts["ratios"], False)
     return store.write(out, **parts, single_positive=False, missing_rate=rates, seed=-1,
-                       min_labels=int(parts["labels"].sum(1).min()), config_json="{}", versions=artifacts.versions(),
+                       min_labels=int(parts["labels"].sum(1).min()), config_json="{}",
+                       versions=artifacts.versions(),
                        provenance=recipe)

@@ -59,7 +59,8 @@ def describe(path, out: str | None = None) -> None:
         negative = truth == 0
         label = store.protocol_label(protocol)
         if hidden.any():
-            print(f"  {label}: {cb[hidden].mean():.3f} / {cb[negative].mean():.3f}; {(cb[hidden] == 1).mean():.2f}")
+            print(f"  {label}: {cb[hidden].mean():.3f} / {cb[negative].mean():.3f}; "
+                  f"{(cb[hidden] == 1).mean():.2f}")
         else:
             print(f"  {label}: no hidden positive; mean on true negatives {cb[negative].mean():.3f}")
 
@@ -68,7 +69,8 @@ def held_out(cfg, out: str, n_images: int, seed: int) -> None:
     """`python -m splits synthetic`: images drawn as the config's synthetic set, from another seed."""
     from . import synthetic
     if cfg.dataset.adapter != "synthetic":
-        raise ValueError(f"{cfg.source}: dataset.adapter = {cfg.dataset.adapter!r}; held-out images are drawn for the "
+        raise ValueError(f"{cfg.source}: dataset.adapter = {cfg.dataset.adapter!r}; held-out images are "
+                         "drawn for the "
                          "synthetic set only")
     if seed == cfg.experiment.seed or n_images < 1:
         raise ValueError(f"--seed {seed} / --images {n_images}: a seed other than the dataset's "
@@ -93,11 +95,13 @@ def main(argv=None) -> int:
     p.add_argument("path")
     p.add_argument("--estimators", default="", help="comma-separated names (default: all)")
     p.add_argument("--out", default=None, help="CSV path; a ROC figure is written beside it")
-    p = sub.add_parser("synthetic", help="more images like the synthetic dataset's, another seed (a held-out set)")
+    p = sub.add_parser("synthetic",
+                       help="more images like the synthetic dataset's, another seed (a held-out set)")
     p.add_argument("--config", default=None)
     p.add_argument("--out", required=True, help="the folder: images/ and labels.csv")
     p.add_argument("--images", type=int, default=200)
-    p.add_argument("--seed", type=int, default=1, help="differs from the dataset's ([experiment] seed) for new images")
+    p.add_argument("--seed", type=int, default=1,
+                   help="differs from the dataset's ([experiment] seed) for new images")
     args = parser.parse_args(argv)
 
     def action():
@@ -111,7 +115,8 @@ def main(argv=None) -> int:
         elif args.command == "weight-quality":
             from .quality import weight_quality
             table = weight_quality(args.path, [e for e in args.estimators.split(",") if e], args.out)
-            print(table.groupby(["protocol", "estimator"])[["roc_auc_calibrated", "average_precision_calibrated",
+            print(table.groupby(["protocol", "estimator"])[["roc_auc_calibrated",
+                                                            "average_precision_calibrated",
                                                           "brier_calibrated", "no_evidence_share", "seconds"]]
                   .mean().round(4).to_string())
             chosen = table[table["estimator"] == "auto"]

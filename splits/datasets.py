@@ -66,11 +66,14 @@ def filter_min_labels(manifest: Manifest, min_labels: int) -> Manifest:
     labels = manifest.labels[rows]
     present = labels.sum(0) > 0
     if present.sum() < 2:
-        raise ValueError(f"{manifest.source}: {int(present.sum())} class(es) with a positive after min_labels = "
-                         f"{min_labels} ({len(rows)} rows); multi-label folds and metrics need at least 2 classes")
+        raise ValueError(f"{manifest.source}: {int(present.sum())} class(es) with a positive after "
+                         "min_labels = "
+                         f"{min_labels} ({len(rows)} rows); multi-label folds and metrics need at least 2 "
+                         "classes")
     known = None if manifest.known is None else manifest.known[rows][:, present]
     return Manifest([manifest.ids[i] for i in rows], [manifest.paths[i] for i in rows],
-                    [c for c, kept in zip(manifest.classes, present) if kept], labels[:, present], manifest.source,
+                    [c for c, kept in zip(manifest.classes, present) if kept], labels[:, present],
+                    manifest.source,
                     dropped_rows=int((~keep).sum()),
                     dropped_classes=tuple(c for c, kept in zip(manifest.classes, present) if not kept),
                     known=None if known is None or known.all() else known)
@@ -91,12 +94,14 @@ def _label_values(frame: pd.DataFrame, classes: list[str], ids, source) -> np.nd
     bad = (numeric.isna() & (frame[classes].astype(str) != "")).to_numpy()
     if bad.any():
         i, j = np.argwhere(bad)[0]
-        raise ValueError(f"{source}: row {ids[i]!r} column {classes[j]!r} holds {frame[classes[j]].iloc[i]!r}; "
+        raise ValueError(f"{source}: row {ids[i]!r} column {classes[j]!r} holds "
+                         f"{frame[classes[j]].iloc[i]!r}; "
                          "class columns must hold a label of the coding in every row (dataset.label_coding)")
     return numeric.to_numpy()
 
 
-def from_csv(labels_csv: str | Path, image_root: str | Path = "", path_column: str = "path", coding: str = "0/1",
+def from_csv(labels_csv: str | Path, image_root: str | Path = "", path_column: str = "path",
+             coding: str = "0/1",
              id_lists: tuple[str, str] | None = None) -> Manifest:
     """`labels_csv`: a path column, then one column per class holding its label in `coding`
     (`features.labels`); or, with `id_lists` (positive column, negative column), each row's
@@ -111,7 +116,8 @@ def from_csv(labels_csv: str | Path, image_root: str | Path = "", path_column: s
     if id_lists:
         missing = [c for c in id_lists if c not in frame.columns]
         if missing:
-            raise ValueError(f"{labels_csv}: no column {missing[0]!r} (dataset.positive_column / negative_column); "
+            raise ValueError(f"{labels_csv}: no column {missing[0]!r} (dataset.positive_column / "
+                             "negative_column); "
                              f"columns are {list(frame.columns)[:6]}...")
         classes, labels, known = labels_coding.from_id_lists(
             [labels_coding.parse_ids(c) for c in frame[id_lists[0]]],
@@ -183,7 +189,8 @@ def source_files(cfg) -> list[Path]:
     """The files a dataset's labels are read from (their hashes enter the splits' provenance)."""
     ds = cfg.dataset
     if ds.adapter == "synthetic":
-        return [synthetic.write(synthetic_root(cfg), ds.n_images, cfg.experiment.seed, ds.image_size, ds.difficulty)]
+        return [synthetic.write(synthetic_root(cfg), ds.n_images, cfg.experiment.seed, ds.image_size,
+                                ds.difficulty)]
     if ds.adapter == "nuswide":
         return [_require(Path(ds.annotations) / name, "NUS-WIDE file") for name in NUSWIDE_FILES]
     if ds.adapter == "table":

@@ -148,7 +148,8 @@ def codes(labels: np.ndarray, kept: np.ndarray, known: np.ndarray | None) -> np.
     return out
 
 
-def observed_labels(labels: np.ndarray, test_fold: np.ndarray, ratios, seed: int, single_positive: bool = False,
+def observed_labels(labels: np.ndarray, test_fold: np.ndarray, ratios, seed: int,
+                    single_positive: bool = False,
                     known: np.ndarray | None = None, partial=(), fpc=(), rps=()):
     """(K, P, n, L) uint8 observed labels (`splits.store` codes) and (K, P) hidden share of
     training positives, P the protocols: one per ratio, single positive when asked for, then
@@ -169,11 +170,14 @@ def observed_labels(labels: np.ndarray, test_fold: np.ndarray, ratios, seed: int
         draws = [every & ~hide_positives(labels, ratio, np.random.default_rng(ratio_seed(seed, k, ratio)))
                  for ratio in ratios]
         if single_positive:
-            draws.append(labels.astype(bool) & ~keep_one_positive(labels, np.random.default_rng([seed, k, SINGLE_POSITIVE_KEY])))
+            draws.append(labels.astype(bool) & ~keep_one_positive(labels,
+                                                                  np.random.default_rng([seed, k,
+                                                                                         SINGLE_POSITIVE_KEY])))
         draws += [partial_draw(kind, value, labels, every & train[:, None], seed, k) for kind, value in kinds]
         verified = [known] * len(ratios) + [None] * int(single_positive) + [every] * len(kinds)
         for p, (kept, negatives) in enumerate(zip(draws, verified)):
             observed[k, p] = np.where(train[:, None], codes(labels, kept, negatives), truth)
-            hidden_share[k, p] = ((labels == 1) & (observed[k, p] != POSITIVE) & train[:, None]).sum() / labels[train].sum()
+            hidden = (labels == 1) & (observed[k, p] != POSITIVE) & train[:, None]
+            hidden_share[k, p] = hidden.sum() / labels[train].sum()
     return observed, hidden_share
 

@@ -96,7 +96,9 @@ def _read_fold(published: Published, folder: Path, name: str, k: int) -> tuple[n
     share of training positives hidden) of fold k at the ratio of `folder`."""
     labels, classes, row_of = published.labels, published.classes, published.row_of
     test = _read(_find(folder, f"test{k + 1}_{name}"), classes)
-    if not test.index.equals(published.tests[k].index) or not (test.to_numpy() == published.tests[k].to_numpy()).all():
+    expected = published.tests[k]
+    same = test.index.equals(expected.index) and (test.to_numpy() == expected.to_numpy()).all()
+    if not same:
         raise ValueError(f"{folder}/test{k + 1}_{name}: differs from {published.first}/test{k + 1}_0.0; "
                          "test files must be identical for every ratio")
     train_path = _find(folder, f"train{k + 1}_{name}")

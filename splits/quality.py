@@ -10,8 +10,9 @@ the share of hidden positives with no evidence (weight exactly 1) and the time p
 (of the calibrated call). Verified negatives (partial labels): the counted scores are the
 estimator's on the observed positives alone; the calibrated ones are the weights as the heads
 take them, 1 on every verified negative (so on three-state data under the ratios, where every
-known negative is verified, the calibrated detection is perfect by construction). For `auto`, the estimator it chose from the observed labels alone
-(`splits.weights.choose`), beside the detection the ground truth gives it.
+known negative is verified, the calibrated detection is perfect by construction). For `auto`,
+the estimator it chose from the observed labels alone (`splits.weights.choose`), beside the
+detection the ground truth gives it.
 """
 from __future__ import annotations
 
@@ -62,7 +63,8 @@ def weight_quality(path, estimators=None, out: Path | None = None) -> pd.DataFra
                 choice = weights.choose(seen, float(ratio)).name if name == "auto" else ""
                 rows.append({"fold": fold + 1, "protocol": store.protocol_label(protocol), "ratio": ratio,
                              "estimator": name, "choice": choice,
-                             "roc_auc": roc_auc_score(target, score), "average_precision": average_precision_score(target, score),
+                             "roc_auc": roc_auc_score(target, score),
+                             "average_precision": average_precision_score(target, score),
                              "brier": float(np.mean((score - target) ** 2)),
                              "brier_calibrated": float(np.mean((calibrated - target) ** 2)),
                              "roc_auc_calibrated": roc_auc_score(target, calibrated),
@@ -79,7 +81,8 @@ def weight_quality(path, estimators=None, out: Path | None = None) -> pd.DataFra
     return table
 
 
-def taken_weights(name: str, seen: np.ndarray, rate: float, verified_negative: np.ndarray | None) -> np.ndarray:
+def taken_weights(name: str, seen: np.ndarray, rate: float,
+                  verified_negative: np.ndarray | None) -> np.ndarray:
     """An estimator's calibrated weights as the heads take them: 1 on verified negatives."""
     w = weights.estimator(name)(seen, rate)
     if verified_negative is not None:

@@ -71,7 +71,8 @@ def protocol_key(protocol) -> str:
     try:
         return f"{float(text):g}"
     except ValueError:
-        raise ValueError(f"{protocol!r} is no protocol: a ratio such as 0.5, single_positive, partial0.5, fpc100 or "
+        raise ValueError(f"{protocol!r} is no protocol: a ratio such as 0.5, single_positive, partial0.5, "
+                         "fpc100 or "
                          "rps0.5") from None
 
 
@@ -125,7 +126,8 @@ def protocol_order(key: str) -> tuple:
     return (("ratio", SINGLE_POSITIVE, *PARTIAL_KINDS).index(kind), value)
 
 
-def write(path: str | Path, *, ids, classes, image_paths, labels, test_fold, observed, ratios, single_positive,
+def write(path: str | Path, *, ids, classes, image_paths, labels, test_fold, observed, ratios,
+          single_positive,
           missing_rate, hidden_share, seed, min_labels, source, config_json, versions, provenance,
           validation=None, dropped_rows=0, dropped_classes=(), ground_truth=True, known=None,
           partial_protocols=()) -> Path:
@@ -138,7 +140,8 @@ def write(path: str | Path, *, ids, classes, image_paths, labels, test_fold, obs
     protocols = [protocol_key(r) for r in ratios] + ([SINGLE_POSITIVE] if single_positive else []) + \
         list(partial_protocols)
     assert observed.shape == (n_folds, len(protocols), n, n_classes), observed.shape
-    arrays = {"ids": np.array([str(i) for i in ids], dtype=object), "classes": np.array(classes, dtype=object),
+    arrays = {"ids": np.array([str(i) for i in ids], dtype=object),
+              "classes": np.array(classes, dtype=object),
               "image_paths": np.array(image_paths, dtype=object), "labels": labels.astype(np.uint8),
               "test_fold": test_fold.astype(np.int8), "observed": observed.astype(np.uint8)}
     if validation is not None:
@@ -146,8 +149,10 @@ def write(path: str | Path, *, ids, classes, image_paths, labels, test_fold, obs
     if known is not None:
         arrays["labels_known"] = np.asarray(known, bool)
     with artifacts.written(path, provenance) as h5:
-        artifacts.write_arrays(h5, arrays, {"labels": {"compression": "gzip"}, "labels_known": {"compression": "gzip"},
-                                            "observed": {"compression": "gzip", "chunks": (1, 1, min(n, 8192), n_classes)}})
+        artifacts.write_arrays(h5, arrays,
+                               {"labels": {"compression": "gzip"}, "labels_known": {"compression": "gzip"},
+                                            "observed": {"compression": "gzip",
+                                                         "chunks": (1, 1, min(n, 8192), n_classes)}})
         h5.attrs.update(protocols=protocols, ratios=np.asarray(ratios, dtype=np.float64),
                         single_positive=bool(single_positive),
                         missing_rate=np.asarray(missing_rate, dtype=np.float64),
@@ -159,7 +164,8 @@ def write(path: str | Path, *, ids, classes, image_paths, labels, test_fold, obs
     return path
 
 
-ARRAYS = ("ids", "classes", "image_paths", "labels", "labels_known", "test_fold", "observed", "validation")  # arrays_sha256
+# arrays_sha256
+ARRAYS = ("ids", "classes", "image_paths", "labels", "labels_known", "test_fold", "observed", "validation")
 
 
 @dataclass(frozen=True)
@@ -200,7 +206,8 @@ class SplitsFile:
         return self.protocols.index(key)
 
     def states(self, fold: int, protocol) -> np.ndarray:
-        """(N, L) uint8 codes of one fold and protocol: 1 observed positive, 2 verified negative, 0 not observed."""
+        """(N, L) uint8 codes of one fold and protocol: 1 observed positive, 2 verified negative, 0
+        not observed."""
         with artifacts.open_h5(self.path) as h5:
             return h5["observed"][fold, self.column(protocol)]
 
@@ -244,7 +251,9 @@ def load(path: str | Path) -> SplitsFile:
             raise ValueError(f"{path} was written by an older version (no protocols attribute); "
                              f"{artifacts.FORCE_HINT} for splits")
         attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in h5.attrs.items()}
-        arrays = artifacts.read_arrays(h5, ("ids", "classes", "image_paths", "labels", "labels_known", "test_fold"))
+        arrays = artifacts.read_arrays(h5,
+                                       ("ids", "classes", "image_paths", "labels", "labels_known",
+                                        "test_fold"))
         artifacts.check_arrays(h5, ARRAYS, path, arrays)  # observed and validation hashed from the file
         return SplitsFile(
             path=path,

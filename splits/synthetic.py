@@ -159,18 +159,21 @@ def render(label_row: np.ndarray, size: int, rng: np.random.Generator, difficult
     if difficulty > 0:
         for _ in range(rng.poisson(3.0 * difficulty)):
             shape, colour = confuser(rng)
-            _draw(image, xx, yy, shape, colour, "solid", rng.uniform(0.09, 0.17) * scale * size, rng, shade_low)
+            _draw(image, xx, yy, shape, colour, "solid", rng.uniform(0.09, 0.17) * scale * size,
+                  rng, shade_low)
     image += rng.normal(0, 8 * (1 + 2 * difficulty), size=image.shape)
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
-def write(root: str | Path, n_images: int = 2400, seed: int = 0, size: int = 96, difficulty: float = 0.0) -> Path:
+def write(root: str | Path, n_images: int = 2400, seed: int = 0, size: int = 96,
+          difficulty: float = 0.0) -> Path:
     """Write the synthetic set under `root`; return the labels.csv path. Idempotent per content."""
     from PIL import Image
 
     root = Path(root)
     labels_csv = root / "labels.csv"
-    stamp = f"n_images={n_images} seed={seed} size={size}" + (f" difficulty={difficulty:g}" if difficulty else "")
+    stamp = f"n_images={n_images} seed={seed} size={size}" + (f" difficulty={difficulty:g}"
+                                                              if difficulty else "")
     done = root / "COMPLETE"
     if labels_csv.is_file() and done.is_file() and done.read_text() == stamp:
         return labels_csv

@@ -44,7 +44,8 @@ def _dense(observed) -> np.ndarray:
 def _unique_patterns(observed: np.ndarray):
     """Unique rows of a 0/1 matrix: (u, L) bool patterns, (n,) row -> pattern, (u,) multiplicity."""
     packed = np.packbits(observed, axis=1)
-    _, first, inverse, counts = np.unique(packed, axis=0, return_index=True, return_inverse=True, return_counts=True)
+    _, first, inverse, counts = np.unique(packed, axis=0, return_index=True, return_inverse=True,
+                                          return_counts=True)
     return observed[first], inverse.ravel(), counts
 
 
@@ -194,7 +195,8 @@ def backed_off_conditionals(observed: np.ndarray, strength: float | None = None)
     strength = BACKOFF if strength is None else strength
     c = counts(observed)
     trust = co_occurrence_trust(c, strength)
-    conditional = trust[:, None] * c.pairs / np.maximum(c.with_others[:, None], 1) + (1 - trust[:, None]) * c.prior[None, :]
+    conditional = trust[:, None] * c.pairs / np.maximum(c.with_others[:, None],
+                                                        1) + (1 - trust[:, None]) * c.prior[None, :]
     np.fill_diagonal(conditional, 0.0)
     return np.clip(conditional, 0.0, 1.0 - 1e-9)
 
@@ -209,7 +211,8 @@ def co_occurrence_trust(c: Counts, strength: float) -> np.ndarray:
 def prior_weights(observed, missing_rate: float | None = None) -> np.ndarray:
     """1 - P(j): the class prior alone, the same for every row."""
     observed = _dense(observed)
-    return _finish(calibrate(np.broadcast_to(class_prior(observed), observed.shape).copy(), missing_rate), observed)
+    return _finish(calibrate(np.broadcast_to(class_prior(observed), observed.shape).copy(), missing_rate),
+                   observed)
 
 
 def pairwise_max_scores(observed: np.ndarray, chunk_rows: int = 1024) -> np.ndarray:
@@ -249,7 +252,8 @@ def pairwise_noisy_or_weights(observed, missing_rate: float | None = None) -> np
 PATTERN_STRENGTH = 20.0  # pseudo-rows of the pairwise estimate behind every pattern count
 
 
-def backoff_weights(observed, missing_rate: float | None = None, strength: float = PATTERN_STRENGTH) -> np.ndarray:
+def backoff_weights(observed, missing_rate: float | None = None,
+                    strength: float = PATTERN_STRENGTH) -> np.ndarray:
     """The paper's pattern estimate (superset counts N(S)), shrunk towards the pairwise noisy-OR
     where its support is thin.
 
@@ -278,7 +282,8 @@ def mixture_restarts(unique_rows: int, n_labels: int) -> int:
     return int(np.clip(MIXTURE_WORK // max(unique_rows * n_labels, 1), 4, MIXTURE["seeds"]))
 
 
-def fit_bernoulli_mixtures(x: np.ndarray, multiplicity: np.ndarray, components: int, iterations: int, seeds: int,
+def fit_bernoulli_mixtures(x: np.ndarray, multiplicity: np.ndarray, components: int,
+                           iterations: int, seeds: int,
                            smoothing: float):
     """EM for `seeds` mixtures of independent Bernoullis ("scenes") at once, on unique observed
     label sets `x` (u, L) seen `multiplicity` times each.
@@ -330,7 +335,8 @@ def mixture_shares(observed: np.ndarray, components: int = MIXTURE["components"]
     ratio = q / (1 - q)  # (S, K, L)
     weight = multiplicity.astype(np.float32)
     mean_odds = np.einsum("sku,u,sk->s", resp, weight, ratio.sum(2)) / (weight.sum() * observed.shape[1])
-    scaled = (resp / mean_odds[:, None, None]).reshape(-1, len(patterns))  # each restart's odds scaled to mean 1
+    # each restart's odds scaled to mean 1
+    scaled = (resp / mean_odds[:, None, None]).reshape(-1, len(patterns))
     evidence = scaled.T @ ratio.reshape(-1, observed.shape[1])  # (u, L): summed over restarts and scenes
     evidence[patterns] = 0.0
     evidence /= np.maximum(evidence.sum(1, keepdims=True), 1e-30)
@@ -427,7 +433,8 @@ AUTO = {"rows": 4000, "share": 0.25, "repeats": 2, "margin": 0.005, "default": "
 
 
 def _candidates() -> dict:
-    return {"mixture": mixture_weights, "prior": prior_weights, "pairwise_noisy_or": pairwise_noisy_or_weights,
+    return {"mixture": mixture_weights, "prior": prior_weights,
+            "pairwise_noisy_or": pairwise_noisy_or_weights,
             "pairwise_max": pairwise_max_weights,
             "mixture (light back-off)": partial(mixture_weights, backoff=MIXTURE_BACKOFF / 5),
             "mixture (strong back-off)": partial(mixture_weights, backoff=MIXTURE_BACKOFF * 5)}
@@ -453,7 +460,8 @@ def choose(observed, missing_rate: float | None, seed: int = 0) -> Choice:
         held_out = (folds.keep_one_positive(labels, rng) ^ labels) & test[:, None]  # one positive a test row
         seen = labels & ~held_out
         zeros = ~seen & test[:, None]
-        shares = mixture_shares(seen, work_rows=len(observed))  # one fit for every mixture variant, the real one's restarts
+        # one fit for every mixture variant, the real one's restarts
+        shares = mixture_shares(seen, work_rows=len(observed))
         for name, estimate in candidates.items():
             extra = {"shares": shares} if name.startswith("mixture") else {}
             scores[name].append(within_row_auc(1.0 - estimate(seen, 0.5, **extra), held_out, zeros, test))

@@ -19,7 +19,8 @@ def test_round_trip_restores_saved_weights_exactly(tmp_path):
     with first.graph.as_default():
         weights = next(v for v in tf.compat.v1.global_variables() if v.op.name == "DemoCNN/conv1/weights")
         np.testing.assert_array_equal(first.session.run(weights), reader.get_tensor("DemoCNN/conv1/weights"))
-    other = extraction.FeatureModel(PLAN, save_random_checkpoint("demo_cnn", 32, tmp_path / "b" / "m.ckpt", seed=2))
+    other = extraction.FeatureModel(PLAN,
+                                    save_random_checkpoint("demo_cnn", 32, tmp_path / "b" / "m.ckpt", seed=2))
     assert not np.allclose(first(images), other(images))  # the weights came from the file
 
 

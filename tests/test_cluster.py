@@ -27,7 +27,8 @@ LOCAL = {"scheduler": "local", "workers": 2}
 
 
 def heads_config(root, **cluster):
-    return configs.from_dict({"experiment": {"name": "c", "runs_dir": str(root)}, "dataset": {"n_images": 240},
+    return configs.from_dict({"experiment": {"name": "c", "runs_dir": str(root)},
+                              "dataset": {"n_images": 240},
                               "splits": {"ratios": [0.0, 0.5]}, "cluster": cluster,
                               "heads": {"head": "paper_mlp", "hidden": [16], "epochs": 2, "optimizer": "adam",
                                         "learning_rate": 0.01, "methods": ["ce", "ignore_missing", "epr"]}},
@@ -57,7 +58,8 @@ def test_the_heads_grid_on_a_local_cluster_equals_one_process(tmp_path):
 def test_extraction_as_three_shard_tasks_and_a_merge_equals_one_run(tmp_path):
     checkpoint = save_random_checkpoint("demo_cnn", 96, tmp_path / "ckpt" / "model.ckpt")
     extract = {"checkpoint": str(checkpoint), "batch_size": 16, "chunk_rows": 32}
-    raw = {"experiment": {"name": "x", "runs_dir": str(tmp_path / "one")}, "dataset": {"n_images": 100, "min_labels": 0},
+    raw = {"experiment": {"name": "x", "runs_dir": str(tmp_path / "one")},
+           "dataset": {"n_images": 100, "min_labels": 0},
            "extract": extract}
     one = configs.from_dict(raw, source="test")
     sharded = configs.from_dict({**raw, "experiment": {"name": "x", "runs_dir": str(tmp_path / "sharded")},
@@ -78,7 +80,8 @@ def test_a_finetune_grid_of_two_runs_equals_the_sequential_runs(tmp_path):
         return configs.from_dict({
             "experiment": {"name": "f", "runs_dir": str(root)}, "dataset": {"n_images": 96},
             "extract": {"checkpoint": str(checkpoint), "pooling": "max"}, "heads": {"hidden": [16]},
-            "finetune": {"folds": [1], "ratios": [0.5], "methods": ["ce", "confidence"], "batch_size": 16, "epochs": 1},
+            "finetune": {"folds": [1], "ratios": [0.5], "methods": ["ce", "confidence"], "batch_size": 16,
+                         "epochs": 1},
             "cluster": cluster}, source="test")
 
     sequential, dask = config(tmp_path / "seq"), config(tmp_path / "dask", **LOCAL)
@@ -101,7 +104,8 @@ def test_a_killed_worker_is_reported_and_the_rerun_completes_the_grid(tmp_path):
     make_features(cfg)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "heads", "train", "--config", str(config)]
-    first = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
     deadline, victim = time.time() + 180, None
     while time.time() < deadline and victim is None:
         time.sleep(1)
@@ -112,7 +116,8 @@ def test_a_killed_worker_is_reported_and_the_rerun_completes_the_grid(tmp_path):
     out, err = first.communicate(timeout=300)
     assert first.returncode == 2, err[-2000:]
     assert "FAILED" in out and "task(s) failed (a rerun redoes only these)" in err
-    rerun = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    rerun = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+                           check=False)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     reference = configs.load(write_config(tmp_path / "b.toml", tmp_path / "ref", dataset={"n_images": 400},
                                           splits={"n_folds": 4}, heads={"epochs": 40, "head": "paper_mlp",
@@ -134,11 +139,13 @@ def _cpu_seconds(pid: int) -> float:
 def test_the_default_config_imports_no_dask(tmp_path):
     script = (f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
               f"sys.path.insert(0, {str(ROOT / 'tests')!r})\n"
-              "from test_cluster import heads_config\nfrom test_trainer import make_features\nfrom heads import trainer\n"
+              "from test_cluster import heads_config\nfrom test_trainer import make_features\nfrom heads "
+              "import trainer\n"
               f"cfg = heads_config({str(tmp_path)!r})\nmake_features(cfg)\ntrainer.train(cfg, n_jobs=2)\n"
               "assert not [m for m in sys.modules if m == 'dask' or m.startswith(('dask.', 'distributed'))]\n"
               "print('no dask')")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          check=False)
     assert done.returncode == 0 and "no dask" in done.stdout, done.stderr[-2000:]
 
 
@@ -156,7 +163,8 @@ def test_a_forced_run_that_cannot_start_keeps_the_complete_outputs(tmp_path, mon
         trainer.train(cfg, only={"fold": "1"}, n_jobs=-1, force=True)
     monkeypatch.setattr(dask_engine, "CONNECT_SECONDS", 1)
     nowhere = heads_config(tmp_path, scheduler="tcp://127.0.0.1:9")  # the discard port: nothing listens
-    with pytest.raises(ValueError, match=r"no Dask scheduler answered at cluster.scheduler = 'tcp://127.0.0.1:9' "
+    with pytest.raises(ValueError,
+                       match=r"no Dask scheduler answered at cluster.scheduler = 'tcp://127.0.0.1:9' "
                                          r"within 1 s"):
         trainer.train(nowhere, only={"fold": "1"}, force=True)
     after = all_probabilities(cfg)

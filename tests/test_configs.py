@@ -40,7 +40,8 @@ def test_missing_path_is_named(tmp_path):
         configs.require_paths(configs.load(path), "dataset.annotations")
 
 
-@pytest.mark.parametrize("name", ["../../escape", "/absolute", "..", ".", "a/b", "a\\b", "a:b", "", " spaced"])
+@pytest.mark.parametrize("name",
+                         ["../../escape", "/absolute", "..", ".", "a/b", "a\\b", "a:b", "", " spaced"])
 def test_experiment_names_stay_one_folder_under_runs_dir(name):
     with pytest.raises(ValueError, match=r"experiment.name = .*one folder name under experiment.runs_dir"):
         configs.from_dict({"experiment": {"name": name}}, source="test")

@@ -21,7 +21,8 @@ def test_csv_adapter_and_min_labels(tmp_path):
 @pytest.mark.parametrize("column, values, message", [
     ("cat", [1, 2, 0], "row 'b.jpg' label column 'cat' holds 2; labels are coded 0/1"),
     ("path", ["a.jpg", "./a.jpg", "c.jpg"], "duplicate key 'a.jpg'"),  # one image, spelt two ways
-    ("dog", [1, "yes", 0], "row 'b.jpg' column 'dog' holds 'yes'; class columns must hold a label of the coding"),
+    ("dog", [1, "yes", 0],
+     "row 'b.jpg' column 'dog' holds 'yes'; class columns must hold a label of the coding"),
     ("dog", [1, "", 0], "row 'b.jpg' label column 'dog' is empty .* it has no unknowns"),
 ])
 def test_csv_bad_input(tmp_path, column, values, message):
@@ -40,7 +41,8 @@ def test_missing_file_is_named(tmp_path):
 
 
 def test_classes_and_rows_without_positives_are_dropped_and_counted(tmp_path):
-    frame = pd.DataFrame({"path": ["a.jpg", "b.jpg", "c.jpg"], "cat": [1, 1, 0], "dog": [0, 0, 0], "car": [1, 1, 0]})
+    frame = pd.DataFrame({"path": ["a.jpg", "b.jpg", "c.jpg"], "cat": [1, 1, 0], "dog": [0, 0, 0],
+                          "car": [1, 1, 0]})
     frame.to_csv(tmp_path / "labels.csv", index=False)
     kept = datasets.filter_min_labels(datasets.from_csv(tmp_path / "labels.csv"), 1)
     assert kept.ids == ["a.jpg", "b.jpg"] and kept.classes == ["cat", "car"]
@@ -60,7 +62,8 @@ def test_coco_adapter_orders_classes_by_category_id(tmp_path):
 
 def test_nuswide_adapter(tmp_path):
     (tmp_path / "ImageList").mkdir()
-    (tmp_path / "ImageList" / "Imagelist.txt").write_text("C:\\ImageData\\actor\\0001_2124494179.jpg\nanimal\\0002_174174086.jpg\n")
+    (tmp_path / "ImageList" / "Imagelist.txt").write_text("C:\\ImageData\\actor\\0001_2124494179.jpg\n"
+                                                          "animal\\0002_174174086.jpg\n")
     (tmp_path / "Concepts81.txt").write_text("airport\nanimal\n")
     (tmp_path / "AllTags81.txt").write_text("1 0\n1 1\n")
     manifest = datasets.from_nuswide(tmp_path, "/images")
@@ -84,9 +87,11 @@ def test_synthetic_labels_are_deterministic_and_realistic(tmp_path):
 
 def test_a_single_class_is_refused_by_name(tmp_path):
     from splits import datasets
-    manifest = datasets.Manifest(["a", "b", "c"], ["", "", ""], ["x", "y"], np.array([[1, 0], [1, 0], [0, 0]]),
+    manifest = datasets.Manifest(["a", "b", "c"], ["", "", ""], ["x", "y"],
+                                 np.array([[1, 0], [1, 0], [0, 0]]),
                                  "labels.csv")
-    with pytest.raises(ValueError, match=r"labels.csv: 1 class\(es\) with a positive .* need at least 2 classes"):
+    with pytest.raises(ValueError,
+                       match=r"labels.csv: 1 class\(es\) with a positive .* need at least 2 classes"):
         datasets.filter_min_labels(manifest, 0)
 
 

@@ -70,7 +70,8 @@ OLD = ("micro_f1", "mAP")  # the CSVs made before the field's metric names (micr
 @pytest.mark.parametrize("csv, marker, with_ci, protocols, metrics", [
     ("corel5k_summary.csv", "**Corel5k** (4,592", True, ["0", "0.25", "0.5", "0.75"], OLD),
     ("enron_summary.csv", "**enron**", True, ["0", "0.25", "0.5", "0.75"], OLD),
-    ("demo_summary.csv", "**Demo**", False, ["0", "0.25", "0.5", "0.75", "single positive"], ("mAP", "CF1_class")),
+    ("demo_summary.csv", "**Demo**", False, ["0", "0.25", "0.5", "0.75", "single positive"],
+     ("mAP", "CF1_class")),
     ("corel5k_field_summary.csv", "**Corel5k** (`time make heads figures", False,
      ["0", "0.25", "0.5", "0.75", "single positive"], OLD),
 ])
@@ -80,7 +81,8 @@ def test_results_tables_equal_their_csv(csv, marker, with_ci, protocols, metrics
 
 def test_as_published_tables_equal_their_csvs():
     expected = {key: value for key, value in summary_expected("as_published/summary.csv",
-                                                              ("micro_recall", "micro_f1", "mAP"), True).items()
+                                                              ("micro_recall", "micro_f1", "mAP"),
+                                                              True).items()
                 if key[1] != "0"}
     check(table_after("notebooks.md", "| method | .25 | .5 | .75 |"), ["0.25", "0.5", "0.75"], expected)
     detection = pd.read_csv(RESULTS / "as_published" / "detection.csv", dtype={"protocol": str})
@@ -89,20 +91,23 @@ def test_as_published_tables_equal_their_csvs():
     assert len(rows) == len(detection) // len(order)
     for row in rows:
         data, ratio = row[0].rsplit(" ", 1)
-        at = detection[(detection["data"] == data) & (detection["protocol"] == "0" + ratio)].set_index("method")
+        at = detection[(detection["data"] == data) & (detection["protocol"] == "0"
+                                                      + ratio)].set_index("method")
         for method, cell in zip(order, row[1:]):
             # the CSV holds 4 decimals: a 3-decimal cell is within half its unit plus the CSV's rounding
             columns = ("roc_auc", "ap", "weight_hidden", "weight_negative")
             shown = [float(v) for v in NUMBER.findall(cell)]
             limits = [5e-5 + 1e-9, 5e-5 + 1e-9, 5e-4 + 5e-5, 5e-4 + 5e-5]
-            assert all(abs(v - at.loc[method, c]) <= lim for v, c, lim in zip(shown, columns, limits)), (row[0], cell)
+            assert all(abs(v - at.loc[method, c]) <= lim for v, c,
+                       lim in zip(shown, columns, limits)), (row[0], cell)
 
 
 def test_estimator_table_equals_its_csv():
     table = pd.read_csv(RESULTS / "weights_quality.csv", dtype={"protocol": str})
     auc = table.pivot_table(index=["set", "protocol"], columns="estimator", values="roc_auc")
     rows = table_after("estimators.md", "| set, protocol |")
-    header = [c for c in (DOCS / "estimators.md").read_text().split("| set, protocol |")[1].splitlines()[0].split("|")]
+    first_line = (DOCS / "estimators.md").read_text().split("| set, protocol |")[1].splitlines()[0]
+    header = first_line.split("|")
     estimators = [c.strip() for c in header if c.strip() and c.strip() != "auto chose"]
     shown = {"MSCOCO fold 1": "mscoco", "NUS-WIDE fold 1": "nuswide", "synthetic 16k x 1,000": "synthetic"}
     for row in rows:
@@ -120,7 +125,8 @@ def test_importer_table_equals_its_csv():
     table = pd.read_csv(RESULTS / "importer.csv").set_index("file")
     for row in table_after("benchmarks.md", "| file | rows |"):
         at = table.loc[row[0].removesuffix(" (sparse)")]
-        assert row[1:] == [f"{at['rows']:,.0f}", f"{at['library_rows_per_s']:,.0f}", f"{at['import_rows_per_s']:,.0f}",
+        assert row[1:] == [f"{at['rows']:,.0f}", f"{at['library_rows_per_s']:,.0f}",
+                           f"{at['import_rows_per_s']:,.0f}",
                            f"{at['import_over_library']:.2f}x"]
 
 
@@ -154,15 +160,18 @@ def test_the_search_tables_equal_their_csvs(name):
         expected = []
         for protocol in ("0.75", "single positive"):
             row = frame[(frame["shown"] == method) & (frame["protocol"] == protocol)].iloc[0]
-            expected += [f"{row['mAP before']:.3f} ({row['rank before']})", f"{row['mAP after']:.3f} ({row['rank after']})"]
+            expected += [f"{row['mAP before']:.3f} ({row['rank before']})",
+                         f"{row['mAP after']:.3f} ({row['rank after']})"]
         assert cells == expected, method
 
 
 def test_the_suggestion_table_equals_its_csv():
-    """results.md "What the suggestions find": the demo's suggestion quality, from demo_suggestions_quality.csv."""
+    """results.md "What the suggestions find": the demo's suggestion quality, from
+    demo_suggestions_quality.csv."""
     text = (DOCS / "results.md").read_text()
     start = text.index("What the demo's suggestions find")
-    rows = [line for line in text[start:].split("\n\n")[1].splitlines() if line.startswith("| ") and "---" not in line]
+    rows = [line for line in text[start:].split("\n\n")[1].splitlines() if line.startswith("| ")
+            and "---" not in line]
     frame = pd.read_csv(RESULTS / "demo_suggestions_quality.csv").set_index("source")
     for line in rows[1:]:
         source, *cells = [c.strip() for c in line.strip("|").split("|")]
@@ -197,7 +206,8 @@ def test_the_partial_label_tables_equal_their_csvs():
         columns = []
         for title in header[1:]:
             dataset, _, share = title.partition(" ")
-            columns.append((dataset, f"partial {int(share.rstrip('%')) / 100:g}" if share else "single positive"))
+            columns.append((dataset,
+                            f"partial {int(share.rstrip('%')) / 100:g}" if share else "single positive"))
         for label, *cells in rows:
             name = label.removesuffix(" (oracle)")
             assert (label != name) == bool(boards["yeast"].loc[(name, columns[0][1])]["oracle"]), label
@@ -205,7 +215,8 @@ def test_the_partial_label_tables_equal_their_csvs():
 
 
 def test_the_readme_is_a_front_door_and_its_leaderboard_is_the_demos():
-    """README.md at most 15 KB; its leaderboard is `analysis.leaderboard.markdown` of the committed demo CSV."""
+    """README.md at most 15 KB; its leaderboard is `analysis.leaderboard.markdown` of the
+    committed demo CSV."""
     from analysis import leaderboard
     readme = (DOCS.parent / "README.md").read_text()
     assert len(readme.encode()) <= 15_000

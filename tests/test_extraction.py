@@ -96,7 +96,8 @@ def test_bad_images_are_flagged_not_fatal(tmp_path, checkpoint):
     cfg = from_dict({"experiment": {"name": "bad", "runs_dir": str(tmp_path / "runs")},
                      "dataset": {"adapter": "csv", "annotations": str(root / "labels.csv"), "min_labels": 1},
                      "splits": {"n_folds": 2},
-                     "extract": {"checkpoint": str(checkpoint), "batch_size": 4, "chunk_rows": 4}}, source="t")
+                     "extract": {"checkpoint": str(checkpoint), "batch_size": 4,
+                                 "chunk_rows": 4}}, source="t")
     splits.make(cfg)
     path = extraction.extract_features(cfg)
     with h5py.File(path, "r") as h5:
@@ -127,7 +128,8 @@ def test_a_write_that_fails_mid_chunk_is_named_and_a_rerun_completes(tmp_path, c
 
     monkeypatch.setattr(h5py.Dataset, "__setitem__", failing)
     out = store.path(cfg)
-    with pytest.raises(ValueError, match=r"writing failed \(No space left on device; [\d,.]+ MiB free there\); "
+    with pytest.raises(ValueError,
+                       match=r"writing failed \(No space left on device; [\d,.]+ MiB free there\); "
                                          "nothing was marked complete"):
         extraction.extract_features(cfg)
     assert not out.exists() and store.pending_chunks(out.with_name(out.name + ".tmp")) == [2]

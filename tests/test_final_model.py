@@ -20,7 +20,8 @@ def study_config(root, **model_settings):
         "experiment": {"name": "s", "runs_dir": str(root)},
         "dataset": {"n_images": 400},
         "splits": {"validation": 0.2},
-        "heads": {"head": "paper_mlp", "hidden": [16], "optimizer": "adam", "learning_rate": 0.01, "epochs": 4,
+        "heads": {"head": "paper_mlp", "hidden": [16], "optimizer": "adam", "learning_rate": 0.01,
+                  "epochs": 4,
                   "methods": ["ce", "confidence", "an"], "search": {"lr": [0.003, 0.01]}},
         "model": {"method": "confidence", **model_settings},
     }, source="test")
@@ -52,11 +53,14 @@ def test_a_model_fitted_on_a_study_fold_predicts_its_test_rows_as_the_studys_run
 
 def test_the_final_fit_holds_out_validation_rows_and_predicts_every_row_out_of_fold(study, tmp_path):
     cfg, sf = study
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, dir=str(tmp_path / "m"), hide=0.5, folds=3))
+    cfg = dataclasses.replace(cfg,
+                              model=dataclasses.replace(cfg.model, dir=str(tmp_path / "m"),
+                                                        hide=0.5, folds=3))
     final.fit(cfg)
     fitted = directory.load(cfg.model_dir)
     training = fitted.meta["training"]
-    assert training["rows"] + training["validation_rows"] == len(sf.ids) and training["validation_rows"] == 40  # [model] validation 0.1
+    # [model] validation 0.1
+    assert training["rows"] + training["validation_rows"] == len(sf.ids) and training["validation_rows"] == 40
     assert fitted.meta["classes"] == sf.classes and len(fitted.meta["thresholds"]["class"]) == len(sf.classes)
     oof = directory.out_of_fold(fitted)
     assert not np.isnan(oof["probabilities"]).any() and sorted(set(oof["fold"])) == [0, 1, 2]
@@ -81,14 +85,17 @@ def test_best_takes_the_leaderboards_non_oracle_heads_leader(tmp_path):
     rows = [("heads", "ce", "0", False, 0.70), ("heads", "confidence", "0", False, 0.72),
             ("heads", "ignore_missing", "0", True, 0.80), ("finetune", "ce", "0", False, 0.90),
             ("heads", "an", "0.5", False, 0.99)]
-    frame = pd.DataFrame([{"stage": st, "method": m, "name": "shown only", "protocol": p, "oracle": o, "runs": 4,
+    frame = pd.DataFrame([{"stage": st, "method": m, "name": "shown only", "protocol": p,
+                           "oracle": o, "runs": 4,
                            "mean": v, "metric": "mAP"} for st, m, p, o, v in rows])
     frame.drop(columns=["method"]).to_csv(board, index=False)
     with pytest.raises(ValueError, match="names no method ids"):
         final.resolve_method(cfg)
     frame.to_csv(board, index=False)
     assert final.resolve_method(cfg)[0] == "confidence"
-    assert final.resolve_method(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, hide=0.5)))[0] == "an"
+    assert final.resolve_method(dataclasses.replace(cfg,
+                                                    model=dataclasses.replace(cfg.model,
+                                                                              hide=0.5)))[0] == "an"
     with pytest.raises(ValueError, match="no heads method at protocol '0.75'"):
         final.resolve_method(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, protocol="0.75")))
 

@@ -79,15 +79,19 @@ def test_frozen_blocks_keep_checkpoint_values_and_batch_norm_is_frozen_at_evalua
     splits.make(cfg)
     finetune.finetune(cfg)
     before = tf.train.load_checkpoint(str(checkpoint))
-    after = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(run_dir(cfg, RUN, "finetune") / "checkpoints")))
+    after = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(run_dir(cfg, RUN,
+                                                                            "finetune") / "checkpoints")))
     for name in ("conv1/weights", "conv2/BatchNorm/beta", "conv2/BatchNorm/moving_mean"):
-        np.testing.assert_array_equal(after.get_tensor(f"DemoCNN/{name}"), before.get_tensor(f"DemoCNN/{name}"))
+        np.testing.assert_array_equal(after.get_tensor(f"DemoCNN/{name}"),
+                                      before.get_tensor(f"DemoCNN/{name}"))
     for name in ("conv3/weights", "conv4/BatchNorm/beta", "conv3/BatchNorm/moving_mean"):
         assert np.abs(after.get_tensor(f"DemoCNN/{name}") - before.get_tensor(f"DemoCNN/{name}")).max() > 1e-6
-    head = HeadInputs("ce", needs("ce"), {}, {"pos_weight": np.ones(16, np.float32), "k": np.float32(0)}, None, None,
+    head = HeadInputs("ce", needs("ce"), {},
+                      {"pos_weight": np.ones(16, np.float32), "k": np.float32(0)}, None, None,
                       0.0)
     with pytest.raises(ValueError, match="trainable_from = 'block9' is no block of demo_cnn; blocks: conv1"):
-        finetune.Network(config(tmp_path / "bad", checkpoint, trainable_from="block9"), 16, head, ["/cpu:0"], 0,
+        finetune.Network(config(tmp_path / "bad", checkpoint, trainable_from="block9"), 16, head,
+                         ["/cpu:0"], 0,
                          checkpoint)
 
     network = finetune.Network(cfg, 16, head, ["/cpu:0"], 0, checkpoint)
@@ -145,15 +149,18 @@ def test_the_final_model_finetuned_end_to_end_predicts_images_as_its_trained_net
     fitted = directory.load(cfg.model_dir)
     assert fitted.backbone_checkpoint is not None and fitted.meta["training"]["finetuned"]
     trained = tf.train.load_checkpoint(str(fitted.backbone_checkpoint)).get_tensor("DemoCNN/conv4/weights")
-    assert np.abs(trained - tf.train.load_checkpoint(str(checkpoint)).get_tensor("DemoCNN/conv4/weights")).max() > 1e-6
+    started = tf.train.load_checkpoint(str(checkpoint)).get_tensor("DemoCNN/conv4/weights")
+    assert np.abs(trained - started).max() > 1e-6
     folder = tmp_path / "images"
     folder.mkdir()
     for path in sf.image_paths[:4]:
         shutil.copy(path, folder)
     predicted = pd.read_csv(predict.predict(cfg.model_dir, images=str(folder)))
-    head = HeadInputs("ce", needs("ce"), {}, {"pos_weight": np.ones(16, np.float32), "k": np.float32(0)}, None, None,
+    head = HeadInputs("ce", needs("ce"), {},
+                      {"pos_weight": np.ones(16, np.float32), "k": np.float32(0)}, None, None,
                       0.0)
     network = finetune.Network(cfg, 16, head, ["/cpu:0"], 0, checkpoint)
     network.start(cfg.run_dir / "finetune" / "final" / "ce" / "checkpoints")  # the trained state
-    x = np.stack([np.asarray(Image.open(folder / Path(key)).convert("RGB"), np.float32) for key in predicted["key"]])
+    x = np.stack([np.asarray(Image.open(folder / Path(key)).convert("RGB"), np.float32)
+                  for key in predicted["key"]])
     np.testing.assert_allclose(predicted[fitted.classes].to_numpy(), network.predict(x), atol=1e-5)

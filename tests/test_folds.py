@@ -72,7 +72,8 @@ def test_validation_rows_come_from_training_rows_only(labels):
     validation = folds.validation_rows(labels, test_fold, 0.1, seed=0)
     for k in range(4):
         assert not (validation[k] & (test_fold == k)).any()
-        assert validation[k].sum() == pytest.approx(0.1 * (test_fold != k).sum(), rel=0.1)  # iterstrat sizes are approximate
+        # iterstrat sizes are approximate
+        assert validation[k].sum() == pytest.approx(0.1 * (test_fold != k).sum(), rel=0.1)
 
 
 def test_bad_fold_count_and_ratio():

@@ -25,7 +25,8 @@ def table_config(root, **dataset):
                               "dataset": {"adapter": "table", "min_labels": 1, **dataset},
                               "splits": {"ratios": [0.0, 0.5]},
                               "heads": {"head": "linear", "epochs": 2, "batch_size": 16, "learning_rate": 0.5,
-                                        "methods": ["ce", "ignore_missing", "confidence_prior"]}}, source="test")
+                                        "methods": ["ce", "ignore_missing",
+                                                    "confidence_prior"]}}, source="test")
 
 
 def random_table(n=60, d=7, n_labels=4, seed=0):
@@ -103,7 +104,8 @@ def test_sparse_npz_stays_sparse_until_a_batch(tmp_path):
     x[x < 1.0] = 0
     scipy.sparse.save_npz(tmp_path / "x.npz", scipy.sparse.csr_matrix(x))
     np.save(tmp_path / "y.npy", labels)
-    reader = imported(table_config(tmp_path, features=str(tmp_path / "x.npz"), labels=str(tmp_path / "y.npy")))
+    reader = imported(table_config(tmp_path, features=str(tmp_path / "x.npz"),
+                                   labels=str(tmp_path / "y.npy")))
     assert reader.sparse and scipy.sparse.issparse(reader.window(np.arange(10, 20)))
     held = InMemory(reader, np.array([3, 1, 2]))
     assert scipy.sparse.issparse(held.x)
@@ -117,14 +119,16 @@ def test_sparse_npz_stays_sparse_until_a_batch(tmp_path):
 
 def test_csv_with_named_label_columns_an_id_column_and_no_header(tmp_path):
     x, labels = random_table(n=20, d=3, n_labels=2)
-    lines = ["key,a,b,c,yes,no"] + [f"r{i},{x[i, 0]},{x[i, 1]},{x[i, 2]},{labels[i, 0]},{labels[i, 1]}" for i in range(20)]
+    lines = ["key,a,b,c,yes,no"] + [f"r{i},{x[i, 0]},{x[i, 1]},{x[i, 2]},{labels[i, 0]},{labels[i, 1]}"
+                                    for i in range(20)]
     (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
     reader = imported(table_config(tmp_path, features=str(tmp_path / "t.csv"), id_column="key",
                                    label_columns=["yes", "no"]))
     assert list(reader.ids[:2]) == ["r0", "r1"]
     np.testing.assert_allclose(reader.rows(np.arange(20)), x, rtol=1e-6)
     (tmp_path / "n.tsv").write_text("\n".join("\t".join(line.split(",")[1:]) for line in lines[1:]) + "\n")
-    reader = imported(table_config(tmp_path / "n", features=str(tmp_path / "n.tsv"), header=False, n_labels=2))
+    reader = imported(table_config(tmp_path / "n", features=str(tmp_path / "n.tsv"), header=False,
+                                   n_labels=2))
     np.testing.assert_array_equal(reader.labels()[1], labels)
 
 
@@ -198,7 +202,8 @@ def test_rows_ids_and_empty_files(tmp_path):
         importer.import_features(table_config(tmp_path, features=str(tmp_path / "empty.csv"), n_labels=1))
     (tmp_path / "dup.csv").write_text("k,a,y\nr1,0.5,1\nr1,0.7,0\n")
     with pytest.raises(ValueError, match="dup.csv: duplicate row key 'r1'"):
-        importer.import_features(table_config(tmp_path, features=str(tmp_path / "dup.csv"), id_column="k", n_labels=1))
+        importer.import_features(table_config(tmp_path, features=str(tmp_path / "dup.csv"), id_column="k",
+                                              n_labels=1))
     np.save(tmp_path / "y.npy", labels)
     with pytest.raises(ValueError, match="dataset.n_labels"):
         importer.import_features(table_config(tmp_path, features=str(tmp_path / "dup.csv")))
@@ -263,8 +268,10 @@ def test_hdf5_inputs_that_read_other_files_are_refused(tmp_path, kind):
             h5["data"] = np.ones((10, 4), np.float32)
             h5["features"] = h5py.SoftLink("/data")
     cfg = configs.from_dict({"experiment": {"name": "h", "runs_dir": str(tmp_path / "runs")},
-                             "dataset": {"adapter": "table", "features": str(path), "min_labels": 0}}, source="test")
-    name = {"external storage": "external raw storage", "external link": "ExternalLink", "soft link": "SoftLink"}[kind]
+                             "dataset": {"adapter": "table", "features": str(path),
+                                         "min_labels": 0}}, source="test")
+    name = {"external storage": "external raw storage", "external link": "ExternalLink",
+            "soft link": "SoftLink"}[kind]
     with pytest.raises(ValueError, match=f"{path}: .*{name}"):
         importer.import_features(cfg)
     assert not feature_store.path(cfg).exists()
@@ -282,6 +289,8 @@ def test_a_features_file_changed_after_the_import_stops_every_later_stage(tmp_pa
     os.utime(tmp_path / "x.npy")  # touched, same content: still the same file
     splits.make(cfg)
     np.save(tmp_path / "x.npy", x + 1)  # same path and size, new content
-    for stage in (lambda: splits.make(cfg, force=True), lambda: trainer.train(cfg), lambda: report.report(cfg)):
-        with pytest.raises(ValueError, match=r"was imported from .*x.npy, which has changed .* rerun the import"):
+    for stage in (lambda: splits.make(cfg, force=True), lambda: trainer.train(cfg),
+                  lambda: report.report(cfg)):
+        with pytest.raises(ValueError,
+                           match=r"was imported from .*x.npy, which has changed .* rerun the import"):
             stage()

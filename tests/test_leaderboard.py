@@ -30,7 +30,8 @@ def test_the_best_is_bold_the_tied_are_marked_and_oracles_never_lead():
     assert board.loc["an", "best"] and not board.loc["ignore_missing", "best"]
     ce, an, em = (frame[frame["method"] == m]["mAP"].to_numpy() for m in ("ce", "an", "em"))
     p = tables.holm(np.array([stats.wilcoxon(an - ce).pvalue, stats.wilcoxon(an - em).pvalue]))
-    assert board.loc["ce", "holm p"] == pytest.approx(p[0]) and board.loc["em", "holm p"] == pytest.approx(p[1])
+    assert board.loc["ce", "holm p"] == pytest.approx(p[0])
+    assert board.loc["em", "holm p"] == pytest.approx(p[1])
     assert board.loc["ce", "tied"] == (p[0] >= 0.05) and not board.loc["em", "tied"]
     assert board.loc["an", "mean"] == pytest.approx(an.mean())
     assert board.loc["an", "ci95"] == pytest.approx(tables.interval(an))
@@ -52,10 +53,12 @@ def test_a_searched_study_reports_its_leaderboard_choices_and_grid(tmp_path):
     points = pd.read_csv(path.parent / "search.csv", dtype={"protocol": str})
     ce = points[(points["method"] == "ce")]
     picks = [run.loc[run["val_map_observed"].idxmax(), "test_map"] for _, run in ce.groupby(["seed", "fold"])]
-    assert chosen.set_index("method").loc["ce", "test mAP (observed pick)"] == pytest.approx(np.mean(picks), abs=1e-5)
+    assert chosen.set_index("method").loc["ce", "test mAP (observed pick)"] == pytest.approx(np.mean(picks),
+                                                                                             abs=1e-5)
     assert (path.parent / "fig8_search.png").stat().st_size > 1000
     boards = pd.read_csv(path.parent / "leaderboard.csv", dtype={"protocol": str})
-    assert set(boards["metric"]) == {"mAP", "CF1", "OF1"} and set(boards["column"]) >= {"CF1_class", "OF1_global"}
+    assert set(boards["metric"]) == {"mAP", "CF1", "OF1"} and set(boards["column"]) >= {"CF1_class",
+                                                                                        "OF1_global"}
     assert set(boards["method"]) == set(cfg.heads.methods) and set(boards["stage"]) == {"heads"}
 
 

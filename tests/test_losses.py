@@ -76,7 +76,8 @@ def focal_ref(z, o, gamma=2.0):
 def asl_ref(z, o, gamma_pos=0.0, gamma_neg=4.0, clip=0.05):
     p = sigmoid(z)
     q = np.maximum(p - clip, 0)
-    return split_mean(o, -(1 - p) ** gamma_pos * log_p(z), -(q ** gamma_neg) * np.log(np.minimum(1 - p + clip, 1)))
+    return split_mean(o, -(1 - p) ** gamma_pos * log_p(z),
+                      -(q ** gamma_neg) * np.log(np.minimum(1 - p + clip, 1)))
 
 
 def hill_ref(z, o, margin=1.0, gamma=2.0, lam=1.5):
@@ -97,7 +98,8 @@ def large_loss_ref(z, o, epoch, mode, delta=0.002):
     share = 0 if epoch < 2 else (delta if mode == "permanent" else (epoch - 1) * delta)
     k = math.ceil(round(n * n_classes * share, 9))
     loss = o * -log_p(z) + (1 - o) * -log_not_p(z)
-    candidates = sorted(((-log_not_p(z[i, j]), i, j) for i in range(n) for j in range(n_classes) if o[i, j] == 0),
+    candidates = sorted(((-log_not_p(z[i, j]), i, j) for i in range(n) for j in range(n_classes)
+                         if o[i, j] == 0),
                         reverse=True)[:k]
     for _, i, j in candidates:
         loss[i, j] = 0.0 if mode == "reject" else -log_p(z[i, j])
@@ -130,8 +132,10 @@ def test_stateless_losses_equal_their_formula_with_extreme_logits(batch, method)
     assert got == pytest.approx(STATELESS[method](z.astype(np.float64), o), rel=1e-5, abs=1e-6)
 
 
-PARAMETERS = [("an_ls", {"epsilon": 0.3}), ("wan", {"gamma": 0.5}), ("em", {"alpha": 0.2}), ("focal", {"gamma": 1.0}),
-              ("asl", {"gamma_pos": 1.0, "gamma_neg": 2.0, "clip": 0.0}), ("hill", {"margin": 0.5, "lam": 2.0})]
+PARAMETERS = [("an_ls", {"epsilon": 0.3}), ("wan", {"gamma": 0.5}), ("em", {"alpha": 0.2}),
+              ("focal", {"gamma": 1.0}),
+              ("asl", {"gamma_pos": 1.0, "gamma_neg": 2.0, "clip": 0.0}),
+              ("hill", {"margin": 0.5, "lam": 2.0})]
 
 
 @pytest.mark.parametrize("method, params", PARAMETERS)
@@ -163,7 +167,8 @@ def test_epr_and_role_with_their_batch_terms(batch):
     for k in (1.5, 3.0):
         assert float(losses.batch_loss("epr", z, o, k=k)) == pytest.approx(epr_ref(z, o, k), rel=1e-5)
     u = np.random.default_rng(2).normal(0, 2, z.shape).astype(np.float32)
-    assert float(losses.batch_loss("role", z, o, estimates=u, k=2.0)) == pytest.approx(role_ref(z, o, u, 2.0), rel=1e-5)
+    assert float(losses.batch_loss("role", z, o, estimates=u, k=2.0)) == pytest.approx(role_ref(z, o, u, 2.0),
+                                                                                       rel=1e-5)
     with pytest.raises(ValueError, match="needs k"):
         losses.batch_loss("epr", z, o)
 
@@ -181,7 +186,8 @@ def test_splc_corrects_confident_negatives_from_epoch_two(batch, epoch):
 def test_large_loss_methods_change_the_formulas_k_entries(batch, method, mode, epoch):
     z, o = batch
     expected, k = large_loss_ref(z.astype(np.float64), o.copy(), epoch, mode, delta=0.01)
-    assert float(losses.batch_loss(method, z, o, epoch=epoch, delta=0.01)) == pytest.approx(expected, rel=1e-5)
+    assert float(losses.batch_loss(method, z, o, epoch=epoch, delta=0.01)) == pytest.approx(expected,
+                                                                                            rel=1e-5)
     count = losses.large_loss_count(z.shape[0], z.shape[1], epoch, 0.01, mode == "permanent")
     assert int(count) == k
     assert k == (0 if epoch == 1 else math.ceil(64 * 7 * 0.01 * (1 if mode == "permanent" else epoch - 1)))
@@ -270,7 +276,8 @@ def test_the_partial_label_losses_equal_their_formulas(partial_batch):
         pytest.approx(partial_ignore_ref(z, o, k), rel=1e-5)
     assert float(losses.batch_loss("partial_bce", z, o, verified_negative=k)) == \
         pytest.approx(partial_bce_ref(z, o, k), rel=1e-5)
-    assert float(losses.batch_loss("partial_negative", z, o, verified_negative=k)) == pytest.approx(an_ref(z, o), rel=1e-5)
+    negative = float(losses.batch_loss("partial_negative", z, o, verified_negative=k))
+    assert negative == pytest.approx(an_ref(z, o), rel=1e-5)
     prior = np.linspace(0.1, 0.9, z.shape[1]).astype(np.float32)
     for params in ({}, {"clip": 0.05, "gamma_neg": 3.0, "gamma_unknown": 4.0, "prior_threshold": 0.3,
                         "likelihood_topk": 1.0}):
@@ -293,7 +300,8 @@ def test_em_apl_and_score_pl_with_their_pseudo_labels(partial_batch):
     s = np.where(rng.random(z.shape) < 0.3, rng.random(z.shape), -1.0).astype(np.float32)
     assert float(losses.batch_loss("em_apl", z, o, verified_negative=k, pseudo_negative=s)) == \
         pytest.approx(em_apl_ref(z, o, k, s), rel=1e-5)
-    assert float(losses.batch_loss("em_apl", z, o)) == pytest.approx(em_ref(z, o), rel=1e-5)  # no pseudo-labels yet
+    # no pseudo-labels yet
+    assert float(losses.batch_loss("em_apl", z, o)) == pytest.approx(em_ref(z, o), rel=1e-5)
     pseudo = ((rng.random(z.shape) < 0.2) & (o == 0)).astype(np.float32)
     assert float(losses.batch_loss("score_pl", z, o, verified_negative=k, pseudo=pseudo)) == \
         pytest.approx(score_pl_ref(z, o, k, pseudo), rel=1e-5)
@@ -358,17 +366,19 @@ def test_gr_and_csl_take_no_gradient_through_their_weights():
         p, p0 = sigmoid(z_), sigmoid(z0)
         unknown = (1 - o) * (1 - k)
         count = round(5.0 * len(z_))
-        cells = sorted(((p0[i, j], i, j) for i in range(len(z0)) for j in range(5) if unknown[i, j]), reverse=True)
+        cells = sorted(((p0[i, j], i, j) for i in range(len(z0)) for j in range(5) if unknown[i, j]),
+                       reverse=True)
         ignored = np.zeros_like(p)
         for _, i, j in cells[:count]:
             ignored[i, j] = 1
         return three(o, k, -log_p(z_), -p0 * log_not_p(z_), -(1 - ignored) * p0 ** 4 * log_not_p(z_))
 
-    np.testing.assert_allclose(gradient("csl", z, o, verified_negative=k, prior=prior), numeric_gradient(csl_frozen, z),
+    np.testing.assert_allclose(gradient("csl", z, o, verified_negative=k, prior=prior),
+                               numeric_gradient(csl_frozen, z),
                                rtol=1e-3, atol=1e-6)
 
 
-def test_role_leaves_a_verified_negatives_estimate_alone_and_large_losses_count_the_other_entries(partial_batch):
+def test_role_leaves_a_verified_negatives_estimate_alone_and_large_losses_count_the_others(partial_batch):
     z, o, k = partial_batch
     u = np.random.default_rng(2).normal(0, 2, z.shape)
     p, est = sigmoid(z), sigmoid(u)
@@ -380,7 +390,8 @@ def test_role_leaves_a_verified_negatives_estimate_alone_and_large_losses_count_
     assert float(losses.batch_loss("role", z, o, estimates=u, k=2.0, verified_negative=k)) == \
         pytest.approx(expected, rel=1e-5)
     n, n_classes = z.shape
-    count = math.ceil(round((n * n_classes - k.sum()) * 2 * 0.01, 9))  # epoch 3: 2 delta of the non-verified entries
+    # epoch 3: 2 delta of the non-verified entries
+    count = math.ceil(round((n * n_classes - k.sum()) * 2 * 0.01, 9))
     loss = o * -log_p(z) + (1 - o) * -log_not_p(z)
     candidates = sorted(((-log_not_p(z[i, j]), i, j) for i in range(n) for j in range(n_classes)
                          if o[i, j] == 0 and k[i, j] == 0), reverse=True)[:count]

@@ -13,7 +13,8 @@ from tests.test_trainer import make_features
 
 
 def test_registry_names_params_and_oracles():
-    assert [methods.display_name(m) for m in ("ce", "ignore_missing", "confidence")] == ["CE", "IM-WCE", "CB-WCE"]
+    assert [methods.display_name(m) for m in ("ce", "ignore_missing", "confidence")] == ["CE",
+                                                                                         "IM-WCE", "CB-WCE"]
     assert methods.display_name("confidence_notebook") == "CB-WCE (as published)"
     oracles = {name for name, method in methods.METHODS.items() if method.oracle}
     assert oracles == {"ignore_missing", "confidence_notebook"}
@@ -36,7 +37,8 @@ def test_confidence_estimators_expect_the_simulated_missing_share():
     observed = labels & (rng.random(labels.shape) < 0.7)
     rows = np.arange(80)
     prior = weights.estimator("prior")
-    np.testing.assert_array_equal(run_inputs.negative_weights("confidence_prior", labels, observed, rows, 0.0)[observed == 0],
+    np.testing.assert_array_equal(run_inputs.negative_weights("confidence_prior", labels, observed, rows,
+                                                              0.0)[observed == 0],
                                   1)
     np.testing.assert_allclose(run_inputs.negative_weights("confidence_prior", labels, observed, rows, 0.3),
                                prior(observed, 0.3))
@@ -73,13 +75,16 @@ def test_the_published_cb_weight_equals_cell_11_and_is_zero_on_hidden_positives(
     got = run_inputs.negative_weights("confidence_notebook", labels, observed, train)
     np.testing.assert_allclose(got, notebook_cell_11(labels)[train], atol=1e-6)
     assert got[4, 1] == 0  # the hidden positive: exactly 0, as IM-WCE's oracle weight
-    assert run_inputs.negative_weights("confidence", labels, observed, train)[4, 1] > 0  # ours sees observed labels
+    # ours sees observed labels
+    assert run_inputs.negative_weights("confidence", labels, observed, train)[4, 1] > 0
     other = labels & (rng.random(labels.shape) < 0.3)  # another ratio's observed labels
-    np.testing.assert_array_equal(run_inputs.negative_weights("confidence_notebook", labels, other, train), got)
+    np.testing.assert_array_equal(run_inputs.negative_weights("confidence_notebook", labels, other, train),
+                                  got)
 
 
 def config(root, **heads):
-    return configs.from_dict({"experiment": {"name": "p", "runs_dir": str(root)}, "dataset": {"n_images": 160},
+    return configs.from_dict({"experiment": {"name": "p", "runs_dir": str(root)},
+                              "dataset": {"n_images": 160},
                               "heads": {"head": "linear", "epochs": 1, **heads}}, source="test")
 
 
@@ -106,7 +111,8 @@ def test_paper_exact_keeps_the_rate_at_0_1_and_takes_fold_1s_full_labels_for_pos
 
     constants = {"pos_weight": np.ones((1, 3), np.float32), "k": np.zeros(1, np.float32)}
     inputs = models.StackInputs(methods=["ce"], needs=[run_inputs.needs("ce")], params=[{}],
-                                targets=np.zeros((1, 100, 3), np.uint8), target_of=np.array([0]), constants=constants,
+                                targets=np.zeros((1, 100, 3), np.uint8), target_of=np.array([0]),
+                                constants=constants,
                                 bank=np.ones((1, 100, 3), np.float32), weights_of=np.array([0]))
     for cfg, rate in ((exact, 0.1), (ours, 0.1 * 0.95 ** 2)):
         stack = models.make("linear", ["h"], dataclasses.replace(cfg.heads, epochs=100), 0)

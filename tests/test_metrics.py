@@ -66,7 +66,8 @@ def test_ranking_metrics_equal_sklearn(case):
     assert np.isnan(got["class_ap"][4])
     assert got["mAP"] == pytest.approx(np.mean(ap))
     assert got["micro_auc"] == pytest.approx(sk.roc_auc_score(truth.ravel(), scores.ravel()))
-    assert got["macro_auc"] == pytest.approx(sk.roc_auc_score(truth[:, keep], scores[:, keep], average="macro"))
+    assert got["macro_auc"] == pytest.approx(sk.roc_auc_score(truth[:, keep], scores[:, keep],
+                                                              average="macro"))
 
 
 def test_validation_thresholds_maximise_validation_f1(case):

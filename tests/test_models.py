@@ -41,7 +41,9 @@ def inputs_for(names, truth, observed, known=None):
     `known`: (N, L) bool verified negatives, or None."""
     rows = np.arange(N)
     bank, weights_of, pseudo_of = [np.ones((N, L), np.float32)], [], []
-    params = [run_inputs.resolved(methods.parameters(name, {"delta": 0.02} if name.startswith("ll_") else None), EPOCHS)
+    params = [run_inputs.resolved(methods.parameters(name,
+                                                     {"delta": 0.02} if name.startswith("ll_")
+                                                     else None), EPOCHS)
               for name in names]
     for name, p in zip(names, params):
         weight = run_inputs.negative_weights(name, truth, observed, rows, 0.5, known)
@@ -53,10 +55,12 @@ def inputs_for(names, truth, observed, known=None):
         pseudo_of.append(len(bank) if run_inputs.needs(name).pseudo else -1)
         if run_inputs.needs(name).pseudo:
             bank.append(run_inputs.pseudo_positives(scores_of(truth), observed, p["temperature"], p["theta"]))
-    constants = {"pos_weight": np.full((len(names), L), 2, np.float32), "k": np.full(len(names), 2.0, np.float32),
+    constants = {"pos_weight": np.full((len(names), L), 2, np.float32),
+                 "k": np.full(len(names), 2.0, np.float32),
                  "prior": np.tile(run_inputs.class_prior(observed, known), (len(names), 1))}
     return models.StackInputs(methods=list(names), needs=[run_inputs.needs(n) for n in names], params=params,
-                              targets=observed[None], target_of=np.zeros(len(names), int), constants=constants,
+                              targets=observed[None], target_of=np.zeros(len(names), int),
+                              constants=constants,
                               bank=np.stack(bank), weights_of=np.array(weights_of),
                               verified_negative=None if known is None else known[None].astype(np.uint8),
                               pseudo_of=np.array(pseudo_of))
@@ -73,8 +77,10 @@ def fit(names, data, optimizer="adam", known=None, standardize=None):
     def blocks():
         yield np.arange(N), x
 
-    stack = models.HeadStack(list(names), hidden=(8,), optimizer=optimizer, learning_rate=0.05, epochs=EPOCHS, seed=0)
-    stack.fit(batches, inputs_for(names, truth, observed, known), d_in=D, train_blocks=blocks, standardize=standardize)
+    stack = models.HeadStack(list(names), hidden=(8,), optimizer=optimizer, learning_rate=0.05,
+                             epochs=EPOCHS, seed=0)
+    stack.fit(batches, inputs_for(names, truth, observed, known), d_in=D, train_blocks=blocks,
+              standardize=standardize)
     return stack, stack.predict_proba(x)
 
 
@@ -112,7 +118,8 @@ def test_with_verified_negatives_a_stack_of_every_method_equals_each_alone_and_t
 def test_standardized_inputs_equal_standardized_features_and_the_weights_fold_it_in(data):
     x, truth, observed = data
     rng = np.random.default_rng(4)
-    scale, shift = np.exp(rng.uniform(0, 7, D)).astype(np.float32), rng.uniform(-500, 500, D).astype(np.float32)
+    scale, shift = np.exp(rng.uniform(0, 7, D)).astype(np.float32), rng.uniform(-500, 500,
+                                                                                D).astype(np.float32)
     raw = x * scale + shift
     mean, std = raw.mean(0), raw.std(0)
     stack, on_raw = fit(ALL, (raw, truth, observed), standardize=(mean, std))
@@ -164,7 +171,8 @@ def test_ll_cp_corrections_persist_and_grow_by_k_per_batch(data):
         assert not (corrections.astype(bool) & (observed == 1)).any()
         counts.append(int(corrections.sum()))
     per_epoch = sum(math.ceil(len(b) * L * 0.02) for b in np.array_split(np.arange(N), math.ceil(N / BATCH)))
-    assert counts == [0, per_epoch, 2 * per_epoch]  # epoch 1 is plain AN; every later batch adds k, none is undone
+    # epoch 1 is plain AN; every later batch adds k, none is undone
+    assert counts == [0, per_epoch, 2 * per_epoch]
 
 
 def test_training_leaves_no_autograph_files_in_the_temp_dir(tmp_path):
@@ -192,5 +200,6 @@ def test_em_apl_adds_its_share_of_pseudo_negatives_after_each_epoch_from_its_war
     assert chosen.any() and not (chosen & ~unlabelled).any()
     warmup = EPOCHS // 2  # the data-derived default
     per_epoch = np.floor(0.9 / (EPOCHS - warmup) * unlabelled.sum(0))
-    np.testing.assert_array_equal(chosen.sum(0), np.minimum((EPOCHS - warmup + 1) * per_epoch, unlabelled.sum(0)))
+    np.testing.assert_array_equal(chosen.sum(0),
+                                  np.minimum((EPOCHS - warmup + 1) * per_epoch, unlabelled.sum(0)))
     assert ((state[chosen] > 0) & (state[chosen] < 1)).all()  # each a probability, frozen when chosen

@@ -46,7 +46,8 @@ def _tiny_layout(root, n=40, n_classes=5, seed=0):
         for k in range(4):
             test, train = fold == k, fold != k
             hide = (rng.random(labels.shape) < paper.FOLDERS[name]) & (labels == 1)
-            pd.DataFrame(labels[test], index=keys[test], columns=columns).to_csv(folder / f"test{k + 1}_{name}.csv")
+            pd.DataFrame(labels[test], index=keys[test],
+                         columns=columns).to_csv(folder / f"test{k + 1}_{name}.csv")
             pd.DataFrame((labels * ~hide)[train], index=keys[train], columns=columns).to_csv(
                 folder / f"train{k + 1}_{name}.csv")
             pd.DataFrame((~hide).astype(int)[train], index=keys[train], columns=columns).to_csv(

@@ -32,8 +32,10 @@ def test_each_three_state_coding_reads_positives_negatives_and_unknowns(coding, 
 
 
 @pytest.mark.parametrize("coding, values, message", [
-    ("1/0/-1", [[1, 0, np.nan]], r"row 'a' label column 'z' is empty .* its unknowns are -1: the file mixes codings"),
-    ("0/1", [[1, -1, 0]], r"row 'a' label column 'y' holds -1; labels are coded 0/1 .* choose a three-state coding"),
+    ("1/0/-1", [[1, 0, np.nan]],
+     r"row 'a' label column 'z' is empty .* its unknowns are -1: the file mixes codings"),
+    ("0/1", [[1, -1, 0]],
+     r"row 'a' label column 'y' holds -1; labels are coded 0/1 .* choose a three-state coding"),
     ("0/1", [[1, np.nan, 0]], r"label column 'y' is empty .* it has no unknowns"),
     ("1/-1/0", [[1, 2, 0]], r"row 'a' label column 'y' holds 2; labels are coded 1/-1/0"),
 ])
@@ -50,7 +52,8 @@ def test_openimages_positive_and_negative_id_lists_and_a_class_in_both(tmp_path)
     manifest = datasets.from_csv(tmp_path / "data.csv", tmp_path, "filepath", id_lists=("label", "label_neg"))
     assert manifest.classes == ["/m/car", "/m/cat", "/m/dog"]
     np.testing.assert_array_equal(manifest.labels, [[0, 1, 1], [1, 0, 0], [0, 0, 0]])
-    np.testing.assert_array_equal(manifest.known, [[True, True, True], [True, False, False], [False, True, True]])
+    np.testing.assert_array_equal(manifest.known,
+                                  [[True, True, True], [True, False, False], [False, True, True]])
     frame.loc[1, "label_neg"] = "['/m/car']"
     frame.to_csv(tmp_path / "data.csv", index=False)
     with pytest.raises(ValueError, match=r"row 'b.jpg' lists class '/m/car' as positive and as negative"):
@@ -68,8 +71,10 @@ def test_the_protocols_keep_their_shares_on_a_large_table_and_are_seeded():
     train = test_fold != 0
     observed, _ = folds.observed_labels(labels, test_fold, [0.5], 0, partial=[0.1, 0.5, 0.9], fpc=[50],
                                              rps=[0.3])
-    again, _ = folds.observed_labels(labels, test_fold, [0.5], 0, partial=[0.1, 0.5, 0.9], fpc=[50], rps=[0.3])
-    other, _ = folds.observed_labels(labels, test_fold, [0.5], 1, partial=[0.1, 0.5, 0.9], fpc=[50], rps=[0.3])
+    again, _ = folds.observed_labels(labels, test_fold, [0.5], 0, partial=[0.1, 0.5, 0.9],
+                                     fpc=[50], rps=[0.3])
+    other, _ = folds.observed_labels(labels, test_fold, [0.5], 1, partial=[0.1, 0.5, 0.9],
+                                     fpc=[50], rps=[0.3])
     np.testing.assert_array_equal(observed, again)
     assert (observed[0, 1:] != other[0, 1:]).any()
     for p, share in ((1, 0.1), (2, 0.5), (3, 0.9), (5, 0.7)):  # partial q keeps q; rps p keeps 1 - p
@@ -90,7 +95,8 @@ def test_the_paper_protocols_stay_what_they_were_beside_the_partial_ones():
     labels = large_labels(2_000, 12, seed=3)
     test_fold = folds.make_folds(labels, 4, 0)
     alone, _ = folds.observed_labels(labels, test_fold, [0.0, 0.5], 7, single_positive=True)
-    beside, _ = folds.observed_labels(labels, test_fold, [0.0, 0.5], 7, single_positive=True, partial=[0.5], rps=[0.2])
+    beside, _ = folds.observed_labels(labels, test_fold, [0.0, 0.5], 7, single_positive=True,
+                                      partial=[0.5], rps=[0.2])
     assert alone.tobytes() == beside[:, :3].tobytes() and alone.max() == 1
     for k in range(4):
         hidden = folds.hide_positives(labels, 0.5, np.random.default_rng(folds.ratio_seed(7, k, 0.5)))
@@ -118,7 +124,8 @@ def test_partial_evaluation_counts_known_labels_only_against_a_per_class_loop():
     assert got["mAP"] == pytest.approx(np.mean(expected)) and got["classes_skipped_partial"] == 1
     predicted = (scores >= 0.5) & known
     tp = (predicted & (truth == 1)).sum()
-    assert got["OP"] == pytest.approx(tp / predicted.sum()) and got["OR"] == pytest.approx(tp / (truth * known).sum())
+    assert got["OP"] == pytest.approx(tp / predicted.sum())
+    assert got["OR"] == pytest.approx(tp / (truth * known).sum())
     assert metrics.evaluate(truth, scores)["mAP"] != pytest.approx(got["mAP"])
 
 
@@ -128,7 +135,8 @@ def three_state_config(root, **heads):
         "dataset": {"n_images": 400},
         "splits": {"ratios": [0.0, 0.5], "partial": [0.5], "validation": 0.2},
         "heads": {"head": "linear", "optimizer": "adam", "learning_rate": 0.01, "epochs": 3,
-                  "methods": ["ce", "confidence_auto", "an", "partial_ignore", "partial_bce", "csl", "em_apl"],
+                  "methods": ["ce", "confidence_auto", "an", "partial_ignore", "partial_bce",
+                              "csl", "em_apl"],
                   **heads},
     }, source="test")
 
@@ -140,7 +148,8 @@ def test_a_study_of_the_partial_protocol_trains_every_method_and_evaluates_it(tm
     trainer.train(cfg, n_jobs=1)
     run = HeadRun(0, 0, "partial0.5", "partial_ignore")
     with h5py.File(predictions.file(cfg, run), "r") as h5:
-        assert "val_known" in h5 and "known" not in h5  # the protocol is partial; the test labels are complete
+        # the protocol is partial; the test labels are complete
+        assert "val_known" in h5 and "known" not in h5
         val_known = h5["val_known"][:]
     states = sf.states(0, "partial0.5")[sf.validation(0)]
     np.testing.assert_array_equal(val_known, states > 0)
@@ -150,7 +159,8 @@ def test_a_study_of_the_partial_protocol_trains_every_method_and_evaluates_it(tm
     inputs = run_inputs.head_inputs(cfg, fold, 0, "partial0.5", "confidence_auto", fold.train_rows(0),
                                     np.flatnonzero(fold.validation(0)))
     verified = fold.verified_negative(0, "partial0.5")[fold.train_rows(0)]
-    assert verified.any() and (inputs.negative_weights[verified] == 1).all()  # a verified negative is never a hidden positive
+    # a verified negative is never a hidden positive
+    assert verified.any() and (inputs.negative_weights[verified] == 1).all()
 
 
 def test_three_state_data_from_a_table_evaluates_the_known_test_labels(tmp_path):
@@ -164,7 +174,8 @@ def test_three_state_data_from_a_table_evaluates_the_known_test_labels(tmp_path)
     np.save(tmp_path / "y.npy", coded)
     cfg = configs.from_dict({
         "experiment": {"name": "t", "runs_dir": str(tmp_path)},
-        "dataset": {"adapter": "table", "features": str(tmp_path / "x.npy"), "labels": str(tmp_path / "y.npy"),
+        "dataset": {"adapter": "table", "features": str(tmp_path / "x.npy"),
+                    "labels": str(tmp_path / "y.npy"),
                     "label_coding": "1/0/-1", "min_labels": 1},
         "splits": {"ratios": [0.5], "validation": 0.2},
         "heads": {"head": "linear", "optimizer": "adam", "learning_rate": 0.01, "epochs": 2,
@@ -184,7 +195,8 @@ def test_three_state_data_from_a_table_evaluates_the_known_test_labels(tmp_path)
     table = quality.weight_quality(path, ["prior", "auto"])
     assert len(table) and table["roc_auc"].notna().all()
     with pytest.raises(ValueError, match="is an oracle"):
-        trainer.train(dataclasses.replace(cfg, heads=dataclasses.replace(cfg.heads, methods=("ignore_missing",))))
+        trainer.train(dataclasses.replace(cfg,
+                                          heads=dataclasses.replace(cfg.heads, methods=("ignore_missing",))))
 
 
 def test_a_score_file_that_does_not_match_the_dataset_is_named(tmp_path):

@@ -26,7 +26,8 @@ def fitted(tmp_path_factory):
     root = tmp_path_factory.mktemp("fitted")
     checkpoint = save_random_checkpoint("demo_cnn", 96, root / "ckpt" / "model.ckpt", seed=3)
     cfg = demo_config(root, checkpoint, pooling="max")
-    cfg = dataclasses.replace(cfg, heads=dataclasses.replace(cfg.heads, hidden=(16,), epochs=2, methods=("ce",)),
+    cfg = dataclasses.replace(cfg,
+                              heads=dataclasses.replace(cfg.heads, hidden=(16,), epochs=2, methods=("ce",)),
                               model=dataclasses.replace(cfg.model, method="ce", folds=0, validation=0.2))
     store = extraction.extract_features(cfg)
     final.fit(cfg)
@@ -65,12 +66,14 @@ def test_predictions_from_images_equal_predictions_from_their_extracted_features
 def test_a_list_file_and_a_features_table_predict_the_same_rows(fitted, tmp_path):
     cfg, store, folder, _ = fitted
     listing = tmp_path / "list.txt"
-    listing.write_text("# two images\n" + "\n".join(str(folder / name) for name in ("00000.png", "sub/00001.png")))
+    listing.write_text("# two images\n"
+                       + "\n".join(str(folder / name) for name in ("00000.png", "sub/00001.png")))
     listed = frame(predict.predict(cfg.model_dir, images=str(listing), out=str(tmp_path / "l.csv")))
     reader = predict.feature_store.FeatureReader(store)
     x = reader.rows(np.arange(4))
     np.save(tmp_path / "x.npy", x)
-    table = frame(predict.predict(cfg.model_dir, features=str(tmp_path / "x.npy"), out=str(tmp_path / "x.csv")))
+    table = frame(predict.predict(cfg.model_dir, features=str(tmp_path / "x.npy"),
+                                  out=str(tmp_path / "x.csv")))
     classes = directory.load(cfg.model_dir).classes
     np.testing.assert_allclose(table[classes].to_numpy()[:2], listed[classes].to_numpy(), atol=2e-6)
 
@@ -79,7 +82,8 @@ def test_the_saved_model_gives_the_same_probabilities_in_a_process_without_the_p
     cfg, store, folder, _ = fitted
     saved = export.export(cfg.model_dir, out=str(tmp_path / "saved"))
     predicted = frame(predict.predict(cfg.model_dir, images=str(folder), out=str(tmp_path / "p.csv")))
-    images = np.stack([np.asarray(Image.open(folder / key).convert("RGB"), np.float32) for key in predicted["key"]])
+    images = np.stack([np.asarray(Image.open(folder / key).convert("RGB"), np.float32)
+                       for key in predicted["key"]])
     features = predict.feature_store.FeatureReader(store).rows(np.arange(5))
     np.save(tmp_path / "images.npy", images)
     np.save(tmp_path / "features.npy", features)
@@ -94,15 +98,18 @@ else:
 loaded = tf.saved_model.load({str(saved)!r})
 for name in ("images", "features"):
     x = tf.constant(np.load({str(tmp_path)!r} + "/" + name + ".npy"))
-    np.save({str(tmp_path)!r} + "/out_" + name + ".npy", loaded.signatures[name](**{{name: x}})["probabilities"].numpy())
+    out = loaded.signatures[name](**{{name: x}})["probabilities"].numpy()
+    np.save({str(tmp_path)!r} + "/out_" + name + ".npy", out)
 """
     done = subprocess.run([sys.executable, "-I", "-c", code], cwd=tmp_path, capture_output=True, text=True,
                           timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     fitted_model = directory.load(cfg.model_dir)
-    np.testing.assert_allclose(np.load(tmp_path / "out_images.npy"), predicted[fitted_model.classes].to_numpy(),
+    np.testing.assert_allclose(np.load(tmp_path / "out_images.npy"),
+                               predicted[fitted_model.classes].to_numpy(),
                                atol=1e-5)
-    np.testing.assert_allclose(np.load(tmp_path / "out_features.npy"), fitted_model.probabilities(features), atol=1e-5)
+    np.testing.assert_allclose(np.load(tmp_path / "out_features.npy"),
+                               fitted_model.probabilities(features), atol=1e-5)
     assert json.loads((saved / "cbwce_model.json").read_text())["classes"] == fitted_model.classes
 
 
@@ -117,12 +124,14 @@ def test_bad_input_is_one_named_error_and_nothing_is_left_as_complete(fitted, tm
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "notes.txt").write_text("no images here")
-    code, err = cli(capsys, "predict", "--model", model_dir, "--images", str(empty), "--out", str(tmp_path / "e.csv"))
+    code, err = cli(capsys, "predict", "--model", model_dir, "--images", str(empty), "--out",
+                    str(tmp_path / "e.csv"))
     assert code == 2 and f"{empty} holds no image" in err and not (tmp_path / "e.csv").exists()
     np.save(tmp_path / "narrow.npy", np.zeros((3, 5), np.float32))
     code, err = cli(capsys, "predict", "--model", model_dir, "--features", str(tmp_path / "narrow.npy"))
     assert code == 2 and "narrow.npy has 5 features per row" in err and "reads 128" in err
-    pd.DataFrame(np.zeros((3, 131))).to_csv(tmp_path / "labelled.csv", index=False)  # 128 features, 3 label columns
+    # 128 features, 3 label columns
+    pd.DataFrame(np.zeros((3, 131))).to_csv(tmp_path / "labelled.csv", index=False)
     code, err = cli(capsys, "predict", "--model", model_dir, "--features", str(tmp_path / "labelled.csv"))
     assert code == 2 and "has 131 features per row" in err and "give --n-labels 3" in err
     code, err = cli(capsys, "predict", "--model", model_dir, "--images", str(folder), "--top-k", "17")
@@ -135,11 +144,13 @@ def test_bad_input_is_one_named_error_and_nothing_is_left_as_complete(fitted, tm
     broken.mkdir()
     (broken / "a.png").write_bytes(b"x")
     (broken / "b.jpg").write_bytes(b"y")
-    code, err = cli(capsys, "predict", "--model", model_dir, "--images", str(broken), "--out", str(tmp_path / "b.csv"))
+    code, err = cli(capsys, "predict", "--model", model_dir, "--images", str(broken), "--out",
+                    str(tmp_path / "b.csv"))
     assert code == 2 and "2 of 2 images are unreadable" in err and not (tmp_path / "b.csv").exists()
     assert not (tmp_path / "b.features.h5").exists()
     Image.new("RGB", (40, 30), (200, 10, 10)).save(broken / "a.png")  # the fix: one readable image
-    code, err = cli(capsys, "predict", "--model", model_dir, "--images", str(broken), "--out", str(tmp_path / "b.csv"))
+    code, err = cli(capsys, "predict", "--model", model_dir, "--images", str(broken), "--out",
+                    str(tmp_path / "b.csv"))
     assert code == 0, err
     assert list(frame(tmp_path / "b.csv")["key"]) == ["a.png"]
 

@@ -47,5 +47,6 @@ def test_inception_resnet_v2_equals_the_official_layout():
 
 
 def test_unknown_backbone_lists_known_ones():
-    with pytest.raises(ValueError, match="unknown backbone 'resnet_v9'; known: inception_resnet_v2, resnet_v1_50"):
+    with pytest.raises(ValueError,
+                       match="unknown backbone 'resnet_v9'; known: inception_resnet_v2, resnet_v1_50"):
         registry.get("resnet_v9")

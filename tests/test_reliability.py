@@ -40,7 +40,8 @@ def write_config(path: Path, runs: Path, **sections) -> Path:
     def value(v):
         return repr(v).replace("'", '"') if not isinstance(v, bool) else str(v).lower()
 
-    text = "".join(f"[{name}]\n" + "".join(f"{k} = {value(v)}\n" for k, v in table.items()) for name, table in tables.items())
+    text = "".join(f"[{name}]\n" + "".join(f"{k} = {value(v)}\n" for k, v in table.items()) for name,
+                   table in tables.items())
     path.write_text(text)
     return path
 
@@ -58,7 +59,8 @@ def test_changed_settings_are_never_reused_silently(tmp_path, capsys):
             splits.make(changed)
         assert key in str(err.value) and "--force" in str(err.value)
     longer = configs.load(write_config(tmp_path / "c.toml", tmp_path, heads={"epochs": 2}))
-    with pytest.raises(ValueError, match=r"8 heads run\(s\) were made from other inputs or settings:\n  seed 0, fold 1, "
+    with pytest.raises(ValueError,
+                       match=r"8 heads run\(s\) were made from other inputs or settings:\n  seed 0, fold 1, "
                                          r"0, ce: heads.epochs: 1 -> 2\n"):
         trainer.train(longer)
     with pytest.raises(ValueError, match=r"heads seed 0, fold 1, 0, ce: heads.epochs: 1 -> 2"):
@@ -72,7 +74,8 @@ def test_changed_settings_are_never_reused_silently(tmp_path, capsys):
 def test_a_missing_checkpoint_is_an_error_before_already_done(tmp_path):
     checkpoint = save_random_checkpoint("demo_cnn", 96, tmp_path / "ckpt" / "model.ckpt")
     cfg = configs.load(write_config(tmp_path / "a.toml", tmp_path, extract={"checkpoint": str(checkpoint),
-                                                                             "batch_size": 16, "chunk_rows": 32}))
+                                                                             "batch_size": 16,
+                                                                             "chunk_rows": 32}))
     splits.make(cfg)
     extraction.extract_features(cfg)
     gone = configs.load(write_config(tmp_path / "b.toml", tmp_path,
@@ -92,7 +95,8 @@ def test_truncated_stores_are_named_and_force_rebuilds_them(tmp_path):
     trainer.train(cfg, only={"method": "ce"})
     splits_path = splits_store.path(cfg)
     truncate(splits_path)
-    for action in (lambda: splits.make(cfg), lambda: trainer.train(cfg), lambda: splits_store.load(splits_path)):
+    for action in (lambda: splits.make(cfg), lambda: trainer.train(cfg),
+                   lambda: splits_store.load(splits_path)):
         with pytest.raises(ValueError, match=f"{splits_path} is damaged.*--force"):
             action()
     assert splits_cli.main(["describe", str(splits_path)]) == 2
@@ -139,14 +143,16 @@ def test_killing_a_parallel_heads_run_leaves_no_worker_and_a_second_run_is_refus
     cfg = configs.load(config)
     make_features(cfg)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    parent = subprocess.Popen([sys.executable, "-m", "heads", "train", "--config", str(config), "--n-jobs", "2"],
+    parent = subprocess.Popen([sys.executable, "-m", "heads", "train", "--config", str(config),
+                               "--n-jobs", "2"],
                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and len([p for p in children(parent.pid) if alive(p)]) < 2:
         time.sleep(0.5)
     workers = children(parent.pid)
     assert len(workers) >= 2, "the parallel workers did not start"
-    second = subprocess.run([sys.executable, "-m", "heads", "train", "--config", str(config)], cwd=ROOT, env=env,
+    second = subprocess.run([sys.executable, "-m", "heads", "train", "--config", str(config)],
+                            cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=120, check=False)
     assert second.returncode == 2 and f"is being made by process {parent.pid}" in second.stderr
     os.kill(parent.pid, signal.SIGKILL)
@@ -181,7 +187,9 @@ def test_ctrl_c_in_a_terminal_ends_the_run_at_once_and_the_rerun_completes(tmp_p
     finally:
         signal.signal(signal.SIGINT, previous)
     deadline = time.time() + 120
-    while time.time() < deadline and len([p for p in children(parent.pid) if alive(p)]) < (2 if jobs > 1 else 0):
+    while time.time() < deadline and len([p for p in children(parent.pid) if alive(p)]) < (2
+                                                                                           if jobs > 1
+                                                                                           else 0):
         time.sleep(0.5)
     workers = children(parent.pid) if jobs > 1 else set()
     assert len(workers) >= (2 if jobs > 1 else 0), "the parallel workers did not start"
@@ -214,10 +222,12 @@ def test_ctrl_c_in_a_terminal_ends_the_run_at_once_and_the_rerun_completes(tmp_p
     ({"splits": {"ratios": []}}, "splits.ratios is empty"),
     ({"splits": {"ratios": [0.5, 0.5]}}, "splits.ratios names 0.5 twice"),
     ({"heads": {"methods": []}}, "heads.methods is empty"),
-    ({"extract": {"backbone": "resnet50"}}, "extract.backbone = 'resnet50'; allowed: demo_cnn, inception_resnet_v2"),
+    ({"extract": {"backbone": "resnet50"}},
+     "extract.backbone = 'resnet50'; allowed: demo_cnn, inception_resnet_v2"),
     ({"dataset": {"adapter": "csv"}}, "dataset.adapter = 'csv' needs dataset.annotations"),
     ({"extract": {"chunk_rows": 100, "batch_size": 32}}, "extract.chunk_rows = 100; must be a multiple"),
-    ({"heads": {"paper_exact": True, "learning_rate": 0.5}}, "heads.paper_exact sets heads.learning_rate = 0.1"),
+    ({"heads": {"paper_exact": True, "learning_rate": 0.5}},
+     "heads.paper_exact sets heads.learning_rate = 0.1"),
 ])
 def test_settings_are_validated_when_the_config_loads(tmp_path, change, message):
     with pytest.raises(ValueError, match=message):
@@ -232,19 +242,22 @@ def test_a_misspelled_method_fails_before_any_stage(tmp_path, capsys):
     config = write_config(tmp_path / "b.toml", tmp_path)
     config.write_text(config.read_text() + "[heads.params.asl]\ngama = 1\n")
     assert heads_cli.main(["check", "--config", str(config)]) == 2
-    assert "method 'asl' has no parameter 'gama'; its parameters: gamma_pos, gamma_neg, clip" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "method 'asl' has no parameter 'gama'; its parameters: gamma_pos, gamma_neg, clip" in err
 
 
 def test_make_runs_the_check_first_and_takes_paths_with_spaces(tmp_path):
     folder = tmp_path / "with spaces"
     folder.mkdir()
     config = write_config(folder / "my config.toml", tmp_path, heads={"methods": ["ce", "confidnce"]})
-    done = subprocess.run(["make", "-s", "splits", f"CONFIG={config}"], cwd=ROOT, capture_output=True, text=True,
+    done = subprocess.run(["make", "-s", "splits", f"CONFIG={config}"], cwd=ROOT,
+                          capture_output=True, text=True,
                           timeout=300, check=False)
     assert done.returncode != 0 and "which is no method" in done.stderr
     assert not (tmp_path / "r" / "splits.h5").exists()  # no stage ran
     write_config(folder / "my config.toml", tmp_path)
-    done = subprocess.run(["make", "-s", "splits", f"CONFIG={config}"], cwd=ROOT, capture_output=True, text=True,
+    done = subprocess.run(["make", "-s", "splits", f"CONFIG={config}"], cwd=ROOT,
+                          capture_output=True, text=True,
                           timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "r" / "splits.h5").is_file()
@@ -265,13 +278,15 @@ def test_a_wrong_image_root_fails_and_the_fix_completes(tmp_path):
     with pytest.raises(ValueError, match="none of the 120 images checked exists.*dataset.root"):
         extraction.extract_features(wrong)
     assert not feature_store.path(wrong).exists()
-    half = configs.load(write_config(tmp_path / "c.toml", tmp_path / "h", extract={**extract, "max_invalid_share": 0.2},
+    half = configs.load(write_config(tmp_path / "c.toml", tmp_path / "h",
+                                     extract={**extract, "max_invalid_share": 0.2},
                                      dataset={"adapter": "csv", "annotations": str(tmp_path / "labels.csv"),
                                               "root": str(data)}))
     splits.make(half)
     for image in sorted((data / "images").glob("*.png"))[:40]:
         image.rename(image.with_suffix(".moved"))
-    with pytest.raises(ValueError, match=r"40 of 120 images are unreadable \(extract.max_invalid_share = 0.2\)"):
+    with pytest.raises(ValueError,
+                       match=r"40 of 120 images are unreadable \(extract.max_invalid_share = 0.2\)"):
         extraction.extract_features(half)
     assert not feature_store.path(half).exists() and not list(feature_store.path(half).parent.glob("*.tmp"))
     for image in (data / "images").glob("*.moved"):
@@ -318,7 +333,8 @@ def test_a_figure_that_fails_half_written_leaves_no_file(tmp_path, monkeypatch):
 def test_an_output_folder_that_cannot_be_written_fails_before_training(tmp_path, monkeypatch):
     cfg = configs.load(write_config(tmp_path / "a.toml", tmp_path))
     make_features(cfg)
-    monkeypatch.setattr(trainer, "train_fold", lambda *args: pytest.fail("trained before checking the output"))
+    monkeypatch.setattr(trainer, "train_fold",
+                        lambda *args: pytest.fail("trained before checking the output"))
     (cfg.run_dir / "heads").write_text("a file where the heads folder goes")
     with pytest.raises(ValueError, match="cannot write"):
         trainer.train(cfg)
@@ -332,7 +348,8 @@ def test_claims_refuse_a_second_holder_and_are_released(tmp_path):
     with artifacts.claim(target):
         done = subprocess.run(second, capture_output=True, text=True, check=False)
     assert done.returncode != 0 and f"{target} is being made by process {os.getpid()}" in done.stderr
-    assert subprocess.run(second, capture_output=True, check=False).returncode == 0  # released with its holder
+    # released with its holder
+    assert subprocess.run(second, capture_output=True, check=False).returncode == 0
 
 
 def test_ctrl_c_is_one_line_and_exit_130(capsys):
@@ -346,7 +363,8 @@ def test_ctrl_c_is_one_line_and_exit_130(capsys):
 
 
 def test_a_listing_piped_into_head_ends_quietly():
-    done = subprocess.run(f"{sys.executable} -m heads methods | head -1", shell=True, cwd=ROOT, capture_output=True,
+    done = subprocess.run(f"{sys.executable} -m heads methods | head -1", shell=True, cwd=ROOT,
+                          capture_output=True,
                           text=True, timeout=120, check=False, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.stdout.startswith("ce ") and "Traceback" not in done.stderr, done.stderr
 
@@ -371,7 +389,8 @@ def mounted(mount: Path, options: str):
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)], capture_output=True,
                           text=True, check=False)
     if done.returncode:
-        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or done.returncode}): the disk tests need root")
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or done.returncode}): the disk tests "
+                    "need root")
     return mount
 
 
@@ -389,10 +408,12 @@ def read_only_disk(tmp_path):
 
 
 def test_a_read_only_disk_is_named_before_any_work(tmp_path, read_only_disk, capsys):
-    config = write_config(tmp_path / "c.toml", tmp_path / "runs", dataset={"root": str(read_only_disk / "data")})
+    config = write_config(tmp_path / "c.toml", tmp_path / "runs",
+                          dataset={"root": str(read_only_disk / "data")})
     assert splits_cli.main(["make", "--config", str(config)]) == 2
     err = capsys.readouterr().err
-    assert f"cannot write to {read_only_disk}/data/images (Read-only file system" in err and "Traceback" not in err
+    assert f"cannot write to {read_only_disk}/data/images (Read-only file system" in err
+    assert "Traceback" not in err
 
 
 def test_a_full_disk_is_one_named_error_and_nothing_is_marked_complete(tmp_path, full_disk):
@@ -407,7 +428,8 @@ def test_a_full_disk_is_one_named_error_and_nothing_is_marked_complete(tmp_path,
     assert f"{full_disk}/r/splits.h5" in err and "writing failed (No space left on device" in err
     assert "MiB free there" in err and "Traceback" not in err
     assert not list(full_disk.rglob("*.h5")) and not list(full_disk.rglob("*.tmp"))
-    roomy = write_config(tmp_path / "c2.toml", tmp_path / "runs", dataset={"n_images": 1200, "root": str(images)})
+    roomy = write_config(tmp_path / "c2.toml", tmp_path / "runs",
+                         dataset={"n_images": 1200, "root": str(images)})
     assert splits_cli.main(["make", "--config", str(roomy)]) == 0  # the same stage with room works
 
 
@@ -426,14 +448,17 @@ def test_features_import_on_a_full_disk_is_one_named_error_and_the_rerun_with_ro
     config = write_config(tmp_path / "c.toml", full_disk, dataset={"adapter": "table", "features": str(table),
                                                                    "n_labels": 2, "min_labels": 1})
     done = subprocess.run([sys.executable, "-m", "features", "import", "--config", str(config)], cwd=ROOT,
-                          capture_output=True, text=True, check=False, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          capture_output=True, text=True, check=False,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 2, done.stderr[-2000:]
     assert "No space left on device" in done.stderr and "Traceback" not in done.stderr
     assert not list(full_disk.rglob("*.h5")) and not list(full_disk.rglob("*.tmp"))
-    roomy = write_config(tmp_path / "c2.toml", tmp_path / "runs", dataset={"adapter": "table", "features": str(table),
+    roomy = write_config(tmp_path / "c2.toml", tmp_path / "runs",
+                         dataset={"adapter": "table", "features": str(table),
                                                                           "n_labels": 2, "min_labels": 1})
     again = subprocess.run([sys.executable, "-m", "features", "import", "--config", str(roomy)], cwd=ROOT,
-                           capture_output=True, text=True, check=False, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                           capture_output=True, text=True, check=False,
+                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert again.returncode == 0, again.stderr[-2000:]
 
 
@@ -466,7 +491,8 @@ def test_the_report_counts_the_pairs_it_has():
 
 
 def test_ratios_a_thousandth_apart_train_side_by_side_in_one_command(tmp_path, capsys):
-    cfg = configs.load(write_config(tmp_path / "c.toml", tmp_path, splits={"n_folds": 2, "ratios": [0.121, 0.124]}))
+    cfg = configs.load(write_config(tmp_path / "c.toml", tmp_path,
+                                    splits={"n_folds": 2, "ratios": [0.121, 0.124]}))
     make_features(cfg)
     trainer.train(cfg, n_jobs=1)
     out = capsys.readouterr().out

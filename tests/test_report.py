@@ -40,21 +40,24 @@ def write_grid(cfg, skip=()):
                         continue
                     labels = sf.labels[test]
                     shift = 0.15 if protocol == store.SINGLE_POSITIVE else float(protocol) * 0.2
-                    probs = np.clip(labels * QUALITY[method] + rng.random(labels.shape) * (1 - QUALITY[method]) - shift,
+                    probs = np.clip(labels * QUALITY[method]
+                                    + rng.random(labels.shape) * (1 - QUALITY[method]) - shift,
                                     0, 1)
                     directory = predictions.run_dir(cfg, run)
                     predictions.write(directory, ids=sf.ids[test], labels=labels, probabilities=probs,
                                       attrs={"method": method, "protocol": protocol, "ratio": run.ratio,
                                              "fold": k + 1, "seed": seed, "source": "heads"},
                                       provenance=predictions.head_provenance(cfg, run, sf.fingerprint, "", 0))
-                    pd.DataFrame({"epoch": [1, 2], "train_loss": [0.5, 0.4]}).to_csv(directory / "history.csv",
+                    pd.DataFrame({"epoch": [1, 2],
+                                  "train_loss": [0.5, 0.4]}).to_csv(directory / "history.csv",
                                                                                      index=False)
 
 
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
-    cfg = configs.from_dict({"experiment": {"name": "r", "runs_dir": str(root)}, "dataset": {"n_images": 160}},
+    cfg = configs.from_dict({"experiment": {"name": "r", "runs_dir": str(root)},
+                             "dataset": {"n_images": 160}},
                             source="test")
     splits.make(cfg)
     write_grid(cfg, skip={(3, "0.75", "confidence")})
@@ -90,7 +93,8 @@ def test_report_tables_match_direct_computation(grid):
 
 def test_every_figure_is_written_and_not_blank(grid):
     out = report.report(grid).parent
-    for stem in ("fig1_paper_panel", "fig2_map", "fig3_true_positives", "fig4_cooccurrence", "fig5_cb_weights",
+    for stem in ("fig1_paper_panel", "fig2_map", "fig3_true_positives", "fig4_cooccurrence",
+                 "fig5_cb_weights",
                  "fig6_loss"):
         assert (out / f"{stem}.pdf").stat().st_size > 1000
         pixels = np.asarray(Image.open(out / f"{stem}.png").convert("L"), dtype=float)
@@ -100,13 +104,16 @@ def test_every_figure_is_written_and_not_blank(grid):
 
 def test_seeds_times_folds_give_paired_tests_with_real_p_values(tmp_path):
     cfg = configs.from_dict({"experiment": {"name": "s", "runs_dir": str(tmp_path), "seeds": [0, 1, 2]},
-                             "dataset": {"n_images": 160}, "splits": {"ratios": [0.5], "single_positive": True}},
+                             "dataset": {"n_images": 160},
+                             "splits": {"ratios": [0.5], "single_positive": True}},
                             source="test")
     splits.make(cfg)
     write_grid(cfg)
     path = report.report(cfg)
     paired = pd.read_csv(path.parent / "paired_vs_ce.csv", dtype={"protocol": str})
-    row = paired[(paired["method"] == "ignore_missing") & (paired["protocol"] == "0.5") & (paired["metric"] == "OF1")].iloc[0]
+    pick = (paired["method"] == "ignore_missing") & (paired["protocol"] == "0.5") & \
+        (paired["metric"] == "OF1")
+    row = paired[pick].iloc[0]
     ce, im = [], []
     for seed in (0, 1, 2):
         for k in range(4):
@@ -119,7 +126,8 @@ def test_seeds_times_folds_give_paired_tests_with_real_p_values(tmp_path):
     assert row["wilcoxon p"] == pytest.approx(stats.wilcoxon(diff).pvalue, rel=1e-4)
     assert row["wilcoxon p"] < 0.05 and row["holds"].startswith("yes")  # 12 pairs can say it
     assert "single positive" in set(paired["protocol"])
-    assert (tmp_path / "s" / "seed2" / "heads" / "fold4" / "single_positive" / "ce" / "predictions.h5").is_file()
+    assert (tmp_path / "s" / "seed2" / "heads" / "fold4" / "single_positive" / "ce"
+            / "predictions.h5").is_file()
 
 
 def test_holm_adjustment_against_a_loop():
@@ -135,18 +143,21 @@ def test_holm_adjustment_against_a_loop():
 
 
 def test_runs_made_from_other_settings_are_refused(tmp_path):
-    cfg = configs.from_dict({"experiment": {"name": "x", "runs_dir": str(tmp_path)}, "dataset": {"n_images": 80}},
+    cfg = configs.from_dict({"experiment": {"name": "x", "runs_dir": str(tmp_path)},
+                             "dataset": {"n_images": 80}},
                             source="test")
     splits.make(cfg)
     write_grid(cfg)
-    changed = configs.from_dict({"experiment": {"name": "x", "runs_dir": str(tmp_path)}, "dataset": {"n_images": 80},
+    changed = configs.from_dict({"experiment": {"name": "x", "runs_dir": str(tmp_path)},
+                                 "dataset": {"n_images": 80},
                                  "heads": {"epochs": 7}}, source="test")
     with pytest.raises(ValueError, match=r"heads seed 0, fold 1, 0, ce: heads.epochs: 20 -> 7"):
         report.report(changed)
 
 
 def test_no_runs_is_an_error(tmp_path):
-    cfg = configs.from_dict({"experiment": {"name": "empty", "runs_dir": str(tmp_path)}, "dataset": {"n_images": 80}},
+    cfg = configs.from_dict({"experiment": {"name": "empty", "runs_dir": str(tmp_path)},
+                             "dataset": {"n_images": 80}},
                             source="test")
     splits.make(cfg)
     with pytest.raises(ValueError, match="no complete predictions.h5"):
@@ -188,7 +199,8 @@ def test_the_report_over_a_damaged_prediction_file_exits_non_zero_naming_it(grid
             fh.seek(offset + 8)
             fh.write(bytes(64))
         config = grid.run_dir.parent / "grid.toml"
-        config.write_text(f'[experiment]\nname = "{grid.experiment.name}"\nruns_dir = "{grid.run_dir.parent}"\n'
+        config.write_text(f'[experiment]\nname = "{grid.experiment.name}"\nruns_dir = '
+                          f'"{grid.run_dir.parent}"\n'
                           f'[dataset]\nn_images = {grid.dataset.n_images}\n')
         assert analysis_cli.main(["report", "--config", str(config)]) == 2
         assert f"{path} is damaged" in capsys.readouterr().err
@@ -206,7 +218,8 @@ def test_two_reports_started_at_once_never_crash_or_mix(grid):
     config.write_text(f'[experiment]\nname = "{grid.experiment.name}"\nruns_dir = "{grid.run_dir.parent}"\n'
                       f'[dataset]\nn_images = {grid.dataset.n_images}\n')
     env = {**os.environ, "PYTHONPATH": str(root)}
-    both = [subprocess.Popen([sys.executable, "-m", "analysis", "report", "--config", str(config)], cwd=root, env=env,
+    both = [subprocess.Popen([sys.executable, "-m", "analysis", "report", "--config", str(config)],
+                             cwd=root, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     ended = [(p.wait(timeout=300), p.stderr.read()) for p in both]
     for code, err in ended:

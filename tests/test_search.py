@@ -71,8 +71,10 @@ def test_every_grid_point_in_one_stack_equals_it_trained_alone_at_its_rate(data,
         points += [(1.0, {}), (3.0 if optimizer == "adam" else 0.4, other_point(name))]
     together = fit_points(names, points, data, optimizer)
     for h, (name, (scale, extra)) in enumerate(zip(names, points)):
-        alone = fit_points([name], [(1.0, extra)], data, optimizer, learning_rate=BASE_LR * scale)  # no rescaling
-        np.testing.assert_allclose(together[h], alone[0], atol=1e-5, err_msg=f"{name} at {scale} x lr, {extra}")
+        # no rescaling
+        alone = fit_points([name], [(1.0, extra)], data, optimizer, learning_rate=BASE_LR * scale)
+        np.testing.assert_allclose(together[h], alone[0], atol=1e-5,
+                                   err_msg=f"{name} at {scale} x lr, {extra}")
 
 
 def test_batched_average_precision_equals_scikit_learn_with_ties_and_empty_columns():
@@ -83,7 +85,8 @@ def test_batched_average_precision_equals_scikit_learn_with_ties_and_empty_colum
     got = metrics.average_precision(truth, scores)
     for h in range(3):
         for c in range(7):
-            expected = average_precision_score(truth[h, :, c], scores[h, :, c]) if truth[h, :, c].any() else np.nan
+            expected = average_precision_score(truth[h, :, c],
+                                               scores[h, :, c]) if truth[h, :, c].any() else np.nan
             np.testing.assert_allclose(got[h, c], expected, atol=1e-12)
     np.testing.assert_allclose(metrics.mean_average_precision(truth, scores), np.nanmean(got, axis=1))
 
@@ -98,7 +101,8 @@ def searched(root, **search_table):
 
 
 def choices(cfg, runs):
-    return {run: pd.read_csv(trainer.predictions.run_dir(cfg, run) / "search.csv")["chosen"].tolist() for run in runs}
+    return {run: pd.read_csv(trainer.predictions.run_dir(cfg, run) / "search.csv")["chosen"].tolist()
+            for run in runs}
 
 
 def test_the_default_selection_reads_no_ground_truth(tmp_path, monkeypatch):
@@ -181,7 +185,8 @@ def test_on_a_running_cluster_the_workers_memory_plans_the_stacks(tmp_path, monk
     monkeypatch.setattr(planner, "free_memory", lambda: 2**40)
     limit = 2 * int((9 * per_head + feature_bytes) / 0.8)  # a thread's half holds 9 heads and the features
     for memory_limit, expected, sizes in ((limit, limit // 2, [4, 8]), (0, 2**40, [12])):
-        with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None,
+        with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                      dashboard_address=None,
                                       memory_limit=memory_limit) as local:
             remote = configs.with_scheduler(cfg, local.scheduler_address)
             assert planner.memory(remote) == expected  # 0: the workers set no limit, this machine's memory
@@ -190,7 +195,8 @@ def test_on_a_running_cluster_the_workers_memory_plans_the_stacks(tmp_path, monk
 
 
 @pytest.mark.parametrize("table, message", [
-    ({"params": {"asl": {"clip": [0.05, 1.5]}}}, "method 'asl': parameter clip = 1.5; it must be in \\[0, 1\\)"),
+    ({"params": {"asl": {"clip": [0.05, 1.5]}}},
+     "method 'asl': parameter clip = 1.5; it must be in \\[0, 1\\)"),
     ({"params": {"asl": {"width": [1.0]}}}, "method 'asl' has no parameter 'width'"),
     ({"params": {"focal": {"gamma": [1.0]}}}, "names method 'focal', which is not in heads.methods"),
     ({"lr": [0.001, -1.0]}, "heads.search.lr holds -1.0"),

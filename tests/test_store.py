@@ -58,11 +58,13 @@ def test_protocol_folders_are_distinct_for_distinct_ratios():
 
 
 def test_a_ratio_that_hides_every_positive_is_said(tmp_path, capsys):
-    cfg = configs.from_dict({"experiment": {"name": "all", "runs_dir": str(tmp_path)}, "dataset": {"n_images": 80},
+    cfg = configs.from_dict({"experiment": {"name": "all", "runs_dir": str(tmp_path)},
+                             "dataset": {"n_images": 80},
                              "splits": {"ratios": [0.0, 0.999]}}, source="test")
     splits.make(cfg)
     said = capsys.readouterr().out
-    assert "warning: test: splits.ratios holds 0.999: " in said and "fold(s) 1, 2, 3, 4 an observed positive" in said
+    assert "warning: test: splits.ratios holds 0.999: " in said
+    assert "fold(s) 1, 2, 3, 4 an observed positive" in said
     assert "splits.ratios holds 0.0" not in said
 
 

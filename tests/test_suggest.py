@@ -48,7 +48,9 @@ def test_the_model_score_follows_elkan_and_noto_on_calibrated_probabilities():
 
 def test_suggestions_from_a_models_rows_beat_the_class_prior(study, tmp_path):  # noqa: F811
     cfg, _ = study
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, dir=str(tmp_path / "m"), hide=0.5, folds=3))
+    cfg = dataclasses.replace(cfg,
+                              model=dataclasses.replace(cfg.model, dir=str(tmp_path / "m"),
+                                                        hide=0.5, folds=3))
     final.fit(cfg)
     report = suggest.suggest(suggest.from_model(cfg.model_dir), tmp_path / "s.csv", max_per_image=2)
     by = report.set_index("source")
@@ -56,7 +58,8 @@ def test_suggestions_from_a_models_rows_beat_the_class_prior(study, tmp_path):  
         assert by.loc["model", f"P@{k}"] >= by.loc["prior", f"P@{k}"] + 0.05
     assert by.loc["model", "AP"] > by.loc["prior", "AP"] + 0.1
     listed = pd.read_csv(tmp_path / "s.csv")
-    assert list(listed.columns[:4]) == ["rank", "key", "class", "score"] and listed.groupby("key").size().max() <= 2
+    assert list(listed.columns[:4]) == ["rank", "key", "class",
+                                        "score"] and listed.groupby("key").size().max() <= 2
     assert (tmp_path / "s.quality.csv").is_file()
 
 

@@ -98,7 +98,8 @@ def test_features_far_from_unit_scale_are_named_and_standardize_learns_from_them
     units = np.exp(rng.uniform(0, 6, 24)), rng.uniform(-300, 300, 24)  # factors 1-400, offsets +-300
     scores, provenance = {}, {}
     for standardize in (False, True):
-        cfg = config(tmp_path / str(standardize), hidden=[16], optimizer="adam", learning_rate=0.01, epochs=10,
+        cfg = config(tmp_path / str(standardize), hidden=[16], optimizer="adam",
+                     learning_rate=0.01, epochs=10,
                      methods=["ce"], standardize=standardize)
         sf = make_features(cfg, noise=0.4, scale=units)
         trainer.train(cfg, only={"fold": "1", "ratio": "0"}, n_jobs=1)
@@ -208,9 +209,11 @@ def test_validation_early_stopping_keeps_each_heads_best_epoch():
 
 
 def test_validation_weights_come_from_one_estimate_over_training_and_validation_rows(tmp_path, monkeypatch):
-    cfg = configs.from_dict({"experiment": {"name": "v", "runs_dir": str(tmp_path)}, "dataset": {"n_images": 400},
+    cfg = configs.from_dict({"experiment": {"name": "v", "runs_dir": str(tmp_path)},
+                             "dataset": {"n_images": 400},
                              "splits": {"validation": 0.2},
-                             "heads": {"head": "linear", "epochs": 1, "methods": ["confidence_prior"]}}, source="test")
+                             "heads": {"head": "linear", "epochs": 1,
+                                       "methods": ["confidence_prior"]}}, source="test")
     sf = make_features(cfg)
     seen = []
     original = run_inputs.negative_weights
@@ -245,4 +248,5 @@ def test_every_registered_method_trains_and_appears_in_the_report_by_its_display
     assert "Missing runs\n\nnone" in text
     assert (cfg.run_dir / "analysis" / "fig7_field.png").is_file()
     for table in ("runs", "summary", "leaderboard"):  # every table names its methods by registry id
-        assert set(pd.read_csv(cfg.run_dir / "analysis" / f"{table}.csv")["method"]) == set(methods.METHODS), table
+        named = set(pd.read_csv(cfg.run_dir / "analysis" / f"{table}.csv")["method"])
+        assert named == set(methods.METHODS), table

@@ -93,7 +93,8 @@ def naive_estimator(name, observed, rate=0.5):
             if name == "backoff":
                 contains = (observed[:, s_i] == 1).all(1)
                 exact = (observed == observed[i]).all(1).sum()
-                score = ((contains & (observed[:, j] == 1)).sum() + 20 * score) / (contains.sum() - exact + 20)
+                score = ((contains & (observed[:, j] == 1)).sum()
+                         + 20 * score) / (contains.sum() - exact + 20)
             hidden = score * rate / (score * rate + (1 - score) * (1 - rate))
             out[i, j] = 1 - hidden
     return out
@@ -133,7 +134,8 @@ def naive_mixture(observed, components, iterations, seeds, smoothing):
                     size[k] += mult[i] * resp[i, k]
                 q[k] = np.clip((q[k] + smoothing * prior) / (size[k] + smoothing), 1e-4, 1 - 1e-4)
             for i in range(u):
-                log_p = np.array([np.log(size[k] / n + 1e-12) + sum(np.log(q[k, j]) if x[i, j] else np.log(1 - q[k, j])
+                log_p = np.array([np.log(size[k] / n + 1e-12)
+                                  + sum(np.log(q[k, j]) if x[i, j] else np.log(1 - q[k, j])
                                                                     for j in range(n_classes))
                                   for k in range(components)])
                 resp[i] = np.exp(log_p - log_p.max()) / np.exp(log_p - log_p.max()).sum()
@@ -143,7 +145,8 @@ def naive_mixture(observed, components, iterations, seeds, smoothing):
     shares = {}
     for i in range(u):
         zeros = np.flatnonzero(~patterns[i])
-        shares[patterns[i].tobytes()] = {j: evidence[i, j] / max(evidence[i, zeros].sum(), 1e-30) for j in zeros}
+        shares[patterns[i].tobytes()] = {j: evidence[i, j] / max(evidence[i, zeros].sum(), 1e-30)
+                                         for j in zeros}
     out = np.zeros(observed.shape)
     for row in range(len(observed)):
         for j, value in shares[observed[row].astype(bool).tobytes()].items():
@@ -185,7 +188,8 @@ def naive_expected_hidden(counts, ratio, decays):
         for lam in decays:
             p = {n: lam ** (n - n0) if n >= n0 else 0.0 for n in kept}
             total = sum(p.values())
-            log_lik = sum(np.log(max(sum(p[n] for n in kept if kept[n] == k) / total, 1e-300)) for k in counts)
+            log_lik = sum(np.log(max(sum(p[n] for n in kept if kept[n] == k) / total, 1e-300))
+                          for k in counts)
             if log_lik > best:
                 best, best_p = log_lik, p
     out = []
@@ -203,7 +207,8 @@ def test_mixture_weights_equal_counts_times_backed_off_shares():
     counts = observed.sum(1)
     for ratio in (0.25, 0.5, 0.75):
         np.testing.assert_allclose(weights.expected_hidden(counts, ratio),
-                                   naive_expected_hidden(counts.tolist(), ratio, weights.COUNT_DECAYS), rtol=1e-9)
+                                   naive_expected_hidden(counts.tolist(), ratio, weights.COUNT_DECAYS),
+                                   rtol=1e-9)
     shares = naive_mixture(observed, weights.MIXTURE["components"], weights.MIXTURE["iterations"], 2,
                            weights.MIXTURE["smoothing"])
     hidden = naive_expected_hidden(counts.tolist(), 0.5, weights.COUNT_DECAYS)
@@ -217,7 +222,8 @@ def test_mixture_weights_equal_counts_times_backed_off_shares():
         zeros = observed[i] == 0
         prior_share = np.where(zeros, prior, 0) / max(prior[zeros].sum(), 1e-30)
         mixed = trust * shares[i] + (1 - trust) * prior_share
-        expect[i] = np.where(zeros, np.exp(-hidden[i] * mixed), 0)  # 1 - P(hidden), P = 1 - exp(-count x share)
+        # 1 - P(hidden), P = 1 - exp(-count x share)
+        expect[i] = np.where(zeros, np.exp(-hidden[i] * mixed), 0)
     got = weights.mixture_weights(observed, 0.5, shares=weights.mixture_shares(observed, seeds=2))
     np.testing.assert_allclose(got, expect, atol=1e-5)
 
@@ -256,7 +262,8 @@ def test_auto_picks_the_estimator_that_is_right_by_design():
     independent = (rng.random((3000, 12)) < np.linspace(0.05, 0.6, 12)).astype(np.uint8)
     observed = independent & ~folds.hide_positives(independent, 0.5, rng)
     choice = weights.choose(observed, 0.5)
-    assert abs(choice.simulated[choice.name] - choice.simulated["prior"]) < 0.01  # nothing beats the prior here
+    # nothing beats the prior here
+    assert abs(choice.simulated[choice.name] - choice.simulated["prior"]) < 0.01
 
 
 def test_no_estimator_reads_test_rows_or_ground_truth():
@@ -308,7 +315,8 @@ def test_weight_quality_sees_training_rows_only(tmp_path, monkeypatch):
     import configs
     import splits
     from splits import quality
-    cfg = configs.from_dict({"experiment": {"name": "q", "runs_dir": str(tmp_path)}, "dataset": {"n_images": 200}},
+    cfg = configs.from_dict({"experiment": {"name": "q", "runs_dir": str(tmp_path)},
+                             "dataset": {"n_images": 200}},
                             source="test")
     sf = store.load(splits.make(cfg)[0])
     seen_shapes = []
@@ -334,7 +342,8 @@ def test_weight_quality_draws_its_figure_whatever_the_ratios(tmp_path):
     import configs
     import splits
     from splits import quality
-    cfg = configs.from_dict({"experiment": {"name": "q", "runs_dir": str(tmp_path)}, "dataset": {"n_images": 200},
+    cfg = configs.from_dict({"experiment": {"name": "q", "runs_dir": str(tmp_path)},
+                             "dataset": {"n_images": 200},
                              "splits": {"ratios": [0.0, 0.3]}}, source="test")
     quality.weight_quality(splits.make(cfg)[0], ["prior"], tmp_path / "q.csv")
     assert (tmp_path / "q.png").is_file()
