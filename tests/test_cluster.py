@@ -17,10 +17,14 @@ from features import store as feature_store
 from finetune import train as finetune
 from heads import predictions, trainer
 from tests.conftest import ROOT
-from tests.helpers import save_random_checkpoint
-from tests.test_extraction import assert_same_file
-from tests.test_reliability import alive, children, write_config
-from tests.test_trainer import make_features
+from tests.helpers import (
+    alive,
+    assert_same_file,
+    children,
+    make_features,
+    save_random_checkpoint,
+    write_config,
+)
 
 pytestmark = pytest.mark.slow
 LOCAL = {"scheduler": "local", "workers": 2}
@@ -98,7 +102,7 @@ def test_a_finetune_grid_of_two_runs_equals_the_sequential_runs(tmp_path):
 
 
 def test_a_killed_worker_is_reported_and_the_rerun_completes_the_grid(tmp_path):
-    config = write_config(tmp_path / "a.toml", tmp_path, dataset={"n_images": 400}, splits={"n_folds": 4},
+    config = write_config(tmp_path / "a.toml", tmp_path, dataset={"n_images": 400}, splits={"n_folds": 2},
                           heads={"epochs": 40, "head": "paper_mlp", "hidden": [64]}, cluster=LOCAL)
     cfg = configs.load(config)
     make_features(cfg)
@@ -120,12 +124,12 @@ def test_a_killed_worker_is_reported_and_the_rerun_completes_the_grid(tmp_path):
                            check=False)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     reference = configs.load(write_config(tmp_path / "b.toml", tmp_path / "ref", dataset={"n_images": 400},
-                                          splits={"n_folds": 4}, heads={"epochs": 40, "head": "paper_mlp",
-                                                                        "hidden": [64]}))
+                                          splits={"n_folds": 2},
+                                          heads={"epochs": 40, "head": "paper_mlp", "hidden": [64]}))
     make_features(reference)
     trainer.train(reference, n_jobs=1)
     got, want = all_probabilities(cfg), all_probabilities(reference)
-    assert got.keys() == want.keys() and len(got) == 4 * 2 * 2
+    assert got.keys() == want.keys() and len(got) == 2 * 2 * 2
     for key in got:
         np.testing.assert_allclose(got[key], want[key], atol=1e-6, err_msg=key)
 
@@ -139,7 +143,7 @@ def _cpu_seconds(pid: int) -> float:
 def test_the_default_config_imports_no_dask(tmp_path):
     script = (f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
               f"sys.path.insert(0, {str(ROOT / 'tests')!r})\n"
-              "from test_cluster import heads_config\nfrom test_trainer import make_features\nfrom heads "
+              "from test_cluster import heads_config\nfrom tests.helpers import make_features\nfrom heads "
               "import trainer\n"
               f"cfg = heads_config({str(tmp_path)!r})\nmake_features(cfg)\ntrainer.train(cfg, n_jobs=2)\n"
               "assert not [m for m in sys.modules if m == 'dask' or m.startswith(('dask.', 'distributed'))]\n"

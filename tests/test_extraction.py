@@ -5,30 +5,12 @@ from PIL import Image
 
 from extract import extraction
 from features import store
-from tests.helpers import demo_config, save_random_checkpoint
+from tests.helpers import assert_same_file, demo_config, save_random_checkpoint
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     return save_random_checkpoint("demo_cnn", 96, tmp_path_factory.mktemp("ckpt") / "model.ckpt")
-
-
-def read_all(path):
-    with h5py.File(path, "r") as h5:
-        data = {name: h5[name][:] for name in h5}
-        attrs = {k: np.asarray(v).tolist() for k, v in h5.attrs.items()}
-    return data, attrs
-
-
-def assert_same_file(a, b, ignore=()):
-    data_a, attrs_a = read_all(a)
-    data_b, attrs_b = read_all(b)
-    assert data_a.keys() == data_b.keys()
-    for name in data_a:
-        np.testing.assert_array_equal(data_a[name], data_b[name], err_msg=name)
-    for key in set(attrs_a) | set(attrs_b):
-        if key not in ignore:
-            assert attrs_a.get(key) == attrs_b.get(key), key
 
 
 def test_interrupt_and_resume_equals_one_run(tmp_path, checkpoint):

@@ -7,33 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import configs
 from features import store as feature_store
-from heads import predictions, trainer
+from heads import predictions
 from heads.predictions import HeadRun
 from model import directory, final, predict
-from tests.test_trainer import make_features
-
-
-def study_config(root, **model_settings):
-    return configs.from_dict({
-        "experiment": {"name": "s", "runs_dir": str(root)},
-        "dataset": {"n_images": 400},
-        "splits": {"validation": 0.2},
-        "heads": {"head": "paper_mlp", "hidden": [16], "optimizer": "adam", "learning_rate": 0.01,
-                  "epochs": 4,
-                  "methods": ["ce", "confidence", "an"], "search": {"lr": [0.003, 0.01]}},
-        "model": {"method": "confidence", **model_settings},
-    }, source="test")
-
-
-@pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    """A searched study of three methods on features that carry the labels, trained once."""
-    cfg = study_config(tmp_path_factory.mktemp("study"))
-    sf = make_features(cfg)
-    trainer.train(cfg, n_jobs=1)
-    return cfg, sf
+from tests.helpers import study_config
 
 
 def test_a_model_fitted_on_a_study_fold_predicts_its_test_rows_as_the_studys_run(study):

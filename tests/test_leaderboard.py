@@ -6,9 +6,9 @@ from scipy import stats
 
 from analysis import leaderboard, report, tables
 from heads import trainer
+from tests.helpers import make_features
 
 from .test_search import searched
-from .test_trainer import make_features
 
 
 def frame_of(means: dict, oracle=(), n=8, seed=0):

@@ -9,7 +9,7 @@ import configs
 from heads import inputs as run_inputs
 from heads import methods, models, sources, trainer
 from splits import store, weights
-from tests.test_trainer import make_features
+from tests.helpers import make_features
 
 
 def test_registry_names_params_and_oracles():

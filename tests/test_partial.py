@@ -16,7 +16,7 @@ from heads import predictions, trainer
 from heads.predictions import HeadRun
 from splits import datasets, folds, quality, store
 from splits.store import NEGATIVE
-from tests.test_trainer import make_features
+from tests.helpers import make_features
 
 
 @pytest.mark.parametrize("coding, values", [
@@ -144,6 +144,7 @@ def three_state_config(root, **heads):
 def test_a_study_of_the_partial_protocol_trains_every_method_and_evaluates_it(tmp_path):
     from analysis import report
     cfg = three_state_config(tmp_path, search={"lr": [0.003, 0.01]})
+    cfg = dataclasses.replace(cfg, splits=dataclasses.replace(cfg.splits, n_folds=2))
     sf = make_features(cfg)
     trainer.train(cfg, n_jobs=1)
     run = HeadRun(0, 0, "partial0.5", "partial_ignore")

@@ -25,25 +25,7 @@ from heads.predictions import HeadRun
 from splits import __main__ as splits_cli
 from splits import store as splits_store
 from tests.conftest import ROOT
-from tests.helpers import save_random_checkpoint
-from tests.test_trainer import make_features
-
-
-def write_config(path: Path, runs: Path, **sections) -> Path:
-    """A small demo config file: 120 images, 2 folds, the linear head for 1 epoch."""
-    tables = {"experiment": {"name": "r", "runs_dir": str(runs)}, "dataset": {"n_images": 120},
-              "splits": {"n_folds": 2, "ratios": [0.0, 0.5]},
-              "heads": {"head": "linear", "epochs": 1, "methods": ["ce", "ignore_missing"]}}
-    for name, values in sections.items():
-        tables.setdefault(name, {}).update(values)
-
-    def value(v):
-        return repr(v).replace("'", '"') if not isinstance(v, bool) else str(v).lower()
-
-    text = "".join(f"[{name}]\n" + "".join(f"{k} = {value(v)}\n" for k, v in table.items()) for name,
-                   table in tables.items())
-    path.write_text(text)
-    return path
+from tests.helpers import alive, children, make_features, save_random_checkpoint, write_config
 
 
 def test_changed_settings_are_never_reused_silently(tmp_path, capsys):
@@ -114,28 +96,6 @@ def test_truncated_stores_are_named_and_force_rebuilds_them(tmp_path):
         trainer.train(cfg)
 
 
-def children(pid: int) -> set[int]:
-    """Every descendant process of `pid`, from /proc."""
-    found, todo = set(), [pid]
-    while todo:
-        parent = todo.pop()
-        for task in Path(f"/proc/{parent}/task").glob("*"):
-            text = (task / "children").read_text() if (task / "children").exists() else ""
-            for child in map(int, text.split()):
-                if child not in found:
-                    found.add(child)
-                    todo.append(child)
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
-
-
 @pytest.mark.slow
 def test_killing_a_parallel_heads_run_leaves_no_worker_and_a_second_run_is_refused(tmp_path):
     config = write_config(tmp_path / "a.toml", tmp_path, dataset={"n_images": 400}, splits={"n_folds": 4},
@@ -187,9 +147,8 @@ def test_ctrl_c_in_a_terminal_ends_the_run_at_once_and_the_rerun_completes(tmp_p
     finally:
         signal.signal(signal.SIGINT, previous)
     deadline = time.time() + 120
-    while time.time() < deadline and len([p for p in children(parent.pid) if alive(p)]) < (2
-                                                                                           if jobs > 1
-                                                                                           else 0):
+    wanted = 2 if jobs > 1 else 0
+    while time.time() < deadline and len([p for p in children(parent.pid) if alive(p)]) < wanted:
         time.sleep(0.5)
     workers = children(parent.pid) if jobs > 1 else set()
     assert len(workers) >= (2 if jobs > 1 else 0), "the parallel workers did not start"

@@ -14,9 +14,9 @@ from heads import methods, models, planner, search, trainer
 from heads.predictions import HeadRun
 from heads.sources import epoch_batches
 from splits import store as splits_store
+from tests.helpers import make_features, probabilities, small_config
 
 from .test_models import BATCH, EPOCHS, D, N, inputs_for, make_data
-from .test_trainer import config, make_features, probabilities
 
 BASE_LR = 0.05
 
@@ -92,7 +92,7 @@ def test_batched_average_precision_equals_scikit_learn_with_ties_and_empty_colum
 
 
 def searched(root, **search_table):
-    cfg = config(root, methods=["ce", "an", "confidence_auto"], optimizer="adam", learning_rate=0.01)
+    cfg = small_config(root, methods=["ce", "an", "confidence_auto"], optimizer="adam", learning_rate=0.01)
     table = {"lr": [0.003, 0.03], **search_table}
     return dataclasses.replace(cfg, splits=dataclasses.replace(cfg.splits, validation=0.2),
                                heads=dataclasses.replace(cfg.heads, search=configs.Search(

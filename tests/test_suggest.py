@@ -7,7 +7,6 @@ import pytest
 from sklearn.metrics import average_precision_score
 
 from model import final, suggest
-from tests.test_final_model import study  # noqa: F401 (the module's fixture)
 
 
 def test_precision_at_k_and_the_list_against_plain_loops():
@@ -46,7 +45,7 @@ def test_the_model_score_follows_elkan_and_noto_on_calibrated_probabilities():
         suggest.sources(observed, 0.0, probabilities, ["auto"])
 
 
-def test_suggestions_from_a_models_rows_beat_the_class_prior(study, tmp_path):  # noqa: F811
+def test_suggestions_from_a_models_rows_beat_the_class_prior(study, tmp_path):
     cfg, _ = study
     cfg = dataclasses.replace(cfg,
                               model=dataclasses.replace(cfg.model, dir=str(tmp_path / "m"),
@@ -63,7 +62,7 @@ def test_suggestions_from_a_models_rows_beat_the_class_prior(study, tmp_path):  
     assert (tmp_path / "s.quality.csv").is_file()
 
 
-def test_suggestions_from_a_studys_fold_score_each_row_by_the_fold_model_that_held_it_out(study, tmp_path):  # noqa: F811
+def test_suggestions_from_a_studys_fold_score_each_row_by_the_fold_model_that_held_it_out(study, tmp_path):
     cfg, sf = study
     annotation = suggest.from_study(cfg, "0.5", fold=2, method="confidence")
     rows = np.flatnonzero(sf.test_fold != 1)

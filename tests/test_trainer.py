@@ -7,56 +7,19 @@ import pandas as pd
 import pytest
 
 import configs
-import splits
 from features import store as feature_store
 from heads import inputs as run_inputs
 from heads import predictions, sources, trainer
 from heads.predictions import HeadRun
-
-
-def make_features(cfg, n_features=24, noise=0.6, seed=0, scale=None):
-    """A splits.h5 from the config's synthetic labels and a feature store of a noisy linear map
-    (`scale`: each feature's (factor, offset), raw measurements' units)."""
-    [sf_path] = splits.make(cfg)
-    from splits import store
-    sf = store.load(sf_path)
-    rng = np.random.default_rng(seed)
-    mixing = rng.normal(0, 1, (sf.labels.shape[1], n_features))
-    x = sf.labels @ mixing + rng.normal(0, noise, (len(sf.ids), n_features))
-    if scale is not None:
-        x = x * scale[0] + scale[1]
-    path = feature_store.path(cfg)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    recipe = {"features": "a noisy linear map of the labels", "seed": seed, "noise": noise}
-    feature_store.create(tmp, sf.ids, n_features, "float32", 64, {"backbone": "synthetic"}, recipe)
-    for chunk in feature_store.pending_chunks(tmp):
-        rows = slice(chunk * 64, (chunk + 1) * 64)
-        feature_store.commit_chunk(tmp, chunk, x[rows].astype(np.float32), np.ones(len(x[rows]), bool), [])
-    feature_store.finish(tmp, path, recipe)
-    return sf
-
-
-def config(root, **heads):
-    return configs.from_dict({
-        "experiment": {"name": "h", "runs_dir": str(root)},
-        "dataset": {"n_images": 400},
-        "heads": {"head": "paper_mlp", "hidden": [16, 8], "optimizer": "adadelta", "learning_rate": 1.0,
-                  "epochs": 3, "batch_size": 32, **heads},
-    }, source="test")
-
-
-def probabilities(cfg, run):
-    with h5py.File(predictions.file(cfg, run), "r") as h5:
-        return h5["probabilities"][:]
+from tests.helpers import make_features, probabilities, small_config
 
 
 def test_batched_stack_equals_each_head_alone(tmp_path):
-    cfg = config(tmp_path / "stack")
+    cfg = small_config(tmp_path / "stack")
     make_features(cfg)
     trainer.train(cfg, only={"fold": "2"}, n_jobs=1)
     runs = [HeadRun(0, 1, f"{r:g}", m) for r in cfg.splits.ratios for m in cfg.heads.methods]
-    alone = config(tmp_path / "alone")
+    alone = small_config(tmp_path / "alone")
     make_features(alone)
     for run in runs[::5]:
         trainer.train(alone, only={"fold": "2", "ratio": run.protocol, "method": run.method}, n_jobs=1)
@@ -64,8 +27,8 @@ def test_batched_stack_equals_each_head_alone(tmp_path):
 
 
 def test_two_jobs_equal_one_and_reruns_skip(tmp_path, capsys):
-    one = config(tmp_path / "one", head="linear", epochs=2)
-    two = config(tmp_path / "two", head="linear", epochs=2)
+    one = small_config(tmp_path / "one", head="linear", epochs=2)
+    two = small_config(tmp_path / "two", head="linear", epochs=2)
     make_features(one)
     make_features(two)
     trainer.train(one, only={"method": "ce", "ratio": "0.5"}, n_jobs=1)
@@ -78,7 +41,7 @@ def test_two_jobs_equal_one_and_reruns_skip(tmp_path, capsys):
 
 
 def test_heads_learn_and_the_oracle_recovers_hidden_positives(tmp_path):
-    cfg = config(tmp_path / "learn", hidden=[32], optimizer="adam", learning_rate=0.01, epochs=25)
+    cfg = small_config(tmp_path / "learn", hidden=[32], optimizer="adam", learning_rate=0.01, epochs=25)
     sf = make_features(cfg, noise=0.4)
     trainer.train(cfg, only={"fold": "1", "ratio": "0.75"}, n_jobs=1)
     test = sf.test_fold == 0
@@ -98,9 +61,9 @@ def test_features_far_from_unit_scale_are_named_and_standardize_learns_from_them
     units = np.exp(rng.uniform(0, 6, 24)), rng.uniform(-300, 300, 24)  # factors 1-400, offsets +-300
     scores, provenance = {}, {}
     for standardize in (False, True):
-        cfg = config(tmp_path / str(standardize), hidden=[16], optimizer="adam",
-                     learning_rate=0.01, epochs=10,
-                     methods=["ce"], standardize=standardize)
+        cfg = small_config(tmp_path / str(standardize), hidden=[16], optimizer="adam",
+                           learning_rate=0.01, epochs=10,
+                           methods=["ce"], standardize=standardize)
         sf = make_features(cfg, noise=0.4, scale=units)
         trainer.train(cfg, only={"fold": "1", "ratio": "0"}, n_jobs=1)
         warned = "set [heads] standardize = true" in capsys.readouterr().out
@@ -115,19 +78,19 @@ def test_features_far_from_unit_scale_are_named_and_standardize_learns_from_them
 
 
 def test_bad_input_is_named(tmp_path):
-    cfg = config(tmp_path / "bad")
+    cfg = small_config(tmp_path / "bad")
     with pytest.raises(ValueError, match="is missing or incomplete; run `make features`"):
         trainer.train(cfg)
     make_features(cfg)
     with pytest.raises(ValueError, match="--only method=focal is not in"):
         trainer.train(cfg, only={"method": "focal"})
     with pytest.raises(ValueError, match="holds 'focall', which is no method"):
-        trainer.train(config(tmp_path / "bad", methods=["focall"]))
+        trainer.train(small_config(tmp_path / "bad", methods=["focall"]))
     with pytest.raises(ValueError, match="--only ratio=0.3 is not in"):
         trainer.train(cfg, only={"ratio": "0.3"})
     # one head of 2^30 hidden units on 24 features: 4e10 parameters, 1 TB with its optimiser state, so the
     # planner cannot fit it in any stack (2^24 fitted one head per stack on a machine with 23 GiB free)
-    wide = config(tmp_path / "bad", hidden=[2**30])
+    wide = small_config(tmp_path / "bad", hidden=[2**30])
     with pytest.raises(ValueError, match="GiB are free"):
         trainer.train(wide)
 
@@ -147,10 +110,10 @@ def test_epoch_batches_visit_every_row_once_window_by_window():
 
 
 def test_streamed_features_equal_in_ram_and_hold_one_window(tmp_path, monkeypatch):
-    ram = config(tmp_path / "ram", features="ram")
+    ram = small_config(tmp_path / "ram", features="ram")
     make_features(ram)
     trainer.train(ram, only={"fold": "3"}, n_jobs=1)
-    whole = config(tmp_path / "whole", features="stream", shuffle_buffer=10_000)
+    whole = small_config(tmp_path / "whole", features="stream", shuffle_buffer=10_000)
     make_features(whole)
     trainer.train(whole, only={"fold": "3"}, n_jobs=1)
     for run in [HeadRun(0, 2, f"{r:g}", m) for r in ram.splits.ratios for m in ram.heads.methods]:
@@ -160,8 +123,8 @@ def test_streamed_features_equal_in_ram_and_hold_one_window(tmp_path, monkeypatc
     window = feature_store.FeatureReader.window
     monkeypatch.setattr(feature_store.FeatureReader, "window",
                         lambda self, rows: reads.append(len(rows)) or window(self, rows))
-    small = config(tmp_path / "small", features="stream", shuffle_buffer=64, hidden=[32], optimizer="adam",
-                   learning_rate=0.01, epochs=10)
+    small = small_config(tmp_path / "small", features="stream", shuffle_buffer=64, hidden=[32],
+                         optimizer="adam", learning_rate=0.01, epochs=10)
     sf = make_features(small, noise=0.4)
     trainer.train(small, only={"fold": "1", "ratio": "0.0", "method": "ce"}, n_jobs=1)
     assert max(reads) == 64 and len(reads) > 10
@@ -231,7 +194,7 @@ def test_every_registered_method_trains_and_appears_in_the_report_by_its_display
     cfg = configs.from_dict({
         "experiment": {"name": "all", "runs_dir": str(tmp_path)},
         "dataset": {"n_images": 200},
-        "splits": {"ratios": [0.0, 0.5], "single_positive": True, "partial": [0.5]},
+        "splits": {"n_folds": 2, "ratios": [0.0, 0.5], "single_positive": True, "partial": [0.5]},
         "heads": {"head": "linear", "optimizer": "adam", "learning_rate": 0.01, "epochs": 2, "batch_size": 32,
                   "methods": list(methods.METHODS), "scores": str(scores)},
     }, source="test")
