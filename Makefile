@@ -9,7 +9,7 @@ export PYTHONHASHSEED = 0
 force = $(if $(FORCE),$(if $(filter $@,$(MAKECMDGOALS)),--force))
 model_source = $(if $(MODEL),--model "$(MODEL)",--config "$(CONFIG)")
 
-.PHONY: setup lint test check import splits features pretrain heads finetune figures model export predict suggest \
+.PHONY: setup lint test check import splits features pretrain heads finetune figures model export predict suggest review \
 	demo bench bench-smoke clean
 
 setup: .venv/installed
@@ -65,6 +65,11 @@ model: features
 
 export: check
 	$(PYTHON) -m model export $(model_source)
+
+# The model's suggestions for a person to decide: review.html and Label Studio files in <model>/review;
+# then `python -m model review import --config C FILE` turns the decisions into labels for the next fit.
+review: setup
+	$(PYTHON) -m model review export --config "$(CONFIG)" $(if $(BUDGET),--budget $(BUDGET))
 
 # make predict IMAGES=folder-or-list (or FEATURES=file) [MODEL=dir] [OUT=file.csv]
 predict: setup

@@ -15,7 +15,7 @@ def to_json(cfg: Config) -> str:
 
 
 # Keys added after runs were made: left out of provenance at these values, so those runs stay valid.
-SILENT_DEFAULTS = {"heads.standardize": False}
+SILENT_DEFAULTS = {"heads.standardize": False, "dataset.reviewed_labels": ""}
 
 
 

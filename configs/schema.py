@@ -49,6 +49,8 @@ class Dataset:
     negative_column: str = ""
     allow_outside_root: bool = False  # csv / coco / nuswide: accept image paths that leave `root` (.., links)
     natural_missing_rate: float = 0.0  # share of true positives the annotations lack (0: complete)
+    # a review's labels.csv (python -m model review import): they replace the labels of the rows they name
+    reviewed_labels: str = ""
     # table: precomputed features and labels from files, no images (python -m features import)
     features: str = ""  # .npy / .npz / .csv / .tsv / .arff / .mat / .h5
     labels: str = ""  # a separate labels file; "" = in the features file (ARFF, MATLAB, CSV, HDF5)

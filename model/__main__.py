@@ -2,7 +2,9 @@
 python -m model predict (--model DIR | --config C) (--images FOLDER|LIST | --features FILE) [--top-k K]
 python -m model suggest (--model DIR | --config C [--protocol P --fold K --method M]) [--max-per-image N]
 python -m model export (--model DIR | --config C) [--out DIR]           a TensorFlow SavedModel of it
-python -m model check --config C                                        [model] against the registry"""
+python -m model check --config C                                        [model] against the registry
+python -m model review export --config C [--budget N] [--max-per-image K] [--out DIR]  to decide
+python -m model review import --config C FILE [--out DIR]              the decisions as labels"""
 from __future__ import annotations
 
 import argparse
@@ -69,6 +71,40 @@ def suggest_command(args) -> None:
         annotation = suggest.from_model(directory)
         out = Path(args.out) if args.out else directory / "suggestions.csv"
     suggest.suggest(annotation, out, args.source, args.estimator, args.max_per_image, args.budget)
+
+
+def review_command(args) -> None:
+    from . import review
+    cfg = configs.load(args.config)
+    if args.step == "export":
+        review.export(cfg, args.budget, args.max_per_image, args.out, args.image_url, args.source,
+                      args.estimator,
+                      args.thumbnail)
+    else:
+        review.import_decisions(cfg, args.file, args.out, args.review, args.force)
+
+
+def add_review(sub) -> None:
+    p = sub.add_parser("review",
+                       help="the suggestions out for a person to accept or reject, the decisions back in")
+    steps = p.add_subparsers(dest="step", required=True)
+    e = steps.add_parser("export",
+                         help="review.html, a Label Studio import file and its config (model.review)")
+    e.add_argument("--config", default=None)
+    e.add_argument("--budget", type=int, default=0, help="suggestions in all (0: no limit)")
+    e.add_argument("--max-per-image", type=int, default=3)
+    e.add_argument("--out", default="", help="the folder (default <model>/review)")
+    e.add_argument("--image-url", default="", help="Label Studio: the images' URL prefix (+ the key), e.g. "
+                   "http://host/images/; default: each image's path")
+    e.add_argument("--source", default="", help="which score ranks the suggestions (as model suggest)")
+    e.add_argument("--estimator", default="auto")
+    e.add_argument("--thumbnail", type=int, default=128, help="the page's thumbnails in pixels (0: none)")
+    i = steps.add_parser("import", help="a decisions file or a Label Studio JSON export -> labels.csv")
+    i.add_argument("file")
+    i.add_argument("--config", default=None)
+    i.add_argument("--out", default="", help="the folder (default runs/<name>/reviews/<review id>)")
+    i.add_argument("--review", default="", help="the export's folder (default <model>/review)")
+    i.add_argument("--force", action="store_true", help="replace a labels.csv of other decisions in --out")
 
 
 def add_model_source(p) -> None:
@@ -141,7 +177,7 @@ def add_suggest_export(sub) -> None:
 
 COMMANDS = {"fit": fit_command, "check": check_command, "predict": predict_command,
             "suggest": suggest_command,
-            "export": export_command}
+            "export": export_command, "review": review_command}
 FROM_A_MODEL = ("predict", "suggest", "export")  # the commands that read a model directory
 
 
@@ -152,6 +188,7 @@ def main(argv=None) -> int:
     add_fit(sub)
     add_predict(sub)
     add_suggest_export(sub)
+    add_review(sub)
     args = parser.parse_args(argv)
 
     def action():

@@ -165,6 +165,10 @@ def check(cfg) -> None:
                              "every label, which your own data does not have; choose a method that learns "
                              "from "
                              "observed labels")
+    if cfg.dataset.reviewed_labels and cfg.model.hide:
+        raise ValueError(f"{cfg.source}: model.hide = {cfg.model.hide} with dataset.reviewed_labels: the "
+                         "reviewed labels are what a person decided, and hiding their positives again would "
+                         "suggest decided entries anew; set model.hide = 0")
     try:
         default_protocol(cfg)
     except ValueError as err:

@@ -32,6 +32,7 @@ unobserved entry, and the precision of the suggestion list itself.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -171,11 +172,18 @@ def listing(keys, class_names, scores: dict, source: str, picked) -> pd.DataFram
     return frame
 
 
-def suggest(annotation: dict, out: Path, source: str = "", estimator: str = "auto", max_per_image: int = 3,
-            budget: int = 0) -> pd.DataFrame | None:
-    """Write `out` (suggestions.csv) for an annotation ({keys, classes, observed, truth or None,
-    probabilities or None, missing_rate}) and, when its truth is known, `out`'s quality table
-    beside it (<out>.quality.csv); the quality table, or None."""
+class Suggested(NamedTuple):
+    """An annotation's suggestions: every source's scores, the source chosen, each source's picks."""
+    scores: dict  # {source: (n, L) P(hidden | o = 0)}
+    source: str
+    picked: dict  # {source: (rows, classes) of its list}
+    table: pd.DataFrame  # suggestions.csv: rank, key, class, score, every other source's score
+
+
+def suggestions(annotation: dict, source: str = "", estimator: str = "auto", max_per_image: int = 3,
+                budget: int = 0) -> Suggested:
+    """The suggestions of an annotation ({keys, classes, observed, truth or None, probabilities or
+    None, missing_rate, verified_negative}): every source scored, the chosen one's list."""
     # scores: every source for every unobserved entry
     weights.estimator(estimator)  # an unknown name fails here, naming the known ones
     estimators = [estimator, *weights.ESTIMATORS] if annotation["truth"] is not None else [estimator]
@@ -189,20 +197,28 @@ def suggest(annotation: dict, out: Path, source: str = "", estimator: str = "aut
                          "budget >= 0 "
                          "(0: no limit)")
 
-    # suggestions: the chosen source's list, and how good every source's list would be
-    verified = annotation.get("verified")
+    # lists: the chosen source's, and every other's (how good each would be)
+    verified = annotation.get("verified_negative")
     picked = {name: pick(score, annotation["observed"], max_per_image, budget, verified)
               for name, score in scores.items()}
     table = listing(annotation["keys"], annotation["classes"], scores, source, picked[source])
-    artifacts.write_text(out, table.to_csv(index=False, float_format="%.6g"))
+    return Suggested(scores, source, picked, table)
+
+
+def suggest(annotation: dict, out: Path, source: str = "", estimator: str = "auto", max_per_image: int = 3,
+            budget: int = 0) -> pd.DataFrame | None:
+    """Write `out` (suggestions.csv) for an annotation (`suggestions`) and, when its truth is
+    known, `out`'s quality table beside it (<out>.quality.csv); the quality table, or None."""
+    made = suggestions(annotation, source, estimator, max_per_image, budget)
+    artifacts.write_text(out, made.table.to_csv(index=False, float_format="%.6g"))
     expected = annotation["observed"].sum() * annotation["missing_rate"] / (1 - annotation["missing_rate"])
-    print(f"{out}: {len(table)} suggestion(s) by {source} (at most {max_per_image} per row"
+    print(f"{out}: {len(made.table)} suggestion(s) by {made.source} (at most {max_per_image} per row"
           + (f", {budget} in all" if budget else "")
           + f"); about {expected:.0f} positives are expected missing")
     if annotation["truth"] is None:
         return None
-    report = quality(annotation["observed"], annotation["truth"], scores, picked, verified,
-                     annotation.get("known"))
+    report = quality(annotation["observed"], annotation["truth"], made.scores, made.picked,
+                     annotation.get("verified_negative"), annotation.get("known"))
     artifacts.write_text(out.with_name(out.stem + ".quality.csv"),
                          report.to_csv(index=False, float_format="%.6g"))
     print(report.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
@@ -218,7 +234,7 @@ def from_model(path) -> dict:
             "truth": oof["labels"] if oof["attrs"].get("hidden") else None,
             "probabilities": oof["probabilities"],
             "missing_rate": float(oof["attrs"]["missing_rate"]), "where": model.path, "known": known,
-            "verified": None if known is None else known & (oof["labels"] == 0)}
+            "verified_negative": None if known is None else known & (oof["labels"] == 0)}
 
 
 def from_study(cfg, protocol: str, fold: int = 1, method: str = "") -> dict:
@@ -243,5 +259,5 @@ def from_study(cfg, protocol: str, fold: int = 1, method: str = "") -> dict:
     return {"keys": sf.ids[rows], "classes": sf.classes, "observed": observed,
             "truth": sf.labels[rows] if sf.ground_truth else None, "probabilities": probabilities,
             "missing_rate": missing_rate(cfg, sf, fold - 1, key), "where": sf.path, "protocol": key,
-            "verified": None if verified is None else verified[rows],
+            "verified_negative": None if verified is None else verified[rows],
             "known": None if sf.known is None else sf.known[rows]}

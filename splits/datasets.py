@@ -6,10 +6,12 @@ labels (positive, verified negative, unknown: `features.labels`), which labels a
 Adapters: `coco`,
 `nuswide`, `csv`, `synthetic`, and `table` (precomputed features with labels: it reads the
 labels that `python -m features import` stored with the features). `load` filters the rows to
-at least `min_labels` positives, then drops classes left without a positive; both are counted.
+at least `min_labels` positives, then drops classes left without a positive; both are counted;
+then [dataset] reviewed_labels (a review's labels.csv) replaces the labels of the rows it names.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -181,12 +183,61 @@ def from_table(cfg) -> Manifest:
     return Manifest(list(reader.ids), [""] * len(reader.ids), classes, labels, str(path), known=known)
 
 
+REVIEWED_CODES = {1: "positive", 0: "verified negative", -1: "unknown"}  # `model.review`'s labels.csv
+
+
+def apply_reviewed(manifest: Manifest, path: str | Path) -> Manifest:
+    """The manifest with the labels of a review's labels.csv (`model.review`: a `key` column, then
+    one column per class coded 1 positive, 0 verified negative, -1 unknown) on the rows it names;
+    the other rows keep theirs. Its classes must be the manifest's; a key the dataset does not
+    have, or a code outside 1 / 0 / -1, is a ValueError naming the file, row and column."""
+    path = _require(Path(path), "reviewed labels file")
+    frame = pd.read_csv(path, dtype={"key": str}, keep_default_na=False)
+    if "key" not in frame.columns:
+        raise ValueError(f"{path}: no 'key' column; a reviewed labels file is python -m model review "
+                         "import's "
+                         "labels.csv")
+    classes = [c for c in frame.columns if c != "key"]
+    if sorted(classes) != sorted(manifest.classes):
+        other = sorted(set(classes) ^ set(manifest.classes))
+        raise ValueError(f"{path}: its classes are not the dataset's (first difference {other[0]!r}); it "
+                         "belongs to "
+                         "another dataset (dataset.reviewed_labels)")
+    values = frame[manifest.classes].apply(pd.to_numeric, errors="coerce").to_numpy()
+    bad = ~np.isin(values, list(REVIEWED_CODES))
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise ValueError(f"{path}: row {frame['key'].iloc[i]!r} class {manifest.classes[j]!r} holds "
+                         f"{frame[manifest.classes[j]].iloc[i]!r}; codes are 1 (positive), 0 (verified "
+                         "negative), "
+                         "-1 (unknown)")
+    row = {str(key): i for i, key in enumerate(manifest.ids)}
+    absent = [key for key in frame["key"] if key not in row]
+    if absent:
+        raise ValueError(f"{path}: key {absent[0]!r} is no row of the dataset ({len(absent)} of "
+                         f"{len(frame)}); "
+                         "was it made for another dataset or before a change of min_labels?")
+    rows = [row[key] for key in frame["key"]]
+    labels = manifest.labels.copy()
+    known = np.ones(labels.shape, bool) if manifest.known is None else manifest.known.copy()
+    labels[rows] = (values == 1).astype(np.uint8)
+    known[rows] = values != -1
+    return dataclasses.replace(manifest, labels=labels, known=None if known.all() else known,
+                               source=f"{manifest.source} + {path}")
+
+
 def synthetic_root(cfg) -> Path:
     return Path(cfg.dataset.root or cfg.run_dir / "data")
 
 
 def source_files(cfg) -> list[Path]:
     """The files a dataset's labels are read from (their hashes enter the splits' provenance)."""
+    ds = cfg.dataset
+    reviewed = [_require(Path(ds.reviewed_labels), "reviewed labels file")] if ds.reviewed_labels else []
+    return _adapter_files(cfg) + reviewed
+
+
+def _adapter_files(cfg) -> list[Path]:
     ds = cfg.dataset
     if ds.adapter == "synthetic":
         return [synthetic.write(synthetic_root(cfg), ds.n_images, cfg.experiment.seed, ds.image_size,
@@ -227,4 +278,5 @@ def load(cfg) -> Manifest:
     if ds.adapter in ("csv", "coco", "nuswide") and not ds.allow_outside_root:
         root = Path(ds.root) if ds.root or ds.adapter != "csv" else Path(ds.annotations).parent
         check_inside_root(manifest, root, cfg.source)
-    return filter_min_labels(manifest, ds.min_labels)
+    manifest = filter_min_labels(manifest, ds.min_labels)
+    return apply_reviewed(manifest, ds.reviewed_labels) if ds.reviewed_labels else manifest
