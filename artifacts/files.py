@@ -5,6 +5,7 @@ fingerprint of a provenance."""
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -122,6 +123,32 @@ def remove(path: Path) -> None:
         shutil.rmtree(path)
     elif path.exists() or path.is_symlink():
         path.unlink()
+
+
+def replace_directory(staging: Path, target: Path) -> None:
+    """Rename the complete directory `staging` to `target`. A previous `target` is renamed aside
+    first (`.<name>.old-<pid>`, beside it) and removed only once the new one is in place; when
+    the second rename fails it is put back. A kill between the two renames leaves the previous
+    one aside under that name, for `set_aside` to find."""
+    old = None
+    if target.exists() or target.is_symlink():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+    try:
+        os.replace(staging, target)
+    except BaseException:
+        if old is not None:
+            os.replace(old, target)
+        raise
+    if old is not None:
+        remove(old)
+
+
+def set_aside(target: Path) -> list[Path]:
+    """The previous versions of `target` that an interrupted `replace_directory` left aside, the
+    most recently set aside first."""
+    found = Path(target).parent.glob(f".{glob.escape(Path(target).name)}.old-*")
+    return sorted((p for p in found if p.is_dir()), key=lambda p: p.stat().st_ctime, reverse=True)
 
 
 def writable(directory: str | Path) -> Path:

@@ -1,13 +1,19 @@
 """Image input: decode JPEG / PNG in a parallel tf.data pipeline, resized to the model's size.
 
 Every image becomes RGB: grey-scale is repeated, alpha dropped (`decode_image(channels=3)`).
-What tf.io cannot decode (corrupt or truncated files, CMYK JPEGs on some builds) is retried
-with Pillow; only an image neither can read is reported as an error, never raised.
+What tf.io cannot decode (TIFF, corrupt or truncated files, CMYK JPEGs on some builds) is
+retried with Pillow (`pil_load`), which scales what 8 bits do not hold into [0, 255] instead of
+clipping it: 16-bit and 32-bit integer grey from 0..65535, float grey from 0..1 (or from its own
+minimum..maximum when it leaves 0..1); every other mode through Pillow's RGB conversion. Only an
+image neither can read is reported as an error, never raised. An image of more than
+`MAX_PIXELS` pixels by its header (a small PNG can unpack to gigabytes) is not decoded at all:
+its row's error names its size.
 Resizing: plain bilinear to (size, size), no crop; output float32 in [0, 255].
 """
 from __future__ import annotations
 
 import struct
+import warnings
 
 import numpy as np
 from PIL import Image
@@ -18,6 +24,27 @@ from runtime.tf_quiet import tf
 # ValueError / SyntaxError / EOFError / struct.error (broken headers, by format plugin), and
 # DecompressionBombError (absurd sizes). Each is recorded as the row's error, never fatal.
 UNREADABLE = (OSError, ValueError, SyntaxError, EOFError, struct.error, Image.DecompressionBombError)
+
+
+# the most pixels an image may have: 8192 x 8192, at most 0.75 GiB as float32 RGB while resized
+MAX_PIXELS = 1 << 26
+
+
+def too_large(path: str) -> str:
+    """Why an image is too large to decode (its header's width x height above `MAX_PIXELS`), or
+    "" (also when Pillow cannot read its header: the decoders then say what is wrong)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+    except Image.DecompressionBombError as err:
+        return f"{err}; at most {MAX_PIXELS:,} pixels are decoded: downscale it"
+    except UNREADABLE:
+        return ""
+    if width * height <= MAX_PIXELS:
+        return ""
+    return f"{width} x {height} pixels, more than the {MAX_PIXELS:,} an image may have: downscale it"
 
 
 def _resize(image, size: int):
@@ -32,17 +59,41 @@ def decode(path, size: int):
 
 def pil_load(path: str, size: int) -> np.ndarray:
     """The fallback decoder: (size, size, 3) float32, or an exception saying why not."""
+    reason = too_large(path)
+    if reason:
+        raise ValueError(reason)
     with Image.open(path) as image:
-        rgb = np.asarray(image.convert("RGB"))
+        rgb = rgb_values(image)
     return _resize(rgb, size).numpy()
 
 
-def decoded(rows: np.ndarray, paths, size: int, prefetch: int = 64):
-    """Yield (row, (size, size, 3) float32) in row order; undecodable rows are skipped.
+def rgb_values(image) -> np.ndarray:
+    """(h, w, 3) RGB in [0, 255] of a Pillow image of any mode (module docstring)."""
+    if image.mode.startswith("I"):
+        grey = np.asarray(image, np.float64) * (255 / 65535)
+    elif image.mode == "F":
+        grey = np.nan_to_num(np.asarray(image, np.float64))
+        low, high = (0.0, 1.0) if grey.min() >= 0 and grey.max() <= 1 else (grey.min(), grey.max())
+        grey = (grey - low) * (255 / max(high - low, np.finfo(np.float64).tiny))
+    else:
+        return np.asarray(image.convert("RGB"))
+    return np.repeat(np.clip(grey, 0, 255)[..., None], 3, axis=2).astype(np.float32)
 
-    The caller detects a skipped row by its absence and retries it with `pil_load`.
+
+def decoded(rows: np.ndarray, paths, size: int, prefetch: int = 64):
+    """Yield (row, (size, size, 3) float32) in row order; undecodable rows, and those `too_large`
+    to decode (checked as the pipeline reaches them), are skipped.
+
+    The caller detects a skipped row by its absence and retries it with `pil_load` (which
+    refuses the ones too large, naming their size).
     """
-    dataset = tf.data.Dataset.from_tensor_slices((rows.astype(np.int64), [paths[i] for i in rows]))
+    def within_limit():
+        for row in rows:
+            if not too_large(paths[row]):
+                yield int(row), paths[row]
+
+    dataset = tf.data.Dataset.from_generator(within_limit, output_signature=(
+        tf.TensorSpec((), tf.int64), tf.TensorSpec((), tf.string)))
     dataset = dataset.map(lambda i, p: (i, decode(p, size)), num_parallel_calls=tf.data.AUTOTUNE,
                           deterministic=True)
     dataset = dataset.ignore_errors().prefetch(prefetch)

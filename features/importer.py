@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,6 +128,47 @@ def read_csv(path: Path, ds, with_labels: bool) -> Table:
     labels = _numeric(frame[label_names], path, row_names, empty=True)
     features = _numeric(frame.drop(columns=label_names), path, row_names)
     return Table(ids, features, labels, label_names)
+
+
+def csv_blocks(path: Path, ds, rows: int) -> tuple[int, Callable[[], Iterator[tuple[list[str], np.ndarray]]]]:
+    """A CSV / TSV's features as `read_features` reads them, `rows` rows at a time, for a table
+    larger than memory: (the number of feature columns, a function yielding (keys, (m, d)
+    float64) per block, anew at each call). Each block is checked as `check_rows` checks a
+    table, its keys against every earlier block's."""
+    path = _require(str(path))
+    sep = "\t" if suffix(path) == ".tsv" else ","
+    options = {"sep": sep, "header": 0 if ds.header else None, "keep_default_na": False, "na_values": [""],
+               "dtype": {ds.id_column: str} if ds.id_column else None}
+    columns = [str(c) for c in pd.read_csv(path, nrows=0 if ds.header else 1, **options).columns]
+    if ds.id_column and ds.id_column not in columns:
+        raise ValueError(f"{path}: no column {ds.id_column!r}; columns are {columns[:6]}...")
+    values = [c for c in columns if c != ds.id_column] if ds.id_column else columns
+    labels = []
+    if ds.label_columns:
+        labels = [c for c in ds.label_columns if c in values]
+    elif ds.n_labels:
+        labels = [values[i] for i in _label_positions(len(values), ds, path)]
+    features = [c for c in values if c not in labels]
+
+    def blocks():
+        seen, start = set(), 0
+        for frame in pd.read_csv(path, chunksize=rows, **options):
+            frame.columns = columns
+            ids = (frame[ds.id_column].astype(str).tolist() if ds.id_column
+                   else [str(i) for i in range(start, start + len(frame))])
+            names = [f"{key} (line {start + n + 1 + ds.header})" for n, key in enumerate(ids)]
+            block = _numeric(frame[features], path, names)
+            check_rows(Table(ids, block, np.zeros((len(block), 0)), []), path)
+            repeated = seen.intersection(ids)
+            if repeated:
+                raise ValueError(f"{path}: duplicate row key {min(repeated)!r}; keys must be unique")
+            seen.update(ids)
+            start += len(frame)
+            yield ids, block
+        if not start:
+            raise ValueError(f"{path} holds no rows")
+
+    return len(features), blocks
 
 
 def read_csv_labels(path: Path, ds) -> tuple[np.ndarray, list[str]]:
@@ -258,12 +300,11 @@ def read_arrays(path: Path, ds, what: str) -> np.ndarray | scipy.sparse.spmatrix
     other = "features_key" if what == "features" else "labels_key"
     kind = suffix(path)
     if kind == ".npy":
-        return np.load(path, allow_pickle=False)
+        return _numpy(path, what, lambda: np.load(path, allow_pickle=False))
     if kind == ".npz":
-        with np.load(path, allow_pickle=False) as npz:
-            if "indptr" in npz.files and "format" in npz.files:
-                return scipy.sparse.load_npz(path)
-            arrays = {name: npz[name] for name in npz.files}
+        arrays = _numpy(path, what, lambda: _npz_arrays(path))
+        if not isinstance(arrays, dict):
+            return arrays
         if len(arrays) == 1 and not key:
             return next(iter(arrays.values()))
         return _pick(arrays, key, other, path, what)
@@ -275,6 +316,24 @@ def read_arrays(path: Path, ds, what: str) -> np.ndarray | scipy.sparse.spmatrix
         if name not in h5:
             raise ValueError(f"{path}: no dataset {name!r} (dataset.{other}); it holds {', '.join(h5)}")
         return h5[name][()]
+
+
+def _numpy(path: Path, what: str, load):
+    """`load()` of a NumPy file holding the `what`, never unpickling: ValueError naming the file
+    when it holds Python objects (an object array, a pickle) or is no NumPy file."""
+    try:
+        return load()
+    except (ValueError, OSError, EOFError) as err:
+        raise ValueError(f"{path}: the {what} are not a NumPy array of numbers ({err}); save them as "
+                         "numbers, e.g. np.save(path, np.asarray(x, np.float32))") from None
+
+
+def _npz_arrays(path: Path):
+    """An .npz's arrays by name, or the SciPy sparse matrix it holds (scipy.sparse.save_npz)."""
+    with np.load(path, allow_pickle=False) as npz:
+        if "indptr" in npz.files and "format" in npz.files:
+            return scipy.sparse.load_npz(path)
+        return {name: npz[name] for name in npz.files}
 
 
 def _matrix(array, path: Path, what: str, n_rows: int | None = None):
@@ -337,6 +396,20 @@ def read_features(path: Path, ds) -> Table:
                       np.zeros((features.shape[0], 0)), [])
     check_rows(table, path)
     return table
+
+
+def memory_mapped(path: Path) -> np.ndarray:
+    """The (n, D) rows of a .npy to predict, memory-mapped rather than read (a table larger than
+    memory streams): shape and type checked here, values a block at a time by `check_block`."""
+    path = _require(str(path))
+    return _matrix(_numpy(path, "features", lambda: np.load(path, mmap_mode="r", allow_pickle=False)), path,
+                   "features")
+
+
+def check_block(block: np.ndarray, path: Path, first_row: int) -> None:
+    """`check_rows` on a block of rows first_row.. of a table keyed by row number."""
+    keys = [str(first_row + i) for i in range(len(block))]
+    check_rows(Table(keys, block, np.zeros((len(block), 0)), []), path)
 
 
 def check_rows(table: Table, features_file: Path) -> None:

@@ -77,14 +77,35 @@ def from_id_lists(positives: list, negatives: list, where,
     return classes, labels, known
 
 
+# a cell's tokens: an id in single or double quotes, a bare id, separators, or a stray quote
+ID_TOKENS = re.compile(r"""'([^']*)'|"([^"]*)"|([^\s,;'"\[\]]+)|[\s,;\[\]]+|(.)""")
+
+
+def id_lists(cells, where, column: str, row_names) -> list[list[str]]:
+    """Each cell of an id-list column parsed (`parse_ids`); ValueError naming the file, row,
+    column and cell that cannot be read."""
+    out = []
+    for i, cell in enumerate(cells):
+        try:
+            out.append(parse_ids(cell))
+        except ValueError as err:
+            raise ValueError(f"{where}: row {_name(row_names, i)!r} column {column!r}: {err}") from None
+    return out
+
+
 def parse_ids(cell) -> list[str]:
     """A cell listing class ids: "['/m/01', '/m/02']" (OpenImages' data.csv), JSON, or ids
-    separated by spaces, commas or semicolons; empty: none."""
+    separated by spaces, commas or semicolons, each in single or double quotes or bare, mixed
+    in one cell if need be (`['/m/01', /m/02]` is both); empty: none. A quote that does not
+    close is a ValueError naming the cell (quote an id holding a quote in the other kind)."""
     text = "" if cell is None or (isinstance(cell, float) and math.isnan(cell)) else str(cell).strip()
-    quoted = re.findall(r"'([^']*)'|\"([^\"]*)\"", text)
-    if quoted:
-        return [single or double for single, double in quoted if single or double]
-    return [part for part in re.split(r"[\s,;]+", text.strip("[]")) if part]
+    ids = []
+    for single, double, bare, stray in ID_TOKENS.findall(text):
+        if stray:
+            raise ValueError(f"the ids {text!r} hold a {stray} that does not close; quote each id with ' "
+                             "or \" (or none), e.g. ['/m/01', '/m/02']")
+        ids += [value for value in (single, double, bare) if value]
+    return ids
 
 
 def _name(names, index):

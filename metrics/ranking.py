@@ -40,6 +40,23 @@ def average_precision(truth: np.ndarray, scores: np.ndarray, known: np.ndarray |
     return np.where(positives > 0, ap, np.nan)
 
 
+def ranked_average_precision(truth: np.ndarray, scores: np.ndarray) -> float:
+    """`average_precision` of one long ranking, truth (m,) bool and scores (m,), NaN without a
+    positive: the same sum, over the closing rows of tied runs only, in a few arrays of m (the
+    batched form holds a dozen)."""
+    order = np.argsort(-np.asarray(scores, np.float64), kind="stable")
+    ranked = np.asarray(scores, np.float64)[order]
+    tp = np.cumsum(np.asarray(truth, bool)[order], dtype=np.int64)
+    del order
+    closing = np.flatnonzero(np.append(ranked[1:] != ranked[:-1], True))
+    del ranked
+    if not len(tp) or tp[-1] == 0:
+        return float("nan")
+    at = tp[closing]
+    gained = np.diff(at, prepend=0)
+    return float((gained * (at / (closing + 1.0))).sum() / tp[-1])
+
+
 def mean_average_precision(truth: np.ndarray, scores: np.ndarray,
                            known: np.ndarray | None = None) -> np.ndarray:
     """mAP: the mean of `average_precision` over columns with a positive, (...,); `known`: over

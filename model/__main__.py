@@ -55,6 +55,7 @@ def suggest_command(args) -> None:
     from heads import methods
     from splits.store import protocol_dir
 
+    from . import directory as model_directory
     from . import suggest
     if args.protocol:
         if not args.config:
@@ -66,11 +67,13 @@ def suggest_command(args) -> None:
         name = f"{protocol_dir(annotation['protocol'])}_fold{args.fold}" + (f"_{args.method}"
                                                                             if args.method else "")
         out = Path(args.out) if args.out else cfg.run_dir / "suggestions" / f"{name}.csv"
-    else:
-        directory = model_path(args)
-        annotation = suggest.from_model(directory)
-        out = Path(args.out) if args.out else directory / "suggestions.csv"
-    suggest.suggest(annotation, out, args.source, args.estimator, args.max_per_image, args.budget)
+        suggest.suggest(annotation, out, args.source, args.estimator, args.max_per_image, args.budget)
+        return
+    path = model_path(args)
+    with model_directory.reading(path):  # a fit replacing the model meanwhile is refused
+        annotation = suggest.from_model(path)
+        out = Path(args.out) if args.out else path / "suggestions.csv"
+        suggest.suggest(annotation, out, args.source, args.estimator, args.max_per_image, args.budget)
 
 
 def review_command(args) -> None:

@@ -18,6 +18,8 @@ owns its contract; nothing else opens these files.
                      missing_rate, fold ("all", or the study's fold it reproduces), seed, the
                      validation score of the chosen point
         provenance, fingerprint; files: {name: sha256} of every other file listed below
+        manifest_sha256  the sha256 of model.json's own content (every other key, as canonical
+                     JSON): an edited class list or threshold is refused like a damaged head.npz
     head.npz         w0 (d, h_1), b0 (h_1,), ..., w<n> (h_n, L), b<n> (L,) float32
     backbone/        finetune --final only: model.ckpt.index / .data-* (tf.train.Saver, V2)
     out_of_fold.h5   with [model] folds > 0: ids (N,) str, observed (N, L) uint8 (the labels the
@@ -28,12 +30,22 @@ owns its contract; nothing else opens these files.
                      labels (the labels the dataset knows); attributes missing_rate, hidden
                      (bool: `labels` hold positives `observed` lacks)
 A directory is written under a temporary name beside its place and renamed into place once
-complete; a complete model is replaced only with --force, and only by a complete one. Reading
-checks the format, the version, completeness and every file's sha256: a model directory that
-is incomplete, of another version or damaged is a ValueError naming it and what to do.
+complete; a complete model is replaced only with --force, and only by a complete one (the old
+one is renamed aside to .<name>.old-<pid> first and removed once the new one is in place: a fit
+killed between the two renames leaves it there, the next fit restores it (`recover`) and
+readers name it). Its maker holds an exclusive claim (`artifacts.claim`) on it, its readers
+(predict, suggest, export, review) a shared one (`reading`): a fit is refused while a reader
+works on the model, a reader while a fit makes it. Reading checks the format, the version,
+completeness, every key readers use (`check_manifest`: class names a list of distinct names,
+thresholds numbers in [0, 1], one per class, ..., `backbone` "" or "backbone/model.ckpt", file
+names inside the directory), model.json's own sha256 and every file's: a model directory that
+is incomplete, of another version, edited or damaged is a ValueError naming it, the key and
+value, and what to do.
 """
 from __future__ import annotations
 
+import glob
+import hashlib
 import itertools
 import json
 import os
@@ -47,13 +59,16 @@ from scipy.special import expit
 
 import artifacts
 
-FORMAT, VERSION = "cbwce-model", 1
+FORMAT, VERSION = "cbwce-model", 2  # 2: model.json carries its own sha256 (manifest_sha256)
 MANIFEST = "model.json"
+MANIFEST_SHA256 = "manifest_sha256"
 HEAD = "head.npz"
 OUT_OF_FOLD = "out_of_fold.h5"
 BACKBONE = "backbone/model.ckpt"
 THRESHOLD_RULES = ("global", "class", "0.5")
 REFIT = "refit it: python -m model fit --config C --force (make model FORCE=1)"
+DTYPES = ("float16", "float32")  # the feature stores' dtypes (`[extract] dtype`)
+NETWORK_KEYS = ("endpoint", "image_size", "preprocessing", "pooling")  # what extracting images needs
 
 
 @dataclass(frozen=True)
@@ -75,6 +90,14 @@ class Model:
     @property
     def features(self) -> dict:
         return dict(self.meta["features"])
+
+    @property
+    def from_backbone(self) -> bool:
+        """Whether a backbone of this project made the features (its network recorded in
+        `features`): only then can the model read images (an imported table, or a store made
+        otherwise, has no network to run)."""
+        contract = self.features
+        return contract.get("backbone") != "imported" and all(key in contract for key in NETWORK_KEYS)
 
     @property
     def backbone_checkpoint(self) -> Path | None:
@@ -157,9 +180,12 @@ def write(directory: Path, meta: dict, weights, biases, provenance: dict, out_of
     """Write a complete model directory at `directory` (replacing a complete one only once this
     one is complete). `meta`: model.json's content besides the contract keys; `out_of_fold`:
     out_of_fold.h5's arrays and attributes ({"attrs": {...}, name: array}); `backbone`: the
-    prefix of a trained backbone's checkpoint (finetune --final), copied in."""
+    prefix of a trained backbone's checkpoint (finetune --final), copied in. Called under the
+    maker's claim on `directory` (`artifacts.claim`): what an interrupted write left is cleared
+    first (`recover`)."""
     directory = Path(directory)
     artifacts.writable(directory.parent)
+    recover(directory)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
     umask = os.umask(0)
     os.umask(umask)
@@ -175,11 +201,13 @@ def write(directory: Path, meta: dict, weights, biases, provenance: dict, out_of
                                                                                     Path(BACKBONE).name, 1))
             files.update({str(p.relative_to(staging)): artifacts.file_sha256(p)
                           for p in sorted((staging / BACKBONE).parent.iterdir())})
-        manifest = {**meta, "backbone": BACKBONE if backbone is not None else "", "files": files,
-                    "format": FORMAT, "version": VERSION, "provenance": provenance,
-                    "fingerprint": artifacts.fingerprint(provenance), "complete": True}
-        artifacts.write_text(staging / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True, default=str))
-        _swap_in(staging, directory)
+        manifest = json.loads(json.dumps(
+            {**meta, "backbone": BACKBONE if backbone is not None else "", "files": files, "format": FORMAT,
+             "version": VERSION, "provenance": provenance, "fingerprint": artifacts.fingerprint(provenance),
+             "complete": True}, default=str))
+        manifest[MANIFEST_SHA256] = manifest_digest(manifest)
+        artifacts.write_text(staging / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
+        artifacts.replace_directory(staging, directory)
     except OSError as err:
         raise artifacts.write_failed(directory, err) from None
     finally:
@@ -201,15 +229,32 @@ def _write_out_of_fold(path: Path, arrays: dict) -> str:
     return artifacts.file_sha256(path)
 
 
-def _swap_in(staging: Path, directory: Path) -> None:
-    """Rename the complete `staging` into place; an old model goes only once the new one is there."""
-    old = None
-    if directory.exists():
-        old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
-        os.replace(directory, old)
-    os.replace(staging, directory)
-    if old is not None:
-        shutil.rmtree(old)
+def manifest_digest(meta: dict) -> str:
+    """The sha256 of model.json's content but its own `manifest_sha256`, as canonical JSON."""
+    content = {key: value for key, value in meta.items() if key != MANIFEST_SHA256}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+def recover(directory: Path) -> None:
+    """What an interrupted write left, cleared by the model's maker under its claim: a previous
+    model set aside by a swap that was killed is restored when no model is in place (else
+    removed); the staging directories of killed writes are removed."""
+    directory = Path(directory)
+    aside = artifacts.set_aside(directory)
+    if aside and not directory.exists():
+        os.replace(aside[0], directory)
+        print(f"{directory}: restored the previous model from {aside[0].name} (a fit replacing it was "
+              "interrupted)")
+        aside = aside[1:]
+    staging = directory.parent.glob(f".{glob.escape(directory.name)}.*.tmp")
+    for leftover in [*aside, *(p for p in staging if p.is_dir())]:
+        shutil.rmtree(leftover)
+
+
+def reading(directory):
+    """The shared claim a command holds on a model directory while it reads it and writes into or
+    beside it (`artifacts.claim`): refused while a fit makes the model; a fit is refused meanwhile."""
+    return artifacts.claim(Path(directory).resolve(), shared=True)
 
 
 def manifest_path(directory: Path) -> Path:
@@ -239,6 +284,11 @@ def read_manifest(directory) -> dict:
     directory = Path(directory)
     path = directory / MANIFEST
     if not directory.is_dir():
+        aside = artifacts.set_aside(directory)
+        if aside and not directory.exists():
+            raise ValueError(f"{directory} does not exist: a fit replacing it was interrupted, and the "
+                             f"previous model is in {aside[0]}; rerun the fit (it restores or replaces it), "
+                             f"or rename {aside[0].name} back to {directory.name}")
         raise ValueError(f"{directory} is no model directory (it does not exist); make one with "
                          "python -m model fit --config C (make model)")
     if not path.is_file():
@@ -258,13 +308,96 @@ def read_manifest(directory) -> dict:
                          f"version of the project reads version {VERSION}: {REFIT}")
     if meta.get("complete") is not True:
         raise ValueError(f"{directory} is incomplete (model.json has no complete = true); {REFIT}")
+    check_manifest(meta, path)
+    if meta.get(MANIFEST_SHA256) != manifest_digest(meta):
+        raise ValueError(f"{path} differs from the sha256 written with it ({MANIFEST_SHA256}): it was edited "
+                         f"(its classes, thresholds or another key) or damaged; {REFIT}, or restore the "
+                         "model.json written with the model")
     return meta
+
+
+def _shown(value) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _number(value, low: float = 0.0, high: float = 1.0) -> bool:
+    """Whether `value` is a JSON number (not a boolean) in [low, high] (NaN is not)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and low <= value <= high
+
+
+def _inside(name) -> bool:
+    """Whether a file name of model.json is a relative path that stays inside the directory."""
+    return isinstance(name, str) and bool(name) and not Path(name).is_absolute() \
+        and ".." not in Path(name).parts
+
+
+def check_manifest(meta: dict, path: Path) -> None:
+    """ValueError naming the first key of model.json (`path`) a reader cannot take as it is, its
+    value and what to do (module docstring). Thresholds may be 0 or 1: a sigmoid in float32
+    reaches both, so a fitted model can hold them."""
+    def refuse(key: str, value, expected: str):
+        raise ValueError(f"{path}: {key} is {_shown(value)}; {expected}. The file was edited or damaged: "
+                         f"{REFIT}, or restore the model.json written with the model")
+
+    classes = meta.get("classes")
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) and c for c in classes):
+        refuse("classes", classes, "it must be the list of the model's class names")
+    repeated = [c for c in dict.fromkeys(classes) if classes.count(c) > 1]
+    if repeated:
+        refuse("classes", classes, f"class {repeated[0]!r} appears {classes.count(repeated[0])} times")
+    feat_dim = meta.get("feat_dim")
+    if not isinstance(feat_dim, int) or isinstance(feat_dim, bool) or feat_dim < 1:
+        refuse("feat_dim", feat_dim, "it must be the width of the features, a positive whole number")
+    head = meta.get("head")
+    hidden = head.get("hidden") if isinstance(head, dict) else None
+    if not isinstance(hidden, list) or not all(isinstance(h, int) and not isinstance(h, bool) and h > 0
+                                               for h in hidden):
+        refuse("head", head, "it must be {type, hidden: [widths of the hidden layers], activation}")
+    thresholds = meta.get("thresholds")
+    if not isinstance(thresholds, dict):
+        refuse("thresholds", thresholds, 'it must be {"global": t, "class": [t_1 .. t_L]}')
+    if not _number(thresholds.get("global")):
+        refuse("thresholds.global", thresholds.get("global"), "it must be a number in [0, 1]")
+    per_class = thresholds.get("class")
+    if not isinstance(per_class, list) or len(per_class) != len(classes):
+        refuse("thresholds.class", per_class, f"it must list one threshold per class ({len(classes)})")
+    bad = [t for t in per_class if not _number(t)]
+    if bad:
+        refuse(f"thresholds.class[{per_class.index(bad[0])}]", bad[0], "it must be a number in [0, 1]")
+    _check_features(meta.get("features"), refuse)
+    if meta.get("backbone") not in ("", BACKBONE):
+        refuse("backbone", meta.get("backbone"),
+               f'it is "" (the checkpoint of `features`) or "{BACKBONE}" (the backbone the model carries), '
+               "never another path")
+    files = meta.get("files")
+    if not isinstance(files, dict) or HEAD not in files:
+        refuse("files", files, f"it must map every file of the directory ({HEAD} among them) to its sha256")
+    outside = [name for name in files if not _inside(name)]
+    if outside:
+        refuse("files", outside[0], "a file of the model is named relative to its directory, inside it")
+    if not isinstance(meta.get("fingerprint"), str):
+        refuse("fingerprint", meta.get("fingerprint"), "it must be the sha256 of the provenance")
+
+
+def _check_features(contract, refuse) -> None:
+    """model.json's `features` (module docstring): what `predict` and `export` read of it."""
+    if not isinstance(contract, dict) or not isinstance(contract.get("backbone"), str):
+        refuse("features", contract, "it must describe the features the head was trained on (backbone, ...)")
+    if contract.get("dtype", "float32") not in DTYPES:
+        refuse("features.dtype", contract.get("dtype"), f"it is one of {', '.join(DTYPES)}")
+    size = contract.get("image_size", 1)
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        refuse("features.image_size", size, "it must be a positive whole number of pixels")
 
 
 def check_files(directory: Path, meta: dict) -> None:
     """ValueError naming a file of the directory that is missing or whose sha256 changed."""
     for name, digest in meta.get("files", {}).items():
         path = directory / name
+        if path.exists() and not path.resolve().is_relative_to(directory.resolve()):
+            raise ValueError(f"{path} leads outside {directory} (a symbolic link); a model's files live in "
+                             f"its directory: {REFIT}")
         if not path.is_file():
             raise ValueError(f"{directory}: {name} is missing; the directory is damaged: {REFIT}")
         if artifacts.file_sha256(path) != digest:
@@ -282,4 +415,25 @@ def out_of_fold(model: Model) -> dict:
     with artifacts.open_h5(path) as h5:
         arrays = artifacts.read_arrays(h5, ("ids", "observed", "labels", "probabilities", "fold", "known"))
         arrays["attrs"] = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in h5.attrs.items()}
+    _check_out_of_fold(arrays, len(model.classes), path)
     return arrays
+
+
+def _check_out_of_fold(arrays: dict, n_classes: int, path: Path) -> None:
+    """ValueError naming what out_of_fold.h5 lacks or holds in another shape than the model's."""
+    def refuse(problem: str):
+        raise ValueError(f"{path} {problem}; the directory is damaged: {REFIT}")
+
+    missing = [name for name in ("ids", "observed", "labels", "probabilities", "fold") if name not in arrays]
+    if missing:
+        refuse(f"holds no {missing[0]!r}")
+    n = len(arrays["ids"])
+    for name in ("observed", "labels", "probabilities", "known"):
+        if name in arrays and arrays[name].shape != (n, n_classes):
+            refuse(f"holds {name} of shape {arrays[name].shape}, not ({n}, {n_classes}): {n} rows by the "
+                   f"model's {n_classes} classes")
+    if arrays["fold"].shape != (n,):
+        refuse(f"holds fold of shape {arrays['fold'].shape}, not ({n},)")
+    rate = arrays["attrs"].get("missing_rate")
+    if not isinstance(rate, int | float) or not 0 <= rate < 1:
+        refuse(f"has missing_rate {rate!r}, not the share of positives the labels lack (a number in [0, 1))")

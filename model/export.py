@@ -11,9 +11,15 @@ bilinear resize to the model's image size, as `extract.images` does; decode the 
 then the backbone the model expects (its checkpoint, or a finetuned model's own), its endpoint
 pooled as the model's features were, rounded to the feature store's dtype as the model's
 training features were, and the head. `features`: the head alone. `serving_default` is
-`images` (`features` for a model trained on imported features, which has no backbone).
+`images` (`features`, the only one, for a model whose features no backbone of this project made:
+imported ones, which have no network to run).
 Probabilities are the sigmoid of the logits, columns in the order of model.json's `classes`.
-Written under a temporary name and renamed into place once complete.
+Written under a temporary name and renamed into place once complete. `--out` is a new path, an
+empty folder, or an earlier export (a folder holding this project's `cbwce_model.json` beside
+`saved_model.pb`), which is replaced only once the new one is complete; anything else there
+(your files, a file, the model directory or a folder holding it, `.`) is refused, never
+deleted or written into. The model is claimed for reading meanwhile (`model.directory.reading`),
+the target for writing (`artifacts.claim`).
 """
 from __future__ import annotations
 
@@ -31,6 +37,7 @@ from . import directory
 from .predict import checkpoint_for
 
 EXPORT = "saved_model"
+MARKER = "cbwce_model.json"  # what an export of this project holds beside saved_model.pb
 
 
 def _head(x, variables):
@@ -59,15 +66,55 @@ def _images_branch(model: directory.Model, images):
     return tf.cast(tf.cast(flat, plan.dtype), tf.float32) if plan.dtype != "float32" else flat
 
 
+def check_target(target: Path, model: directory.Model) -> None:
+    """ValueError when `target` may not take the SavedModel (module docstring): the model
+    directory, the current directory or a folder holding either, or an existing path that is
+    neither an empty folder nor an earlier export."""
+    where = target.resolve()
+    for kept, what in ((model.path.resolve(), f"the model directory {model.path}"),
+                       (Path.cwd().resolve(), "the current directory")):
+        if where == kept or where in kept.parents:
+            raise ValueError(f"--out {target} is {what} or holds it; the export goes beside or inside the "
+                             f"model (default {model.path / EXPORT}): give a new path")
+    if target.is_symlink() or (target.exists() and not target.is_dir()):
+        raise ValueError(f"--out {target} exists and is not a folder; the export never replaces your files: "
+                         "give a new path")
+    if target.is_dir() and any(target.iterdir()) and not is_export(target):
+        raise ValueError(f"--out {target} is a folder that holds other files than an export of this project "
+                         f"(no {MARKER} beside saved_model.pb); the export never deletes or writes into your "
+                         "files: give a new path, or an empty folder")
+
+
+def is_export(folder: Path) -> bool:
+    """Whether `folder` is an earlier export of this project (its marker beside saved_model.pb)."""
+    try:
+        marker = json.loads((folder / MARKER).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(marker, dict) and "fingerprint" in marker and (folder / "saved_model.pb").is_file()
+
+
 def export(model_path, out: str = "", checkpoint: str = "") -> Path:
     """Write the model's SavedModel (module docstring) at `out` (default <model>/saved_model)."""
+    with directory.reading(model_path):
+        model = directory.load(model_path)
+        target = Path(out) if out else model.path / EXPORT
+        check_target(target, model)
+        artifacts.writable(target.parent)
+        with artifacts.claim(target):
+            signatures = _written(model, target, checkpoint)
+    print(f"{target}: SavedModel with signature(s) {', '.join(sorted(signatures))} -> probabilities over "
+          f"{len(model.classes)} classes")
+    return target
+
+
+def _written(model: directory.Model, target: Path, checkpoint: str) -> dict:
+    """Build the SavedModel under a temporary name beside `target` and rename it into place
+    (an earlier export replaced only then); its signatures."""
     from extract import checkpoints, registry
 
-    model = directory.load(model_path)
-    target = Path(out) if out else model.path / EXPORT
-    with_images = model.features.get("backbone") != "imported"
+    with_images = model.from_backbone
     prefix = checkpoint_for(model, checkpoint)[0] if with_images else None
-    artifacts.writable(target.parent)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         with tf.Graph().as_default() as graph:
@@ -88,16 +135,15 @@ def export(model_path, out: str = "", checkpoint: str = "") -> Path:
                     w.load(w_value, session)
                     b.load(b_value, session)
                 _save(session, staging / EXPORT, signatures, "images" if with_images else "features")
-        artifacts.write_text(staging / EXPORT / "cbwce_model.json", json.dumps(
+        artifacts.write_text(staging / EXPORT / MARKER, json.dumps(
             {"model": str(model.path), "fingerprint": model.meta["fingerprint"], "classes": model.classes,
              "signatures": sorted(signatures)}, indent=1))
-        artifacts.remove(target)
-        (staging / EXPORT).rename(target)
+        artifacts.replace_directory(staging / EXPORT, target)
+    except OSError as err:
+        raise artifacts.write_failed(target, err) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    print(f"{target}: SavedModel with signature(s) {', '.join(sorted(signatures))} -> probabilities over "
-          f"{len(model.classes)} classes")
-    return target
+    return signatures
 
 
 def _save(session, path: Path, signatures: dict, default: str) -> None:

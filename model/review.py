@@ -23,6 +23,8 @@ runs/<name>/reviews/<review id>/):
                           model trained on it, or accepted), 0 a verified negative (as the data had
                           it, or rejected), -1 unknown (every other label: not decided)
     decisions.csv         the log: key, class, decision, score, rank, the file it came from
+Both CSVs are spreadsheet-safe (`artifacts.cells`: a key or class name a spreadsheet would run
+as a formula carries a leading single quote, which `[dataset] reviewed_labels` drops again).
 The original labels are never written to. The next round points `[dataset] reviewed_labels` at
 labels.csv; `make splits heads` / `make model` retrain on it, and the refitted model's
 suggestions never include a decided entry (accepted ones are positives, rejected ones verified
@@ -36,6 +38,7 @@ import base64
 import hashlib
 import io
 import json
+import re
 from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import quote
@@ -67,7 +70,14 @@ class Decision(NamedTuple):
 
 def export(cfg, budget: int = 0, max_per_image: int = 3, out: str = "", image_url: str = "", source: str = "",
            estimator: str = "auto", thumbnail: int = 128) -> Path:
-    """Write the review files of the config's model (module docstring); their folder."""
+    """Write the review files of the config's model (module docstring); their folder. The model
+    is claimed for reading meanwhile (`model.directory.reading`)."""
+    with directory.reading(cfg.model_dir):
+        return _export(cfg, budget, max_per_image, out, image_url, source, estimator, thumbnail)
+
+
+def _export(cfg, budget: int, max_per_image: int, out: str, image_url: str, source: str, estimator: str,
+            thumbnail: int) -> Path:
     # the suggestions: the model's rows ranked as `model suggest` ranks them
     model = directory.load(cfg.model_dir)
     annotation = suggest.from_model(model.path)
@@ -160,7 +170,7 @@ def thumbnail_uri(path: str, size: int) -> str:
             image.thumbnail((size, size))
             buffer = io.BytesIO()
             image.convert("RGB").save(buffer, "JPEG", quality=80)
-    except (OSError, UnidentifiedImageError, ValueError):
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
         return ""
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
 
@@ -182,7 +192,32 @@ def read_review(folder: Path) -> dict:
             or review.get("complete") is not True:
         raise ValueError(f"{path} is not a complete {FORMAT} version {VERSION} export; "
                          "export the review again")
+    check_review(review, path)
     return review
+
+
+def check_review(review: dict, path: Path) -> None:
+    """ValueError naming the first key of review.json that import cannot take as it is: the
+    review id (it names the output folder: 64 hex digits, never a path), the model's
+    fingerprint, the classes, the suggestions ({key, class, score, rank} each)."""
+    def refuse(key: str, value):
+        shown = json.dumps(value, default=str)
+        raise ValueError(f"{path}: {key} is {shown[:60]}{'...' if len(shown) > 60 else ''}; the file was "
+                         "edited or damaged: export the review again")
+
+    for key in ("review", "model"):
+        if not isinstance(review.get(key), str) or not re.fullmatch(r"[0-9a-f]{64}", review[key]):
+            refuse(key, review.get(key))
+    if not isinstance(review.get("classes"), list) or not all(isinstance(c, str) for c in review["classes"]):
+        refuse("classes", review.get("classes"))
+    suggested = review.get("suggestions")
+    if not isinstance(suggested, list):
+        refuse("suggestions", suggested)
+    for n, item in enumerate(suggested):
+        if not (isinstance(item, dict) and isinstance(item.get("key"), str)
+                and isinstance(item.get("class"), str) and isinstance(item.get("score"), int | float)
+                and isinstance(item.get("rank"), int)):
+            refuse(f"suggestions[{n}]", item)
 
 
 def read_decisions(path: Path, review: dict) -> list[Decision]:
@@ -264,8 +299,8 @@ def checked(decisions: list[Decision], review: dict, keys: set[str]) -> dict:
     out: dict = {}
     for d in decisions:
         if d.key not in keys:
-            raise ValueError(f"{d.source}: key {d.key!r} is not a row of the model ({review['model_dir']}); "
-                             "decide only the review's suggestions")
+            raise ValueError(f"{d.source}: key {d.key!r} is not a row of the model "
+                             f"({review.get('model_dir')}); decide only the review's suggestions")
         if d.cls not in classes:
             raise ValueError(f"{d.source}: class {d.cls!r} (key {d.key!r}) is not one of the model's "
                              f"{len(classes)} classes")
@@ -296,7 +331,13 @@ def reviewed_labels(oof: dict, classes: list[str], decided: dict) -> np.ndarray:
 
 def import_decisions(cfg, file: str, out: str = "", review_dir: str = "", force: bool = False) -> Path:
     """Read a decisions file or Label Studio export and write labels.csv and decisions.csv (module
-    docstring); their folder. Nothing is written when any decision is refused."""
+    docstring); their folder. Nothing is written when any decision is refused. The model is
+    claimed for reading meanwhile (`model.directory.reading`)."""
+    with directory.reading(cfg.model_dir):
+        return _import(cfg, file, out, review_dir, force)
+
+
+def _import(cfg, file: str, out: str, review_dir: str, force: bool) -> Path:
     # what was suggested, by which model
     model = directory.load(cfg.model_dir)
     review = read_review(Path(review_dir) if review_dir else model.path / "review")
@@ -318,13 +359,13 @@ def import_decisions(cfg, file: str, out: str = "", review_dir: str = "", force:
     rank = {(s["key"], s["class"]): s for s in review["suggestions"]}
     log = pd.DataFrame([{"key": d.key, "class": d.cls, "decision": d.decision, "score": rank[k]["score"],
                          "rank": rank[k]["rank"], "from": d.source} for k, d in decided.items()])
-    labels_text = labels.to_csv(index=False)
+    labels_text = artifacts.csv_text(labels)
     existing = target / "labels.csv"
     if existing.is_file() and existing.read_text() != labels_text and not force:
         raise ValueError(f"{existing} exists and holds other labels; give another --out, "
                          "or --force to replace it")
     artifacts.writable(target)
-    artifacts.write_text(target / "decisions.csv", log.to_csv(index=False))
+    artifacts.write_csv(target / "decisions.csv", log)
     artifacts.write_text(existing, labels_text)
     accepted = int((log["decision"] == "accept").sum())
     rate = still_missing(oof, accepted)

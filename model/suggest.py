@@ -28,6 +28,8 @@ precision at 1, 5 and 20 (the share of the row's k highest-scoring unobserved en
 hidden positives (all of them when it has fewer than k), over the rows with at least one
 hidden positive), the average precision over every
 unobserved entry, and the precision of the suggestion list itself.
+suggestions.csv's text cells (keys, class names) are spreadsheet-safe (`artifacts.cells`: a
+cell a spreadsheet would run as a formula carries a leading single quote).
 """
 from __future__ import annotations
 
@@ -48,6 +50,7 @@ from splits import weights
 from . import directory
 
 AT = (1, 5, 20)
+BLOCK_ROWS = 16_384
 EPSILON = 1e-6
 
 
@@ -81,22 +84,43 @@ def model_scores(probabilities: np.ndarray, observed: np.ndarray, rate: float) -
     return weights.calibrate(platt(probabilities, observed), rate)
 
 
-def sources(observed: np.ndarray, rate: float, probabilities: np.ndarray | None, estimators) -> dict:
-    """{source: (n, L) P(hidden | o = 0)}: each estimator (the class prior among them), and with
-    probabilities the model and its combination with the first estimator."""
-    if not 0 < rate < 1:
-        raise ValueError(f"the missing rate is {rate:g}: suggestions need the share of true positives the "
-                         "labels "
-                         "lack; set [dataset] natural_missing_rate (your estimate), or [model] hide to "
-                         "simulate")
-    out = {}
-    for name in dict.fromkeys([*estimators, "prior"]):
-        out[name] = 1.0 - weights.estimator(name)(observed, rate).astype(np.float64)
-    if probabilities is not None:
-        out["model"] = model_scores(probabilities, observed, rate)
-        first = estimators[0]
-        out["combined"] = probability(odds(out["model"]) * odds(out[first]) / odds(out["prior"]))
-    return out
+class Sources:
+    """Every source's (n, L) P(hidden | o = 0) (module docstring), each computed when asked and
+    then let go, so that a caller going through them holds one at a time: only the model's, the
+    first estimator's and the prior's stay (the combination is made of them). `names` in order:
+    each estimator (the class prior among them), and with probabilities the model and its
+    combination with the first estimator."""
+
+    def __init__(self, observed: np.ndarray, rate: float, probabilities: np.ndarray | None, estimators):
+        if not 0 < rate < 1:
+            raise ValueError(f"the missing rate is {rate:g}: suggestions need the share of true positives "
+                             "the labels lack; set [dataset] natural_missing_rate (your estimate), or "
+                             "[model] hide to simulate")
+        self.observed, self.rate, self.probabilities = observed, rate, probabilities
+        self.first = estimators[0]
+        self.names = list(dict.fromkeys([*estimators, "prior"]))
+        if probabilities is not None:
+            self.names += ["model", "combined"]
+        self._kept = {}
+
+    def __iter__(self):
+        return iter(self.names)
+
+    def __contains__(self, name) -> bool:
+        return name in self.names
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name in self._kept:
+            return self._kept[name]
+        if name == "model":
+            score = model_scores(self.probabilities, self.observed, self.rate)
+        elif name == "combined":
+            score = probability(odds(self["model"]) * odds(self[self.first]) / odds(self["prior"]))
+        else:
+            score = 1.0 - weights.estimator(name)(self.observed, self.rate).astype(np.float64)
+        if name in (self.first, "prior", "model"):
+            self._kept[name] = score
+        return score
 
 
 def ranked(score: np.ndarray, observed: np.ndarray, verified: np.ndarray | None = None) -> np.ndarray:
@@ -106,103 +130,120 @@ def ranked(score: np.ndarray, observed: np.ndarray, verified: np.ndarray | None 
     return np.where(candidate if verified is None else candidate & ~verified, score, -np.inf)
 
 
+def row_blocks(n: int):
+    """Slices of `BLOCK_ROWS` rows: what ranks each row's entries works a block at a time, so that
+    its sort keys and indices are a block's, not (n, L)."""
+    return (slice(start, start + BLOCK_ROWS) for start in range(0, n, BLOCK_ROWS))
+
+
 def precision_at(score: np.ndarray, hidden: np.ndarray, k: int) -> float:
     """Mean over rows with a hidden positive of the share of hidden positives among the row's k
     highest-scoring unobserved entries (all of them when it has fewer; ties by class order)."""
-    rows = hidden.any(1)
-    if not rows.any():
-        return float("nan")
-    top = np.argsort(-score[rows], axis=1, kind="stable")[:, :k]
-    scored = np.isfinite(np.take_along_axis(score[rows], top, axis=1))
-    found = np.take_along_axis(hidden[rows], top, axis=1) & scored
-    return float((found.sum(1) / scored.sum(1)).mean())
+    shares = []
+    for block in row_blocks(len(score)):
+        rows = hidden[block].any(1)
+        top = np.argsort(-score[block][rows], axis=1, kind="stable")[:, :k]
+        scored = np.isfinite(np.take_along_axis(score[block][rows], top, axis=1))
+        found = np.take_along_axis(hidden[block][rows], top, axis=1) & scored
+        shares.append(found.sum(1) / scored.sum(1))
+    shares = np.concatenate(shares) if shares else np.empty(0)
+    return float(shares.mean()) if len(shares) else float("nan")
 
 
-def quality(observed: np.ndarray, truth: np.ndarray, scores: dict, listed: dict, verified=None,
+def quality(observed: np.ndarray, truth: np.ndarray, scores, listed: dict, verified=None,
             known=None) -> pd.DataFrame:
-    """Per source: precision at `AT` per row, average precision over every candidate entry whose
-    truth is `known` (None: all), and the precision of its suggestion list (`listed`: source ->
-    (rows, classes) suggested)."""
+    """Per source of `scores` ({name: (n, L)} or `Sources`): precision at `AT` per row, average
+    precision over every candidate entry whose truth is `known` (None: all), and the precision of
+    its suggestion list (`listed`: source -> (rows, classes) suggested)."""
     hidden = (truth == 1) & (observed == 0)
-    rows = []
-    for name, score in scores.items():
-        s = ranked(score, observed, verified)
-        if known is not None:
-            s = np.where(known, s, -np.inf)
-        scored = np.isfinite(s)
-        ap = metrics.average_precision(hidden[scored][:, None], s[scored][:, None])[0]
-        picked = listed[name]
-        if known is not None:  # a suggestion whose truth the dataset does not know is not scored
-            judged = known[picked]
-            picked = (picked[0][judged], picked[1][judged])
-        rows.append({"source": name, **{f"P@{k}": precision_at(s, hidden, k) for k in AT},
-                     "AP": float(ap), "listed": len(picked[0]),
-                     "list precision": float(hidden[picked].mean()) if len(picked[0]) else float("nan"),
-                     "hidden positives": int(hidden.sum()), "unobserved entries": int(scored.sum())})
-    return pd.DataFrame(rows)
+    return pd.DataFrame([quality_row(name, scores[name], observed, hidden, listed[name], verified, known)
+                         for name in scores])
+
+
+def quality_row(name: str, score: np.ndarray, observed, hidden, picked, verified=None, known=None) -> dict:
+    """`quality`'s row of one source."""
+    s = ranked(score, observed, verified)
+    if known is not None:
+        s = np.where(known, s, -np.inf)
+    scored = np.isfinite(s)
+    ap = metrics.ranked_average_precision(hidden[scored], s[scored])
+    if known is not None:  # a suggestion whose truth the dataset does not know is not scored
+        judged = known[picked]
+        picked = (picked[0][judged], picked[1][judged])
+    return {"source": name, **{f"P@{k}": precision_at(s, hidden, k) for k in AT}, "AP": float(ap),
+            "listed": len(picked[0]),
+            "list precision": float(hidden[picked].mean()) if len(picked[0]) else float("nan"),
+            "hidden positives": int(hidden.sum()), "unobserved entries": int(scored.sum())}
 
 
 def pick(score: np.ndarray, observed: np.ndarray, max_per_image: int, budget: int,
          verified: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(rows, classes) of the suggestions: per row its `max_per_image` highest-scoring unobserved
     entries (never a verified negative), then the `budget` highest of those (0: all), highest first."""
-    s = ranked(score, observed, verified)
-    per_row = min(max_per_image, s.shape[1])
-    top = np.argsort(-s, axis=1, kind="stable")[:, :per_row]
-    rows = np.repeat(np.arange(len(s)), per_row)
-    classes = top.ravel()
-    values = s[rows, classes]
-    keep = np.isfinite(values)
-    rows, classes, values = rows[keep], classes[keep], values[keep]
+    per_row = min(max_per_image, score.shape[1])
+    rows, classes, values = [], [], []
+    for block in row_blocks(len(score)):
+        s = ranked(score[block], observed[block], None if verified is None else verified[block])
+        top = np.argsort(-s, axis=1, kind="stable")[:, :per_row]
+        at = np.repeat(np.arange(len(s)), per_row)
+        value = s[at, top.ravel()]
+        keep = np.isfinite(value)
+        rows.append(at[keep] + block.start)
+        classes.append(top.ravel()[keep])
+        values.append(value[keep])
+    if not rows:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    rows, classes, values = np.concatenate(rows), np.concatenate(classes), np.concatenate(values)
     order = np.argsort(-values, kind="stable")
     if budget:
         order = order[:budget]
     return rows[order], classes[order]
 
 
-def listing(keys, class_names, scores: dict, source: str, picked) -> pd.DataFrame:
-    """suggestions.csv: rank, key, class, the chosen source's score and every source's beside it."""
-    rows, classes = picked
-    frame = pd.DataFrame({"rank": np.arange(1, len(rows) + 1), "key": np.asarray(keys, object)[rows],
-                          "class": np.asarray(class_names, object)[classes],
-                          "score": scores[source][rows, classes]})
-    for name, score in scores.items():
-        if name != source:
-            frame[name] = score[rows, classes]
-    return frame
-
-
 class Suggested(NamedTuple):
-    """An annotation's suggestions: every source's scores, the source chosen, each source's picks."""
-    scores: dict  # {source: (n, L) P(hidden | o = 0)}
+    """An annotation's suggestions: the source chosen, each source's picks, the list, its quality."""
     source: str
     picked: dict  # {source: (rows, classes) of its list}
     table: pd.DataFrame  # suggestions.csv: rank, key, class, score, every other source's score
+    quality: pd.DataFrame | None  # `quality`'s table where the truth is known, else None
 
 
 def suggestions(annotation: dict, source: str = "", estimator: str = "auto", max_per_image: int = 3,
                 budget: int = 0) -> Suggested:
     """The suggestions of an annotation ({keys, classes, observed, truth or None, probabilities or
-    None, missing_rate, verified_negative}): every source scored, the chosen one's list."""
-    # scores: every source for every unobserved entry
+    None, missing_rate, verified_negative, known}): the chosen source's list with every source's
+    score beside it and, where the truth is known, every source's quality. The sources are gone
+    through one at a time (`Sources`): the memory of a few (n, L) arrays, not one per source."""
     weights.estimator(estimator)  # an unknown name fails here, naming the known ones
-    estimators = [estimator, *weights.ESTIMATORS] if annotation["truth"] is not None else [estimator]
-    scores = sources(annotation["observed"], annotation["missing_rate"],
-                     annotation["probabilities"], estimators)
+    observed, truth = annotation["observed"], annotation["truth"]
+    estimators = [estimator, *weights.ESTIMATORS] if truth is not None else [estimator]
+    scores = Sources(observed, annotation["missing_rate"], annotation["probabilities"], estimators)
     source = source or ("model" if annotation["probabilities"] is not None else estimator)
     if source not in scores:
         raise ValueError(f"--source {source!r}: the sources here are {', '.join(scores)}")
     if max_per_image < 1 or budget < 0:
         raise ValueError(f"--max-per-image {max_per_image} / --budget {budget}: at least 1 per image, a "
-                         "budget >= 0 "
-                         "(0: no limit)")
+                         "budget >= 0 (0: no limit)")
 
-    # lists: the chosen source's, and every other's (how good each would be)
-    verified = annotation.get("verified_negative")
-    picked = {name: pick(score, annotation["observed"], max_per_image, budget, verified)
-              for name, score in scores.items()}
-    table = listing(annotation["keys"], annotation["classes"], scores, source, picked[source])
-    return Suggested(scores, source, picked, table)
+    # the chosen source's list, then every source's score at its entries, list and quality
+    verified, known = annotation.get("verified_negative"), annotation.get("known")
+    picked = {source: pick(scores[source], observed, max_per_image, budget, verified)}
+    rows, classes = picked[source]
+    table = pd.DataFrame({"rank": np.arange(1, len(rows) + 1),
+                          "key": np.asarray(annotation["keys"], object)[rows],
+                          "class": np.asarray(annotation["classes"], object)[classes],
+                          "score": scores[source][rows, classes]})
+    hidden = None if truth is None else (truth == 1) & (observed == 0)
+    report = {}
+    for name in [source, *(n for n in scores if n != source)]:
+        score = scores[name]
+        if name != source:
+            table[name] = score[rows, classes]
+            picked[name] = pick(score, observed, max_per_image, budget, verified)
+        if hidden is not None:
+            report[name] = quality_row(name, score, observed, hidden, picked[name], verified, known)
+    made = None if hidden is None else pd.DataFrame([report[name] for name in scores])
+    return Suggested(source, picked, table, made)
 
 
 def suggest(annotation: dict, out: Path, source: str = "", estimator: str = "auto", max_per_image: int = 3,
@@ -210,19 +251,16 @@ def suggest(annotation: dict, out: Path, source: str = "", estimator: str = "aut
     """Write `out` (suggestions.csv) for an annotation (`suggestions`) and, when its truth is
     known, `out`'s quality table beside it (<out>.quality.csv); the quality table, or None."""
     made = suggestions(annotation, source, estimator, max_per_image, budget)
-    artifacts.write_text(out, made.table.to_csv(index=False, float_format="%.6g"))
+    artifacts.write_csv(out, made.table, float_format="%.6g")
     expected = annotation["observed"].sum() * annotation["missing_rate"] / (1 - annotation["missing_rate"])
     print(f"{out}: {len(made.table)} suggestion(s) by {made.source} (at most {max_per_image} per row"
           + (f", {budget} in all" if budget else "")
           + f"); about {expected:.0f} positives are expected missing")
-    if annotation["truth"] is None:
+    if made.quality is None:
         return None
-    report = quality(annotation["observed"], annotation["truth"], made.scores, made.picked,
-                     annotation.get("verified_negative"), annotation.get("known"))
-    artifacts.write_text(out.with_name(out.stem + ".quality.csv"),
-                         report.to_csv(index=False, float_format="%.6g"))
-    print(report.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    return report
+    artifacts.write_csv(out.with_name(out.stem + ".quality.csv"), made.quality, float_format="%.6g")
+    print(made.quality.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    return made.quality
 
 
 def from_model(path) -> dict:
@@ -253,11 +291,27 @@ def from_study(cfg, protocol: str, fold: int = 1, method: str = "") -> dict:
         probabilities = np.full(observed.shape, np.nan)
         position = {row_id: i for i, row_id in enumerate(sf.ids[rows])}
         for other in sorted(set(sf.test_fold[rows].tolist())):
-            run = HeadRun(cfg.seeds[0], other, key, method)
-            stored = predictions.read(predictions.file(cfg, run))
+            stored = study_predictions(cfg, sf, HeadRun(cfg.seeds[0], other, key, method))
             probabilities[[position[i] for i in stored["ids"]]] = stored["probabilities"]
     return {"keys": sf.ids[rows], "classes": sf.classes, "observed": observed,
             "truth": sf.labels[rows] if sf.ground_truth else None, "probabilities": probabilities,
             "missing_rate": missing_rate(cfg, sf, fold - 1, key), "where": sf.path, "protocol": key,
             "verified_negative": None if verified is None else verified[rows],
             "known": None if sf.known is None else sf.known[rows]}
+
+
+def study_predictions(cfg, sf, run: HeadRun) -> dict:
+    """The study's predictions of `run` (`heads.predictions.read`), made from the splits `sf`
+    holds now; ValueError naming the file and what to run when it is missing or was made from
+    other splits (a study split again)."""
+    path = predictions.file(cfg, run)
+    if not path.is_file():
+        raise ValueError(f"{path} does not exist: --method {run.method} scores each row by the study's run "
+                         f"of the fold that held it out ({run.label}); run the study's heads first: "
+                         f"python -m heads train --config {cfg.source} (make heads)")
+    stored = predictions.read(path)
+    if stored["provenance"].get("splits") != sf.fingerprint:
+        raise ValueError(f"{path} was made from other splits than {sf.path} holds now (the study was split "
+                         "again); rerun its heads: python -m heads train --config C --force (make heads "
+                         "FORCE=1)")
+    return stored

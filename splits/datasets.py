@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+import artifacts
 from features import labels as labels_coding
 from features import store as feature_store
 
@@ -122,8 +123,8 @@ def from_csv(labels_csv: str | Path, image_root: str | Path = "", path_column: s
                              "negative_column); "
                              f"columns are {list(frame.columns)[:6]}...")
         classes, labels, known = labels_coding.from_id_lists(
-            [labels_coding.parse_ids(c) for c in frame[id_lists[0]]],
-            [labels_coding.parse_ids(c) for c in frame[id_lists[1]]], labels_csv, rel)
+            labels_coding.id_lists(frame[id_lists[0]], labels_csv, id_lists[0], rel),
+            labels_coding.id_lists(frame[id_lists[1]], labels_csv, id_lists[1], rel), labels_csv, rel)
     else:
         classes = [c for c in frame.columns if c != path_column]
         values = _label_values(frame, classes, rel, labels_csv)
@@ -188,11 +189,15 @@ REVIEWED_CODES = {1: "positive", 0: "verified negative", -1: "unknown"}  # `mode
 
 def apply_reviewed(manifest: Manifest, path: str | Path) -> Manifest:
     """The manifest with the labels of a review's labels.csv (`model.review`: a `key` column, then
-    one column per class coded 1 positive, 0 verified negative, -1 unknown) on the rows it names;
+    one column per class coded 1 positive, 0 verified negative, -1 unknown; keys and class names
+    spreadsheet-safe, `artifacts.cells`, the leading quote dropped here) on the rows it names;
     the other rows keep theirs. Its classes must be the manifest's; a key the dataset does not
     have, or a code outside 1 / 0 / -1, is a ValueError naming the file, row and column."""
     path = _require(Path(path), "reviewed labels file")
     frame = pd.read_csv(path, dtype={"key": str}, keep_default_na=False)
+    frame.columns = [artifacts.plain(str(c)) for c in frame.columns]  # as written: spreadsheet-safe
+    if "key" in frame.columns:
+        frame["key"] = [artifacts.plain(key) for key in frame["key"]]
     if "key" not in frame.columns:
         raise ValueError(f"{path}: no 'key' column; a reviewed labels file is python -m model review "
                          "import's "

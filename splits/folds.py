@@ -31,7 +31,8 @@ def make_folds(labels: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
     if n_folds < 2:
         raise ValueError(f"n_folds = {n_folds}; need at least 2 folds")
     if len(labels) < n_folds:
-        raise ValueError(f"{len(labels)} images cannot make {n_folds} folds")
+        raise ValueError(f"{len(labels)} images cannot make {n_folds} folds; give more rows, or fewer folds "
+                         "(splits.n_folds, model.folds)")
     test_fold = np.full(len(labels), -1, dtype=np.int8)
     splitter = MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     for k, (_, test_rows) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
@@ -40,17 +41,23 @@ def make_folds(labels: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
     return test_fold
 
 
-def held_out(labels: np.ndarray, share: float, seed: int) -> np.ndarray:
+def held_out(labels: np.ndarray, share: float, seed: int, key: str = "splits.validation") -> np.ndarray:
     """(n,) bool: a stratified `share` of the rows of `labels` (n, L), as one fold of an
-    iterative-stratification K-fold with K = round(1 / share), seeded."""
-    splitter = MultilabelStratifiedKFold(n_splits=max(2, round(1 / share)), shuffle=True, random_state=seed)
+    iterative-stratification K-fold with K = round(1 / share), seeded; ValueError naming `key`
+    (the config key of the share) when there are fewer than K rows."""
+    parts = max(2, round(1 / share))
+    if len(labels) < parts:
+        raise ValueError(f"{key} = {share:g} holds out one of {parts} stratified parts of the rows, and "
+                         f"{len(labels)} row(s) cannot make {parts}; give more rows, or a larger {key}")
+    splitter = MultilabelStratifiedKFold(n_splits=parts, shuffle=True, random_state=seed)
     _, held = next(splitter.split(np.zeros(len(labels)), labels))
     mask = np.zeros(len(labels), bool)
     mask[held] = True
     return mask
 
 
-def validation_rows(labels: np.ndarray, test_fold: np.ndarray, share: float, seed: int) -> np.ndarray:
+def validation_rows(labels: np.ndarray, test_fold: np.ndarray, share: float, seed: int,
+                    key: str = "splits.validation") -> np.ndarray:
     """(K, n) bool: a stratified `share` of each fold's training rows, held out for validation.
 
     One fold of an iterative-stratification K-fold with K = round(1 / share) over the training
@@ -60,7 +67,7 @@ def validation_rows(labels: np.ndarray, test_fold: np.ndarray, share: float, see
     validation = np.zeros((n_folds, len(labels)), dtype=bool)
     for k in range(n_folds):
         train = np.flatnonzero(test_fold != k)
-        validation[k, train[held_out(labels[train], share, seed + k)]] = True
+        validation[k, train[held_out(labels[train], share, seed + k, key)]] = True
     return validation
 
 

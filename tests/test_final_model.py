@@ -21,10 +21,11 @@ def test_a_model_fitted_on_a_study_fold_predicts_its_test_rows_as_the_studys_run
         final.fit(fitted, fold=2, protocol=protocol, force=True)
         reader = feature_store.FeatureReader(feature_store.path(cfg))
         scored = predict.from_store(directory.load(cfg.model_dir), reader.path)
+        keys, probabilities = (np.concatenate(parts) for parts in zip(*scored.blocks()))
         with h5py.File(predictions.file(cfg, HeadRun(0, 1, protocol, method)), "r") as h5:
             ids, expected = h5["ids"].asstr()[:], h5["probabilities"][:]
-        rows = pd.Index(scored.keys).get_indexer(ids)
-        np.testing.assert_allclose(scored.probabilities[rows], expected, atol=1e-5)
+        rows = pd.Index(keys).get_indexer(ids)
+        np.testing.assert_allclose(probabilities[rows], expected, atol=1e-5)
         meta = directory.load(cfg.model_dir).meta
         assert meta["training"]["fold"] == 2 and meta["training"]["protocol"] == protocol
 

@@ -70,6 +70,17 @@ def test_ranking_metrics_equal_sklearn(case):
                                                               average="macro"))
 
 
+def test_one_long_rankings_average_precision_equals_sklearn(case):
+    truth, scores = case
+    flat_truth, flat_scores = truth.ravel().astype(bool), scores.ravel()  # ties across the whole ranking
+    assert metrics.ranked_average_precision(flat_truth, flat_scores) == pytest.approx(
+        sk.average_precision_score(flat_truth, flat_scores), rel=1e-12)
+    assert metrics.ranked_average_precision(flat_truth, flat_scores) == pytest.approx(
+        metrics.average_precision(flat_truth[:, None], flat_scores[:, None])[0], rel=1e-12)
+    assert np.isnan(metrics.ranked_average_precision(np.zeros(5, bool), np.arange(5.0)))
+    assert np.isnan(metrics.ranked_average_precision(np.zeros(0, bool), np.zeros(0)))
+
+
 def test_validation_thresholds_maximise_validation_f1(case):
     truth, scores = case
     thresholds = metrics.best_f1_thresholds(truth, scores)

@@ -42,7 +42,7 @@ def test_the_model_score_follows_elkan_and_noto_on_calibrated_probabilities():
     np.testing.assert_allclose(scores, hidden_odds / (1 + hidden_odds), rtol=1e-6)
     assert scores.max() < 1  # a probability: no ties at 1
     with pytest.raises(ValueError, match="the missing rate is 0"):
-        suggest.sources(observed, 0.0, probabilities, ["auto"])
+        suggest.Sources(observed, 0.0, probabilities, ["auto"])
 
 
 def test_suggestions_from_a_models_rows_beat_the_class_prior(study, tmp_path):
