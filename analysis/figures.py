@@ -1,4 +1,6 @@
-"""The paper's figures and more, matplotlib only, each written as PNG and PDF."""
+"""The paper's figures and more, matplotlib only, each written as PNG and PDF. Class names (the
+data's, not the registry's) are drawn as plain text (`AS_TEXT`): a `$` in one is a dollar sign,
+never mathtext or TeX."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,6 +17,7 @@ from heads import methods
 
 from .tables import keys_in_order, order_key, rows_of, run_name
 
+AS_TEXT = {"parse_math": False, "usetex": False}  # Text properties of the labels that show class names
 OTHERS = ["#DD8452", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C", "#CCB974", "#64B5CD", "#1B9E77", "#E7298A",
           "#66A61E", "#E6AB02", "#A6761D", "#7570B3", "#D95F02", "#666666", "#A6CEE3", "#FB9A99", "#B2DF8A"]
 
@@ -153,7 +156,7 @@ def true_positives(frame: pd.DataFrame, per_class: dict, classes, protocol: str,
     for j, key in enumerate(keys):
         tp = sum(per_class[i]["class_tp"] for i in rows_of(at, key).index)
         ax.bar(x - 0.4 + width * (j + 1.5), tp[classes_top], width, color=colors[key], label=run_name(*key))
-    ax.set_xticks(x, [classes[c] for c in classes_top], rotation=45, ha="right")
+    ax.set_xticks(x, [classes[c] for c in classes_top], rotation=45, ha="right", **AS_TEXT)
     ax.set_ylabel("test images (all runs)")
     ax.set_title(f"True positives per class at {protocol} ({top} most frequent classes)")
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
@@ -170,8 +173,8 @@ def cooccurrence(labels: np.ndarray, classes, stem: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(size, size * 0.85), layout="constrained")
     image = ax.imshow(conditional, cmap="viridis", vmin=0, vmax=1)
     if len(classes) <= 40:
-        ax.set_xticks(range(len(classes)), classes, rotation=90, fontsize=7)
-        ax.set_yticks(range(len(classes)), classes, fontsize=7)
+        ax.set_xticks(range(len(classes)), classes, rotation=90, fontsize=7, **AS_TEXT)
+        ax.set_yticks(range(len(classes)), classes, fontsize=7, **AS_TEXT)
     ax.set_xlabel("label j")
     ax.set_ylabel("label i")
     ax.set_title("Label co-occurrence: P(j | i)")
@@ -223,8 +226,8 @@ def loss_curves(histories: dict, protocols: list[str], stem: Path) -> list[Path]
 
 
 def search_scatter(points: pd.DataFrame, protocols: list[str], stem: Path) -> list[Path]:
-    """Figure 8: every grid point of every run, validation mAP on observed labels (what selects)
-    against test mAP, a panel per method, a colour per protocol; each run's pick ringed."""
+    """Figure 8: every grid point left at each run's last epoch, its validation score (what the
+    selection sees) against its test mAP, a panel per method, a colour per protocol."""
     shown = sorted(set(points["method"]), key=lambda method: order_key(("heads", method)))
     cols = min(6, len(shown))
     rows = -(-len(shown) // cols)
@@ -235,10 +238,7 @@ def search_scatter(points: pd.DataFrame, protocols: list[str], stem: Path) -> li
         mine = points[points["method"] == method]
         for colour, protocol in zip(palette, protocols):
             at = mine[mine["protocol"] == protocol]
-            ax.scatter(at["val_map_observed"], at["test_map"], s=8, color=colour, alpha=0.6)
-            chosen = at[at["chosen"].astype(bool)]
-            ax.scatter(chosen["val_map_observed"], chosen["test_map"], s=30, facecolors="none",
-                       edgecolors=colour)
+            ax.scatter(at["val_score"], at["test_map"], s=8, color=colour, alpha=0.6)
         ax.set_title(run_name("heads", method), fontsize=9)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
@@ -246,6 +246,6 @@ def search_scatter(points: pd.DataFrame, protocols: list[str], stem: Path) -> li
         ax.set_visible(False)
     fig.legend([plt.Line2D([], [], marker="o", linestyle="", color=c) for c in palette], protocols,
                loc="outside upper center", ncol=len(protocols), frameon=False)
-    fig.supxlabel("validation mAP, observed labels (what the selection sees)")
+    fig.supxlabel("validation mAP at the last epoch (what the selection sees)")
     fig.supylabel("test mAP")
     return _save(fig, stem)

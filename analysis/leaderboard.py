@@ -10,9 +10,9 @@ are ranked in a block of their own and never lead. With n pairs the smallest pos
 Wilcoxon p is 2 / 2^n: with 4 pairs nothing can be told apart, and the board says so.
 
 Search tables read each run's `search.csv` (`heads.trainer`): per (method, protocol) the mean
-test mAP of the point each rule picks (`observed`: best validation mAP on observed labels, the
-default; `clean`: on the validation rows' truth; `test`: the best test mAP, an upper bound no
-rule can reach) and of the method's unsearched setting ([heads] learning_rate, its defaults).
+test mAP of the runs' chosen settings and, over the grid points left at the last epoch, of the
+point each rule would pick (`clean`: on the validation rows' truth; `test`: the best test mAP,
+an upper bound no rule can reach) and of the method's unsearched setting.
 """
 from __future__ import annotations
 
@@ -96,9 +96,11 @@ def markdown(long: pd.DataFrame, metric: str, protocols: list[str]) -> str:
     oracles = [key for key in keys if key not in regular]
 
     def line(key):
-        return f"| {tables.run_name(*key)} | " + " | ".join(_cell(table, key, p) for p in protocols) + " |"
+        return (f"| {artifacts.markdown_cell(tables.run_name(*key))} | "
+                + " | ".join(_cell(table, key, p) for p in protocols) + " |")
 
-    lines = ["| method | " + " | ".join(protocols) + " |", "|---|" + "---|" * len(protocols)]
+    header = " | ".join(artifacts.markdown_cell(p) for p in protocols)
+    lines = [f"| method | {header} |", "|---|" + "---|" * len(protocols)]
     lines += [line(key) for key in regular]
     if oracles:
         lines.append("| *oracles (read ground truth)* |" + " |" * len(protocols))
@@ -215,13 +217,13 @@ def shown(table: pd.DataFrame, out: Path | None) -> pd.DataFrame:
     if out is None:
         print(tables.to_markdown(table))
     else:
-        artifacts.write_text(Path(out), table.to_csv(index=False, float_format="%.6g"))
+        artifacts.write_csv(Path(out), table, float_format="%.6g")
         print(f"{out}: {len(table)} rows")
     return table
 
 
 def collect_search(present: dict) -> pd.DataFrame:
-    """Every grid point of every present heads run (its search.csv), with the run's keys."""
+    """Every grid point and epoch of every present heads run (its search.csv), with the run's keys."""
     parts = []
     for (stage, run), path in present.items():
         csv = Path(path).parent / "search.csv"
@@ -229,29 +231,42 @@ def collect_search(present: dict) -> pd.DataFrame:
             continue
         points = pd.read_csv(csv)
         parts.append(points.assign(method=run.method, name=tables.run_name(stage, run.method), seed=run.seed,
-                                   fold=run.fold + 1, protocol=splits_store.protocol_label(run.protocol),
-                                   point=range(len(points))))
+                                   fold=run.fold + 1, protocol=splits_store.protocol_label(run.protocol)))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
-def selection(points: pd.DataFrame, cfg) -> pd.DataFrame:
-    """Per (method, protocol): mean test mAP of each rule's pick over the runs, of the unsearched
-    setting ([heads] learning_rate and parameters), and how many grid points a run tried."""
+def last_epochs(points: pd.DataFrame) -> pd.DataFrame:
+    """The rows of each run's last epoch whose point was still trained then (it has a test mAP)."""
+    last = points.groupby(["method", "protocol", "seed", "fold"])["epoch"].transform("max")
+    return points[(points["epoch"] == last) & points["test_map"].notna()]
+
+
+def selection(points: pd.DataFrame, cfg, frame: pd.DataFrame) -> pd.DataFrame:
+    """Per (method, protocol): the mean test mAP of the runs' chosen settings (their predictions),
+    and over the grid points left at the last epoch the mean test mAP of the one each rule would
+    pick (`clean`: the best validation mAP on the truth, an oracle; `test`: the best test mAP, a
+    bound no rule reaches) and of the unsearched setting ([heads] learning_rate and parameters,
+    when it was left); how many grid points a run tried, and how many were left."""
     rows = []
+    finals = last_epochs(points)
     for (method, protocol), group in points.groupby(["method", "protocol"], sort=False):
-        picks = {"observed": [], "clean": [], "test": [], "default": []}
-        for _, run in group.groupby(["seed", "fold"]):
-            picks["observed"].append(run.loc[run["val_map_observed"].idxmax(), "test_map"])
+        picks = {"clean pick": [], "test pick": [], "default": []}
+        left = finals[(finals["method"] == method) & (finals["protocol"] == protocol)]
+        for _, run in left.groupby(["seed", "fold"]):
             if run["val_map_clean"].notna().any():
-                picks["clean"].append(run.loc[run["val_map_clean"].idxmax(), "test_map"])
-            picks["test"].append(run["test_map"].max())
+                picks["clean pick"].append(run.loc[run["val_map_clean"].idxmax(), "test_map"])
+            picks["test pick"].append(run["test_map"].max())
             default = run[np.isclose(run["lr"], cfg.heads.learning_rate) & _at_defaults(run, cfg, method)]
             if len(default):
                 picks["default"].append(default["test_map"].iloc[0])
+        chosen = tables.rows_of(frame, ("heads", method), protocol)["mAP"]
+        runs_left = left.groupby(["seed", "fold"]).size()
         rows.append({"method": method, "name": tables.run_name("heads", method), "protocol": protocol,
-                     "points": int(group.groupby(["seed", "fold"]).size().max()),
-                     **{f"test mAP ({rule} pick)": float(np.mean(v)) if v else np.nan for rule,
-                        v in picks.items()}})
+                     "points": int(group.groupby(["seed", "fold"])["point"].nunique().max()),
+                     "left at the end": float(runs_left.mean()) if len(runs_left) else 0.0,
+                     "test mAP (chosen)": float(chosen.mean()) if len(chosen) else np.nan,
+                     **{f"test mAP ({rule})": float(np.mean(v)) if v else np.nan
+                        for rule, v in picks.items()}})
     return pd.DataFrame(rows)
 
 

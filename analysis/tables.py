@@ -196,7 +196,7 @@ def paired_tests(frame: pd.DataFrame) -> pd.DataFrame:
 def write(table: pd.DataFrame, stem) -> list:
     """CSV, Markdown and LaTeX versions of a table."""
     paths = [stem.with_suffix(".csv"), stem.with_suffix(".md"), stem.with_suffix(".tex")]
-    artifacts.write_text(paths[0], table.to_csv(index=False, float_format="%.6g"))
+    artifacts.write_csv(paths[0], table, float_format="%.6g")
     artifacts.write_text(paths[1], to_markdown(table) + "\n")
     artifacts.write_text(paths[2], to_latex(table) + "\n")
     return paths
@@ -222,6 +222,9 @@ def to_latex(table: pd.DataFrame) -> str:
 
 
 def to_markdown(table: pd.DataFrame) -> str:
-    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
-    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    """A Markdown table; every cell and column name escaped (`artifacts.markdown_cell`)."""
+    lines = ["| " + " | ".join(artifacts.markdown_cell(str(c)) for c in table.columns) + " |",
+             "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(artifacts.markdown_cell(_cell(v)) for v in row) + " |"
+              for row in table.itertuples(index=False)]
     return "\n".join(lines)

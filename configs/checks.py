@@ -19,6 +19,7 @@ def check_choices(cfg: Config) -> None:
         "heads.optimizer": (cfg.heads.optimizer, {"adadelta", "adam", "sgd"}),
         "heads.features": (cfg.heads.features, {"auto", "ram", "stream"}),
         "heads.search.select": (cfg.heads.search.select, {"observed", "clean"}),
+        "heads.search.pool": (cfg.heads.search.pool, {"study", "run"}),
         "finetune.optimizer": (cfg.finetune.optimizer, {"adam", "momentum", "sgd"}),
         "finetune.batch_norm": (cfg.finetune.batch_norm, {"train", "frozen"}),
     }
@@ -100,6 +101,12 @@ def _check_lists(cfg: Config) -> None:
         if repeated:
             raise ValueError(f"{where}: {key} names {repeated[0]!r} twice; each may appear once")
     search = cfg.heads.search
+    if search.halving < 1:
+        raise ValueError(f"{where}: heads.search.halving = {search.halving}; it must be >= 1 (1: no halving)")
+    steps = list(search.milestones)
+    if any(not 0 < m < 1 for m in steps) or steps != sorted(set(steps)):
+        raise ValueError(f"{where}: heads.search.milestones = {steps}; shares of the epochs in (0, 1), "
+                         "increasing")
     for rate in search.lr:
         if not rate > 0:
             raise ValueError(f"{where}: heads.search.lr holds {rate!r}; every learning rate must be > 0")

@@ -108,14 +108,20 @@ class GridTables(dict):
 @dataclass(frozen=True)
 class Search:
     """[heads.search]: every method's learning rates and declared parameter grids trained as heads
-    of one stack, the winner per (seed, fold, protocol, method) chosen on validation rows. The
-    table being present turns it on (`enabled = false` keeps it written but off)."""
+    of one stack, chosen on validation rows: one setting and epoch per (method, protocol) from the
+    scores pooled over every (seed, fold) of the study (`pool = "study"`), or per run (`"run"`).
+    The table being present turns it on (`enabled = false` keeps it written but off)."""
     enabled: bool = False
     lr: tuple[float, ...] = ()  # () = heads.methods.LR_FACTORS x heads.learning_rate
     methods: tuple[str, ...] = ()  # the methods searched; () = every method of heads.methods
     # observed: validation rows' observed labels (what a user has) | clean: their truth (an oracle)
     select: str = "observed"
     params: GridTables = field(default_factory=GridTables)  # overrides of the registry's grids
+    # study: one setting per (method, protocol) on the validation scores of every (seed, fold), then
+    # each run trains it (heads.search) | run: each (seed, fold, protocol, method) picks its own
+    pool: str = "study"
+    halving: int = 3  # at each milestone keep the best 1 / halving of a run's grid points; 1 = none
+    milestones: tuple[float, ...] = (0.25, 0.5)  # shares of [heads] epochs after which points are dropped
 
 
 

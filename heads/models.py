@@ -32,6 +32,7 @@ protocol like its targets) reach each head's loss with its targets (`heads.losse
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import time
@@ -104,6 +105,15 @@ class Selection(NamedTuple):
     known: np.ndarray | None = None  # (S, m, L) bool: the entries that count (partial labels); None: all
 
 
+class Schedule(NamedTuple):
+    """How a searched stack thins out, and which epoch each head ends at (`heads.search`)."""
+    run_of: np.ndarray  # (H,) each head's run: halving compares the points of one run
+    milestones: tuple[int, ...] = ()  # epochs after which each run keeps its best 1 / halving points
+    halving: int = 1
+    epochs_of: np.ndarray | None = None  # (H,) the epoch whose weights each head keeps; None: selection's
+    restore: bool = True  # under selection each head ends at its best epoch; False: at its last
+
+
 @dataclass(frozen=True)
 class Group:
     """Heads trained with the same loss and parameters: one loss call over all of them."""
@@ -121,6 +131,31 @@ def groups(inputs: StackInputs) -> list[Group]:
                bool(inputs.weights_of[h] >= 0), kind.prior, kind.pseudo)
         by_key.setdefault(key, (kind, []))[1].append(h)
     return [Group(kind, key[1], tuple(heads)) for key, (kind, heads) in by_key.items()]
+
+
+def halved(scores: np.ndarray, run_of: np.ndarray, halving: int) -> np.ndarray:
+    """Positions of the heads that stay after a milestone: per run the ceil(n / halving) of its n
+    heads with the best scores (ties: the earlier head), in head order."""
+    keep = []
+    for run in np.unique(run_of):
+        heads = np.flatnonzero(run_of == run)
+        values = np.where(np.isnan(scores[heads]), -np.inf, scores[heads])
+        order = heads[np.argsort(-values, kind="stable")]
+        keep += order[:-(-len(heads) // halving)].tolist()
+    return np.array(sorted(keep), int)
+
+
+def subset_inputs(inputs: StackInputs, keep: np.ndarray) -> StackInputs:
+    """A stack's inputs of only the heads `keep`: the shared arrays (targets, bank) as they are."""
+    keep = np.asarray(keep)
+    return dataclasses.replace(
+        inputs, methods=[inputs.methods[h] for h in keep], needs=[inputs.needs[h] for h in keep],
+        params=[inputs.params[h] for h in keep], target_of=np.asarray(inputs.target_of)[keep],
+        constants={name: value[keep] for name, value in inputs.constants.items()},
+        weights_of=np.asarray(inputs.weights_of)[keep],
+        lr_scale=None if inputs.lr_scale is None else np.asarray(inputs.lr_scale)[keep],
+        pseudo_of=(np.full(len(inputs.methods), -1) if inputs.pseudo_of is None
+                   else np.asarray(inputs.pseudo_of))[keep])
 
 
 class BestEpochs:
@@ -146,6 +181,19 @@ class BestEpochs:
             pick = (slice(None),) * axis + (better,)
             snapshot[pick] = var.numpy()[pick]
         return bool((self.waited >= patience).all())
+
+    def keep(self, heads: np.ndarray) -> None:
+        """Copy the current weights of `heads` (a bool mask) into their snapshots."""
+        for snapshot, var, axis in zip(self.snapshots, self.variables, self.axes):
+            pick = (slice(None),) * axis + (heads,)
+            snapshot[pick] = var.numpy()[pick]
+
+    def subset(self, keep: np.ndarray, variables) -> None:
+        """Only the heads `keep` (positions), over the stack's new `variables`."""
+        self.variables = variables
+        self.snapshots = [np.take(snapshot, keep, axis=axis) for snapshot,
+                          axis in zip(self.snapshots, self.axes)]
+        self.loss, self.waited = self.loss[keep], self.waited[keep]
 
     def restore(self) -> None:
         for snapshot, var in zip(self.snapshots, self.variables):
@@ -344,7 +392,7 @@ class HeadStack:
                           tf.transpose(tf.gather(self._pseudo_negatives, rows), [1, 0, 2]), verified_negative)
 
     def fit(self, batches, inputs: StackInputs, validation=None, d_in=None, select=None, train_blocks=None,
-            standardize=None):
+            standardize=None, schedule: Schedule | None = None):
         """Train on `batches()`: a callable yielding (rows, x) per step for one epoch, where x
         is (batch, d) float32 and rows index the n training rows of `inputs`.
 
@@ -359,46 +407,134 @@ class HeadStack:
         train_blocks: `blocks()` over the n training rows in order, for EM+APL's pseudo-negatives.
         standardize: optional (mean (d,), std (d,)): every head reads (x - mean) / std; the learned
         weights_ and biases_ fold it into the first layer, so they take raw features.
+        schedule: an optional `Schedule`: successive halving (after each milestone epoch each run
+        keeps the ceil(1 / halving) share of its points with the best validation score so far; the
+        others are dropped from the stack, which is rebuilt without them, so they cost no more
+        steps: `alive_`), or a fixed epoch per head (`epochs_of`: its weights of that epoch are
+        kept; training runs to the largest). Per-head records (`history_`, `best_epoch_`,
+        `val_score_`, `val_scores_`) stay over the H heads given, NaN once a head is dropped.
         """
         # setup: variables, state and the compiled step
         self._setup(inputs, d_in, standardize)
         step = self._compiled_step(inputs)
-        best = BestEpochs(self._w + self._b) if validation is not None and (self.patience or select) else None
+        n_heads = len(self.head_keys)
+        epochs_of = None if schedule is None or schedule.epochs_of is None else np.asarray(schedule.epochs_of)
+        tracked = validation is not None and (self.patience or select is not None) and epochs_of is None
+        best = BestEpochs(self._w + self._b) if tracked else None
+        kept = BestEpochs(self._w + self._b) if epochs_of is not None else None
 
-        # loop: epochs of steps, the validation loss (and score) after each
-        self.history_ = []
-        self.best_epoch_ = np.zeros(len(self.head_keys), int)
+        # loop: epochs of steps, the validation loss (and score) after each, halving at milestones
+        self.alive_ = np.arange(n_heads)
+        self.history_, self.val_scores_ = [], np.full((self.epochs, n_heads), np.nan)
+        self.best_epoch_ = np.zeros(n_heads, int)
+        last = self.epochs if epochs_of is None else int(epochs_of.max())
         start = time.perf_counter()
-        for epoch in range(1, self.epochs + 1):
-            record = {"epoch": epoch, "train_loss": self._epoch(step, batches, inputs, epoch)}
-            if self._apl:
-                self._choose_pseudo_negatives(inputs, epoch, train_blocks)
-            if validation is not None:
-                record["val_loss"], probabilities = self._validation_pass(validation, inputs, epoch,
-                                                                          select is not None)
-                if select is not None:
-                    known = None if select.known is None else select.known[select.labels_of]
-                    record["val_score"] = metrics.mean_average_precision(select.labels[select.labels_of],
-                                                                         probabilities, known)
-            self.history_.append(record)
+        for epoch in range(1, last + 1):
+            record = self._epoch_record(step, batches, inputs, epoch, validation, select, train_blocks)
+            if select is not None:
+                self.val_scores_[epoch - 1, self.alive_] = record["val_score"]
+            self.history_.append(self._over_all_heads(record, n_heads))
+            if kept is not None:
+                kept.keep(epochs_of[self.alive_] == epoch)
             if best is not None:
-                criterion = -np.nan_to_num(record["val_score"],
-                                           nan=-1.0) if select is not None else record["val_loss"]
-                improved = criterion < best.loss
-                self.best_epoch_[improved] = epoch
+                criterion = -np.nan_to_num(record["val_score"], nan=-1.0) if select is not None else \
+                    record["val_loss"]
+                self.best_epoch_[self.alive_[criterion < best.loss]] = epoch
                 if best.update(criterion, self.patience) and self.patience:
                     break
+            milestone = schedule is not None and epoch in schedule.milestones
+            if milestone and best is not None and select is not None:
+                survivors = halved(-best.loss, schedule.run_of[self.alive_], schedule.halving)
+                if len(survivors) < len(self.alive_):
+                    inputs = self._shrink(survivors, inputs)
+                    best.subset(survivors, self._w + self._b)
+                    step = self._compiled_step(inputs)
 
-        # learned state: each head's best epoch under early stopping or selection, else its last
-        if best is not None:
-            best.restore()
-        else:
-            self.best_epoch_[:] = len(self.history_)
-        if select is not None:
-            self.val_score_ = -best.loss
+        # learned state: each head's best epoch (early stopping, selection), its fixed one, or its last
+        self._ended(best, kept, epochs_of, schedule, select, n_heads)
         self.fit_seconds_ = time.perf_counter() - start
         self._learned_state()
         return self
+
+    def _epoch_record(self, step, batches, inputs, epoch, validation, select, train_blocks) -> dict:
+        """One epoch of steps, then its validation loss and score: {epoch, train_loss (H,), ...}."""
+        record = {"epoch": epoch, "train_loss": self._epoch(step, batches, inputs, epoch)}
+        if self._apl:
+            self._choose_pseudo_negatives(inputs, epoch, train_blocks)
+        if validation is not None:
+            record["val_loss"], probabilities = self._validation_pass(validation, inputs, epoch,
+                                                                      select is not None)
+            if select is not None:
+                labels_of = select.labels_of[self.alive_]
+                known = None if select.known is None else select.known[labels_of]
+                record["val_score"] = metrics.mean_average_precision(select.labels[labels_of],
+                                                                     probabilities, known)
+        return record
+
+    def _over_all_heads(self, record: dict, n_heads: int) -> dict:
+        """A record's per-head arrays over every head given to fit (NaN where dropped)."""
+        out = {}
+        for key, value in record.items():
+            if key == "epoch":
+                out[key] = value
+                continue
+            full = np.full(n_heads, np.nan)
+            full[self.alive_] = value
+            out[key] = full
+        return out
+
+    def _ended(self, best, kept, epochs_of, schedule, select, n_heads) -> None:
+        """Restore each head's epoch (its best, or its fixed one) and record it."""
+        if best is not None and (schedule is None or schedule.restore):
+            best.restore()
+        if kept is not None:
+            kept.restore()
+            self.best_epoch_ = epochs_of.astype(int)
+        elif best is None or (schedule is not None and not schedule.restore):
+            self.best_epoch_[self.alive_] = len(self.history_)
+        self.val_score_ = np.full(n_heads, np.nan)
+        if select is not None and best is not None:
+            self.val_score_[self.alive_] = -best.loss
+
+    def _shrink(self, keep: np.ndarray, inputs: StackInputs) -> StackInputs:
+        """The stack without the heads not in `keep` (positions among the alive heads): every
+        per-head variable, optimiser slot and state sliced as it stands, the groups and constants
+        remade; the kept heads go on exactly as in the whole stack. Returns their inputs."""
+        keep = np.asarray(keep)
+        axes = [1] + [0] * (len(self._w) - 1) + [0] * len(self._b)
+        variables = [tf.Variable(tf.gather(v, keep, axis=a)) for v, a in zip(self._w + self._b, axes)]
+        self._slots = [(tf.Variable(tf.gather(a, keep, axis=ax)), tf.Variable(tf.gather(b, keep, axis=ax)))
+                       for (a, b), ax in zip(self._slots, axes)]
+        self._w, self._b = variables[:len(self._w)], variables[len(self._w):]
+        position = {int(h): i for i, h in enumerate(keep)}
+        kept_state = {}
+        for name in ("_role", "_cp", "_apl"):
+            rows = getattr(self, name)
+            kept_state[name] = [i for i, h in enumerate(rows) if h in position]
+            setattr(self, name, [position[rows[i]] for i in kept_state[name]])
+        role, cp, apl = (np.asarray(kept_state[name], np.int32) for name in ("_role", "_cp", "_apl"))
+        self._estimates = tf.Variable(tf.gather(self._estimates, role, axis=1))
+        self._estimate_slots = tuple(tf.Variable(tf.gather(v, role, axis=1)) for v in self._estimate_slots)
+        if self._role_scale is not None:
+            self._role_scale = tf.gather(self._role_scale, role, axis=0)
+        if self._role_ratio is not None:
+            self._role_ratio = tf.gather(self._role_ratio, role, axis=1)
+        self._corrections = tf.Variable(tf.gather(self._corrections, cp, axis=1))
+        self._pseudo_negatives = tf.Variable(tf.gather(self._pseudo_negatives, apl, axis=1))
+        if self._unlabelled_start is not None:
+            self._unlabelled_start = self._unlabelled_start[apl] if len(apl) else None
+        self._state_index = {h: i for rows in (self._role, self._cp, self._apl) for i, h in enumerate(rows)}
+        self.head_keys = [self.head_keys[h] for h in keep]
+        self.alive_ = self.alive_[keep]
+        inputs = subset_inputs(inputs, keep)
+        self._groups = groups(inputs)
+        self._constants = {name: tf.constant(value, tf.float32) for name, value in inputs.constants.items()}
+        self._weights_of = np.asarray(inputs.weights_of)
+        self._pseudo_of = np.asarray(inputs.pseudo_of)
+        if self._scale is not None:
+            self._scale = self._scale[keep]
+            self._scale_t = tf.constant(self._scale.astype(np.float32)[:, None, None])
+        return inputs
 
     def _setup(self, inputs: StackInputs, d_in: int, standardize=None) -> None:
         """Groups, per-head rates, variables and state, the constants the losses read, the inputs'

@@ -77,7 +77,7 @@ def stacks_at_once(cfg, stacks: dict, grid: dict, feature_bytes: int, per_head: 
     share). `grid`: {method: its grid points} (`heads.search.grid`)."""
     if cfg.cluster.scheduler:
         return cfg.cluster.workers if cfg.cluster.scheduler == "local" else 1
-    largest = max(len(grid[run.method]) for runs in stacks.values() for run in runs)
+    largest = max(len(search.points_of(grid, run)) for runs in stacks.values() for run in runs)
     at_once, available = min(n_jobs, len(stacks)), free_memory()
     while at_once > 1 and stack_budget(available, feature_bytes, at_once) < largest * per_head:
         at_once -= 1
@@ -113,7 +113,7 @@ def plan_stacks(cfg, stacks: dict, grid: dict, feature_bytes: int, feat_dim: int
     for (seed, fold), runs in stacks.items():
         part, size = [], 0
         for run in runs:
-            points = len(grid[run.method])
+            points = len(search.points_of(grid, run))
             if points > most:
                 need = stack_bytes(cfg, points, feat_dim, n_classes, n_val) + feature_bytes
                 raise too_large(cfg, points, need, available, feat_dim, at_once)
@@ -152,5 +152,5 @@ def plan(cfg, todo: list, grid: dict, reader: FeatureReader, n_classes: int, in_
     fewer = f" ({n_jobs} asked; more would not fit in free memory)" if local and at_once < min(n_jobs,
                                                                                                len(stacks)) \
         else ""
-    largest = max(sum(len(grid[run.method]) for run in stack.runs) for stack in planned)
+    largest = max(sum(len(search.points_of(grid, run)) for run in stack.runs) for stack in planned)
     return Plan(planned, min(at_once if local else n_jobs, len(planned)), largest, fewer)

@@ -18,7 +18,11 @@ A run is one (seed, fold, protocol, method) of a stage ("heads" or "finetune"), 
                     winning point's lr, searched parameters, epoch and validation scores)
     history.csv     loss per epoch (train, and validation when there is some; the validation
                     score under a search)
-    search.csv      under a search: every grid point's settings, epoch, scores, and the winner
+    search.csv      under a search: every grid point's settings and validation score per epoch, the
+                    test mAP of the points left at the last epoch (and the winner under a per-run
+                    search)
+    search.json     a pooled search's first pass of the run: its record (complete, provenance);
+                    predictions.h5 then comes from the chosen setting (`search.chosen` in its provenance)
     timing.json     seconds, steps and rows
 Folds are 1-based in directory names and tables, 0-based in `splits.h5`.
 """
@@ -70,8 +74,12 @@ def run_dir(cfg, run: HeadRun, stage: str = "heads") -> Path:
     return cfg.seed_dir(run.seed) / stage / run.key
 
 
-def file(cfg, run: HeadRun, stage: str = "heads") -> Path:
-    return run_dir(cfg, run, stage) / "predictions.h5"
+SEARCH_RECORD = "search.json"  # a pooled search's first pass of a run: complete, with its provenance
+
+
+def file(cfg, run: HeadRun, stage: str = "heads", output: str = "predictions.h5") -> Path:
+    """A run's predictions.h5 (or another of its outputs, `output`, such as its search record)."""
+    return run_dir(cfg, run, stage) / output
 
 
 ARRAYS = ("ids", "labels", "probabilities", "val_ids", "val_observed", "val_probabilities", "val_labels",
@@ -204,7 +212,8 @@ def select(runs: list[HeadRun], only: dict | None, where: str) -> list[HeadRun]:
     return [run for run in runs if all(values[key](run) == wanted for key, wanted in only.items())]
 
 
-def plan(cfg, runs: list[HeadRun], provenance_of, force: bool = False, stage: str = "heads") -> list[HeadRun]:
+def plan(cfg, runs: list[HeadRun], provenance_of, force: bool = False, stage: str = "heads",
+         output: str = "predictions.h5") -> list[HeadRun]:
     """The runs to make: absent or incomplete ones, all with `force` (whose complete outputs stay
     until the new ones replace them); runs made from another provenance (`provenance_of(run)`)
     are refused together, each with its changes."""
@@ -212,7 +221,7 @@ def plan(cfg, runs: list[HeadRun], provenance_of, force: bool = False, stage: st
         return list(runs)
     todo, stale = [], []
     for run in runs:
-        differences = artifacts.status(file(cfg, run, stage), provenance_of(run))
+        differences = artifacts.status(file(cfg, run, stage, output), provenance_of(run))
         if differences is None:
             todo.append(run)
         elif differences:
@@ -227,13 +236,14 @@ def plan(cfg, runs: list[HeadRun], provenance_of, force: bool = False, stage: st
 
 
 @contextlib.contextmanager
-def claimed(cfg, runs: list[HeadRun], provenance_of, force: bool = False, stage: str = "heads"):
+def claimed(cfg, runs: list[HeadRun], provenance_of, force: bool = False, stage: str = "heads",
+            output: str = "predictions.h5"):
     """Lock every run's output (`artifacts.claim`) and yield the runs to make (`plan`); when
     there are none, say so. The locks are held until the block ends."""
     with contextlib.ExitStack() as claims:
         for run in runs:
-            claims.enter_context(artifacts.claim(file(cfg, run, stage)))
-        todo = plan(cfg, runs, provenance_of, force, stage)
+            claims.enter_context(artifacts.claim(file(cfg, run, stage, output)))
+        todo = plan(cfg, runs, provenance_of, force, stage, output)
         if not todo:
             print(f"{cfg.run_dir}: every requested {stage} run is complete (use --force to redo)")
         yield todo
@@ -250,10 +260,14 @@ def expected_provenance(cfg, stage: str, run: HeadRun, recorded: dict, splits_fi
                         features_fingerprint: str) -> dict:
     """What a run of `stage` would be made from now, for a reader checking a complete one; the
     machine-dependent parts (the batch-order window, the checkpoint identity) are taken from the
-    run's `recorded` provenance, as its stage checks them when it runs."""
+    run's `recorded` provenance, as its stage checks them when it runs, and so is a pooled
+    search's choice (`search.chosen`: the pooled choice of the runs' own search records)."""
     if stage == "heads":
-        return head_provenance(cfg, run, splits_fingerprint, features_fingerprint,
-                               recorded.get("batch_order_window"))
+        expected = head_provenance(cfg, run, splits_fingerprint, features_fingerprint,
+                                   recorded.get("batch_order_window"))
+        if "search.chosen" in recorded:
+            expected["search.chosen"] = recorded["search.chosen"]
+        return expected
     return finetune_provenance(cfg, run, splits_fingerprint, recorded.get("checkpoint"))
 
 

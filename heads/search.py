@@ -7,8 +7,13 @@ from the same initial weights (the run's seed key), so they differ only in their
 they train in the fold's one stack (`heads.models.HeadStack`: per-head learning rates and
 parameters). Without the search a run has one point: [heads] learning_rate and its parameters.
 
-Selection, said once: each head keeps the epoch of its best validation score; per run the point
-with the best score wins (ties: the earlier point of `points`). The score is the mean AP
+Selection, said once. `pool = "study"` (the default): every run's stack trains its grid and
+records each point's validation score after every epoch (`search.csv`), halving the points at
+the milestones (`halving`: each run keeps its best third); once every (seed, fold) of a (method,
+protocol) is searched, `choose` takes the (point, epoch) with the best mean score over them, and
+every run of it trains that one setting for that many epochs: its predictions are that head's.
+`pool = "run"`: each head keeps the epoch of its best validation score; per run the point with
+the best score wins (ties: the earlier point of `points`). The score is the mean AP
 (`metrics.mean_average_precision`) over
 classes with a positive among the validation rows' labels: their observed labels under
 `select = "observed"` (the default: what a user has; a hidden positive counts as a negative),
@@ -20,15 +25,18 @@ import itertools
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from . import methods
 
 
 @dataclass(frozen=True)
 class Point:
-    """One grid point of a run: a learning rate and the method's resolved parameters."""
+    """One grid point of a run: a learning rate and the method's resolved parameters (and, once a
+    pooled search chose it, the epochs it trains: 0 = [heads] epochs)."""
     lr: float
     params: tuple  # sorted (name, value) pairs
+    epochs: int = 0
 
     @property
     def values(self) -> dict:
@@ -76,16 +84,56 @@ def points(cfg, method: str) -> list[Point]:
 
 
 def grid(cfg, names) -> dict[str, list[Point]]:
-    """{method: `points`} of each method named: what a command computes once and its stacks carry."""
+    """{method: `points`} of each method named: what a command computes once and its stacks carry.
+    A pooled search's chosen settings are keyed {(method, protocol): [point]} (`points_of`)."""
     return {name: points(cfg, name) for name in dict.fromkeys(names)}
 
 
+def points_of(grid: dict, run) -> list[Point]:
+    """A run's grid points: its (method, protocol)'s when a choice names them, else its method's."""
+    return grid.get((run.method, run.protocol)) or grid[run.method]
+
+
+def pooled(cfg) -> bool:
+    """Whether the search chooses one setting per (method, protocol) over the whole study."""
+    return enabled(cfg) and cfg.heads.search.pool == "study"
+
+
+def milestone_epochs(cfg) -> tuple[int, ...]:
+    """The epochs after which a searched stack halves each run's points (none when halving = 1)."""
+    search, epochs = cfg.heads.search, cfg.heads.epochs
+    if not enabled(cfg) or search.halving <= 1:
+        return ()
+    return tuple(sorted({min(max(round(m * epochs), 1), epochs - 1) for m in search.milestones} - {0}))
+
+
+def choose(scores: pd.DataFrame) -> pd.Series:
+    """The pooled choice of one (method, protocol) from its runs' per-epoch validation scores
+    (`scores`: seed, fold, point, epoch, score; NaN from the epoch a run dropped a point): in each
+    run a dropped point keeps the score of its last epoch (it was behind there), then per (point,
+    epoch) the mean over runs; the highest mean wins (ties: the earlier point, then the earlier
+    epoch). Returns point, epoch, score (the pooled mean) and runs."""
+    table = scores.pivot_table(index=["point", "epoch"], columns=["seed", "fold"], values="score",
+                               dropna=False)
+    table = table.groupby(level="point").ffill()
+    mean = table.mean(axis=1, skipna=False).sort_index()
+    if mean.isna().all():
+        raise ValueError("no grid point has a validation score in every run; the search has nothing to "
+                         "choose")
+    point, epoch = mean.idxmax()
+    return pd.Series({"point": int(point), "epoch": int(epoch), "score": float(mean.max()),
+                      "runs": int(table.shape[1])})
+
+
 def describe(cfg, method: str) -> dict:
-    """What a run's provenance records of its search: the grid (empty when not searched)."""
+    """What a run's provenance records of its search: the grid, the selection and how it pools and
+    halves (empty when not searched)."""
     if not searched(cfg, method):
         return {}
+    search = cfg.heads.search
     return {"lr": list(learning_rates(cfg)), **{k: list(v) for k, v in sorted(grids(cfg, method).items())},
-            "select": cfg.heads.search.select}
+            "select": search.select, "pool": search.pool, "halving": search.halving,
+            "milestones": list(milestone_epochs(cfg))}
 
 
 def check(cfg) -> None:

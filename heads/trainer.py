@@ -38,6 +38,11 @@ class StackedRuns(NamedTuple):
     run_of: np.ndarray  # (H,) the run of each head
     points: list  # (H,) each head's grid point (heads.search.Point)
 
+    @property
+    def searching(self) -> bool:
+        """Whether these are a search's grid points (none has the epochs of a pooled choice)."""
+        return not any(point.epochs for point in self.points)
+
 
 def stack_runs(cfg, sf, fold: int, runs: list, grid: dict, train: np.ndarray,
                validation: np.ndarray) -> StackedRuns:
@@ -57,7 +62,7 @@ def stack_runs(cfg, sf, fold: int, runs: list, grid: dict, train: np.ndarray,
         own = methods.configured(cfg, run.method)
         base = run_inputs.head_inputs(cfg, sf, fold, run.protocol, run.method, train, validation,
                                       observed[run.protocol], params=run_inputs.unzeroed(own))
-        for point in grid[run.method]:
+        for point in search.points_of(grid, run):
             heads.append(run_inputs.with_params(base, point.values, observed[run.protocol], train,
                                                 validation))
             target_of.append(protocols.index(run.protocol))
@@ -135,16 +140,27 @@ def selection_labels(cfg, data: FoldData) -> models.Selection | None:
 
 
 class FoldFit(NamedTuple):
-    """A fold's trained stack with what it was trained on and what it predicted."""
+    """A fold's trained stack with what it was trained on and what its heads predicted (the heads
+    still in the stack: `alive`, all of them but those a search's halving dropped)."""
     data: FoldData
     stack: models.HeadStack
-    probabilities: np.ndarray  # (H, n_test, L)
-    val_probabilities: np.ndarray | None  # (H, m, L), None without validation rows
+    probabilities: np.ndarray  # (A, n_test, L) of the alive heads
+    val_probabilities: np.ndarray | None  # (A, m, L), None without validation rows
     access: str  # how the features were read: "ram", or "stream (window N rows)"
 
+    @property
+    def alive(self) -> np.ndarray:
+        return self.stack.alive_
+
+    def position(self, head: int) -> int:
+        """Where head `head` (of the stack as built) is among the alive heads."""
+        found = np.flatnonzero(self.alive == head)
+        assert len(found), f"head {head} was dropped by the search's halving"
+        return int(found[0])
+
     def winners(self, cfg) -> dict[int, int]:
-        """{run index: its head}: the winning grid point under a search, else the run's one head."""
-        if search.enabled(cfg):
+        """{run index: its head}: under a per-run search the winning grid point, else the run's one head."""
+        if search.enabled(cfg) and not search.pooled(cfg):
             return search.winners(self.stack.val_score_, self.data.run_of)
         return {r: int(np.flatnonzero(self.data.run_of == r)[0]) for r in np.unique(self.data.run_of)}
 
@@ -159,12 +175,17 @@ def use_threads(n_threads: int) -> None:
 
 
 def train_fold(cfg, splits_path: str, features_path: str, runs: list, grid: dict, provenance: list[dict],
-               n_threads: int = 0, in_ram: bool = True) -> list[dict]:
-    """Train one fold's heads as one stack and write their runs (a task; see `runtime.cluster`)."""
+               n_threads: int = 0, in_ram: bool = True, chosen: dict | None = None) -> list[dict]:
+    """Train one fold's heads as one stack and write their runs (a task; see `runtime.cluster`):
+    their predictions, or under a pooled search that has not chosen yet (`grid` points without
+    epochs) their search records. `chosen`: {(method, protocol): the pooled choice}."""
     use_threads(n_threads)
     fit = fit_fold(cfg, splits_store.load(splits_path), features_path, runs, grid, in_ram)
+    if search.pooled(cfg) and fit.data.stacked.searching:
+        return write_searches(cfg, runs, provenance, fit)
     return write_runs(cfg, runs, provenance, fit,
-                      {"features": str(features_path), "feature_access": fit.access})
+                      {"features": str(features_path), "feature_access": fit.access},
+                      chosen or {})
 
 
 def fit_fold(cfg, sf, features_path: str, runs: list, grid: dict, in_ram: bool = True) -> FoldFit:
@@ -178,8 +199,7 @@ def fit_fold(cfg, sf, features_path: str, runs: list, grid: dict, in_ram: bool =
     x_train, x_val, x_test = data.sources
     stacked = data.stacked
     validation = models.Validation(x_val.blocks, stacked.val_targets, stacked.val_bank,
-                                   stacked.val_verified) \
-        if len(data.validation) else None
+                                   stacked.val_verified) if len(data.validation) else None
     window = 0 if in_ram else cfg.heads.shuffle_buffer
 
     # model and loop: one head per grid point of each run, all points of a run from the run's initial weights
@@ -193,44 +213,106 @@ def fit_fold(cfg, sf, features_path: str, runs: list, grid: dict, in_ram: bool =
     def predict(part, n_rows):
         parts = [stack.predict_proba(x) for _, x in part.blocks()]
         return np.concatenate(parts, axis=1) if parts else \
-            np.zeros((len(keys), n_rows, data.inputs.targets.shape[2]), np.float32)
+            np.zeros((len(stack.alive_), n_rows, data.inputs.targets.shape[2]), np.float32)
 
-    stack.fit(batches, data.inputs, validation, d_in=x_train.n_features, select=selection_labels(cfg, data),
-              train_blocks=x_train.blocks, standardize=moments(x_train) if cfg.heads.standardize else None)
+    select, schedule = fold_schedule(cfg, data)
+    stack.fit(batches, data.inputs, validation, d_in=x_train.n_features, select=select,
+              train_blocks=x_train.blocks,
+              standardize=moments(x_train) if cfg.heads.standardize else None, schedule=schedule)
     probabilities = predict(x_test, len(data.test))
     val_probabilities = predict(x_val, len(data.validation)) if len(data.validation) else None
     return FoldFit(data, stack, probabilities, val_probabilities,
                    "ram" if in_ram else f"stream (window {window} rows)")
 
 
-def search_rows(cfg, run, fit: FoldFit, heads: np.ndarray, chosen: int) -> list[dict]:
-    """search.csv of one run: per grid point (`heads`, the run's heads) its settings, best epoch,
-    validation scores (observed labels, and truth where the splits hold it) and test mAP, and
-    which one won."""
-    data, stack = fit.data, fit.stack
-    sf = data.sf
-    searched = search.grids(cfg, run.method)
-    protocol = data.inputs.target_of[heads[0]]
-    val_observed = data.stacked.val_targets[protocol]
-    known = known_validation_labels(data)
-    val_known = None if known is None else known[protocol]
-    rows = []
+def fold_schedule(cfg, data: FoldData) -> tuple[models.Selection | None, models.Schedule | None]:
+    """What a stack selects on and how it runs: the pooled choice's fixed epochs; a search
+    (halving at the milestones; under a per-run search each head back at its best epoch); or
+    neither."""
+    stacked = data.stacked
+    if not stacked.searching and search.pooled(cfg):
+        epochs = [point.epochs or cfg.heads.epochs for point in stacked.points]
+        return None, models.Schedule(stacked.run_of, epochs_of=np.array(epochs))
+    select = selection_labels(cfg, data)
+    if select is None:
+        return None, None
+    return select, models.Schedule(stacked.run_of, search.milestone_epochs(cfg), cfg.heads.search.halving,
+                                   restore=not search.pooled(cfg))
+
+
+def final_maps(cfg, fit: FoldFit, heads: np.ndarray) -> dict:
+    """{head: (test mAP, validation mAP on the truth)} of the run's `heads` still alive at the end."""
+    data, sf = fit.data, fit.data.sf
+    out = {}
     for h in heads:
-        val_scores = fit.val_probabilities[h]
-        row = {**data.stacked.points[h].describe(searched), "epoch": int(stack.best_epoch_[h]),
-               "val_map_observed": float(metrics.mean_average_precision(val_observed, val_scores, val_known)),
-               "val_map_clean": float(metrics.mean_average_precision(sf.labels[data.validation], val_scores))
-               if sf.ground_truth else float("nan"),
-               "test_map": float(metrics.mean_average_precision(sf.labels[data.test], fit.probabilities[h])),
-               "chosen": h == chosen}
-        rows.append(row)
+        if h not in set(fit.alive.tolist()):
+            continue
+        at = fit.position(h)
+        clean = float(metrics.mean_average_precision(sf.labels[data.validation], fit.val_probabilities[at])) \
+            if sf.ground_truth and fit.val_probabilities is not None else float("nan")
+        out[int(h)] = (float(metrics.mean_average_precision(sf.labels[data.test], fit.probabilities[at])),
+                       clean)
+    return out
+
+
+def search_rows(cfg, run, fit: FoldFit, heads: np.ndarray, chosen: int | None = None) -> list[dict]:
+    """search.csv of one run: per grid point (`heads`, the run's heads) and epoch its settings and
+    validation score (the selection's labels; NaN from the epoch the halving dropped the point),
+    at the last epoch the test mAP and the validation mAP on the truth of the points still there,
+    and under a per-run search which (point, epoch) won."""
+    stack = fit.stack
+    searched = search.grids(cfg, run.method)
+    last = len(stack.history_)
+    finals = final_maps(cfg, fit, heads)
+    rows = []
+    for k, h in enumerate(heads):
+        for epoch in range(1, last + 1):
+            row = {"point": k, **fit.data.stacked.points[h].describe(searched), "epoch": epoch,
+                   "val_score": float(stack.val_scores_[epoch - 1, h])}
+            test_map, clean = finals.get(int(h), (np.nan, np.nan)) if epoch == last else (np.nan, np.nan)
+            row.update(test_map=test_map, val_map_clean=clean)
+            if chosen is not None:
+                row["chosen"] = bool(h == chosen and epoch == stack.best_epoch_[h])
+            rows.append(row)
     return rows
 
 
-def write_runs(cfg, runs, provenance, fit: FoldFit, attrs: dict) -> list[dict]:
+def write_searches(cfg, runs, provenance, fit: FoldFit) -> list[dict]:
+    """A pooled search's first pass: each run's search.csv, then search.json (written last: it
+    marks the run's search complete, with its provenance)."""
+    records = []
+    for r, run in enumerate(runs):
+        heads = np.flatnonzero(fit.data.run_of == r)
+        directory = predictions.run_dir(cfg, run)
+        directory.mkdir(parents=True, exist_ok=True)
+        rows = search_rows(cfg, run, fit, heads)
+        artifacts.write_text(directory / "search.csv",
+                             pd.DataFrame(rows).to_csv(index=False, float_format="%.6g"))
+        artifacts.record(directory / predictions.SEARCH_RECORD, provenance[r])
+        records.append({"run": run.label, "points": len(heads), "left": int(np.isin(heads, fit.alive).sum()),
+                        "fold_fit_seconds": fit.stack.fit_seconds_})
+    return records
+
+
+def search_attribute(cfg, run, fit: FoldFit, r: int, h: int, chosen: dict) -> dict:
+    """predictions.h5's `search` attribute: the setting the run's predictions come from."""
+    if search.pooled(cfg):
+        choice = chosen[(run.method, run.protocol)]
+        return {"search": json.dumps({**choice, "select": cfg.heads.search.select, "pool": "study"})}
+    rows = search_rows(cfg, run, fit, np.flatnonzero(fit.data.run_of == r), h)
+    directory = predictions.run_dir(cfg, run)
+    artifacts.write_text(directory / "search.csv",
+                         pd.DataFrame(rows).to_csv(index=False, float_format="%.6g"))
+    point = next(row for row in rows if row["chosen"])
+    shown = {k: v for k, v in point.items() if k not in ("chosen", "test_map", "val_map_clean", "point")}
+    return {"search": json.dumps({**shown, "points": int((fit.data.run_of == r).sum()),
+                                  "select": cfg.heads.search.select, "pool": "run"})}
+
+
+def write_runs(cfg, runs, provenance, fit: FoldFit, attrs: dict, chosen: dict | None = None) -> list[dict]:
     """history.csv, timing.json and predictions.h5 (written last: it marks the run complete) of
-    every run of a trained stack: its winning grid point's head under a search, with
-    search.csv of every point."""
+    every run of a trained stack: its winning grid point's head under a per-run search (with
+    search.csv of every point), its chosen setting's under a pooled one."""
     data, stack = fit.data, fit.stack
     sf, inputs = data.sf, data.inputs
     winners = fit.winners(cfg)
@@ -242,29 +324,21 @@ def write_runs(cfg, runs, provenance, fit: FoldFit, attrs: dict) -> list[dict]:
     records = []
     for r, run in enumerate(runs):
         h = winners[r]
-        protocol = inputs.target_of[h]
+        at, protocol = fit.position(h), inputs.target_of[h]
         directory = predictions.run_dir(cfg, run)
         directory.mkdir(parents=True, exist_ok=True)
         predictions.write_history(directory, stack.history_, h)
         artifacts.write_text(directory / "timing.json", json.dumps(timing))
-        extra = {}
-        if search.enabled(cfg):
-            rows = search_rows(cfg, run, fit, np.flatnonzero(data.run_of == r), h)
-            artifacts.write_text(directory / "search.csv",
-                                 pd.DataFrame(rows).to_csv(index=False, float_format="%.6g"))
-            point = next(row for row in rows if row["chosen"])
-            extra["search"] = json.dumps({**{k: v for k,
-                                             v in point.items() if k not in ("chosen", "test_map")},
-                                          "points": len(rows), "select": cfg.heads.search.select})
+        extra = search_attribute(cfg, run, fit, r, h, chosen or {}) if search.enabled(cfg) else {}
         run_attrs = predictions.run_attrs(cfg, run, "heads", cfg.heads.head, features=attrs["features"],
                                           skipped_invalid=data.skipped_invalid,
                                           feature_access=attrs["feature_access"], **extra)
         validation = None if fit.val_probabilities is None else predictions.ValidationRows(
-            sf.ids[data.validation], data.stacked.val_targets[protocol], fit.val_probabilities[h],
+            sf.ids[data.validation], data.stacked.val_targets[protocol], fit.val_probabilities[at],
             sf.labels[data.validation] if sf.ground_truth else None,
             None if known is None else known[protocol])
         predictions.write(directory, ids=sf.ids[data.test], labels=sf.labels[data.test],
-                          probabilities=fit.probabilities[h], attrs=run_attrs, provenance=provenance[r],
+                          probabilities=fit.probabilities[at], attrs=run_attrs, provenance=provenance[r],
                           validation=validation, known=None if sf.known is None else sf.known[data.test])
         records.append({"run": run.label,
                         "observed_positives": int(inputs.targets[protocol].sum()), **timing})
@@ -297,9 +371,21 @@ def checked_inputs(cfg, reader: FeatureReader) -> dict:
     return splits_files
 
 
+class Context(NamedTuple):
+    """What every pass of a heads command shares."""
+    reader: FeatureReader
+    splits_files: dict  # {seed: SplitsFile}
+    n_classes: int
+    in_ram: bool
+    n_jobs: int
+    window: int  # the batch order's window (0: one permutation of the fold)
+
+
 def train(cfg, only: dict | None = None, n_jobs: int | None = None, force: bool = False) -> list[dict]:
     """Train the config's grid of heads (or the `only` part of it); complete runs of the same
-    provenance are skipped, runs made from other inputs or settings refused (unless `force`)."""
+    provenance are skipped, runs made from other inputs or settings refused (unless `force`).
+    Under a pooled search (`heads.search`): the grid's search pass, the choice of each (method,
+    protocol) whose every (seed, fold) is searched, then its runs at the chosen setting."""
     # setup: the inputs, the grid, what is left to do
     reader = FeatureReader(feature_store.path(cfg))
     splits_files = checked_inputs(cfg, reader)
@@ -314,31 +400,97 @@ def train(cfg, only: dict | None = None, n_jobs: int | None = None, force: bool 
     n_jobs = n_jobs or cfg.heads.n_jobs
     in_ram = planner.features_in_ram(cfg, reader, len(first.ids), n_jobs)
     window = 0 if in_ram or cfg.heads.shuffle_buffer >= len(first.ids) else cfg.heads.shuffle_buffer
+    context = Context(reader, splits_files, len(first.classes), in_ram, n_jobs, window)
+    grid = search.grid(cfg, cfg.heads.methods)
+    if not search.pooled(cfg):
+        return train_runs(cfg, context, runs, grid, force)
 
+    # a pooled search: every run's grid, the choices, the runs at their chosen settings
+    records = train_runs(cfg, context, runs, grid, force, output=predictions.SEARCH_RECORD)
+    choices = choose_settings(cfg, context, predictions.grid(cfg, "heads", first.n_folds,
+                                                             predictions.configured_protocols(cfg)))
+    ready = [run for run in runs if (run.method, run.protocol) in choices]
+    waiting = len(runs) - len(ready)
+    if waiting:
+        print(f"heads: {waiting} run(s) wait for the search of every (seed, fold) of their method and "
+              "protocol "
+              "(the choice pools them); train the rest of the grid to choose")
+    chosen = {key: [choice.point] for key, choice in choices.items()}
+    if not ready:
+        return records
+    return records + train_runs(cfg, context, ready, chosen, force,
+                                chosen={k: c.shown for k, c in choices.items()})
+
+
+def train_runs(cfg, context: Context, runs: list, grid: dict, force: bool, output: str = "predictions.h5",
+               chosen: dict | None = None) -> list[dict]:
+    """Train `runs` (each with its points in `grid`) in stacks that fit in memory, each stack a
+    task; `output`: the file that marks a run complete (a pooled search's first pass: its record)."""
     def provenance(run):
-        return predictions.head_provenance(cfg, run, splits_files[run.seed].fingerprint,
-                                           reader.fingerprint, window)
+        recipe = predictions.head_provenance(cfg, run, context.splits_files[run.seed].fingerprint,
+                                             context.reader.fingerprint, context.window)
+        if chosen is not None:
+            recipe["search.chosen"] = chosen[(run.method, run.protocol)]
+        return recipe
 
-    # train: the runs to do, planned into stacks, each stack a task
-    with predictions.claimed(cfg, runs, provenance, force) as todo:
+    with predictions.claimed(cfg, runs, provenance, force, output=output) as todo:
         if not todo:
             return []
-        grid = search.grid(cfg, cfg.heads.methods)
-        plan = planner.plan(cfg, todo, grid, reader, len(first.classes), in_ram, n_jobs)
+        plan = planner.plan(cfg, todo, grid, context.reader, context.n_classes, context.in_ram,
+                            context.n_jobs)
         artifacts.writable(cfg.run_dir)
+        what = "the search's grid points" if output != "predictions.h5" else \
+            "chosen settings" if chosen is not None else "grid points" if search.enabled(cfg) else "heads"
         print(f"heads: {len(todo)} runs in {len(plan.stacks)} stack(s) of up to {plan.largest} "
-              f"{cfg.heads.head} heads "
-              f"({'grid points of ' if search.enabled(cfg) else ''}seeds x folds); {reader.shape[1]} features"
-              + (" (sparse)" if reader.sparse else "")
-              + f"; {plan.n_jobs} parallel job(s){plan.fewer}; features "
-              + ("in RAM" if in_ram else f"streamed {cfg.heads.shuffle_buffer} rows at a time")
-              + f"; {int((~reader.valid).sum())} invalid rows skipped")
-        tasks = stack_tasks(cfg, plan, grid, splits_files, reader, provenance, in_ram)
+              f"{cfg.heads.head} "
+              f"heads ({what} of seeds x folds); {context.reader.shape[1]} features"
+              + (" (sparse)" if context.reader.sparse else "")
+              + f"; {plan.n_jobs} parallel job(s){plan.fewer}; "
+              + ("features in RAM" if context.in_ram
+                 else f"features streamed {cfg.heads.shuffle_buffer} rows at a time")
+              + f"; {int((~context.reader.valid).sum())} invalid rows skipped")
+        tasks = stack_tasks(cfg, plan, grid, context, provenance, chosen)
         return [record for stack_records in cluster.run(cfg, tasks, plan.n_jobs) for record in stack_records]
 
 
-def stack_tasks(cfg, plan: planner.Plan, grid: dict, splits_files: dict, reader: FeatureReader, provenance,
-                in_ram: bool) -> list[cluster.Task]:
+class Choice(NamedTuple):
+    """A pooled search's choice for one (method, protocol)."""
+    point: search.Point  # with the chosen epochs
+    shown: dict  # what the runs' provenance and predictions.h5 record of it
+
+
+def choose_settings(cfg, context: Context, grid_runs: list) -> dict:
+    """{(method, protocol): Choice} for every (method, protocol) whose every (seed, fold) run of
+    the config's grid has a complete search record; the choices are written to
+    runs/<name>/search_choice.csv."""
+    by_key: dict = {}
+    for run in grid_runs:
+        by_key.setdefault((run.method, run.protocol), []).append(run)
+    grid = search.grid(cfg, cfg.heads.methods)
+    choices, rows = {}, []
+    for (method, protocol), runs in by_key.items():
+        files = [predictions.run_dir(cfg, run) / predictions.SEARCH_RECORD for run in runs]
+        if not all(path.is_file() and artifacts.recorded(path)[0] for path in files):
+            continue
+        scores = pd.concat([pd.read_csv(path.with_name("search.csv")).assign(seed=run.seed, fold=run.fold + 1)
+                            for path, run in zip(files, runs)])
+        picked = search.choose(scores.rename(columns={"val_score": "score"}))
+        point = grid[method][int(picked["point"])]
+        chosen = search.Point(point.lr, point.params, int(picked["epoch"]))
+        shown = {**point.describe(search.grids(cfg, method)), "epoch": int(picked["epoch"]),
+                 "pooled_score": round(float(picked["score"]), 6), "runs": int(picked["runs"]),
+                 "points": len(grid[method])}
+        choices[(method, protocol)] = Choice(chosen, shown)
+        rows.append({"method": method, "name": methods.display_name(method),
+                     "protocol": splits_store.protocol_label(protocol), "point": int(picked["point"]),
+                     "params": json.dumps(shown, sort_keys=True), **shown})
+    if rows:
+        artifacts.write_text(cfg.run_dir / "search_choice.csv", pd.DataFrame(rows).to_csv(index=False))
+    return choices
+
+
+def stack_tasks(cfg, plan: planner.Plan, grid: dict, context: Context, provenance,
+                chosen) -> list[cluster.Task]:
     """One task per planned stack, labelled by its seed and fold (and part, when a fold's runs
     take several stacks)."""
     parts: dict = {}
@@ -349,10 +501,9 @@ def stack_tasks(cfg, plan: planner.Plan, grid: dict, splits_files: dict, reader:
         key = (stack.seed, stack.fold)
         made[key] = made.get(key, 0) + 1
         part = f" stack {made[key]} of {parts[key]}" if parts[key] > 1 else ""
-        own = {run.method: grid[run.method] for run in stack.runs}
+        own = {(run.method, run.protocol): search.points_of(grid, run) for run in stack.runs}
         tasks.append(cluster.Task(f"heads seed {stack.seed} fold {stack.fold + 1}{part}", train_fold,
-                                  (cfg, str(splits_files[stack.seed].path), str(reader.path), stack.runs, own,
-                                   [provenance(r) for r in stack.runs],
-                                   cluster.threads_per_task(cfg, plan.n_jobs),
-                                   in_ram)))
+                                  (cfg, str(context.splits_files[stack.seed].path), str(context.reader.path),
+                                   stack.runs, own, [provenance(r) for r in stack.runs],
+                                   cluster.threads_per_task(cfg, plan.n_jobs), context.in_ram, chosen)))
     return tasks

@@ -17,6 +17,8 @@ Writes the model directory (`model.directory`) at [model] dir, default runs/<nam
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -103,8 +105,8 @@ def labelled_rows(cfg, sf, n_folds: int | None = None) -> LabelledRows:
     test_fold = folds.make_folds(trained, n_folds, seed) if n_folds else np.full(n, -1, np.int8)
     held = np.zeros((n_folds + 1, n), bool)
     if n_folds:
-        held[:-1] = folds.validation_rows(trained, test_fold, cfg.model.validation, seed)
-    held[-1] = folds.held_out(trained, cfg.model.validation, seed + n_folds)
+        held[:-1] = folds.validation_rows(trained, test_fold, cfg.model.validation, seed, "model.validation")
+    held[-1] = folds.held_out(trained, cfg.model.validation, seed + n_folds, "model.validation")
     recipe = {"splits": sf.fingerprint, "hide": hide, "folds": n_folds, "validation": cfg.model.validation,
               "seed": seed}
     return LabelledRows(sf.path, sf.ids, sf.classes, sf.labels, trained, test_fold, held,
@@ -208,16 +210,20 @@ def fit(cfg, fold: int | None = None, protocol: str | None = None, force: bool =
     else:
         source, runs = sf, [_study_run(cfg, sf, fold, protocol, method)]
     out = cfg.model_dir
+    cfg, grid, chosen = model_grid(cfg, method,
+                                   runs[0].protocol if fold is not None else default_protocol(cfg))
     recipe = provenance(cfg, method, source.fingerprint, reader.fingerprint,
                         "all" if fold is None else {"fold": fold, "protocol": runs[0].protocol})
+    if chosen:
+        recipe["search.chosen"] = chosen
     with artifacts.claim(out):
+        directory.recover(out)
         if not artifacts.must_make(directory.manifest_path(out), recipe, force):
             print(f"{out}: already done (use --force to redo)")
             return out
         # train: one stack per fold (the out-of-fold models, then the final one), each a task
         n_jobs = min(cfg.heads.n_jobs, len(runs))
         in_ram = planner.features_in_ram(cfg, reader, len(sf.ids), n_jobs)
-        grid = search.grid(cfg, [method])
         points = len(grid[method])
         print(f"model: {methods.display_name(method)} ({why}) on {len(sf.ids)} rows x {len(sf.classes)} "
               "classes, "
@@ -242,6 +248,28 @@ def fit(cfg, fold: int | None = None, protocol: str | None = None, force: bool =
           f"{np.max(meta['thresholds']['class']):.3f}"
           + ("; out-of-fold predictions of every row" if oof else ""))
     return out
+
+
+def model_grid(cfg, method: str, protocol: str) -> tuple:
+    """(the config the model trains under, its grid, the pooled choice it takes or {}): under a
+    pooled search the study's chosen setting of `method` at `protocol` (runs/<name>/search_choice.csv,
+    its epochs with it); without one, every grid point chosen on the model's own validation rows,
+    as a per-run search chooses."""
+    if not search.pooled(cfg):
+        return cfg, search.grid(cfg, [method]), {}
+    path = cfg.run_dir / "search_choice.csv"
+    label = splits_store.protocol_label(splits_store.protocol_key(protocol))
+    if path.is_file():
+        table = pd.read_csv(path, dtype={"protocol": str})
+        row = table[(table["method"] == method) & (table["protocol"] == label)]
+        if len(row):
+            point = search.grid(cfg, [method])[method][int(row["point"].iloc[0])]
+            shown = json.loads(row["params"].iloc[0])
+            chosen = search.Point(point.lr, point.params, int(shown["epoch"]))
+            return cfg, {method: [chosen]}, shown
+    per_run = dataclasses.replace(cfg.heads.search, pool="run")
+    cfg = dataclasses.replace(cfg, heads=dataclasses.replace(cfg.heads, search=per_run))
+    return cfg, search.grid(cfg, [method]), {}
 
 
 def _checked_method(cfg) -> tuple[str, str]:

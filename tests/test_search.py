@@ -1,6 +1,7 @@
 """The search: grid points as heads of one stack against each point alone, selection without
 ground truth, the planner, grid checks, and the batched AP against scikit-learn."""
 import dataclasses
+import json
 
 import numpy as np
 import pandas as pd
@@ -77,6 +78,57 @@ def test_every_grid_point_in_one_stack_equals_it_trained_alone_at_its_rate(data,
                                    err_msg=f"{name} at {scale} x lr, {extra}")
 
 
+HALVING_CASES = ["ce", "confidence_auto", "role", "ll_cp", "em_apl", "asl"]  # stateful methods among them
+
+
+def halving_fit(data, schedule):
+    """Three grid points of each HALVING_CASES method (one run each), selected on held-out rows."""
+    x, truth, observed = data
+    names, points = [], []
+    for name in HALVING_CASES:
+        names += [name] * 3
+        points += [(0.3, {}), (1.0, other_point(name)), (3.0, {})]
+    inputs = inputs_for(names, truth, observed)
+    inputs = dataclasses.replace(inputs,
+                                 params=[{**p, **extra} for p, (_, extra) in zip(inputs.params, points)],
+                                 lr_scale=np.array([scale for scale, _ in points]))
+    order = np.random.default_rng(1)
+    val = np.arange(N - 40, N)
+
+    def batches():
+        for rows in epoch_batches(N, BATCH, order):
+            yield rows, x[rows]
+
+    def blocks():
+        yield np.arange(N), x
+
+    validation = models.Validation(lambda: iter([(np.arange(len(val)), x[val])]), observed[val][None],
+                                   inputs.bank[:, val])
+    select = models.Selection(truth[val][None], np.zeros(len(names), int))
+    stack = models.HeadStack(list(names), hidden=(8,), optimizer="adam", learning_rate=BASE_LR,
+                             epochs=6, seed=0)
+    run_of = np.repeat(np.arange(len(HALVING_CASES)), 3)
+    stack.fit(batches, inputs, validation, d_in=D, select=select, train_blocks=blocks,
+              schedule=None if schedule is None else schedule._replace(run_of=run_of))
+    return stack, stack.predict_proba(x)
+
+
+def test_the_points_halving_keeps_train_exactly_as_in_the_whole_stack(data):
+    whole, full = halving_fit(data, models.Schedule(np.zeros(0), restore=False))
+    halved, kept = halving_fit(data,
+                               models.Schedule(np.zeros(0), milestones=(2, 4), halving=2, restore=False))
+    assert len(halved.alive_) == len(HALVING_CASES) and len(whole.alive_) == 3 * len(HALVING_CASES)
+    # each run keeps its best 2 of 3 points after epoch 2, its best 1 of 2 after epoch 4
+    for run in range(len(HALVING_CASES)):
+        heads = np.arange(3 * run, 3 * run + 3)
+        assert np.isnan(halved.val_scores_[4:, heads]).sum() == 2 * 2  # two points dropped by epoch 5
+    np.testing.assert_allclose(kept, full[halved.alive_], atol=1e-5)
+    np.testing.assert_allclose(halved.val_scores_[:2], whole.val_scores_[:2], atol=1e-6)
+    survivors = halved.alive_
+    np.testing.assert_allclose(halved.val_scores_[:, survivors], whole.val_scores_[:, survivors], atol=1e-5)
+    assert [h["train_loss"].shape for h in halved.history_] == [(18,)] * 6
+
+
 def test_batched_average_precision_equals_scikit_learn_with_ties_and_empty_columns():
     rng = np.random.default_rng(0)
     truth = (rng.random((3, 60, 7)) < 0.3).astype(int)
@@ -92,8 +144,9 @@ def test_batched_average_precision_equals_scikit_learn_with_ties_and_empty_colum
 
 
 def searched(root, **search_table):
+    """A searched config of three methods; per-run selection without halving unless the table says."""
     cfg = small_config(root, methods=["ce", "an", "confidence_auto"], optimizer="adam", learning_rate=0.01)
-    table = {"lr": [0.003, 0.03], **search_table}
+    table = {"lr": [0.003, 0.03], "pool": "run", "halving": 1, **search_table}
     return dataclasses.replace(cfg, splits=dataclasses.replace(cfg.splits, validation=0.2),
                                heads=dataclasses.replace(cfg.heads, search=configs.Search(
                                    enabled=True, **{k: tuple(v) if isinstance(v, list) else v
@@ -111,8 +164,9 @@ def test_the_default_selection_reads_no_ground_truth(tmp_path, monkeypatch):
     trainer.train(cfg, only={"fold": "1"}, n_jobs=1)
     runs = [HeadRun(0, 0, p, m) for p in ("0.5", "0.75") for m in cfg.heads.methods]
     first = choices(cfg, runs)
-    assert all(len(c) == 2 * (1 if m == "ce" or m == "an" else 4) for m, c in
-               zip([r.method for r in runs], first.values()))
+    epochs = cfg.heads.epochs  # search.csv: a row per grid point and epoch, the winner's row marked
+    assert all(len(c) == epochs * 2 * (1 if m == "ce" or m == "an" else 4) and sum(c) == 1
+               for m, c in zip([r.method for r in runs], first.values()))
 
     # the same study with every true label inverted: observed labels (and features) unchanged
     loaded = splits_store.load
@@ -227,3 +281,50 @@ def test_zeroing_the_likeliest_hidden_entries_zeroes_the_expected_count():
     out = run_inputs.zero_likely_hidden(weights, observed, 1.0, 0.5)  # 2 positives, half missing: 2 hidden
     np.testing.assert_array_equal(out, np.array([[0.9, 0.0, 0.5], [0.0, 0.8, 0.3]], np.float32))
     assert run_inputs.zero_likely_hidden(weights, observed, 1.0, 0.0) is weights
+
+
+def test_the_pooled_choice_carries_a_dropped_point_forward_and_means_over_runs():
+    rows = []
+    for fold, (a, b) in enumerate([((0.50, 0.60, 0.70), (0.55, 0.65, np.nan)),   # b dropped after epoch 2
+                                   ((0.40, 0.50, 0.60), (0.70, 0.80, 0.90))]):
+        for point, scores in enumerate((a, b)):
+            rows += [{"seed": 0, "fold": fold, "point": point, "epoch": e + 1, "score": v} for e,
+                     v in enumerate(scores)]
+    picked = search.choose(pd.DataFrame(rows))
+    # point 1 at epoch 3: (0.65 carried forward + 0.90) / 2 = 0.775 beats point 0's best, 0.65
+    assert (picked["point"], picked["epoch"], picked["runs"]) == (1, 3, 2)
+    assert picked["score"] == pytest.approx(0.775)
+
+
+def pooled(root, **search_table):
+    return searched(root, pool="study", halving=2, milestones=[0.34], **search_table)
+
+
+def test_a_pooled_search_trains_one_chosen_setting_per_method_and_protocol(tmp_path):
+    cfg = pooled(tmp_path / "p")
+    cfg = dataclasses.replace(cfg, splits=dataclasses.replace(cfg.splits, n_folds=2, ratios=(0.5,)))
+    make_features(cfg)
+    trainer.train(cfg, only={"fold": "1"}, n_jobs=1)  # half the pool: nothing is chosen yet
+    assert not (cfg.run_dir / "search_choice.csv").exists()
+    run = HeadRun(0, 0, "0.5", "confidence_auto")
+    assert not trainer.predictions.file(cfg, run).exists()
+    trainer.train(cfg, n_jobs=1)
+    choices = pd.read_csv(cfg.run_dir / "search_choice.csv", dtype={"protocol": str}).set_index("method")
+    assert set(choices.index) == set(cfg.heads.methods) and (choices["runs"] == 2).all()
+    chosen = choices.loc["confidence_auto"]
+    for fold in (0, 1):
+        run_of_fold = HeadRun(0, fold, "0.5", "confidence_auto")
+        found = trainer.predictions.read(trainer.predictions.file(cfg, run_of_fold))
+        recorded = json.loads(found["search"])
+        assert recorded["epoch"] == chosen["epoch"] and recorded["lr"] == pytest.approx(chosen["lr"])
+        assert recorded["pool"] == "study"
+    # each run's predictions are those of the chosen setting trained alone, for the chosen epochs
+    own = methods.get("confidence_auto").params
+    params = {k: v for k, v in json.loads(chosen["params"]).items() if k in own}
+    alone = small_config(tmp_path / "alone", methods=["confidence_auto"], optimizer="adam",
+                         learning_rate=chosen["lr"],
+                         epochs=int(chosen["epoch"]), params={"confidence_auto": params})
+    alone = dataclasses.replace(alone, splits=cfg.splits)
+    make_features(alone)
+    trainer.train(alone, only={"fold": "1", "ratio": "0.5"}, n_jobs=1)
+    np.testing.assert_allclose(probabilities(cfg, run), probabilities(alone, run), atol=1e-5)
