@@ -88,13 +88,16 @@ demo:
 	$(PYTHON) -m splits synthetic --config configs/demo.toml --out runs/demo/heldout --images 200 --seed 1
 	$(MAKE) predict suggest CONFIG=configs/demo.toml IMAGES=runs/demo/heldout/images
 
-BENCHES = splits extract heads search weights_quality weights_limits importer cluster as_published predict suggest
+BENCHES = splits extract heads search weights_quality weights_limits importer cluster as_published predict suggest \
+	review suggest_memory
 
 # Every benchmark in full (minutes each; reads ../shared/data); never part of `make test`.
 bench: setup
+	$(PYTHON) -m pip install --quiet -r bench/requirements.txt
 	for b in $(BENCHES); do $(PYTHON) bench/$$b.py || exit 1; done
 
 # Every benchmark on tiny inputs (bench/tiny.py stands in for ../shared/data): checks that each
 # still runs after an API change; measures nothing. Run by .ci/run after the tests.
 bench-smoke: setup
+	$(PYTHON) -m pip install --quiet -r bench/requirements.txt
 	for b in $(BENCHES); do echo "== bench/$$b.py --smoke"; $(PYTHON) bench/$$b.py --smoke > /dev/null || exit 1; done
