@@ -96,19 +96,27 @@ def _numeric(frame: pd.DataFrame, where: Path, row_names, empty: bool = False) -
     return frame.to_numpy(np.float64)
 
 
+def _csv_options(path: Path, ds) -> dict:
+    """How pandas reads a CSV / TSV of the [dataset] keys `ds`: every reader of one here."""
+    return {"sep": "\t" if suffix(path) == ".tsv" else ",", "header": 0 if ds.header else None,
+            "keep_default_na": False, "na_values": [""],
+            "dtype": {ds.id_column: str} if ds.id_column else None}
+
+
+def _check_id_column(path: Path, ds, columns: list[str]) -> None:
+    if ds.id_column and ds.id_column not in columns:
+        raise ValueError(f"{path}: no column {ds.id_column!r}; columns are {columns[:6]}...")
+
+
 def _csv(path: Path, ds) -> tuple[list[str], pd.DataFrame, list[str]]:
     """A CSV / TSV as (row keys, the other columns, row names for messages)."""
-    sep = "\t" if suffix(path) == ".tsv" else ","
-    frame = pd.read_csv(path, sep=sep, header=0 if ds.header else None, keep_default_na=False, na_values=[""],
-                        dtype={ds.id_column: str} if ds.id_column else None)
+    frame = pd.read_csv(path, **_csv_options(path, ds))
     if frame.empty:
         raise ValueError(f"{path} holds no rows")
     frame.columns = [str(c) for c in frame.columns]
-    ids = [str(i) for i in range(len(frame))]
-    if ds.id_column and ds.id_column in frame.columns:
-        ids = frame.pop(ds.id_column).astype(str).tolist()
-    elif ds.id_column:
-        raise ValueError(f"{path}: no column {ds.id_column!r}; columns are {list(frame.columns)[:6]}...")
+    _check_id_column(path, ds, list(frame.columns))
+    ids = (frame.pop(ds.id_column).astype(str).tolist() if ds.id_column
+           else [str(i) for i in range(len(frame))])
     return ids, frame, [f"{key} (line {n + 1 + ds.header})" for n, key in enumerate(ids)]
 
 
@@ -136,12 +144,9 @@ def csv_blocks(path: Path, ds, rows: int) -> tuple[int, Callable[[], Iterator[tu
     float64) per block, anew at each call). Each block is checked as `check_rows` checks a
     table, its keys against every earlier block's."""
     path = _require(str(path))
-    sep = "\t" if suffix(path) == ".tsv" else ","
-    options = {"sep": sep, "header": 0 if ds.header else None, "keep_default_na": False, "na_values": [""],
-               "dtype": {ds.id_column: str} if ds.id_column else None}
+    options = _csv_options(path, ds)
     columns = [str(c) for c in pd.read_csv(path, nrows=0 if ds.header else 1, **options).columns]
-    if ds.id_column and ds.id_column not in columns:
-        raise ValueError(f"{path}: no column {ds.id_column!r}; columns are {columns[:6]}...")
+    _check_id_column(path, ds, columns)
     values = [c for c in columns if c != ds.id_column] if ds.id_column else columns
     labels = []
     if ds.label_columns:

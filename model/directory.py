@@ -316,7 +316,8 @@ def read_manifest(directory) -> dict:
     return meta
 
 
-def _shown(value) -> str:
+def shown(value) -> str:
+    """A value from a user's file as an error message shows it: JSON, at most 60 characters."""
     text = json.dumps(value, default=str)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -337,7 +338,7 @@ def check_manifest(meta: dict, path: Path) -> None:
     value and what to do (module docstring). Thresholds may be 0 or 1: a sigmoid in float32
     reaches both, so a fitted model can hold them."""
     def refuse(key: str, value, expected: str):
-        raise ValueError(f"{path}: {key} is {_shown(value)}; {expected}. The file was edited or damaged: "
+        raise ValueError(f"{path}: {key} is {shown(value)}; {expected}. The file was edited or damaged: "
                          f"{REFIT}, or restore the model.json written with the model")
 
     classes = meta.get("classes")

@@ -201,9 +201,8 @@ def check_review(review: dict, path: Path) -> None:
     review id (it names the output folder: 64 hex digits, never a path), the model's
     fingerprint, the classes, the suggestions ({key, class, score, rank} each)."""
     def refuse(key: str, value):
-        shown = json.dumps(value, default=str)
-        raise ValueError(f"{path}: {key} is {shown[:60]}{'...' if len(shown) > 60 else ''}; the file was "
-                         "edited or damaged: export the review again")
+        raise ValueError(f"{path}: {key} is {directory.shown(value)}; the file was edited or damaged: "
+                         "export the review again")
 
     for key in ("review", "model"):
         if not isinstance(review.get(key), str) or not re.fullmatch(r"[0-9a-f]{64}", review[key]):

@@ -55,6 +55,24 @@ def demo_config(root: Path, checkpoint: Path, n_images: int = 96, **extract) -> 
     return cfg
 
 
+def fitted_demo_model(root: Path) -> tuple[configs.Config, Path]:
+    """(config, feature store) of a CE model (no out-of-fold folds, a fifth of the rows for
+    validation) on demo_cnn features of 96 synthetic images, all under `root`."""
+    import dataclasses
+
+    from extract import extraction
+    from model import final
+
+    checkpoint = save_random_checkpoint("demo_cnn", 96, root / "ckpt" / "model.ckpt", seed=3)
+    cfg = demo_config(root, checkpoint, pooling="max")
+    cfg = dataclasses.replace(cfg,
+                              heads=dataclasses.replace(cfg.heads, hidden=(16,), epochs=2, methods=("ce",)),
+                              model=dataclasses.replace(cfg.model, method="ce", folds=0, validation=0.2))
+    store = extraction.extract_features(cfg)
+    final.fit(cfg)
+    return cfg, store
+
+
 def make_features(cfg, n_features=24, noise=0.6, seed=0, scale=None):
     """A splits.h5 from the config's synthetic labels and a feature store of a noisy linear map
     (`scale`: each feature's (factor, offset), raw measurements' units)."""

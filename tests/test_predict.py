@@ -1,6 +1,5 @@
 """Prediction from images and features, the SavedModel in a process that cannot import the project,
 and what bad input does."""
-import dataclasses
 import json
 import shutil
 import subprocess
@@ -12,11 +11,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from extract import extraction
 from model import __main__ as model_cli
-from model import directory, export, final, predict
+from model import directory, export, predict
 from splits import store as splits_store
-from tests.helpers import demo_config, save_random_checkpoint
+from tests.helpers import fitted_demo_model
 
 
 @pytest.fixture(scope="module")
@@ -24,13 +22,7 @@ def fitted(tmp_path_factory):
     """A model on demo_cnn features of 96 synthetic images, with a folder of 10 of them and a
     file that is no image."""
     root = tmp_path_factory.mktemp("fitted")
-    checkpoint = save_random_checkpoint("demo_cnn", 96, root / "ckpt" / "model.ckpt", seed=3)
-    cfg = demo_config(root, checkpoint, pooling="max")
-    cfg = dataclasses.replace(cfg,
-                              heads=dataclasses.replace(cfg.heads, hidden=(16,), epochs=2, methods=("ce",)),
-                              model=dataclasses.replace(cfg.model, method="ce", folds=0, validation=0.2))
-    store = extraction.extract_features(cfg)
-    final.fit(cfg)
+    cfg, store = fitted_demo_model(root)
     sf = splits_store.load(splits_store.path(cfg))
     folder = root / "new"
     (folder / "sub").mkdir(parents=True)

@@ -2,7 +2,6 @@
 review files and label files under hostile input. One test per finding, each asserting the named
 message (or, for valid but unusual input, the right result)."""
 import csv
-import dataclasses
 import io
 import itertools
 import json
@@ -20,14 +19,14 @@ import artifacts
 import configs
 import splits
 from analysis import figures, tables
-from extract import extraction, images
+from extract import images
 from features import importer
 from features import store as features_store
 from heads import trainer
 from model import __main__ as model_cli
 from model import directory, export, final, predict, review, review_page
 from splits import datasets, folds
-from tests.helpers import demo_config, make_features, save_random_checkpoint, write_config
+from tests.helpers import fitted_demo_model, make_features, write_config
 
 HOSTILE_CLASSES = ["=cmd|' /C calc'!A0", "+sum", "-2+3", "@SUM(A1)", "a;b", "plain"]
 
@@ -83,16 +82,9 @@ def runs_formula(cell: str) -> bool:
 
 @pytest.fixture(scope="module")
 def imaged(tmp_path_factory):
-    """A model on demo_cnn features of 96 synthetic images (as tests/test_predict.py's), and a grey
+    """A model on demo_cnn features of 96 synthetic images (`fitted_demo_model`), and a grey
     picture of 96 x 96 pixels with values in 0..255."""
-    root = tmp_path_factory.mktemp("imaged")
-    checkpoint = save_random_checkpoint("demo_cnn", 96, root / "ckpt" / "model.ckpt", seed=3)
-    cfg = demo_config(root, checkpoint, pooling="max")
-    cfg = dataclasses.replace(cfg,
-                              heads=dataclasses.replace(cfg.heads, hidden=(16,), epochs=2, methods=("ce",)),
-                              model=dataclasses.replace(cfg.model, method="ce", folds=0, validation=0.2))
-    extraction.extract_features(cfg)
-    final.fit(cfg)
+    cfg, _ = fitted_demo_model(tmp_path_factory.mktemp("imaged"))
     y, x = np.mgrid[0:96, 0:96]
     grey = (127.5 + 127.5 * np.sin(x / 7.0) * np.cos(y / 11.0)).round()
     return cfg, grey
