@@ -103,6 +103,9 @@ def _check_lists(cfg: Config) -> None:
     search = cfg.heads.search
     if search.halving < 1:
         raise ValueError(f"{where}: heads.search.halving = {search.halving}; it must be >= 1 (1: no halving)")
+    if not search.evidence >= 0:
+        raise ValueError(f"{where}: heads.search.evidence = {search.evidence}; it must be >= 0 (0: the best "
+                         "mean score wins)")
     steps = list(search.milestones)
     if any(not 0 < m < 1 for m in steps) or steps != sorted(set(steps)):
         raise ValueError(f"{where}: heads.search.milestones = {steps}; shares of the epochs in (0, 1), "

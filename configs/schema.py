@@ -122,6 +122,10 @@ class Search:
     pool: str = "study"
     halving: int = 3  # at each milestone keep the best 1 / halving of a run's grid points; 1 = none
     milestones: tuple[float, ...] = (0.25, 0.5)  # shares of [heads] epochs after which points are dropped
+    # a pooled choice leaves the unsearched setting ([heads] values at [heads] epochs) only for a
+    # setting whose validation score beats it, paired over the runs, by this many standard errors;
+    # 0 = the best mean score
+    evidence: float = 3.0
 
 
 

@@ -112,6 +112,7 @@ class Schedule(NamedTuple):
     halving: int = 1
     epochs_of: np.ndarray | None = None  # (H,) the epoch whose weights each head keeps; None: selection's
     restore: bool = True  # under selection each head ends at its best epoch; False: at its last
+    protect: np.ndarray | None = None  # (H,) bool: heads halving never drops (a run's unsearched setting)
 
 
 @dataclass(frozen=True)
@@ -133,16 +134,17 @@ def groups(inputs: StackInputs) -> list[Group]:
     return [Group(kind, key[1], tuple(heads)) for key, (kind, heads) in by_key.items()]
 
 
-def halved(scores: np.ndarray, run_of: np.ndarray, halving: int) -> np.ndarray:
+def halved(scores: np.ndarray, run_of: np.ndarray, halving: int,
+           protect: np.ndarray | None = None) -> np.ndarray:
     """Positions of the heads that stay after a milestone: per run the ceil(n / halving) of its n
-    heads with the best scores (ties: the earlier head), in head order."""
-    keep = []
+    heads with the best scores (ties: the earlier head), and the `protect`ed ones, in head order."""
+    keep = [] if protect is None else np.flatnonzero(protect).tolist()
     for run in np.unique(run_of):
         heads = np.flatnonzero(run_of == run)
         values = np.where(np.isnan(scores[heads]), -np.inf, scores[heads])
         order = heads[np.argsort(-values, kind="stable")]
         keep += order[:-(-len(heads) // halving)].tolist()
-    return np.array(sorted(keep), int)
+    return np.array(sorted(set(keep)), int)
 
 
 def subset_inputs(inputs: StackInputs, keep: np.ndarray) -> StackInputs:
@@ -408,10 +410,10 @@ class HeadStack:
         standardize: optional (mean (d,), std (d,)): every head reads (x - mean) / std; the learned
         weights_ and biases_ fold it into the first layer, so they take raw features.
         schedule: an optional `Schedule`: successive halving (after each milestone epoch each run
-        keeps the ceil(1 / halving) share of its points with the best validation score so far; the
-        others are dropped from the stack, which is rebuilt without them, so they cost no more
-        steps: `alive_`), or a fixed epoch per head (`epochs_of`: its weights of that epoch are
-        kept; training runs to the largest). Per-head records (`history_`, `best_epoch_`,
+        keeps the ceil(1 / halving) share of its points with the best validation score so far, and
+        its `protect`ed ones; the others are dropped from the stack, which is rebuilt without them,
+        so they cost no more steps: `alive_`), or a fixed epoch per head (`epochs_of`: its weights
+        of that epoch are kept; training runs to the largest). Per-head records (`history_`, `best_epoch_`,
         `val_score_`, `val_scores_`) stay over the H heads given, NaN once a head is dropped.
         """
         # setup: variables, state and the compiled step
@@ -444,7 +446,8 @@ class HeadStack:
                     break
             milestone = schedule is not None and epoch in schedule.milestones
             if milestone and best is not None and select is not None:
-                survivors = halved(-best.loss, schedule.run_of[self.alive_], schedule.halving)
+                survivors = halved(-best.loss, schedule.run_of[self.alive_], schedule.halving,
+                                   None if schedule.protect is None else schedule.protect[self.alive_])
                 if len(survivors) < len(self.alive_):
                     inputs = self._shrink(survivors, inputs)
                     best.subset(survivors, self._w + self._b)

@@ -37,6 +37,7 @@ class StackedRuns(NamedTuple):
     val_verified: np.ndarray | None  # (P, m, L) uint8 verified negatives of the validation rows; None without
     run_of: np.ndarray  # (H,) the run of each head
     points: list  # (H,) each head's grid point (heads.search.Point)
+    unsearched: np.ndarray  # (H,) bool: whether a head is its run's unsearched setting
 
     @property
     def searching(self) -> bool:
@@ -57,11 +58,12 @@ def stack_runs(cfg, sf, fold: int, runs: list, grid: dict, train: np.ndarray,
         stacked = np.stack([np.zeros(observed[p].shape, bool) if verified[p] is None else verified[p]
                             for p in protocols]).astype(np.uint8)
         train_verified, val_verified = stacked[:, train], stacked[:, validation]
-    heads, target_of, run_of, lr_scale, points = [], [], [], [], []
+    heads, target_of, run_of, lr_scale, points, unsearched = [], [], [], [], [], []
     for r, run in enumerate(runs):
         own = methods.configured(cfg, run.method)
         base = run_inputs.head_inputs(cfg, sf, fold, run.protocol, run.method, train, validation,
                                       observed[run.protocol], params=run_inputs.unzeroed(own))
+        reference = search.unsearched(cfg, run.method)
         for point in search.points_of(grid, run):
             heads.append(run_inputs.with_params(base, point.values, observed[run.protocol], train,
                                                 validation))
@@ -69,10 +71,12 @@ def stack_runs(cfg, sf, fold: int, runs: list, grid: dict, train: np.ndarray,
             run_of.append(r)
             lr_scale.append(point.lr / cfg.heads.learning_rate)
             points.append(point)
+            unsearched.append(point == reference)
     inputs, val_bank = run_inputs.stack(heads, np.stack([observed[p][train] for p in protocols]), target_of,
                                         len(validation), lr_scale, train_verified)
     val_targets = np.stack([observed[p][validation] for p in protocols])
-    return StackedRuns(inputs, val_targets, val_bank, val_verified, np.array(run_of), points)
+    return StackedRuns(inputs, val_targets, val_bank, val_verified, np.array(run_of), points,
+                       np.array(unsearched, bool))
 
 
 class FoldData(NamedTuple):
@@ -236,8 +240,9 @@ def fold_schedule(cfg, data: FoldData) -> tuple[models.Selection | None, models.
     select = selection_labels(cfg, data)
     if select is None:
         return None, None
+    protect = stacked.unsearched if search.pooled(cfg) else None
     return select, models.Schedule(stacked.run_of, search.milestone_epochs(cfg), cfg.heads.search.halving,
-                                   restore=not search.pooled(cfg))
+                                   restore=not search.pooled(cfg), protect=protect)
 
 
 def final_maps(cfg, fit: FoldFit, heads: np.ndarray) -> dict:
@@ -474,11 +479,13 @@ def choose_settings(cfg, context: Context, grid_runs: list) -> dict:
             continue
         scores = pd.concat([pd.read_csv(path.with_name("search.csv")).assign(seed=run.seed, fold=run.fold + 1)
                             for path, run in zip(files, runs)])
-        picked = search.choose(scores.rename(columns={"val_score": "score"}))
+        picked = search.choose(scores.rename(columns={"val_score": "score"}),
+                               (search.reference(cfg, method), cfg.heads.epochs), cfg.heads.search.evidence)
         point = grid[method][int(picked["point"])]
         chosen = search.Point(point.lr, point.params, int(picked["epoch"]))
         shown = {**point.describe(search.grids(cfg, method)), "epoch": int(picked["epoch"]),
                  "pooled_score": round(float(picked["score"]), 6), "runs": int(picked["runs"]),
+                 "lead": round(float(picked["lead"]), 6),
                  "points": len(grid[method])}
         choices[(method, protocol)] = Choice(chosen, shown)
         rows.append({"method": method, "name": methods.display_name(method),

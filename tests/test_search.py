@@ -145,7 +145,7 @@ def test_batched_average_precision_equals_scikit_learn_with_ties_and_empty_colum
 
 def searched(root, **search_table):
     """A searched config of three methods; per-run selection without halving unless the table says."""
-    cfg = small_config(root, methods=["ce", "an", "confidence_auto"], optimizer="adam", learning_rate=0.01)
+    cfg = small_config(root, methods=["ce", "an", "confidence_auto"], optimizer="adam", learning_rate=0.003)
     table = {"lr": [0.003, 0.03], "pool": "run", "halving": 1, **search_table}
     return dataclasses.replace(cfg, splits=dataclasses.replace(cfg.splits, validation=0.2),
                                heads=dataclasses.replace(cfg.heads, search=configs.Search(
@@ -294,6 +294,42 @@ def test_the_pooled_choice_carries_a_dropped_point_forward_and_means_over_runs()
     # point 1 at epoch 3: (0.65 carried forward + 0.90) / 2 = 0.775 beats point 0's best, 0.65
     assert (picked["point"], picked["epoch"], picked["runs"]) == (1, 3, 2)
     assert picked["score"] == pytest.approx(0.775)
+
+
+def scores_of(table: dict) -> pd.DataFrame:
+    """`choose`'s scores from {(point, epoch): [score of each run]} (runs as folds of seed 0)."""
+    return pd.DataFrame([{"seed": 0, "fold": fold, "point": point, "epoch": epoch, "score": v}
+                         for (point, epoch), values in table.items() for fold, v in enumerate(values)])
+
+
+def test_under_evidence_the_unsearched_setting_wins_unless_a_point_beats_it_in_every_run():
+    noisy = {(0, 1): [0.5, 0.6, 0.4, 0.5], (0, 2): [0.5, 0.5, 0.5, 0.5],  # point 0: the unsearched one
+             (1, 1): [0.4, 0.4, 0.4, 0.4], (1, 2): [0.9, 0.4, 0.45, 0.45]}  # best mean, one lucky run
+    plain = search.choose(scores_of(noisy))
+    assert (plain["point"], plain["epoch"]) == (1, 2) and plain["lead"] != plain["lead"]  # NaN: no reference
+    kept = search.choose(scores_of(noisy), reference=(0, 2), evidence=2.0)
+    assert (kept["point"], kept["epoch"], kept["lead"]) == (0, 2, 0.0)
+    steady = {**noisy, (1, 2): [0.56, 0.55, 0.57, 0.56]}  # ahead by 0.06 in every run: a spread of 0.008
+    moved = search.choose(scores_of(steady), reference=(0, 2), evidence=2.0)
+    differences = np.array([0.06, 0.05, 0.07, 0.06])
+    assert (moved["point"], moved["epoch"]) == (1, 2)
+    assert moved["lead"] == pytest.approx(differences.mean() - 2.0 * differences.std(ddof=1) / 2.0)
+    # the same table without evidence: the best mean, and how far it is ahead of the reference
+    assert search.choose(scores_of(steady), reference=(0, 2))["lead"] == pytest.approx(0.06)
+
+
+def test_the_unsearched_setting_is_a_grid_point_and_halving_never_drops_it():
+    cfg = configs.from_dict({"heads": {"methods": ["asl"], "learning_rate": 0.002,
+                                       "search": {"lr": [0.001, 0.003], "params": {"asl": {"clip": [0.0]}}}}})
+    points = search.points(cfg, "asl")
+    assert points[0] == search.unsearched(cfg, "asl") and search.reference(cfg, "asl") == 0
+    assert len(points) == 1 + 2 * 2 and points[0].lr == 0.002
+    assert points[0].values == methods.parameters("asl")
+    kept = models.halved(np.array([0.9, 0.1, 0.8, 0.2]), np.zeros(4, int), 2, np.array([0, 1, 0, 0], bool))
+    np.testing.assert_array_equal(kept, [0, 1, 2])
+    with pytest.raises(ValueError, match=r"grid point 3\) has no validation score in every run"):
+        search.choose(scores_of({(0, 2): [0.5, 0.6], (1, 1): [0.4, 0.5], (1, 2): [np.nan, np.nan]}),
+                      reference=(3, 2), evidence=1.0)
 
 
 def pooled(root, **search_table):
