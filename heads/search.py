@@ -134,7 +134,7 @@ def choose(scores: pd.DataFrame, reference: tuple[int, int] | None = None,
     then the earlier epoch). With it, the `reference` (point, epochs), the unsearched setting (at
     its last epoch when training stopped before), wins unless some (point, epoch) beats it in the
     paired differences over the runs by more than `evidence` standard errors; of those, the one
-    with the highest such lower bound. Returns point, epoch, score (the pooled mean), runs and
+    with the highest mean. Returns point, epoch, score (the pooled mean), runs and
     lead: the winner's lower bound over the reference under `evidence`, else its mean difference
     from it (NaN without a reference)."""
     table = scores.pivot_table(index=["point", "epoch"], columns=["seed", "fold"], values="score",
@@ -169,16 +169,19 @@ def reference_key(table: pd.DataFrame, point: int, epochs: int) -> tuple[int, in
 
 def guarded(differences: pd.DataFrame, reference: tuple[int, int], evidence: float) -> tuple[tuple, float]:
     """((point, epoch), lower bound) of `choose` with evidence, from each (point, epoch)'s paired
-    `differences` from the `reference` over the runs (columns): their mean less `evidence`
-    standard errors; the reference (bound 0) when no bound is above 0, or with fewer than 2 runs."""
+    `differences` from the `reference` over the runs (columns): of those whose mean less
+    `evidence` standard errors is above 0, the highest mean (ties: the earlier point, then epoch);
+    the reference (bound 0) when there is none, or with fewer than 2 runs."""
     runs = differences.shape[1]
     if runs < 2:
         return reference, 0.0
-    bound = (differences.mean(axis=1, skipna=False)
-             - evidence * differences.std(axis=1, ddof=1, skipna=False) / np.sqrt(runs)).sort_index()
-    if not (bound > 0).any():
+    mean = differences.mean(axis=1, skipna=False).sort_index()
+    bound = mean - evidence * differences.std(axis=1, ddof=1, skipna=False) / np.sqrt(runs)
+    ahead = mean[bound > 0]
+    if ahead.empty:
         return reference, 0.0
-    return bound.idxmax(), float(bound.max())
+    picked = ahead.idxmax()
+    return picked, float(bound[picked])
 
 
 def describe(cfg, method: str) -> dict:

@@ -316,6 +316,9 @@ def test_under_evidence_the_unsearched_setting_wins_unless_a_point_beats_it_in_e
     assert moved["lead"] == pytest.approx(differences.mean() - 2.0 * differences.std(ddof=1) / 2.0)
     # the same table without evidence: the best mean, and how far it is ahead of the reference
     assert search.choose(scores_of(steady), reference=(0, 2))["lead"] == pytest.approx(0.06)
+    # of two settings ahead by more than the evidence, the higher mean wins, not the surer one
+    both = {**steady, (1, 1): [0.70, 0.52, 0.62, 0.56]}  # ahead by 0.10 on average, bound 0.021 < 0.052
+    assert search.choose(scores_of(both), reference=(0, 2), evidence=2.0)["epoch"] == 1
 
 
 def test_the_unsearched_setting_is_a_grid_point_and_halving_never_drops_it():
