@@ -89,7 +89,7 @@ demo:
 	$(MAKE) predict suggest CONFIG=configs/demo.toml IMAGES=runs/demo/heldout/images
 
 BENCHES = splits extract heads search weights_quality weights_limits importer cluster as_published predict suggest \
-	review suggest_memory
+	review suggest_memory selection
 
 # Every benchmark in full (minutes each; reads ../shared/data); never part of `make test`.
 bench: setup

@@ -20,6 +20,12 @@ def main(argv=None) -> int:
     c.add_argument("after")
     c.add_argument("--metric", default="mAP", help="mAP | CF1 | OF1")
     c.add_argument("--out", default=None, help="a CSV to write (default: print Markdown)")
+    d = sub.add_parser("paired", help="two studies of the same splits' runs.csv (e.g. one recipe, then "
+                       "searched): each method's paired difference, Wilcoxon and Holm")
+    d.add_argument("before")
+    d.add_argument("after")
+    d.add_argument("--metric", default="mAP", help="mAP | CF1 | OF1")
+    d.add_argument("--out", default=None, help="a CSV to write (default: print Markdown)")
     h = sub.add_parser("pairs", help="chosen methods against each other, paired over a report's runs.csv")
     h.add_argument("runs")
     h.add_argument("--pairs", required=True, help="A:B[,C:D...], run names as in the report (ROLE:AN)")
@@ -31,6 +37,10 @@ def main(argv=None) -> int:
         if args.command == "pairs":
             from .leaderboard import head_to_head_file
             head_to_head_file(args.runs, args.pairs, args.metric, args.out)
+            return
+        if args.command == "paired":
+            from .leaderboard import paired_files
+            paired_files(args.before, args.after, args.metric, args.out)
             return
         if args.command == "compare":
             from .leaderboard import compare_files

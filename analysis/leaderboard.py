@@ -152,6 +152,60 @@ def compare_files(before: Path, after: Path, metric: str, out: Path | None) -> p
     return shown(compare(*frames, metric), out)
 
 
+def paired(before: pd.DataFrame, after: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Two studies of the same splits (runs.csv frames, e.g. one recipe, then searched): per
+    (stage, method, protocol) of the non-oracles in both, the (seed, fold)-paired difference
+    after - before of `metric`, how many pairs it lifts, the two-sided Wilcoxon p and Holm's over
+    the methods of the protocol."""
+    keys = [*tables.KEY, "protocol", "seed", "fold"]
+    rows = before[~before["oracle"].astype(bool)][keys + [metric]].merge(
+        after[keys + [metric]], on=keys, suffixes=(" before", " after"))
+    out = []
+    for (stage, method, protocol), runs in rows.groupby([*tables.KEY, "protocol"], sort=False):
+        difference = (runs[f"{metric} after"] - runs[f"{metric} before"]).to_numpy()
+        out.append({"stage": stage, "method": method, "name": tables.run_name(stage, method),
+                    "protocol": protocol, "runs": len(difference),
+                    f"{metric} before": runs[f"{metric} before"].mean(),
+                    f"{metric} after": runs[f"{metric} after"].mean(), "difference": difference.mean(),
+                    "higher": int((difference > 0).sum()), "wilcoxon p": tables.wilcoxon_p(difference)})
+    table = pd.DataFrame(out)
+    if len(table):
+        table["holm p"] = table.groupby("protocol")["wilcoxon p"].transform(
+            lambda p: tables.holm(p.to_numpy()))
+    return table
+
+
+def paired_summary(table: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Per protocol of a `paired` table: both means over the methods, how many methods the
+    second study lifts, and how many it puts significantly below / above (Holm p < 0.05)."""
+    significant = table["holm p"] < 0.05
+    return table.assign(below=significant & (table["difference"] < 0),
+                        above=significant & (table["difference"] > 0)).groupby("protocol", sort=False).agg(
+        methods=("method", "size"), before=(f"{metric} before", "mean"), after=(f"{metric} after", "mean"),
+        lifted=("difference", lambda d: int((d > 0).sum())), significantly_below=("below", "sum"),
+        significantly_above=("above", "sum")).reset_index()
+
+
+def paired_files(before: Path, after: Path, metric: str, out: Path | None) -> pd.DataFrame:
+    """`python -m analysis paired`: `paired` of two runs.csv files; prints its summary, and the
+    whole table (or writes it to the CSV `out`)."""
+    frames = []
+    for path in (before, after):
+        if not Path(path).is_file():
+            raise ValueError(f"{path} does not exist; run `make figures` for that study first")
+        frame = pd.read_csv(path, dtype={"protocol": str})
+        check_keys(frame, path)
+        if metric not in frame.columns:
+            raise ValueError(f"{path} has no {metric!r} column; give --metric mAP, CF1 or OF1")
+        frames.append(frame)
+    table = paired(*frames, metric)
+    if table.empty:
+        raise ValueError(f"{before} and {after} share no (method, protocol, seed, fold) run; pair two "
+                         "studies of the same splits")
+    print(tables.to_markdown(paired_summary(table, metric)))
+    return shown(table, out)
+
+
 def check_keys(frame: pd.DataFrame, path) -> None:
     """ValueError for a table without the (stage, method) columns (written before method ids)."""
     missing = [column for column in tables.KEY if column not in frame.columns]

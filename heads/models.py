@@ -394,7 +394,7 @@ class HeadStack:
                           tf.transpose(tf.gather(self._pseudo_negatives, rows), [1, 0, 2]), verified_negative)
 
     def fit(self, batches, inputs: StackInputs, validation=None, d_in=None, select=None, train_blocks=None,
-            standardize=None, schedule: Schedule | None = None):
+            standardize=None, schedule: Schedule | None = None, observe=None):
         """Train on `batches()`: a callable yielding (rows, x) per step for one epoch, where x
         is (batch, d) float32 and rows index the n training rows of `inputs`.
 
@@ -415,6 +415,8 @@ class HeadStack:
         so they cost no more steps: `alive_`), or a fixed epoch per head (`epochs_of`: its weights
         of that epoch are kept; training runs to the largest). Per-head records (`history_`, `best_epoch_`,
         `val_score_`, `val_scores_`) stay over the H heads given, NaN once a head is dropped.
+        observe: an optional callable(epoch, stack) after each epoch (bench/selection.py scores
+        every head's test rows there).
         """
         # setup: variables, state and the compiled step
         self._setup(inputs, d_in, standardize)
@@ -436,6 +438,8 @@ class HeadStack:
             if select is not None:
                 self.val_scores_[epoch - 1, self.alive_] = record["val_score"]
             self.history_.append(self._over_all_heads(record, n_heads))
+            if observe is not None:
+                observe(epoch, self)
             if kept is not None:
                 kept.keep(epochs_of[self.alive_] == epoch)
             if best is not None:

@@ -192,9 +192,10 @@ def train_fold(cfg, splits_path: str, features_path: str, runs: list, grid: dict
                       chosen or {})
 
 
-def fit_fold(cfg, sf, features_path: str, runs: list, grid: dict, in_ram: bool = True) -> FoldFit:
+def fit_fold(cfg, sf, features_path: str, runs: list, grid: dict, in_ram: bool = True,
+             observe=None) -> FoldFit:
     """One fold's heads (every grid point of each run) trained as one stack on `sf`'s fold, and
-    their probabilities of the fold's test and validation rows."""
+    their probabilities of the fold's test and validation rows (`observe`: `HeadStack.fit`'s)."""
     seed, fold = runs[0].seed, runs[0].fold
     assert all((run.seed, run.fold) == (seed, fold) for run in runs)
 
@@ -222,7 +223,8 @@ def fit_fold(cfg, sf, features_path: str, runs: list, grid: dict, in_ram: bool =
     select, schedule = fold_schedule(cfg, data)
     stack.fit(batches, data.inputs, validation, d_in=x_train.n_features, select=select,
               train_blocks=x_train.blocks,
-              standardize=moments(x_train) if cfg.heads.standardize else None, schedule=schedule)
+              standardize=moments(x_train) if cfg.heads.standardize else None, schedule=schedule,
+              observe=observe)
     probabilities = predict(x_test, len(data.test))
     val_probabilities = predict(x_val, len(data.validation)) if len(data.validation) else None
     return FoldFit(data, stack, probabilities, val_probabilities,

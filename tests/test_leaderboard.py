@@ -104,3 +104,27 @@ def test_head_to_head_pairs_runs_by_seed_and_fold(tmp_path):
     frame.drop(columns=["stage"]).to_csv(runs, index=False)
     with pytest.raises(ValueError, match="no 'stage' column"):
         leaderboard.head_to_head_file(runs, "role:an", "mAP", None)
+
+
+def test_paired_studies_match_a_loop_over_seed_and_fold_with_holm_per_protocol(tmp_path):
+    before = frame_of({"role": 0.62, "an": 0.60})
+    after = before.assign(mAP=before["mAP"] + np.where(before["method"] == "an", 0.01, 0.0))
+    after = after.sample(frac=1.0, random_state=0)  # rows in another order: pairing is by keys
+    table = leaderboard.paired(before, after, "mAP")
+    for _, row in table.iterrows():
+        one = before[(before["method"] == row["method"]) & (before["protocol"] == row["protocol"])]
+        two = after[(after["method"] == row["method"]) & (after["protocol"] == row["protocol"])]
+        differences = [float(two[(two["seed"] == s) & (two["fold"] == f)]["mAP"].iloc[0]) - m
+                       for s, f, m in zip(one["seed"], one["fold"], one["mAP"])]
+        assert row["difference"] == pytest.approx(np.mean(differences))
+        assert row["runs"] == len(differences) and row["higher"] == sum(d > 0 for d in differences)
+        if row["method"] == "an":
+            assert row["wilcoxon p"] == pytest.approx(stats.wilcoxon(differences).pvalue)
+    assert table[table["method"] == "role"]["wilcoxon p"].isna().all()  # every difference 0
+    summary = leaderboard.paired_summary(table, "mAP")
+    assert summary["lifted"].tolist() == [1] * len(summary)
+    with pytest.raises(ValueError, match="share no"):
+        b, a = tmp_path / "b.csv", tmp_path / "a.csv"
+        before.to_csv(b, index=False)
+        after.assign(seed=after["seed"] + 10).to_csv(a, index=False)
+        leaderboard.paired_files(b, a, "mAP", None)
