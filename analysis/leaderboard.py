@@ -141,10 +141,7 @@ def compare_files(before: Path, after: Path, metric: str, out: Path | None) -> p
     """`python -m analysis compare`: `compare` of two leaderboard.csv files, printed or written."""
     frames = []
     for path in (before, after):
-        if not Path(path).is_file():
-            raise ValueError(f"{path} does not exist; run `make figures` for that study first")
-        frame = pd.read_csv(path, dtype={"protocol": str})
-        check_keys(frame, path)
+        frame = study_table(path)
         if "metric" not in frame.columns or metric not in set(frame["metric"]):
             raise ValueError(f"{path} is no leaderboard.csv with metric {metric!r} (its metrics: "
                              f"{', '.join(sorted(set(frame.get('metric', []))))})")
@@ -189,21 +186,30 @@ def paired_summary(table: pd.DataFrame, metric: str) -> pd.DataFrame:
 def paired_files(before: Path, after: Path, metric: str, out: Path | None) -> pd.DataFrame:
     """`python -m analysis paired`: `paired` of two runs.csv files; prints its summary, and the
     whole table (or writes it to the CSV `out`)."""
-    frames = []
-    for path in (before, after):
-        if not Path(path).is_file():
-            raise ValueError(f"{path} does not exist; run `make figures` for that study first")
-        frame = pd.read_csv(path, dtype={"protocol": str})
-        check_keys(frame, path)
-        if metric not in frame.columns:
-            raise ValueError(f"{path} has no {metric!r} column; give --metric mAP, CF1 or OF1")
-        frames.append(frame)
-    table = paired(*frames, metric)
+    table = paired(runs_table(before, metric), runs_table(after, metric), metric)
     if table.empty:
         raise ValueError(f"{before} and {after} share no (method, protocol, seed, fold) run; pair two "
                          "studies of the same splits")
     print(tables.to_markdown(paired_summary(table, metric)))
     return shown(table, out)
+
+
+def study_table(path: Path) -> pd.DataFrame:
+    """A study's table (leaderboard.csv, runs.csv) read with its keys checked; ValueError naming
+    the file when it is absent or predates method ids."""
+    if not Path(path).is_file():
+        raise ValueError(f"{path} does not exist; run `make figures` for that study first")
+    frame = pd.read_csv(path, dtype={"protocol": str})
+    check_keys(frame, path)
+    return frame
+
+
+def runs_table(path: Path, metric: str) -> pd.DataFrame:
+    """A report's runs.csv (`study_table`) that has the column `metric`."""
+    frame = study_table(path)
+    if metric not in frame.columns:
+        raise ValueError(f"{path} has no metric {metric!r}; its metrics: {', '.join(tables.SCALARS)}")
+    return frame
 
 
 def check_keys(frame: pd.DataFrame, path) -> None:
@@ -251,12 +257,7 @@ def head_to_head(frame: pd.DataFrame, pairs: list[tuple[tuple, tuple]], metric: 
 
 def head_to_head_file(runs: Path, pairs: str, metric: str, out: Path | None) -> pd.DataFrame:
     """`python -m analysis pairs`: `head_to_head` over a report's runs.csv, printed or written."""
-    if not Path(runs).is_file():
-        raise ValueError(f"{runs} does not exist; run `make figures` for that study first")
-    frame = pd.read_csv(runs, dtype={"protocol": str})
-    check_keys(frame, runs)
-    if metric not in frame.columns:
-        raise ValueError(f"{runs} has no metric {metric!r}; its metrics: {', '.join(tables.SCALARS)}")
+    frame = runs_table(runs, metric)
     parts = [tuple(part.split(":", 1)) for part in pairs.split(",") if part]
     if not parts or any(len(p) != 2 for p in parts):
         raise ValueError(f"--pairs {pairs!r}: expected A:B[,C:D...] of method ids, e.g. role:an (finetune/ce "
