@@ -78,16 +78,16 @@ def points(cfg, method: str) -> list[Point]:
     """Every grid point of a run of `method` (one point when it is not searched). The unsearched
     setting ([heads] learning_rate and the method's configured parameters) is always one of them,
     first when the grid lacks it: a pooled choice measures every point against it."""
-    base = methods.configured(cfg, method)
+    base, reference = methods.configured(cfg, method), unsearched(cfg, method)
     if not searched(cfg, method):
-        return [unsearched(cfg, method)]
+        return [reference]
     grid = grids(cfg, method)
     names = sorted(grid)
     out = []
     for lr in learning_rates(cfg):
         for combination in itertools.product(*(grid[name] for name in names)):
             out.append(Point(lr, tuple(sorted({**base, **dict(zip(names, combination))}.items()))))
-    return out if unsearched(cfg, method) in out else [unsearched(cfg, method), *out]
+    return out if reference in out else [reference, *out]
 
 
 def unsearched(cfg, method: str) -> Point:
