@@ -23,6 +23,11 @@ A run is one (seed, fold, protocol, method) of a stage ("heads" or "finetune"), 
                     search)
     search.json     a pooled search's first pass of the run: its record (complete, provenance);
                     predictions.h5 then comes from the chosen setting (`search.chosen` in its provenance)
+    reference.h5, reference_history.csv, reference_timing.json
+                    a pooled search's first pass: the run's head at the unsearched setting (always
+                    kept by the halving) at [heads] epochs, as predictions.h5, history.csv and
+                    timing.json; when the choice is that head they become those files (`promote`)
+                    instead of training it again, otherwise they stay as the one recipe's result
     timing.json     seconds, steps and rows
 Folds are 1-based in directory names and tables, 0-based in `splits.h5`.
 """
@@ -75,6 +80,10 @@ def run_dir(cfg, run: HeadRun, stage: str = "heads") -> Path:
 
 
 SEARCH_RECORD = "search.json"  # a pooled search's first pass of a run: complete, with its provenance
+# the same pass's head at the unsearched setting, trained to [heads] epochs: its predictions.h5,
+# history.csv and timing.json under these names, promoted when the pooled choice is that head
+REFERENCE = {"predictions.h5": "reference.h5", "history.csv": "reference_history.csv",
+             "timing.json": "reference_timing.json"}
 
 
 def file(cfg, run: HeadRun, stage: str = "heads", output: str = "predictions.h5") -> Path:
@@ -97,12 +106,12 @@ class ValidationRows(NamedTuple):
 
 
 def write(directory: Path, *, ids, labels, probabilities, attrs: dict, provenance: dict,
-          validation: ValidationRows | None = None, known=None) -> Path:
-    """Write predictions.h5 atomically (ids (n,), labels (n, L) ground truth, probabilities
-    (n, L); the validation rows' arrays when given; known (n, L): the test labels a three-state
-    dataset knows), with the checksum of its arrays."""
+          validation: ValidationRows | None = None, known=None, name: str = "predictions.h5") -> Path:
+    """Write predictions.h5 (or `name`) atomically (ids (n,), labels (n, L) ground truth,
+    probabilities (n, L); the validation rows' arrays when given; known (n, L): the test labels a
+    three-state dataset knows), with the checksum of its arrays."""
     directory.mkdir(parents=True, exist_ok=True)
-    target = directory / "predictions.h5"
+    target = directory / name
     arrays = {"ids": np.array(ids, dtype=object), "labels": np.asarray(labels).astype(np.uint8),
               "probabilities": np.asarray(probabilities).astype(np.float32)}
     if validation is not None:
@@ -121,14 +130,40 @@ def write(directory: Path, *, ids, labels, probabilities, attrs: dict, provenanc
     return target
 
 
+def promote(directory: Path, provenance: dict, attrs: dict) -> bool:
+    """Make a run's predictions.h5, history.csv and timing.json from its search pass's reference
+    head (`REFERENCE`) with the run's `provenance` and `attrs` (its `search` attribute) replacing
+    the pass's; False, touching nothing, where that pass kept none or one of other inputs (a
+    search record from before reference heads were kept, or of another provenance)."""
+    source = directory / REFERENCE["predictions.h5"]
+    made_by = artifacts.recorded(directory / SEARCH_RECORD)[1]
+    if not all((directory / name).is_file() for name in REFERENCE.values()) or \
+            artifacts.status(source, made_by) != []:
+        return False
+    kept = read(source)
+    validation = ValidationRows(kept["val_ids"], kept["val_observed"], kept["val_probabilities"],
+                                kept.get("val_labels"), kept.get("val_known")) if "val_ids" in kept else None
+    own = {k: v for k, v in kept.items()
+           if k not in ARRAYS and k not in ("provenance", "fingerprint", "arrays_sha256", "complete")}
+    for name in ("history.csv", "timing.json"):
+        artifacts.write_text(directory / name, (directory / REFERENCE[name]).read_text())
+    write(directory, ids=kept["ids"], labels=kept["labels"], probabilities=kept["probabilities"],
+          attrs={**own, **attrs}, provenance=provenance, validation=validation, known=kept.get("known"))
+    for name in REFERENCE.values():
+        artifacts.remove(directory / name)
+    return True
+
+
 def run_attrs(cfg, run: HeadRun, stage: str, head: str, **extra) -> dict:
     """The attributes every predictions.h5 carries (see the module docstring), and `extra`."""
     return {"method": run.method, "protocol": run.protocol, "ratio": run.ratio, "fold": run.fold + 1,
             "seed": run.seed, "head": head, "source": stage, "config": configs.to_json(cfg), **extra}
 
 
-def write_history(directory: Path, history: list[dict], head: int | None = None) -> None:
-    """history.csv: epoch, train_loss[, val_loss]; `head` picks one head's column of a stack."""
+def write_history(directory: Path, history: list[dict], head: int | None = None,
+                  name: str = "history.csv") -> None:
+    """history.csv (or `name`): epoch, train_loss[, val_loss]; `head` picks one head's column of a
+    stack."""
     def value(record, key):
         return record[key] if head is None else record[key][head]
 
@@ -138,7 +173,7 @@ def write_history(directory: Path, history: list[dict], head: int | None = None)
     lines += [f"{rec['epoch']},{value(rec, 'train_loss'):.6f}"
               + (f",{value(rec, 'val_loss'):.6f}" if has_val else "")
               + (f",{value(rec, 'val_score'):.6f}" if has_score else "") for rec in history]
-    artifacts.write_text(directory / "history.csv", "\n".join(lines) + "\n")
+    artifacts.write_text(directory / name, "\n".join(lines) + "\n")
 
 
 def read(path: Path) -> dict:

@@ -185,11 +185,10 @@ def train_fold(cfg, splits_path: str, features_path: str, runs: list, grid: dict
     epochs) their search records. `chosen`: {(method, protocol): the pooled choice}."""
     use_threads(n_threads)
     fit = fit_fold(cfg, splits_store.load(splits_path), features_path, runs, grid, in_ram)
+    attrs = {"features": str(features_path), "feature_access": fit.access}
     if search.pooled(cfg) and fit.data.stacked.searching:
-        return write_searches(cfg, runs, provenance, fit)
-    return write_runs(cfg, runs, provenance, fit,
-                      {"features": str(features_path), "feature_access": fit.access},
-                      chosen or {})
+        return write_searches(cfg, runs, provenance, fit, attrs)
+    return write_runs(cfg, runs, provenance, fit, attrs, chosen or {})
 
 
 def fit_fold(cfg, sf, features_path: str, runs: list, grid: dict, in_ram: bool = True,
@@ -284,10 +283,12 @@ def search_rows(cfg, run, fit: FoldFit, heads: np.ndarray, chosen: int | None = 
     return rows
 
 
-def write_searches(cfg, runs, provenance, fit: FoldFit) -> list[dict]:
-    """A pooled search's first pass: each run's search.csv, then search.json (written last: it
-    marks the run's search complete, with its provenance)."""
+def write_searches(cfg, runs, provenance, fit: FoldFit, attrs: dict) -> list[dict]:
+    """A pooled search's first pass: each run's search.csv and its reference head's outputs
+    (`predictions.REFERENCE`: the unsearched setting, kept to the last epoch by the halving), then
+    search.json (written last: it marks the run's search complete, with its provenance)."""
     records = []
+    known = known_validation_labels(fit.data)
     for r, run in enumerate(runs):
         heads = np.flatnonzero(fit.data.run_of == r)
         directory = predictions.run_dir(cfg, run)
@@ -295,17 +296,27 @@ def write_searches(cfg, runs, provenance, fit: FoldFit) -> list[dict]:
         rows = search_rows(cfg, run, fit, heads)
         artifacts.write_text(directory / "search.csv",
                              pd.DataFrame(rows).to_csv(index=False, float_format="%.6g"))
+        reference = int(heads[fit.data.stacked.unsearched[heads]][0])
+        shown = {**fit.data.stacked.points[reference].describe(search.grids(cfg, run.method)),
+                 "epoch": cfg.heads.epochs, "select": cfg.heads.search.select, "pool": "study",
+                 "reference": True}
+        write_run(cfg, run, fit, reference, attrs, {"search": json.dumps(shown)}, provenance[r], known,
+                  predictions.REFERENCE)
         artifacts.record(directory / predictions.SEARCH_RECORD, provenance[r])
         records.append({"run": run.label, "points": len(heads), "left": int(np.isin(heads, fit.alive).sum()),
                         "fold_fit_seconds": fit.stack.fit_seconds_})
     return records
 
 
+def search_choice(cfg, shown: dict) -> dict:
+    """predictions.h5's `search` attribute under a pooled search: the chosen setting."""
+    return {"search": json.dumps({**shown, "select": cfg.heads.search.select, "pool": "study"})}
+
+
 def search_attribute(cfg, run, fit: FoldFit, r: int, h: int, chosen: dict) -> dict:
     """predictions.h5's `search` attribute: the setting the run's predictions come from."""
     if search.pooled(cfg):
-        choice = chosen[(run.method, run.protocol)]
-        return {"search": json.dumps({**choice, "select": cfg.heads.search.select, "pool": "study"})}
+        return search_choice(cfg, chosen[(run.method, run.protocol)])
     rows = search_rows(cfg, run, fit, np.flatnonzero(fit.data.run_of == r), h)
     directory = predictions.run_dir(cfg, run)
     artifacts.write_text(directory / "search.csv",
@@ -320,36 +331,46 @@ def write_runs(cfg, runs, provenance, fit: FoldFit, attrs: dict, chosen: dict | 
     """history.csv, timing.json and predictions.h5 (written last: it marks the run complete) of
     every run of a trained stack: its winning grid point's head under a per-run search (with
     search.csv of every point), its chosen setting's under a pooled one."""
+    winners = fit.winners(cfg)
+    known = known_validation_labels(fit.data)
+    records = []
+    for r, run in enumerate(runs):
+        h = winners[r]
+        extra = search_attribute(cfg, run, fit, r, h, chosen or {}) if search.enabled(cfg) else {}
+        records.append(write_run(cfg, run, fit, h, attrs, extra, provenance[r], known))
+    return records
+
+
+OUTPUTS = {name: name for name in ("predictions.h5", "history.csv", "timing.json")}
+
+
+def write_run(cfg, run, fit: FoldFit, h: int, attrs: dict, extra: dict, provenance: dict,
+              known: np.ndarray | None, names: dict = OUTPUTS) -> dict:
+    """One run's outputs from head `h` of a trained stack (`names`: the files they go to, as
+    `predictions.REFERENCE`), predictions last; its record."""
     data, stack = fit.data, fit.stack
     sf, inputs = data.sf, data.inputs
-    winners = fit.winners(cfg)
-    known = known_validation_labels(data)
     steps = len(stack.history_) * -(-len(data.train) // cfg.heads.batch_size)
     timing = {"fold_fit_seconds": stack.fit_seconds_, "heads_in_stack": len(data.run_of), "steps": steps,
               "train_rows": len(data.train), "test_rows": len(data.test),
               "skipped_invalid": data.skipped_invalid}
-    records = []
-    for r, run in enumerate(runs):
-        h = winners[r]
-        at, protocol = fit.position(h), inputs.target_of[h]
-        directory = predictions.run_dir(cfg, run)
-        directory.mkdir(parents=True, exist_ok=True)
-        predictions.write_history(directory, stack.history_, h)
-        artifacts.write_text(directory / "timing.json", json.dumps(timing))
-        extra = search_attribute(cfg, run, fit, r, h, chosen or {}) if search.enabled(cfg) else {}
-        run_attrs = predictions.run_attrs(cfg, run, "heads", cfg.heads.head, features=attrs["features"],
-                                          skipped_invalid=data.skipped_invalid,
-                                          feature_access=attrs["feature_access"], **extra)
-        validation = None if fit.val_probabilities is None else predictions.ValidationRows(
-            sf.ids[data.validation], data.stacked.val_targets[protocol], fit.val_probabilities[at],
-            sf.labels[data.validation] if sf.ground_truth else None,
-            None if known is None else known[protocol])
-        predictions.write(directory, ids=sf.ids[data.test], labels=sf.labels[data.test],
-                          probabilities=fit.probabilities[at], attrs=run_attrs, provenance=provenance[r],
-                          validation=validation, known=None if sf.known is None else sf.known[data.test])
-        records.append({"run": run.label,
-                        "observed_positives": int(inputs.targets[protocol].sum()), **timing})
-    return records
+    at, protocol = fit.position(h), inputs.target_of[h]
+    directory = predictions.run_dir(cfg, run)
+    directory.mkdir(parents=True, exist_ok=True)
+    predictions.write_history(directory, stack.history_, h, name=names["history.csv"])
+    artifacts.write_text(directory / names["timing.json"], json.dumps(timing))
+    run_attrs = predictions.run_attrs(cfg, run, "heads", cfg.heads.head, features=attrs["features"],
+                                      skipped_invalid=data.skipped_invalid,
+                                      feature_access=attrs["feature_access"], **extra)
+    validation = None if fit.val_probabilities is None else predictions.ValidationRows(
+        sf.ids[data.validation], data.stacked.val_targets[protocol], fit.val_probabilities[at],
+        sf.labels[data.validation] if sf.ground_truth else None,
+        None if known is None else known[protocol])
+    predictions.write(directory, ids=sf.ids[data.test], labels=sf.labels[data.test],
+                      probabilities=fit.probabilities[at], attrs=run_attrs, provenance=provenance,
+                      validation=validation, known=None if sf.known is None else sf.known[data.test],
+                      name=names["predictions.h5"])
+    return {"run": run.label, "observed_positives": int(inputs.targets[protocol].sum()), **timing}
 
 
 def checked_inputs(cfg, reader: FeatureReader) -> dict:
@@ -426,13 +447,16 @@ def train(cfg, only: dict | None = None, n_jobs: int | None = None, force: bool 
     if not ready:
         return records
     return records + train_runs(cfg, context, ready, chosen, force,
-                                chosen={k: c.shown for k, c in choices.items()})
+                                chosen={k: c.shown for k, c in choices.items()},
+                                promote={k for k, c in choices.items() if c.reference})
 
 
 def train_runs(cfg, context: Context, runs: list, grid: dict, force: bool, output: str = "predictions.h5",
-               chosen: dict | None = None) -> list[dict]:
+               chosen: dict | None = None, promote: set = frozenset()) -> list[dict]:
     """Train `runs` (each with its points in `grid`) in stacks that fit in memory, each stack a
-    task; `output`: the file that marks a run complete (a pooled search's first pass: its record)."""
+    task; `output`: the file that marks a run complete (a pooled search's first pass: its record).
+    Runs of the (method, protocol)s in `promote` (chosen: the search pass's reference head) take
+    that head's outputs where the pass kept them, and are not trained again."""
     def provenance(run):
         recipe = predictions.head_provenance(cfg, run, context.splits_files[run.seed].fingerprint,
                                              context.reader.fingerprint, context.window)
@@ -441,8 +465,11 @@ def train_runs(cfg, context: Context, runs: list, grid: dict, force: bool, outpu
         return recipe
 
     with predictions.claimed(cfg, runs, provenance, force, output=output) as todo:
+        promoted = promote_runs(cfg, [run for run in todo if (run.method, run.protocol) in promote],
+                                provenance, chosen)
+        todo = [run for run in todo if run not in promoted]
         if not todo:
-            return []
+            return [{"run": run.label, "promoted": True} for run in promoted]
         plan = planner.plan(cfg, todo, grid, context.reader, context.n_classes, context.in_ram,
                             context.n_jobs)
         artifacts.writable(cfg.run_dir)
@@ -457,13 +484,27 @@ def train_runs(cfg, context: Context, runs: list, grid: dict, force: bool, outpu
                  else f"features streamed {cfg.heads.shuffle_buffer} rows at a time")
               + f"; {int((~context.reader.valid).sum())} invalid rows skipped")
         tasks = stack_tasks(cfg, plan, grid, context, provenance, chosen)
-        return [record for stack_records in cluster.run(cfg, tasks, plan.n_jobs) for record in stack_records]
+        return [{"run": run.label, "promoted": True} for run in promoted] + \
+            [record for stack_records in cluster.run(cfg, tasks, plan.n_jobs) for record in stack_records]
+
+
+def promote_runs(cfg, runs: list, provenance, chosen: dict) -> list:
+    """The `runs` (their choice: the search pass's reference head) whose outputs that head's
+    became (`predictions.promote`); the rest are trained."""
+    promoted = [run for run in runs
+                if predictions.promote(predictions.run_dir(cfg, run), provenance(run),
+                                       search_choice(cfg, chosen[(run.method, run.protocol)]))]
+    if promoted:
+        print(f"heads: {len(promoted)} run(s) chose the search pass's head at the unsearched setting and "
+              "[heads] epochs: its predictions are theirs, not trained again")
+    return promoted
 
 
 class Choice(NamedTuple):
     """A pooled search's choice for one (method, protocol)."""
     point: search.Point  # with the chosen epochs
     shown: dict  # what the runs' provenance and predictions.h5 record of it
+    reference: bool  # whether it is the unsearched setting at [heads] epochs (the search pass kept its head)
 
 
 def choose_settings(cfg, context: Context, grid_runs: list) -> dict:
@@ -489,7 +530,8 @@ def choose_settings(cfg, context: Context, grid_runs: list) -> dict:
                  "pooled_score": round(float(picked["score"]), 6), "runs": int(picked["runs"]),
                  "lead": round(float(picked["lead"]), 6),
                  "points": len(grid[method])}
-        choices[(method, protocol)] = Choice(chosen, shown)
+        reference = (int(picked["point"]), chosen.epochs) == (search.reference(cfg, method), cfg.heads.epochs)
+        choices[(method, protocol)] = Choice(chosen, shown, reference)
         rows.append({"method": method, "name": methods.display_name(method),
                      "protocol": splits_store.protocol_label(protocol), "point": int(picked["point"]),
                      "params": json.dumps(shown, sort_keys=True), **shown})

@@ -367,3 +367,34 @@ def test_a_pooled_search_trains_one_chosen_setting_per_method_and_protocol(tmp_p
     make_features(alone)
     trainer.train(alone, only={"fold": "1", "ratio": "0.5"}, n_jobs=1)
     np.testing.assert_allclose(probabilities(cfg, run), probabilities(alone, run), atol=1e-5)
+
+
+def test_a_choice_of_the_unsearched_setting_takes_the_search_pass_head_as_training_it_again_would(tmp_path):
+    # evidence no lead can pass: every choice is the unsearched setting at [heads] epochs
+    cfg = pooled(tmp_path / "p", evidence=1e9)
+    cfg = dataclasses.replace(cfg, splits=dataclasses.replace(cfg.splits, n_folds=2, ratios=(0.5,)))
+    make_features(cfg)
+    trainer.train(cfg, only={"fold": "1"}, n_jobs=1)
+    kept = HeadRun(0, 0, "0.5", "an")
+    assert (trainer.predictions.run_dir(cfg, kept) / "reference.h5").is_file()
+    lost = HeadRun(0, 0, "0.5", "ce")  # as a search pass made before reference heads were kept
+    for name in trainer.predictions.REFERENCE.values():
+        (trainer.predictions.run_dir(cfg, lost) / name).unlink()
+    records = trainer.train(cfg, n_jobs=1)
+    promoted = {record["run"] for record in records if record.get("promoted")}
+    assert lost.label not in promoted and kept.label in promoted and len(promoted) == 5
+    # the same heads at one recipe, without a search, on the same splits and validation rows
+    alone = dataclasses.replace(cfg, heads=dataclasses.replace(cfg.heads, search=configs.Search()))
+    alone = dataclasses.replace(alone, experiment=dataclasses.replace(cfg.experiment, name="alone"))
+    make_features(alone)
+    trainer.train(alone, n_jobs=1)
+    for method in cfg.heads.methods:
+        for fold in (0, 1):
+            run = HeadRun(0, fold, "0.5", method)
+            np.testing.assert_allclose(probabilities(cfg, run), probabilities(alone, run), atol=1e-5)
+            found = trainer.predictions.read(trainer.predictions.file(cfg, run))
+            assert json.loads(found["search"])["pool"] == "study" and "lead" in json.loads(found["search"])
+            assert found["provenance"]["search.chosen"]["epoch"] == cfg.heads.epochs
+            assert not list(trainer.predictions.run_dir(cfg, run).glob("reference*"))
+            history = pd.read_csv(trainer.predictions.run_dir(cfg, run) / "history.csv")
+            assert len(history) == cfg.heads.epochs
