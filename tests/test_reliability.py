@@ -148,7 +148,12 @@ def test_ctrl_c_in_a_terminal_ends_the_run_at_once_and_the_rerun_completes(tmp_p
         signal.signal(signal.SIGINT, previous)
     deadline = time.time() + 120
     wanted = 2 if jobs > 1 else 0
-    while time.time() < deadline and len([p for p in children(parent.pid) if alive(p)]) < wanted:
+
+    def started() -> bool:  # past its imports: the runs claimed (their locks), the workers up
+        return any(cfg.run_dir.glob("**/predictions.h5.lock")) and \
+            len([p for p in children(parent.pid) if alive(p)]) >= wanted
+
+    while time.time() < deadline and not started():
         time.sleep(0.5)
     workers = children(parent.pid) if jobs > 1 else set()
     assert len(workers) >= (2 if jobs > 1 else 0), "the parallel workers did not start"
