@@ -25,8 +25,11 @@ setup: .venv/installed
 lint: setup
 	.venv/bin/ruff check .
 
+# The tests in TEST_WORKERS processes (pytest-xdist), each file's tests in one of them (its
+# module fixtures built once); TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= 2
 test: setup
-	$(PYTHON) -m pytest
+	$(PYTHON) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 # The whole config against the method registry, before any stage runs.
 check: setup
