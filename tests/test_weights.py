@@ -154,7 +154,9 @@ def naive_mixture(observed, components, iterations, seeds, smoothing):
     return out
 
 
-def test_mixture_shares_equal_naive_loops_and_calibration_keeps_the_ranking():
+@pytest.mark.parametrize("sparse_below", [0.0, 1.0])  # the EM's label sets dense, then sparse
+def test_mixture_shares_equal_naive_loops_and_calibration_keeps_the_ranking(monkeypatch, sparse_below):
+    monkeypatch.setattr(weights, "MIXTURE_SPARSE", sparse_below)
     rng = np.random.default_rng(4)
     observed = (rng.random((60, 6)) < 0.35).astype(np.uint8)
     observed[5] = 0
