@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "configs" / "demo.toml"
 
 
-SMOKE = {"dataset": {"n_images": 200},
+SMOKE = {"experiment": {"seeds": [0]}, "dataset": {"n_images": 200}, "splits": {"n_folds": 2},
          "heads": {"methods": ["ce", "confidence"], "epochs": 1, "hidden": [16]}}
 
 
