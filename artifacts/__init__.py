@@ -25,6 +25,7 @@ from .files import (
 )
 from .hdf5 import (
                     FORCE_HINT,
+                    STAMP_ATTRS,
                     arrays_digest,
                     check_arrays,
                     datasets,
@@ -42,7 +43,8 @@ from .hdf5 import (
 from .locks import claim
 from .provenance import changes, fingerprint, must_make, record, recorded, stale_message, status, versions
 
-__all__ = ["FORCE_HINT", "arrays_digest", "changes", "check_arrays", "check_space", "claim", "csv_text",
+__all__ = ["FORCE_HINT", "STAMP_ATTRS", "arrays_digest", "changes", "check_arrays", "check_space", "claim",
+           "csv_text",
            "datasets", "file_identity",
            "file_sha256", "fingerprint", "hdf5_left_open", "install_hooks", "io_error",
            "markdown_cell", "must_make", "open_h5", "plain",

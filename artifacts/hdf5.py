@@ -24,6 +24,8 @@ import numpy as np
 from .files import fingerprint, write_failed
 
 FORCE_HINT = "rerun the stage with --force (make ... FORCE=1)"
+# the attributes `written` and `write_arrays` add to a store (the rest are its writer's own)
+STAMP_ATTRS = ("provenance", "fingerprint", "arrays_sha256", "complete")
 
 
 DIGEST_BLOCK = 64 << 20  # bytes of a dataset hashed at a time: a large store is never read whole

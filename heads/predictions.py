@@ -143,8 +143,7 @@ def promote(directory: Path, provenance: dict, attrs: dict) -> bool:
     kept = read(source)
     validation = ValidationRows(kept["val_ids"], kept["val_observed"], kept["val_probabilities"],
                                 kept.get("val_labels"), kept.get("val_known")) if "val_ids" in kept else None
-    own = {k: v for k, v in kept.items()
-           if k not in ARRAYS and k not in ("provenance", "fingerprint", "arrays_sha256", "complete")}
+    own = {k: v for k, v in kept.items() if k not in ARRAYS and k not in artifacts.STAMP_ATTRS}
     for name in ("history.csv", "timing.json"):
         artifacts.write_text(directory / name, (directory / REFERENCE[name]).read_text())
     write(directory, ids=kept["ids"], labels=kept["labels"], probabilities=kept["probabilities"],

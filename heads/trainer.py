@@ -298,9 +298,8 @@ def write_searches(cfg, runs, provenance, fit: FoldFit, attrs: dict) -> list[dic
                              pd.DataFrame(rows).to_csv(index=False, float_format="%.6g"))
         reference = int(heads[fit.data.stacked.unsearched[heads]][0])
         shown = {**fit.data.stacked.points[reference].describe(search.grids(cfg, run.method)),
-                 "epoch": cfg.heads.epochs, "select": cfg.heads.search.select, "pool": "study",
-                 "reference": True}
-        write_run(cfg, run, fit, reference, attrs, {"search": json.dumps(shown)}, provenance[r], known,
+                 "epoch": cfg.heads.epochs, "reference": True}
+        write_run(cfg, run, fit, reference, attrs, search_choice(cfg, shown), provenance[r], known,
                   predictions.REFERENCE)
         artifacts.record(directory / predictions.SEARCH_RECORD, provenance[r])
         records.append({"run": run.label, "points": len(heads), "left": int(np.isin(heads, fit.alive).sum()),
@@ -465,11 +464,12 @@ def train_runs(cfg, context: Context, runs: list, grid: dict, force: bool, outpu
         return recipe
 
     with predictions.claimed(cfg, runs, provenance, force, output=output) as todo:
-        promoted = promote_runs(cfg, [run for run in todo if (run.method, run.protocol) in promote],
-                                provenance, chosen)
+        promoted = set(promote_runs(cfg, [run for run in todo if (run.method, run.protocol) in promote],
+                                    provenance, chosen))
+        done = [{"run": run.label, "promoted": True} for run in todo if run in promoted]
         todo = [run for run in todo if run not in promoted]
         if not todo:
-            return [{"run": run.label, "promoted": True} for run in promoted]
+            return done
         plan = planner.plan(cfg, todo, grid, context.reader, context.n_classes, context.in_ram,
                             context.n_jobs)
         artifacts.writable(cfg.run_dir)
@@ -484,8 +484,7 @@ def train_runs(cfg, context: Context, runs: list, grid: dict, force: bool, outpu
                  else f"features streamed {cfg.heads.shuffle_buffer} rows at a time")
               + f"; {int((~context.reader.valid).sum())} invalid rows skipped")
         tasks = stack_tasks(cfg, plan, grid, context, provenance, chosen)
-        return [{"run": run.label, "promoted": True} for run in promoted] + \
-            [record for stack_records in cluster.run(cfg, tasks, plan.n_jobs) for record in stack_records]
+        return done + [record for records in cluster.run(cfg, tasks, plan.n_jobs) for record in records]
 
 
 def promote_runs(cfg, runs: list, provenance, chosen: dict) -> list:

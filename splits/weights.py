@@ -315,7 +315,7 @@ def fit_bernoulli_mixtures(x: np.ndarray, multiplicity: np.ndarray, components: 
         weighted = (resp * m[:, None, None]).reshape(u, seeds * components)
         size = weighted.sum(0)
         q = np.clip(((x_t @ weighted).T + smoothing * prior) / (size[:, None] + smoothing), 1e-4, 1 - 1e-4)
-        log_p = np.asarray(x @ np.ascontiguousarray((np.log(q) - np.log1p(-q)).T))
+        log_p = x @ np.ascontiguousarray((np.log(q) - np.log1p(-q)).T)
         log_p += np.log1p(-q).sum(1) + np.log(size / n + 1e-12)
         log_p = log_p.reshape(u, seeds, components)
         log_p -= log_p.max(2, keepdims=True)
