@@ -2,13 +2,18 @@
 
     .venv/bin/python bench/search.py [--config configs/corel5k_field.toml] [--rates 5] [--steps 6] [--smoke]
 
-The config's every method x protocol x grid point (`heads.search.points`; --rates learning
-rates, the registry's LR_FACTORS x the config's rate when 5) as one fold's heads, on random data
-of the config's shape (rows, features, classes: --rows/--features/--classes, default Corel5k's
-3,444 training rows of 499 features and 374 classes). The planner (`heads.planner.plan_stacks`)
-cuts them into stacks that fit in free memory; one stack of the planned size runs a few steps
-at batch [heads] batch_size, and the fold's time follows from steps per epoch x epochs x the
-stacks. Against the limit measured in the same run (TensorFlow's best matmul rate,
+The config's every method x protocol x grid point (`heads.search.points`) as one fold's heads,
+on random data of the config's shape (rows, features, classes: --rows/--features/--classes,
+default Corel5k's 3,444 training rows of 499 features and 374 classes). The learning rates are
+the config's [heads.search] lr where it has them, else --rates of them (5: the registry's
+LR_FACTORS x the config's rate). The planner (`heads.planner.plan_stacks`) cuts the heads into
+stacks that fit in free memory; one stack of the planned size runs a few steps at batch [heads]
+batch_size, and the fold's time follows from steps per epoch x epochs x the stacks. Under
+successive halving ([heads.search] halving, milestones) a fold trains only the head-epochs its
+schedule keeps (per run ceil(n / halving) points after each milestone, plus the unsearched one
+where it is not among them), and each run's chosen setting once more after the search (a choice
+of the unsearched setting is promoted, not retrained): both upper bounds, extrapolated linearly
+in heads. Against the limit measured in the same run (TensorFlow's best matmul rate,
 bench/machine.py): the step's matrix products (forward, weight and input gradients). Prints
 the peak resident memory of this process (the stack's variables, optimiser slots, the step's
 temporaries).
@@ -35,13 +40,36 @@ from heads.predictions import HeadRun
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def study(cfg, rates: int):
-    """The config with [heads.search] on at `rates` learning rates (LR_FACTORS around its rate)."""
+def study(cfg, rates: int | None):
+    """The config with [heads.search] on at `rates` learning rates (LR_FACTORS around its rate when
+    5); None: the config's own search where it has one, else 5 rates."""
+    if rates is None:
+        if search.enabled(cfg):
+            return cfg
+        rates = 5
     factors = methods.LR_FACTORS if rates == 5 else np.geomspace(0.1, 10, rates)
     lr = tuple(float(f"{f * cfg.heads.learning_rate:.6g}") for f in factors)
     return dataclasses.replace(cfg,
                                heads=dataclasses.replace(cfg.heads,
                                                          search=configs.Search(enabled=True, lr=lr)))
+
+
+def head_epochs(cfg, runs) -> tuple[int, int]:
+    """Head-epochs of one fold's search stack without halving and under the config's schedule
+    (an upper bound: the unsearched point counted as kept apart from the best), the second pass's
+    one head a run at [heads] epochs included in the latter."""
+    epochs, halving = cfg.heads.epochs, cfg.heads.search.halving
+    marks = [*search.milestone_epochs(cfg), epochs]
+    full = kept = 0
+    for run in runs:
+        n = alive = len(search.points(cfg, run.method))
+        full += n * epochs
+        start = 0
+        for mark in marks:
+            kept += alive * (mark - start)
+            alive, start = min(n, -(-alive // halving) + 1), mark
+        kept += epochs
+    return full, kept
 
 
 def measure(cfg, names, points, n_rows, dim, n_classes, steps):
@@ -63,7 +91,8 @@ def measure(cfg, names, points, n_rows, dim, n_classes, steps):
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--config", default=str(ROOT / "configs" / "corel5k_field.toml"))
-    parser.add_argument("--rates", type=int, default=5)
+    parser.add_argument("--rates", type=int, default=None,
+                        help="learning rates to search (default: the config's [heads.search], else 5)")
     parser.add_argument("--rows", type=int, default=3444)
     parser.add_argument("--features", type=int, default=499)
     parser.add_argument("--classes", type=int, default=374)
@@ -93,8 +122,8 @@ def main() -> None:
         for point in search.points(cfg, run.method):
             names.append(run.method)
             points.append(point)
-    print(f"{cfg.source}: {len(cfg.heads.methods)} methods x {len(protocols)} protocols, {args.rates} "
-          "learning rates "
+    print(f"{cfg.source}: {len(cfg.heads.methods)} methods x {len(protocols)} protocols, "
+          f"{len(search.learning_rates(cfg))} learning rates "
           f"x each method's grid: {n_heads} heads a fold, in {len(planned)} stack(s) of up to {len(names)} "
           f"(free memory {planner.free_memory() / 2**30:.1f} GiB)")
 
@@ -105,6 +134,8 @@ def main() -> None:
     first = len(names) * dim * (stack.hidden or (n_classes,))[0]
     flop = 2 * cfg.heads.batch_size * (3 * parameters - first)
     per_fold = seconds * -(-rows // cfg.heads.batch_size) * cfg.heads.epochs * n_heads / len(names)
+    full, kept = head_epochs(cfg, runs)
+    halved = per_fold * kept / full
     folds = cfg.splits.n_folds * len(cfg.seeds)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"a stack of {len(names)} heads ({parameters / 1e6:.0f} M parameters), batch "
@@ -116,6 +147,9 @@ def main() -> None:
           f"{per_fold / 60:.0f} min on every core; {folds} (seed, fold) stacks: about "
           f"{per_fold * folds / 60:.0f} min "
           f"(goal 45 min); peak resident memory {peak:.1f} GiB")
+    print(f"under halving = {cfg.heads.search.halving} at epochs {list(search.milestone_epochs(cfg))} and "
+          f"the second pass: {kept / full:.2f} of the head-epochs, one fold about {halved / 60:.0f} min, "
+          f"{folds} (seed, fold) stacks about {halved * folds / 60:.0f} min (goal 45 min)")
 
 
 if __name__ == "__main__":
