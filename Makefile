@@ -100,7 +100,8 @@ bench: setup
 	for b in $(BENCHES); do $(PYTHON) bench/$$b.py || exit 1; done
 
 # Every benchmark on tiny inputs (bench/tiny.py stands in for ../shared/data): checks that each
-# still runs after an API change; measures nothing. Run by .ci/run after the tests.
+# still runs after an API change; measures nothing. Run by .ci/run after the tests, all in one
+# process (bench/smoke.py: the imports paid once).
 bench-smoke: setup
 	$(PYTHON) -m pip install --quiet -r bench/requirements.txt
-	for b in $(BENCHES); do echo "== bench/$$b.py --smoke"; $(PYTHON) bench/$$b.py --smoke > /dev/null || exit 1; done
+	$(PYTHON) bench/smoke.py $(BENCHES)
