@@ -566,8 +566,9 @@ class HeadStack:
         for rows, x in batches():
             verified = inputs.verified_negative
             known = None if verified is None else tf.constant(verified[:, rows])
-            sums += step(tf.constant(x), tf.constant(rows, tf.int64), tf.constant(inputs.targets[:, rows]),
-                         tf.constant(inputs.bank[:, rows]), tf.constant(epoch, tf.int64), known).numpy()
+            arguments = [tf.constant(x), tf.constant(rows, tf.int64), tf.constant(inputs.targets[:, rows]),
+                         tf.constant(inputs.bank[:, rows]), tf.constant(epoch, tf.int64)]
+            sums += step(*arguments, *([] if known is None else [known])).numpy()
             count += 1
         return sums / max(count, 1)
 
@@ -619,9 +620,9 @@ class HeadStack:
         variables = self._w + self._b
         target_of = tf.constant(inputs.target_of, tf.int32)
 
-        # Python control flow only: no autograph files in the temp dir
-        @tf.function(reduce_retracing=True, autograph=False)
-        def step(x, rows, targets, bank, epoch, known):
+        # Python control flow only: no autograph files in the temp dir. The batch axis is left open,
+        # so an epoch's shorter last batch runs the same graph (one trace per stack, not two)
+        def step(x, rows, targets, bank, epoch, known=None):
             observed = tf.gather(tf.cast(targets, tf.float32), target_of)
             verified = None if known is None else tf.gather(tf.cast(known, tf.float32), target_of)
             with tf.GradientTape() as tape:
@@ -638,7 +639,21 @@ class HeadStack:
             self._step.assign_add(1)
             return per_head
 
-        return step
+        return tf.function(step, input_signature=self._step_signature(inputs), autograph=False)
+
+    def _step_signature(self, inputs: StackInputs) -> list:
+        """The compiled step's argument specs: every shape but the batch axis fixed; `known` only
+        where some protocol has verified negatives."""
+        n_classes = inputs.targets.shape[2]
+        d_in = self._w[0].shape[0]
+        signature = [tf.TensorSpec((None, d_in), tf.float32), tf.TensorSpec((None,), tf.int64),
+                     tf.TensorSpec((len(inputs.targets), None, n_classes), tf.as_dtype(inputs.targets.dtype)),
+                     tf.TensorSpec((len(inputs.bank), None, n_classes), tf.as_dtype(inputs.bank.dtype)),
+                     tf.TensorSpec((), tf.int64)]
+        if inputs.verified_negative is not None:
+            signature.append(tf.TensorSpec((len(inputs.verified_negative), None, n_classes),
+                                           tf.as_dtype(inputs.verified_negative.dtype)))
+        return signature
 
     def _validation_pass(self, validation: Validation, inputs: StackInputs, epoch: int,
                          probabilities: bool = False):
