@@ -8,6 +8,7 @@ error naming what changed (rerun its stage). Missing runs are listed; an empty g
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ import configs
 from features import store as feature_store
 from heads import methods, predictions, search
 from metrics import roc_auc
+from runtime import tasks
 from splits import store as splits_store
 from splits import weights
 
@@ -177,21 +179,7 @@ def report(cfg) -> Path:
         # figures
         figure_protocol = min((p for p in protocols if ratio_of(p) is not None), default=protocols[0],
                               key=lambda p: abs(ratio_of(p) - cfg.analysis.figure_ratio))
-        shown = figures.focus(frame)
-        figs = {
-            "paper_panel": figures.paper_panel(shown, protocols, out / "fig1_paper_panel"),
-            "map": figures.map_lines(shown, protocols, out / "fig2_map"),
-            "true_positives": figures.true_positives(shown, per_class, sf.classes, figure_protocol,
-                                                     cfg.analysis.top_classes, out / "fig3_true_positives"),
-            "cooccurrence": figures.cooccurrence(sf.labels, sf.classes, out / "fig4_cooccurrence"),
-            "weights": figures.weight_quality(weight_curves(sf), out / "fig5_cb_weights"),
-            "loss": figures.loss_curves(histories(shown), protocols, out / "fig6_loss"),
-        }
-        if len(shown) < len(frame):
-            figs["field"] = figures.field_heatmap(frame, protocols, out / "fig7_field")
-        if len(points):
-            figs["search"] = figures.search_scatter(leaderboard.last_epochs(points), protocols,
-                                                    out / "fig8_search")
+        figs = draw_figures(cfg, frame, per_class, points, protocols, figure_protocol, sf, out)
 
         # the report
         lines = [*board_lines(cfg, frame, boards, protocols), *selection_lines(cfg, chosen),
@@ -202,6 +190,32 @@ def report(cfg) -> Path:
         print(f"{out / 'report.md'}: {len(frame)} runs, {len(missing)} missing; "
               f"{len(written)} table files, {sum(len(v) for v in figs.values())} figure files")
         return out / "report.md"
+
+
+def draw_figures(cfg, frame, per_class, points, protocols, figure_protocol, sf, out: Path) -> dict:
+    """{figure: its files}: every figure the runs allow, drawn by one process a core."""
+    shown = figures.focus(frame)
+    jobs = {
+        "paper_panel": (figures.paper_panel, shown, protocols, out / "fig1_paper_panel"),
+        "map": (figures.map_lines, shown, protocols, out / "fig2_map"),
+        "true_positives": (figures.true_positives, shown, per_class, sf.classes, figure_protocol,
+                           cfg.analysis.top_classes, out / "fig3_true_positives"),
+        "cooccurrence": (figures.cooccurrence, sf.labels, sf.classes, out / "fig4_cooccurrence"),
+        "weights": (figures.weight_quality, weight_curves(sf), out / "fig5_cb_weights"),
+        "loss": (figures.loss_curves, histories(shown), protocols, out / "fig6_loss"),
+    }
+    if len(shown) < len(frame):
+        jobs["field"] = (figures.field_heatmap, frame, protocols, out / "fig7_field")
+    if len(points):
+        jobs["search"] = (figures.search_scatter, leaderboard.last_epochs(points), protocols,
+                          out / "fig8_search")
+    n_jobs = min(os.cpu_count() or 1, len(jobs))
+    if n_jobs == 1:
+        return {name: draw(*args) for name, (draw, *args) in jobs.items()}
+    with tasks.local_pool(n_jobs) as pool:
+        # the largest figures (the search's and the field's, added last) start first
+        drawn = {name: pool.submit(draw, *args) for name, (draw, *args) in reversed(jobs.items())}
+        return {name: drawn[name].result() for name in jobs}
 
 
 def smallest_p(paired: pd.DataFrame) -> str:

@@ -16,6 +16,7 @@ independent draws: the p-values say how consistent a difference is over the spli
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,7 @@ import artifacts
 from heads import methods, predictions
 from heads.inputs import needs
 from metrics import evaluate
+from runtime import tasks
 from splits import store as splits_store
 
 FIELD = ["CP", "CR", "CF1", "OP", "OR", "OF1"]  # `metrics.multilabel`
@@ -75,11 +77,31 @@ def parse_key(text: str) -> tuple[str, str]:
     return stage, method
 
 
-def collect(cfg, runs: dict) -> tuple[pd.DataFrame, dict]:
+COLLECT_CHUNK = 256  # runs a process reads and scores at a time, when there are more than one chunk
+
+
+def collect(cfg, runs: dict, n_jobs: int | None = None,
+            chunk: int = COLLECT_CHUNK) -> tuple[pd.DataFrame, dict]:
     """One row per run with its scalar metrics, and per-run per-class arrays keyed by row index.
-    `runs`: {(stage, HeadRun): path} of complete prediction files."""
-    rows, per_class = [], {}
-    for (stage, run), path in runs.items():
+    `runs`: {(stage, HeadRun): path} of complete prediction files. Read and scored in chunks by
+    `n_jobs` processes (default: one a core), in the order given."""
+    items = list(runs.items())
+    chunks = [items[i:i + chunk] for i in range(0, len(items), chunk)]
+    n_jobs = min(n_jobs or os.cpu_count() or 1, len(chunks))
+    if n_jobs > 1:
+        with tasks.local_pool(n_jobs) as pool:
+            parts = list(pool.map(_collect_chunk, chunks))
+    else:
+        parts = [_collect_chunk(chunk) for chunk in chunks]
+    rows = [row for part_rows, _ in parts for row in part_rows]
+    per_class = dict(enumerate(arrays for _, part in parts for arrays in part))
+    return pd.DataFrame(rows), per_class
+
+
+def _collect_chunk(items: list) -> tuple[list[dict], list[dict]]:
+    """collect's rows and per-class arrays of some runs, in their order."""
+    rows, per_class = [], []
+    for (stage, run), path in items:
         data = predictions.read(path)
         chosen = json.loads(data.get("search", "{}"))
         clean = chosen.get("select") == "clean"
@@ -94,8 +116,8 @@ def collect(cfg, runs: dict) -> tuple[pd.DataFrame, dict]:
                      "fold": run.fold + 1,
                      **{k: v for k, v in metrics.items() if np.isscalar(v)}, "path": str(path),
                      "fingerprint": data.get("fingerprint", "")})
-        per_class[len(rows) - 1] = {k: v for k, v in metrics.items() if not np.isscalar(v)}
-    return pd.DataFrame(rows), per_class
+        per_class.append({k: v for k, v in metrics.items() if not np.isscalar(v)})
+    return rows, per_class
 
 
 def protocols_in_order(frame: pd.DataFrame) -> list[str]:

@@ -8,16 +8,27 @@ raised), and `report` prints one line per finished task.
 """
 from __future__ import annotations
 
+import multiprocessing
 import os
+import sys
 import threading
 import time
 import traceback
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any, NamedTuple
 
 import artifacts
 
 PARENT_CHECK_SECONDS = 0.5
+
+
+def local_pool(n_jobs: int) -> ProcessPoolExecutor:
+    """Processes for a step's own parallel work on this machine (a report's reading, its figures):
+    forked where that is safe (Linux, and no TensorFlow in this process, whose threads a fork
+    would copy in the middle of their work), else spawned."""
+    safe = sys.platform.startswith("linux") and "tensorflow" not in sys.modules
+    return ProcessPoolExecutor(n_jobs, mp_context=multiprocessing.get_context("fork" if safe else "spawn"))
 
 
 class Task(NamedTuple):

@@ -91,6 +91,18 @@ def test_report_tables_match_direct_computation(grid):
     assert f"OR {' / '.join(f'{v:.3f}' for v in im['OR mean'])}" in line
 
 
+def test_runs_read_by_two_processes_give_the_frame_of_one(grid):
+    splits_files = {seed: store.load(store.path(grid, seed)) for seed in grid.seeds}
+    present, _ = report.present_runs(grid, splits_files)
+    one, one_class = tables.collect(grid, present, n_jobs=1)
+    two, two_class = tables.collect(grid, present, n_jobs=2, chunk=7)
+    pd.testing.assert_frame_equal(one, two)
+    assert one_class.keys() == two_class.keys()
+    for row, arrays in one_class.items():
+        for name, value in arrays.items():
+            np.testing.assert_array_equal(value, two_class[row][name])
+
+
 def test_every_figure_is_written_and_not_blank(grid):
     out = report.report(grid).parent
     for stem in ("fig1_paper_panel", "fig2_map", "fig3_true_positives", "fig4_cooccurrence",
