@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import sys
 import traceback
 from pathlib import Path
@@ -222,14 +223,18 @@ def stamp(h5, provenance: dict) -> None:
 
 
 @contextlib.contextmanager
-def written(path: str | Path, provenance: dict):
+def written(path: str | Path, provenance: dict, copy_of: Path | None = None):
     """An HDF5 output written in one go: yields it open under a temporary name; when the block
     ends without error it is stamped, marked complete and renamed into place, else the
-    temporary file is removed and nothing is marked complete."""
+    temporary file is removed and nothing is marked complete. `copy_of`: the temporary file
+    starts as a copy of that complete store (its arrays and their checksum), for the block to
+    change its attributes."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     try:
-        with open_h5(tmp, "w") as h5:
+        if copy_of is not None:
+            shutil.copyfile(copy_of, tmp)
+        with open_h5(tmp, "w" if copy_of is None else "r+") as h5:
             yield h5
             stamp(h5, provenance)
             h5.attrs["complete"] = True

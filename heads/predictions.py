@@ -140,14 +140,11 @@ def promote(directory: Path, provenance: dict, attrs: dict) -> bool:
     if not all((directory / name).is_file() for name in REFERENCE.values()) or \
             artifacts.status(source, made_by) != []:
         return False
-    kept = read(source)
-    validation = ValidationRows(kept["val_ids"], kept["val_observed"], kept["val_probabilities"],
-                                kept.get("val_labels"), kept.get("val_known")) if "val_ids" in kept else None
-    own = {k: v for k, v in kept.items() if k not in ARRAYS and k not in artifacts.STAMP_ATTRS}
+    read(source)  # its arrays against their checksum
     for name in ("history.csv", "timing.json"):
         artifacts.write_text(directory / name, (directory / REFERENCE[name]).read_text())
-    write(directory, ids=kept["ids"], labels=kept["labels"], probabilities=kept["probabilities"],
-          attrs={**own, **attrs}, provenance=provenance, validation=validation, known=kept.get("known"))
+    with artifacts.written(directory / "predictions.h5", provenance, copy_of=source) as h5:
+        h5.attrs.update(attrs)  # its arrays and own attributes stay the pass's; the stamp is the run's
     for name in REFERENCE.values():
         artifacts.remove(directory / name)
     return True
